@@ -1,0 +1,80 @@
+"""DPGD: Dice Projected Gradient Descent (METHOD.md §1), the typed torch core.
+
+DPGD is the L-inf loop of ``attacks/pgd.py`` driven by ``losses.dpgd_loss``: at step t the
+loss is ``(1 - t/2T) * Dice(still correct) + t/2T * Dice(already fooled)``.
+The torchattacks class (``attacks/torchattacks_dpgd.py``) and the ART attack
+(``dard_plugin.art``) are thin faces over :func:`dpgd`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from dard_plugin._validation import check_choice, check_real
+from dard_plugin.attacks.pgd import Model, Objective, pgd_linf
+from dard_plugin.losses.dpgd import dpgd_loss
+
+DPGD_REDUCTIONS = ("batch", "sample")
+
+
+def dpgd_objective(reduction: str = "batch", smooth: float = 1e-5) -> Objective:
+    """The DPGD loss as an objective for :func:`~dard_plugin.attacks.pgd.pgd_linf`."""
+    check_choice("reduction", reduction, DPGD_REDUCTIONS)
+    check_real("smooth", smooth, low=0.0, low_inclusive=False)
+    return functools.partial(dpgd_loss, reduction=reduction, smooth=smooth)
+
+
+def dpgd(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float | torch.Tensor = 8 / 255,
+    alpha: float | torch.Tensor = 2 / 255,
+    steps: int = 10,
+    random_start: bool = False,
+    reduction: str = "batch",
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
+    """Dice Projected Gradient Descent, L-inf.
+
+    Args:
+        model: maps inputs in ``bounds`` to logits (B, K); normalization belongs inside it.
+            Its train/eval mode, parameters and ``.grad`` are left exactly as found.
+        images: (B, ...) floating tensor in ``bounds`` (default [0, 1]); not modified.
+        labels: (B,) integer labels; the target classes when ``targeted``.
+        eps: L-inf budget (default 8/255), a number or a (B,) tensor.
+        alpha: step size (default 2/255), a number or a (B,) tensor.
+        steps: number of steps T (default 10).
+        random_start: start at ``images + U(-eps, eps)`` (off in the paper's scripts).
+        reduction: ``"batch"``: one Dice per set over the whole batch, as in the paper
+            (an image's result can depend on its batch); ``"sample"``: the mean of per-sample
+            Dice values (each image's result independent of its batch).
+        targeted: descend the Dice loss towards ``labels``; the correct/fooled split is
+            then taken against the target.
+        generator: random source of the random start.
+        bounds: valid input range, or None for unbounded inputs.
+
+    Returns:
+        Adversarial images with the dtype and device of ``images``.
+
+    Works under an outer ``torch.no_grad()``; gradients are taken with respect to the
+    inputs only, so no parameter gradient is computed or accumulated.
+    """
+    return pgd_linf(
+        model,
+        images,
+        labels,
+        dpgd_objective(reduction),
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+    )

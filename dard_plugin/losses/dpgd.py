@@ -1,0 +1,44 @@
+"""The DPGD objective: SegPGD's schedule between correct and fooled samples, over Dice."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dard_plugin.losses.dice import dice_loss
+
+
+def segpgd_lambda(step: int, steps: int) -> float:
+    """SegPGD's weight of the already-fooled set at zero-based ``step`` of ``steps``.
+
+    ``(t' - 1) / (2T)`` with the paper's one-based ``t'``: 0 at the first step, rising
+    towards (but never reaching) 1/2 at the last.
+    """
+    if steps < 1 or not 0 <= step < steps:
+        raise ValueError(f"step must be in [0, steps) with steps >= 1, got step={step}, "
+                         f"steps={steps}")
+    return step / (2.0 * steps)
+
+
+def dpgd_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    step: int,
+    steps: int,
+    *,
+    reduction: str = "batch",
+    smooth: float = 1e-5,
+) -> torch.Tensor:
+    """``(1 - lambda_t) * Dice(correct) + lambda_t * Dice(fooled)`` (METHOD.md §1).
+
+    ``correct`` holds the samples whose arg-max prediction equals ``labels`` at this step,
+    ``fooled`` the rest; each Dice term is 0 when its set is empty.
+    """
+    # Softmax in at least float32, so bf16/fp16 models still get usable gradients.
+    probs = F.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+    onehot = F.one_hot(labels, num_classes=logits.shape[1]).to(probs.dtype)
+    correct = logits.argmax(dim=1) == labels
+    weight_fooled = segpgd_lambda(step, steps)
+    return (1.0 - weight_fooled) * dice_loss(
+        probs, onehot, reduction=reduction, smooth=smooth, mask=correct
+    ) + weight_fooled * dice_loss(probs, onehot, reduction=reduction, smooth=smooth, mask=~correct)
