@@ -23,7 +23,7 @@ from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS, dpgd
 logger = logging.getLogger(__name__)
 
 
-class DicePGD(EvasionAttack):  # type: ignore[misc]  # ART's classes are untyped here
+class DicePGD(EvasionAttack):
     """Dice Projected Gradient Descent (L-inf) for ART's ``PyTorchClassifier``.
 
     :param estimator: a ``PyTorchClassifier`` returning logits; its ``preprocessing``
@@ -40,7 +40,7 @@ class DicePGD(EvasionAttack):  # type: ignore[misc]  # ART's classes are untyped
     :param generator: random source of the random starts (the global one if None).
     """
 
-    attack_params = [
+    attack_params = [  # noqa: RUF012  (ART's own convention: a class-level list)
         *EvasionAttack.attack_params,
         "eps",
         "eps_step",
@@ -198,7 +198,6 @@ class DicePGD(EvasionAttack):  # type: ignore[misc]  # ART's classes are untyped
                 f"y must have shape ({n},) (indices) or ({n}, nb_classes) (one-hot), "
                 f"got {np.asarray(y).shape}"
             )
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.equal(np.mod(y, 1), 0)):
-                raise ValueError("y must hold integer class indices or one-hot rows")
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("y must hold integer class indices or one-hot rows")
         return torch.from_numpy(y.astype(np.int64))

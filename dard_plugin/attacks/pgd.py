@@ -94,8 +94,9 @@ def pgd_linf(
 
     adversarial = clean.clone()
     if random_start:
-        adversarial = _project(clean + _uniform_noise(clean, generator) * eps_col, clean,
-                               eps_col, bounds)
+        adversarial = _project(
+            clean + _uniform_noise(clean, generator) * eps_col, clean, eps_col, bounds
+        )
 
     with torch.enable_grad():
         for step in range(steps):

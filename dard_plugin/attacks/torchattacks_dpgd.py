@@ -10,7 +10,7 @@ from dard_plugin._validation import check_bool, check_budget, check_choice, chec
 from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS, dpgd
 
 
-class DPGD(Attack):  # type: ignore[misc]  # torchattacks ships no type information
+class DPGD(Attack):
     r"""Dice Projected Gradient Descent (L-inf), DARD's attack, for torchattacks.
 
     Distance Measure : Linf

@@ -46,8 +46,7 @@ def dice_loss(
     else:
         if mask.shape != probs.shape[:1]:
             raise ValueError(
-                f"mask must have shape (batch_size,) = ({probs.shape[0]},), "
-                f"got {tuple(mask.shape)}"
+                f"mask must have shape (batch_size,) = ({probs.shape[0]},), got {tuple(mask.shape)}"
             )
         weight = mask.to(probs.dtype).unsqueeze(1)
 

@@ -15,8 +15,9 @@ def segpgd_lambda(step: int, steps: int) -> float:
     towards (but never reaching) 1/2 at the last.
     """
     if steps < 1 or not 0 <= step < steps:
-        raise ValueError(f"step must be in [0, steps) with steps >= 1, got step={step}, "
-                         f"steps={steps}")
+        raise ValueError(
+            f"step must be in [0, steps) with steps >= 1, got step={step}, steps={steps}"
+        )
     return step / (2.0 * steps)
 
 

@@ -1,0 +1,160 @@
+"""dard_plugin.DPGD inside real torchattacks workflows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchattacks
+from conftest import TinyCNN, assert_state_equal, make_prototype_data, state_snapshot
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import dard_plugin
+from dard_plugin import DPGD, dpgd
+
+EPS = 8 / 255
+
+
+class ModeRecorder(nn.Module):
+    """Records the training flag it was called with."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(self.training)
+        return self.inner(x)
+
+
+def test_is_a_torchattacks_attack(prototype_model) -> None:
+    attack = DPGD(prototype_model)
+    assert isinstance(attack, torchattacks.attack.Attack)
+    assert attack.supported_mode == ["default", "targeted"]
+    assert "DPGD(" in repr(attack) and "reduction=batch" in repr(attack)
+    assert dard_plugin.attacks.DPGD is DPGD
+
+
+@pytest.mark.parametrize("reduction", ["batch", "sample"])
+def test_equals_the_core(prototype_data, prototype_model, reduction: str) -> None:
+    images, labels, _ = prototype_data
+    attack = DPGD(prototype_model, eps=0.1, alpha=0.02, steps=5, reduction=reduction)
+    expected = dpgd(
+        prototype_model, images, labels, eps=0.1, alpha=0.02, steps=5, reduction=reduction
+    )
+    assert torch.equal(attack(images, labels), expected)
+
+
+def test_invariants_and_eval_mode_during_attack(tiny_cnn) -> None:
+    images, labels, _ = make_prototype_data(n=16)
+    model = ModeRecorder(tiny_cnn).train()
+    snapshot = state_snapshot(model)
+    before = images.clone()
+    attack = DPGD(model, random_start=True, generator=torch.Generator().manual_seed(3))
+    adversarial = attack(images, labels)
+    assert torch.equal(images, before)
+    assert (adversarial - images).abs().max() <= EPS + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert model.seen and not any(model.seen)  # torchattacks runs attacks in eval mode
+    assert model.training  # ... and restores the mode it found
+    assert_state_equal(model, snapshot)
+    assert all(p.grad is None for p in model.parameters())
+    again = DPGD(model, random_start=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(again(images, labels), adversarial)
+
+
+def test_set_normalization_used() -> None:
+    # torchattacks' convention: the model takes normalized inputs and the user passes
+    # normalized images; the attack works in [0, 1] and returns normalized images.
+    mean, std = [0.4], [0.2]
+    images, labels, _ = make_prototype_data(n=16)
+    torch.manual_seed(0)
+    raw = TinyCNN().eval()
+    attack = DPGD(raw, eps=0.05, alpha=0.01, steps=4)
+    attack.set_normalization_used(mean=mean, std=std)
+    normalized = (images - mean[0]) / std[0]
+    adversarial_normalized = attack(normalized, labels)
+
+    inside = nn.Sequential(_Normalize(mean[0], std[0]), raw).eval()
+    expected = dpgd(inside, images, labels, eps=0.05, alpha=0.01, steps=4)
+    assert torch.allclose(adversarial_normalized * std[0] + mean[0], expected, atol=1e-6)
+
+
+class _Normalize(nn.Module):
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def test_targeted_modes(prototype_data, prototype_model) -> None:
+    images, labels, _ = prototype_data
+    attack = DPGD(prototype_model, eps=0.3, alpha=0.05, steps=10)
+    attack.set_mode_targeted_by_label(quiet=True)
+    targets = (labels + 1) % 10
+    adversarial = attack(images, targets)
+    with torch.no_grad():
+        assert (prototype_model(adversarial).argmax(1) == targets).float().mean() > 0.9
+
+    for set_mode in (attack.set_mode_targeted_random, attack.set_mode_targeted_least_likely):
+        set_mode(quiet=True)
+        adversarial = attack(images, labels)
+        assert (adversarial - images).abs().max() <= 0.3 + 1e-6
+        with torch.no_grad():
+            assert (prototype_model(adversarial).argmax(1) != labels).float().mean() > 0.9
+    attack.set_mode_default()
+    assert not attack.targeted
+
+
+def test_multiattack_and_save(tmp_path, prototype_data, prototype_model) -> None:
+    images, labels, _ = prototype_data
+    dice = DPGD(prototype_model, eps=0.15, alpha=0.02, steps=10)
+    pgd = torchattacks.PGD(prototype_model, eps=0.15, alpha=0.02, steps=10, random_start=False)
+    multi = torchattacks.MultiAttack([dice, pgd])
+    adversarial = multi(images, labels)
+    per_attack = {"dice": dice(images, labels), "pgd": pgd(images, labels)}
+    with torch.no_grad():  # torchattacks' own attacks fail under no_grad
+        correct = {name: prototype_model(a).argmax(1) == labels for name, a in per_attack.items()}
+        multi_correct = prototype_model(adversarial).argmax(1) == labels
+    # MultiAttack keeps, per sample, the first attack that succeeds: never weaker.
+    assert not (multi_correct & ~correct["dice"]).any()
+    assert not (multi_correct & ~correct["pgd"]).any()
+
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16)
+    path = tmp_path / "adv.pt"
+    dice.save(loader, save_path=str(path), verbose=False)
+    saved = torch.load(path, weights_only=True)
+    assert saved["adv_inputs"].shape == images.shape
+    assert torch.equal(saved["adv_inputs"], dice(images, labels))
+
+
+def test_no_grad_context(prototype_data, prototype_model) -> None:
+    images, labels, _ = prototype_data
+    attack = DPGD(prototype_model)
+    expected = attack(images, labels)
+    with torch.no_grad():
+        assert torch.equal(attack(images, labels), expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"eps": -1.0}, ValueError, "eps"),
+        ({"alpha": 0}, ValueError, "alpha"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"reduction": "sum"}, ValueError, "reduction"),
+        ({"random_start": 1}, TypeError, "random_start"),
+    ],
+)
+def test_bad_arguments(prototype_model, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        DPGD(prototype_model, **kwargs)
+
+
+def test_bad_images(prototype_model) -> None:
+    attack = DPGD(prototype_model)
+    with pytest.raises(ValueError, match="images must lie in"):
+        attack(torch.rand(2, 1, 8, 8) * 3, torch.tensor([0, 1]))
