@@ -1,0 +1,177 @@
+"""Fast tensor DataLoaders: whole batches indexed and augmented at once, never per image
+through PIL. Shuffling and augmentation are seeded per epoch (``set_epoch``, as
+``DistributedSampler``), so a run resumed at an epoch boundary sees the same batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dard_plugin._validation import check_bool, check_int
+
+
+def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+
+
+class BatchAugment:
+    """Random crop after zero padding, then an optional horizontal flip, for a (B, C, H, W)
+    batch; ``(images, labels) -> (images, labels)`` so it serves as a ``collate_fn``."""
+
+    def __init__(self, *, padding: int = 4, flip: bool = True, seed: int = 0) -> None:
+        self.padding = check_int("padding", padding, minimum=0)
+        self.flip = check_bool("flip", flip)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._generator = _epoch_generator(self.seed, epoch, stream=1)
+
+    def __call__(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        n, _, height, width = images.shape
+        if self.padding:
+            pad = self.padding
+            padded = F.pad(images, (pad, pad, pad, pad))
+            top = torch.randint(0, 2 * pad + 1, (n,), generator=self._generator)
+            left = torch.randint(0, 2 * pad + 1, (n,), generator=self._generator)
+            rows = (top[:, None] + torch.arange(height)[None, :])[:, None, :, None]
+            cols = (left[:, None] + torch.arange(width)[None, :])[:, None, None, :]
+            channels = torch.arange(images.shape[1])[None, :, None, None]
+            images = padded[torch.arange(n)[:, None, None, None], channels, rows, cols]
+        if self.flip:
+            flip = torch.rand(n, generator=self._generator) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        return images, labels
+
+    def __repr__(self) -> str:
+        return f"BatchAugment(padding={self.padding}, flip={self.flip}, seed={self.seed})"
+
+
+class EpochBatchSampler(Sampler[torch.Tensor]):
+    """Yields index tensors of whole batches; the order depends only on (seed, epoch).
+
+    With ``num_replicas > 1`` each rank takes a disjoint, equally long share of every
+    epoch's permutation (padded by wrapping around, as ``DistributedSampler`` does).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.n = check_int("n", n, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.num_replicas = check_int("num_replicas", num_replicas, minimum=1)
+        self.rank = check_int("rank", rank, minimum=0)
+        if rank >= num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas - 1}], got {rank}")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=_epoch_generator(self.seed, self.epoch, 0))
+        else:
+            order = torch.arange(self.n)
+        per_rank = -(-self.n // self.num_replicas)
+        total = per_rank * self.num_replicas
+        if total > self.n:
+            order = torch.cat([order, order[: total - self.n]])
+        return order[self.rank : total : self.num_replicas]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        indices = self._indices()
+        for start in range(0, len(indices), self.batch_size):
+            batch = indices[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        per_rank = -(-self.n // self.num_replicas)
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return -(-per_rank // self.batch_size)
+
+
+class TensorPairs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Images and labels indexed by a whole tensor of indices at once."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"images and labels must have the same length, got {images.shape[0]} and "
+                f"{labels.shape[0]}"
+            )
+        self.images, self.labels = images, labels
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.images[index], self.labels[index]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def _identity(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
+
+
+def make_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 128,
+    shuffle: bool = True,
+    augment: BatchAugment | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> DataLoader:
+    """A ``DataLoader`` over in-memory tensors yielding ``(images, labels)`` batches."""
+    sampler = EpochBatchSampler(
+        images.shape[0],
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        num_replicas=num_replicas,
+        rank=rank,
+    )
+    return DataLoader(
+        TensorPairs(images, labels),
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=augment if augment is not None else _identity,
+    )
+
+
+def set_loader_epoch(loader: object, epoch: int) -> None:
+    """Call ``set_epoch`` on whatever part of a loader has one (sampler, batch sampler,
+    augmentation), as a training loop does at the start of every epoch."""
+    parts = (
+        getattr(loader, "sampler", None),
+        getattr(loader, "batch_sampler", None),
+        getattr(loader, "collate_fn", None),
+    )
+    for part in parts:
+        set_epoch = getattr(part, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
