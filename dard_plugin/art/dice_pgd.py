@@ -7,7 +7,9 @@ estimator's parameters and their ``.grad`` are never touched.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,12 +17,37 @@ import torch
 from art.attacks.attack import EvasionAttack
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch
 from art.estimators.classification.pytorch import PyTorchClassifier
+from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 from tqdm.auto import tqdm
 
 from dard_plugin._validation import check_bool, check_choice, check_int, check_real
 from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS, dpgd
 
 logger = logging.getLogger(__name__)
+
+
+class _Standardise:
+    """``(x - mean) / std`` broadcast by ART's own rule, with the tensors made once."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, device: torch.device) -> None:
+        self.mean, self.std, self.device = mean, std, device
+        self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._tensors is None:
+            mean, std = broadcastable_mean_std(x, self.mean, self.std)
+            self._tensors = (
+                torch.as_tensor(mean, device=self.device),
+                torch.as_tensor(std, device=self.device),
+            )
+        mean_t, std_t = self._tensors
+        return (x - mean_t) / std_t
+
+
+def _forward_only_x(operation: PreprocessorPyTorch, x: torch.Tensor) -> torch.Tensor:
+    result: torch.Tensor = operation.forward(x, None)[0]
+    return result
 
 
 class DicePGD(EvasionAttack):
@@ -110,11 +137,28 @@ class DicePGD(EvasionAttack):
             )
         return float(low), float(high)
 
+    def _preprocessing_chain(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The estimator's prediction-time preprocessing as torch callables. Mean/std
+        standardisation becomes two cached tensors (or nothing when it is the identity)
+        instead of ART's per-call numpy-to-tensor conversion."""
+        chain: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        for operation in self.estimator.preprocessing_operations:
+            if not operation.apply_predict:
+                continue
+            if isinstance(operation, StandardisationMeanStdPyTorch):
+                mean = np.asarray(operation.mean, dtype=np.float32)
+                std = np.asarray(operation.std, dtype=np.float32)
+                if np.all(mean == 0) and np.all(std == 1):
+                    continue
+                chain.append(_Standardise(mean, std, self.estimator.device))
+            else:
+                chain.append(functools.partial(_forward_only_x, operation))
+        return chain
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """The estimator's preprocessing chain, then its model, all in torch."""
-        for operation in self.estimator.preprocessing_operations:
-            if operation.apply_predict:
-                x, _ = operation.forward(x, None)
+        for step in self._chain:
+            x = step(x)
         output: torch.Tensor = self.estimator.model(x)
         return output
 
@@ -137,6 +181,7 @@ class DicePGD(EvasionAttack):
         labels = None if y is None else self._label_indices(y, x.shape[0])
 
         device = self.estimator.device
+        self._chain = self._preprocessing_chain()
         model = self.estimator.model
         was_training = model.training
         model.eval()  # ART attacks run the estimator in inference mode

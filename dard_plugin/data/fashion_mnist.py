@@ -19,7 +19,14 @@ logger = logging.getLogger(__name__)
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBDIRS = ("", "FashionMNIST/raw", "fashion-mnist", "fashion_mnist")
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, str | type] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -99,7 +106,7 @@ def load_fashion_mnist(
         try:
             _download(target)
             found = _find_in(target, train)
-        except Exception as error:  # noqa: BLE001  (any failure: report it in one message)
+        except Exception as error:
             download_error = error
     if found is None:
         looked = ", ".join(str(p) for p in places)

@@ -122,7 +122,7 @@ class TensorPairs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             )
         self.images, self.labels = images, labels
 
-    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
 
     def __len__(self) -> int:
@@ -159,7 +159,8 @@ def make_loader(
         TensorPairs(images, labels),
         sampler=sampler,
         batch_size=None,
-        collate_fn=augment if augment is not None else _identity,
+        # batch_size=None: each "sample" is a whole batch, so collate_fn sees the batch
+        collate_fn=augment if augment is not None else _identity,  # type: ignore[arg-type]
     )
 
 

@@ -25,13 +25,10 @@ def dice_loss(
         reduction: ``"batch"`` computes one Dice over all selected samples and classes (the
             paper's form, which couples the samples of a batch); ``"sample"`` is the mean of
             per-sample Dice values (each sample independent of the others); ``"none"`` returns
-            the per-sample values, shape (B,).
+            the per-sample values, shape (B,), 0 for unselected samples.
         smooth: the smoothing constant ``s`` (1e-5 in the paper).
         mask: optional boolean (B,) selecting the samples that take part. An empty selection
             gives a loss of exactly 0 for ``"batch"`` and ``"sample"``.
-
-    The mask is applied as a multiplicative weight rather than by indexing, so no
-    device-to-host synchronisation happens on accelerators.
     """
     check_choice("reduction", reduction, DICE_REDUCTIONS)
     smooth = check_real("smooth", smooth, low=0.0, low_inclusive=False)
@@ -40,23 +37,46 @@ def dice_loss(
             f"probs and onehot must both have shape (batch_size, num_classes), "
             f"got {tuple(probs.shape)} and {tuple(onehot.shape)}"
         )
-    onehot = onehot.to(probs.dtype)
-    if mask is None:
-        weight = torch.ones(probs.shape[0], 1, dtype=probs.dtype, device=probs.device)
-    else:
-        if mask.shape != probs.shape[:1]:
-            raise ValueError(
-                f"mask must have shape (batch_size,) = ({probs.shape[0]},), got {tuple(mask.shape)}"
-            )
-        weight = mask.to(probs.dtype).unsqueeze(1)
+    if mask is not None and mask.shape != probs.shape[:1]:
+        raise ValueError(
+            f"mask must have shape (batch_size,) = ({probs.shape[0]},), got {tuple(mask.shape)}"
+        )
+    intersection, denominator = dice_statistics(probs, onehot.to(probs.dtype))
+    weights = None if mask is None else mask.to(probs.dtype)
+    return reduce_dice(intersection, denominator, weights, reduction=reduction, smooth=smooth)
 
-    intersection = weight * onehot * probs
-    denominator = weight * (onehot * onehot + probs * probs)
+
+def dice_statistics(probs: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``sum_k Y*P`` and ``sum_k Y^2 + sum_k P^2``, each of shape (B,)."""
+    intersection = (onehot * probs).sum(dim=1)
+    denominator = (onehot * onehot).sum(dim=1) + (probs * probs).sum(dim=1)
+    return intersection, denominator
+
+
+def reduce_dice(
+    intersection: torch.Tensor,
+    denominator: torch.Tensor,
+    weights: torch.Tensor | None,
+    *,
+    reduction: str,
+    smooth: float,
+) -> torch.Tensor:
+    """Dice from per-sample statistics, over the samples selected by each row of ``weights``.
+
+    ``weights`` is None (all samples), a 0/1 vector (B,), or several selections at once
+    (S, B), giving S Dice values. Selecting by multiplication rather than indexing avoids a
+    device-to-host synchronisation on accelerators, and an empty selection gives exactly 0.
+    """
+    if weights is None:
+        weights = torch.ones_like(intersection)
+    rows = weights if weights.ndim == 2 else weights.unsqueeze(0)
     if reduction == "batch":
-        return 1.0 - (2.0 * intersection.sum() + smooth) / (denominator.sum() + smooth)
-
-    per_sample = 1.0 - (2.0 * intersection.sum(1) + smooth) / (denominator.sum(1) + smooth)
-    per_sample = per_sample * weight.squeeze(1)
-    if reduction == "none":
-        return per_sample
-    return per_sample.sum() / weight.sum().clamp_min(1.0)
+        sums = rows @ torch.stack([intersection, denominator], dim=1)  # (S, 2)
+        result = 1.0 - (2.0 * sums[:, 0] + smooth) / (sums[:, 1] + smooth)
+    else:
+        per_sample = 1.0 - (2.0 * intersection + smooth) / (denominator + smooth)
+        if reduction == "none":
+            result = rows * per_sample
+        else:
+            result = (rows @ per_sample) / rows.sum(dim=1).clamp_min(1.0)
+    return result if weights.ndim == 2 else result.squeeze(0)

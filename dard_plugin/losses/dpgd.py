@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dard_plugin.losses.dice import dice_loss
+from dard_plugin.losses.dice import reduce_dice
 
 
 def segpgd_lambda(step: int, steps: int) -> float:
@@ -37,9 +37,14 @@ def dpgd_loss(
     """
     # Softmax in at least float32, so bf16/fp16 models still get usable gradients.
     probs = F.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-    onehot = F.one_hot(labels, num_classes=logits.shape[1]).to(probs.dtype)
-    correct = logits.argmax(dim=1) == labels
+    # For a one-hot Y, sum_k Y*P = P[y] and sum_k Y^2 = 1: dice_statistics without the
+    # (B, K) one-hot products, which matters inside a 10-step attack on every batch.
+    intersection = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+    denominator = 1.0 + (probs * probs).sum(dim=1)
+    correct = (logits.argmax(dim=1) == labels).to(probs.dtype)
+    both_sets = torch.stack([correct, 1.0 - correct])  # rows: still correct, already fooled
+    dice_correct, dice_fooled = reduce_dice(
+        intersection, denominator, both_sets, reduction=reduction, smooth=smooth
+    )
     weight_fooled = segpgd_lambda(step, steps)
-    return (1.0 - weight_fooled) * dice_loss(
-        probs, onehot, reduction=reduction, smooth=smooth, mask=correct
-    ) + weight_fooled * dice_loss(probs, onehot, reduction=reduction, smooth=smooth, mask=~correct)
+    return (1.0 - weight_fooled) * dice_correct + weight_fooled * dice_fooled

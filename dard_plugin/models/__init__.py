@@ -33,24 +33,27 @@ class Architecture:
     std: tuple[float, ...]
 
 
-_CIFAR = {"input_shape": (3, 32, 32), "mean": _CIFAR10_MEAN, "std": _CIFAR10_STD}
-_FMNIST = {"input_shape": (1, 28, 28), "mean": _FMNIST_MEAN, "std": _FMNIST_STD}
+def _cifar(build: Callable[..., nn.Module], description: str) -> Architecture:
+    return Architecture(build, description, (3, 32, 32), _CIFAR10_MEAN, _CIFAR10_STD)
+
+
+def _fmnist(build: Callable[..., nn.Module], description: str) -> Architecture:
+    return Architecture(build, description, (1, 28, 28), _FMNIST_MEAN, _FMNIST_STD)
+
 
 REGISTRY: dict[str, Architecture] = {
-    "resnet18": Architecture(resnet18, "CIFAR ResNet-18 (11.2M parameters)", **_CIFAR),
-    "preact-resnet18": Architecture(preact_resnet18, "PreActResNet-18 (11.2M)", **_CIFAR),
-    "resnet56": Architecture(resnet56, "CIFAR ResNet-56, 16/32/64 channels (0.86M)", **_CIFAR),
-    "wide-resnet": Architecture(
-        WideResNet, "WideResNet, depth and width configurable (default WRN-28-10, 36.5M)", **_CIFAR
+    "resnet18": _cifar(resnet18, "CIFAR ResNet-18 (11.2M parameters)"),
+    "preact-resnet18": _cifar(preact_resnet18, "PreActResNet-18 (11.2M)"),
+    "resnet56": _cifar(resnet56, "CIFAR ResNet-56, 16/32/64 channels (0.86M)"),
+    "wide-resnet": _cifar(
+        WideResNet, "WideResNet, depth and width configurable (default WRN-28-10, 36.5M)"
     ),
-    "mobilenetv2": Architecture(MobileNetV2, "MobileNetV2, CIFAR variant (2.2M)", **_CIFAR),
-    "small-cnn": Architecture(
-        SmallCNN, "2 conv + 2 fc for 28x28 grey images (171k): a Fashion-MNIST student", **_FMNIST
+    "mobilenetv2": _cifar(MobileNetV2, "MobileNetV2, CIFAR variant (2.2M)"),
+    "small-cnn": _fmnist(
+        SmallCNN, "2 conv + 2 fc for 28x28 grey images (171k): a Fashion-MNIST student"
     ),
-    "teacher-cnn": Architecture(
-        TeacherCNN,
-        "4 conv + 2 fc for 28x28 grey images (643k): the Fashion-MNIST teacher",
-        **_FMNIST,
+    "teacher-cnn": _fmnist(
+        TeacherCNN, "4 conv + 2 fc for 28x28 grey images (643k): the Fashion-MNIST teacher"
     ),
 }
 

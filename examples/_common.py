@@ -1,0 +1,37 @@
+"""Shared by the examples: a quickly trained Fashion-MNIST classifier to attack."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dard_plugin.data import get_loader, load_dataset
+from dard_plugin.models import create
+
+
+def quick_model(n_train: int, epochs: int, seed: int = 0) -> nn.Module:
+    """The registry's small CNN, trained normally (not robustly) on a Fashion-MNIST slice."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        model = create("small-cnn", num_classes=10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = get_loader("fashion-mnist", n_examples=n_train, batch_size=128, seed=seed)
+    model.train()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        for images, labels in loader:
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+    return model.eval()
+
+
+def test_slice(n_test: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_dataset("fashion-mnist", train=False, n_examples=n_test)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(images).argmax(1) == labels).float().mean())
