@@ -27,7 +27,7 @@ import dard_plugin
 from dard_plugin.art import DicePGD
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from _common import accuracy, quick_model, test_slice  # noqa: E402
+from _common import accuracy, quick_model, test_slice
 
 
 def main() -> None:
@@ -97,7 +97,9 @@ def main() -> None:
     reference = medians["torchattacks.PGD"]
     # paired: the ratio within each round, then the median over rounds (robust to drift)
     paired = {
-        name: statistics.median(a / b for a, b in zip(values, times["torchattacks.PGD"]))
+        name: statistics.median(
+            a / b for a, b in zip(values, times["torchattacks.PGD"], strict=True)
+        )
         for name, values in times.items()
     }
 
