@@ -17,14 +17,16 @@ from dard_plugin.attacks.dpgd import dpgd
 if TYPE_CHECKING:
     from dard_plugin import art
     from dard_plugin.attacks.torchattacks_dpgd import DPGD
+    from dard_plugin.teachers import load_teacher
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DPGD", "__version__", "art", "dpgd"]
+__all__ = ["DPGD", "__version__", "art", "dpgd", "load_teacher"]
 
 _LAZY = {
     "DPGD": ("dard_plugin.attacks.torchattacks_dpgd", "DPGD"),
     "art": ("dard_plugin.art", None),
+    "load_teacher": ("dard_plugin.teachers", "load_teacher"),
 }
 
 

@@ -161,6 +161,9 @@ def make_loader(
         batch_size=None,
         # batch_size=None: each "sample" is a whole batch, so collate_fn sees the batch
         collate_fn=augment if augment is not None else _identity,  # type: ignore[arg-type]
+        # DataLoader draws a base seed for its workers at every epoch; its own generator
+        # keeps that draw off the global RNG
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -1,0 +1,61 @@
+"""Robust teachers: RobustBench models by name, local checkpoints, loaded safely and frozen.
+
+RobustBench is imported only when a RobustBench teacher is asked for (its import takes
+seconds); see :mod:`dard_plugin.teachers.robustbench_compat` for how its import problems
+are handled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dard_plugin.teachers.checkpoints import (
+    CheckpointError,
+    extract_state_dict,
+    freeze,
+    load_checkpoint,
+    safe_load,
+)
+from dard_plugin.teachers.robustbench_teachers import (
+    TeacherInfo,
+    TeacherNotFoundError,
+    list_teachers,
+    load_robustbench_teacher,
+    model_page,
+)
+
+
+def load_teacher(
+    name: str,
+    *,
+    dataset: str = "cifar10",
+    threat_model: str = "Linf",
+    model_dir: str | Path = "./models",
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """A frozen robust teacher (eval mode, ``requires_grad=False``) by name.
+
+    ``name`` is a RobustBench zoo entry (e.g. ``"Wong2020Fast"``), read from
+    ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing.
+    For a local checkpoint of your own, use :func:`load_checkpoint`.
+    """
+    return load_robustbench_teacher(
+        name, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
+    )
+
+
+__all__ = [
+    "CheckpointError",
+    "TeacherInfo",
+    "TeacherNotFoundError",
+    "extract_state_dict",
+    "freeze",
+    "list_teachers",
+    "load_checkpoint",
+    "load_teacher",
+    "model_page",
+    "safe_load",
+]

@@ -1,0 +1,133 @@
+"""Loading checkpoints safely: always ``weights_only=True``, with errors that say what is
+wrong with a file (an HTML page, a truncated download, a pickle that would run code)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be loaded: unsafe, corrupt, or not a checkpoint at all."""
+
+
+def check_not_html(path: Path) -> None:
+    """A failed Google Drive (or web) download often saves an HTML page under the
+    expected name; say so instead of failing inside the unpickler."""
+    with path.open("rb") as handle:
+        head = handle.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head:
+        raise CheckpointError(
+            f"{path} is an HTML page, not a checkpoint (most likely a failed download, "
+            "e.g. Google Drive's quota or confirmation page). Delete it and download the "
+            "weights again."
+        )
+
+
+def safe_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_not_html(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" in str(error).lower() or "weights_only" in str(error):
+            raise CheckpointError(
+                f"refused to load {path}: it holds Python objects other than tensors and "
+                "plain containers, and unpickling them could run arbitrary code "
+                "(this package always loads with torch.load(weights_only=True)). If you "
+                "trust the file, re-save only the weights: "
+                "torch.save(model.state_dict(), 'weights.pt')."
+            ) from None
+        raise CheckpointError(f"{path} is truncated or corrupt ({error})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt and cannot be read as a torch checkpoint "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). Delete it and "
+            "download or save it again."
+        ) from None
+
+
+def extract_state_dict(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """A state dict from a raw state dict or ``{'state_dict' | 'model_state_dict' |
+    'model': ...}``, with DataParallel's ``module.`` prefixes removed."""
+    state = checkpoint
+    if isinstance(state, Mapping):
+        for key in STATE_DICT_KEYS:
+            if key in state and isinstance(state[key], Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise CheckpointError(
+            f"{source} holds no state dict: expected a mapping of tensors, or one under "
+            f"{list(STATE_DICT_KEYS)}"
+        )
+    return {
+        (key[len("module.") :] if key.startswith("module.") else key): value
+        for key, value in state.items()
+    }
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Evaluation mode and no parameter gradients: a teacher never updates."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def load_checkpoint(
+    path: str | Path,
+    arch: str | nn.Module,
+    *,
+    device: str | torch.device | None = None,
+    strict: bool = True,
+    **arch_kwargs: Any,
+) -> nn.Module:
+    """A local teacher: the weights in ``path`` loaded into ``arch``, frozen.
+
+    Args:
+        path: a checkpoint: a raw state dict, ``{'state_dict': ...}`` (also
+            ``model_state_dict``/``model``), ``module.``-prefixed keys accepted. Always
+            loaded with ``weights_only=True``: a pickle that would run code is refused.
+        arch: a registry name (:func:`dard_plugin.models.list_models`) built with
+            ``arch_kwargs`` (e.g. ``num_classes=10``), or an ``nn.Module`` to load into.
+            Weights of a bare network (keys without the registry's ``network.`` prefix)
+            load behind the registry model's ``Normalize`` layer: pass the ``mean`` and
+            ``std`` the network was trained with.
+        device: where to put the model (default: CPU).
+        strict: as ``nn.Module.load_state_dict``.
+    """
+    if isinstance(arch, str):
+        from dard_plugin.models import create
+
+        model = create(arch, **arch_kwargs)
+    elif isinstance(arch, nn.Module):
+        if arch_kwargs:
+            raise TypeError(f"arch_kwargs are only for a registry name, got {sorted(arch_kwargs)}")
+        model = arch
+    else:
+        raise TypeError(f"arch must be a registry name or an nn.Module, got {type(arch).__name__}")
+    state = extract_state_dict(safe_load(path), source=str(path))
+    target = model
+    network = getattr(model, "network", None)
+    if isinstance(network, nn.Module) and not any(k.startswith("network.") for k in state):
+        # a bare network's weights (no Normalize layer saved): load them behind the
+        # registry model's own normalization
+        target = network
+    try:
+        target.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit the architecture: {error}") from None
+    return freeze(model.to(device if device is not None else "cpu"))

@@ -1,0 +1,184 @@
+"""Teachers: RobustBench through the real robustbench.utils.load_model (offline, random
+weights at the expected path), local checkpoints, and every failure a user meets."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dard_plugin.models import create
+from dard_plugin.teachers import (
+    CheckpointError,
+    TeacherNotFoundError,
+    list_teachers,
+    load_checkpoint,
+    load_teacher,
+)
+from dard_plugin.teachers.robustbench_compat import import_robustbench_utils
+
+ZOO_ENTRIES = ["Wong2020Fast", "Sehwag2021Proxy_R18"]
+
+
+def zoo_architecture(name: str) -> nn.Module:
+    import_robustbench_utils()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    torch.manual_seed(0)
+    return model_dicts[BenchmarkDataset("cifar10")][ThreatModel("Linf")][name]["model"]().eval()
+
+
+@pytest.fixture(scope="module")
+def architectures() -> dict[str, nn.Module]:
+    return {name: zoo_architecture(name) for name in ZOO_ENTRIES}
+
+
+def expected_path(model_dir: Path, name: str) -> Path:
+    return model_dir / "cifar10" / "Linf" / f"{name}.pt"
+
+
+def save_as(path: Path, state: dict[str, torch.Tensor], layout: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if layout == "module":
+        state = {f"module.{k}": v for k, v in state.items()}
+    torch.save({"state_dict": state} if layout == "wrapped" else state, path)
+
+
+class Evil:
+    """Unpickling this would create a marker file: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ZOO_ENTRIES)
+@pytest.mark.parametrize("layout", ["raw", "wrapped", "module"])
+def test_zoo_teacher_loads_offline(tmp_path, architectures, name: str, layout: str) -> None:
+    reference = architectures[name]
+    save_as(expected_path(tmp_path, name), reference.state_dict(), layout)
+    teacher = load_teacher(name, dataset="cifar10", threat_model="Linf", model_dir=tmp_path)
+    assert not teacher.training
+    assert all(not p.requires_grad for p in teacher.parameters())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(teacher(x), reference(x), atol=1e-5)
+
+
+def test_missing_teacher_error(tmp_path) -> None:
+    model_dir = tmp_path / "models"
+    load_attempt = time.perf_counter()
+    with pytest.raises(TeacherNotFoundError):  # warm-up: imports robustbench
+        load_teacher("Wong2020Fast", model_dir=model_dir)
+    start = time.perf_counter()
+    with pytest.raises(TeacherNotFoundError) as caught:
+        load_teacher("Wong2020Fast", model_dir=model_dir)
+    assert time.perf_counter() - start < 1.0, time.perf_counter() - load_attempt
+    message = str(caught.value)
+    assert str(expected_path(model_dir, "Wong2020Fast")) in message
+    assert "model_info/cifar10/Linf/Wong2020Fast.json" in message
+    assert not model_dir.exists()  # no empty folders left behind
+
+
+def test_unknown_name_suggests(tmp_path) -> None:
+    with pytest.raises(ValueError, match="Did you mean Wong2020Fast"):
+        load_teacher("Wong2020Fst", model_dir=tmp_path)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_teacher("Wong2020Fast", dataset="mnist", model_dir=tmp_path)
+
+
+def test_html_page_saved_as_checkpoint(tmp_path) -> None:
+    path = expected_path(tmp_path, "Wong2020Fast")
+    path.parent.mkdir(parents=True)
+    path.write_text("<!DOCTYPE html><html><head><title>Google Drive</title></head></html>")
+    with pytest.raises(CheckpointError, match="HTML page"):
+        load_teacher("Wong2020Fast", model_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="HTML page"):
+        load_checkpoint(path, "preact-resnet18", num_classes=10)
+
+
+def test_truncated_checkpoint(tmp_path, architectures) -> None:
+    path = expected_path(tmp_path, "Wong2020Fast")
+    save_as(path, architectures["Wong2020Fast"].state_dict(), "raw")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_teacher("Wong2020Fast", model_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path, "preact-resnet18", num_classes=10)
+
+
+def test_malicious_pickle_is_refused_never_run(tmp_path) -> None:
+    marker = tmp_path / "code-ran"
+    path = expected_path(tmp_path, "Wong2020Fast")
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Evil(marker)}, path)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_teacher("Wong2020Fast", model_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path, "small-cnn", num_classes=10)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout", ["raw", "wrapped", "module"])
+def test_local_checkpoint_formats(tmp_path, layout: str) -> None:
+    torch.manual_seed(0)
+    model = create("small-cnn", num_classes=10).eval()
+    path = tmp_path / "teacher.pt"
+    save_as(path, model.state_dict(), layout)
+    teacher = load_checkpoint(path, "small-cnn", num_classes=10)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(teacher(x), model(x))
+    bare = tmp_path / "bare.pt"
+    torch.save(model.network.state_dict(), bare)  # a network saved without Normalize
+    from_bare = load_checkpoint(bare, "small-cnn", num_classes=10)
+    with torch.no_grad():
+        assert torch.equal(from_bare(x), model(x))
+    with pytest.raises(CheckpointError, match="does not fit the architecture"):
+        load_checkpoint(path, "teacher-cnn", num_classes=10)
+    with pytest.raises(TypeError, match="arch must be"):
+        load_checkpoint(path, 3)
+
+
+def test_robustbench_import_leaves_autoattack_alone() -> None:
+    code = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('autoattack') is None\n"
+        "import dard_plugin\n"
+        "assert 'robustbench' not in sys.modules  # not imported by `import dard_plugin`\n"
+        "from dard_plugin.teachers.robustbench_compat import import_robustbench_utils\n"
+        "utils = import_robustbench_utils()\n"
+        "import robustbench.eval\n"
+        "assert 'autoattack' not in sys.modules and 'autoattack.state' not in sys.modules\n"
+        "assert importlib.util.find_spec('autoattack') is None\n"
+        "assert dard_plugin.load_teacher is not None and callable(utils.load_model)\n"
+        "print('ok')\n"
+    )
+    if importlib.util.find_spec("autoattack") is not None:
+        pytest.skip("an `autoattack` module is installed here; the alias is not used")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_list_teachers_has_published_accuracies() -> None:
+    teachers = {t.name: t for t in list_teachers("cifar10", "Linf")}
+    assert "Wong2020Fast" in teachers and len(teachers) > 50
+    wong = teachers["Wong2020Fast"]
+    assert wong.clean_acc == pytest.approx(83.34) and wong.autoattack_acc == pytest.approx(43.21)
+    accuracies = [t.autoattack_acc for t in teachers.values() if t.autoattack_acc is not None]
+    assert accuracies == sorted(accuracies, reverse=True)
+    with pytest.raises(ValueError, match="threat_model"):
+        list_teachers("cifar10", "L1")
