@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS, dpgd, dpgd_objective
-from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
+from dard_plugin.attacks.pgd import cross_entropy_objective, kl_objective, pgd_linf
 
 if TYPE_CHECKING:
     from dard_plugin.attacks.torchattacks_dpgd import DPGD
@@ -20,6 +20,7 @@ __all__ = [
     "cross_entropy_objective",
     "dpgd",
     "dpgd_objective",
+    "kl_objective",
     "pgd_linf",
 ]
 

@@ -36,6 +36,20 @@ def cross_entropy_objective(
     return F.cross_entropy(logits, labels)
 
 
+def kl_objective(target_probs: torch.Tensor) -> Objective:
+    """``KL(target || softmax(logits))`` summed over the batch: the TRADES / RSLAD inner
+    maximisation, pulling the prediction away from ``target_probs``."""
+
+    def objective(
+        logits: torch.Tensor, labels: torch.Tensor, step: int, steps: int
+    ) -> torch.Tensor:
+        del labels, step, steps
+        log_probs = F.log_softmax(logits.float(), dim=1)
+        return F.kl_div(log_probs, target_probs, reduction="sum")
+
+    return objective
+
+
 def pgd_linf(
     model: Model,
     images: torch.Tensor,
@@ -49,6 +63,7 @@ def pgd_linf(
     targeted: bool = False,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Projected sign-gradient steps inside the L-inf ball of radius ``eps`` around ``images``.
 
@@ -67,6 +82,8 @@ def pgd_linf(
         targeted: descend the objective instead of ascending it.
         bounds: the valid input range (None for unbounded inputs).
         generator: the random source of the random start (the global one if None).
+        start: an explicit starting point (projected onto the ball first), e.g. RSLAD's
+            ``images + 0.001 * N(0, 1)``; exclusive with ``random_start``.
 
     Returns:
         The adversarial images, detached, with the dtype and device of ``images``.
@@ -93,7 +110,13 @@ def pgd_linf(
     direction = -1.0 if targeted else 1.0
 
     adversarial = clean.clone()
-    if random_start:
+    if start is not None:
+        if random_start:
+            raise ValueError("start and random_start=True are exclusive: pass one of them")
+        if not isinstance(start, torch.Tensor) or start.shape != images.shape:
+            raise ValueError(f"start must be a tensor of shape {tuple(images.shape)}")
+        adversarial = _project(start.detach().to(clean), clean, eps_col, bounds)
+    elif random_start:
         adversarial = _project(
             clean + _uniform_noise(clean, generator) * eps_col, clean, eps_col, bounds
         )

@@ -1,0 +1,213 @@
+"""The methods: each says what the teacher provides, how the student's adversarial
+examples are made, and the loss. The loop is :class:`AdversarialTrainerBase`'s."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dard_plugin._validation import check_bool, check_real
+from dard_plugin.attacks.dpgd import dpgd
+from dard_plugin.attacks.pgd import kl_objective, pgd_linf
+from dard_plugin.losses.distillation import ard_loss, dard_loss, rslad_loss, sat_loss
+from dard_plugin.training.attacks import AttackSettings
+from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
+
+
+class SATTrainer(AdversarialTrainerBase):
+    """SAT / PGD-AT (Madry et al. 2018): ``CE(S(x'), y)``, ``x'`` = PGD on CE against the
+    student from a random start. No teacher."""
+
+    method = "sat"
+    needs_teacher = False
+    default_attack = "pgd"
+
+    def __init__(self, classifier: Any, **kwargs: Any) -> None:
+        super().__init__(classifier, None, **kwargs)
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = sat_loss(self.student_logits(adversarial), batch.labels)
+        return loss, {}
+
+
+class ARDTrainer(AdversarialTrainerBase):
+    """ARD (Goldblum et al. 2020): ``a tau^2 KL(T(x)/tau || S(x')/tau) + (1-a) CE(S(x), y)``,
+    ``x'`` = PGD on CE against the student from a random start."""
+
+    method = "ard"
+    default_attack = "pgd"
+    teacher_output_names = ("teacher_nat",)
+
+    def __init__(
+        self,
+        classifier: Any,
+        teacher: Any,
+        *,
+        alpha: float = 1.0,
+        temperature: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        self.alpha = check_real("alpha", alpha, low=0.0, high=1.0)
+        self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
+        super().__init__(classifier, teacher, **kwargs)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "alpha": self.alpha, "temperature": self.temperature}
+
+    def teacher_outputs(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        assert self.teacher is not None
+        with torch.no_grad():
+            return {"teacher_nat": self.teacher(images)}
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = ard_loss(
+            self.student_logits(batch.images),
+            self.student_logits(adversarial),
+            targets["teacher_nat"],
+            batch.labels,
+            alpha=self.alpha,
+            temperature=self.temperature,
+        )
+        return loss, {}
+
+
+class RSLADTrainer(AdversarialTrainerBase):
+    """RSLAD (Zi et al. 2021): ``5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x))``; ``x'``
+    maximises ``KL(T(x) || S(x'))`` from ``x + 0.001 N(0, 1)`` (as RSLAD's code)."""
+
+    method = "rslad"
+    default_attack = "pgd"
+    teacher_output_names = ("teacher_nat",)
+
+    teacher_outputs = ARDTrainer.teacher_outputs
+
+    def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        settings = self.attack_settings or AttackSettings()
+        noise = torch.randn(batch.images.shape, generator=self._generator)
+        start = batch.images + 0.001 * noise.to(batch.images.device)
+        target_probs = F.softmax(targets["teacher_nat"].float(), dim=1)
+        return pgd_linf(
+            self.student,
+            batch.images,
+            batch.labels,
+            kl_objective(target_probs),
+            eps=settings.eps,
+            alpha=settings.alpha,
+            steps=settings.steps,
+            start=start.clamp(0, 1),
+        )
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = rslad_loss(
+            self.student_logits(batch.images),
+            self.student_logits(adversarial),
+            targets["teacher_nat"],
+        )
+        return loss, {}
+
+
+class DARDTrainer(AdversarialTrainerBase):
+    """DARD (METHOD.md §2): the student learns the teacher's temperature-softened outputs on
+    natural images and on the *teacher's* DPGD examples, while being attacked by DPGD:
+
+    ``L = (1 - w) [a tau^2 KL(q_nat || S(x)/tau) + (1 - a) CE(S(x), y)]
+    + w [a tau^2 KL(q_adv || S(x_S)/tau) + (1 - a) CE(S(x_S), y)]``
+
+    Args (beyond :class:`AdversarialTrainerBase`'s):
+        alpha: distillation weight ``a`` (0.7).
+        temperature: ``tau`` (3.0), applied to the teacher's logits.
+        adv_weight: ``w`` (0.5: the paper's average of the two terms).
+        teacher_attack: settings of the teacher's DPGD (default: the student attack's
+            settings, or METHOD.md's defaults when those are unknown).
+        legacy_teacher_softmax: reproduce the original scripts' defect (temperature softmax
+            of the teacher's *probabilities*), for comparison only.
+    """
+
+    method = "dard"
+    default_attack = "dpgd"
+    teacher_output_names = ("teacher_nat", "teacher_adv")
+
+    def __init__(
+        self,
+        classifier: Any,
+        teacher: Any,
+        *,
+        alpha: float = 0.7,
+        temperature: float = 3.0,
+        adv_weight: float = 0.5,
+        teacher_attack: Mapping[str, Any] | None = None,
+        legacy_teacher_softmax: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.alpha = check_real("alpha", alpha, low=0.0, high=1.0)
+        self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
+        self.adv_weight = check_real("adv_weight", adv_weight, low=0.0, high=1.0)
+        self.legacy_teacher_softmax = check_bool("legacy_teacher_softmax", legacy_teacher_softmax)
+        super().__init__(classifier, teacher, **kwargs)
+        if teacher_attack is not None:
+            self.teacher_attack = AttackSettings.from_mapping(teacher_attack)
+        else:
+            self.teacher_attack = self.attack_settings or AttackSettings()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "adv_weight": self.adv_weight,
+            "teacher_attack": vars(self.teacher_attack),
+            "legacy_teacher_softmax": self.legacy_teacher_softmax,
+        }
+
+    def teacher_outputs(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        assert self.teacher is not None
+        settings = self.teacher_attack
+        teacher_adversarial = dpgd(
+            self.teacher,
+            images,
+            labels,
+            eps=settings.eps,
+            alpha=settings.alpha,
+            steps=settings.steps,
+        )
+        with torch.no_grad():
+            return {
+                "teacher_nat": self.teacher(images),
+                "teacher_adv": self.teacher(teacher_adversarial),
+            }
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        student_nat = self.student_logits(batch.images)
+        student_adv = self.student_logits(adversarial)
+
+        def half(adv_weight: float) -> torch.Tensor:  # w = 0: L_nat; w = 1: L_adv
+            return dard_loss(
+                student_nat,
+                student_adv,
+                targets["teacher_nat"],
+                targets["teacher_adv"],
+                batch.labels,
+                alpha=self.alpha,
+                temperature=self.temperature,
+                adv_weight=adv_weight,
+                legacy_teacher_softmax=self.legacy_teacher_softmax,
+            )
+
+        loss_nat, loss_adv = half(0.0), half(1.0)
+        loss = (1.0 - self.adv_weight) * loss_nat + self.adv_weight * loss_adv
+        return loss, {"loss_nat": loss_nat, "loss_adv": loss_adv}
