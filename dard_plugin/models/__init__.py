@@ -53,7 +53,7 @@ REGISTRY: dict[str, Architecture] = {
         SmallCNN, "2 conv + 2 fc for 28x28 grey images (171k): a Fashion-MNIST student"
     ),
     "teacher-cnn": _fmnist(
-        TeacherCNN, "4 conv + 2 fc for 28x28 grey images (643k): the Fashion-MNIST teacher"
+        TeacherCNN, "4 conv + 2 fc for 28x28 grey images (695k): the Fashion-MNIST teacher"
     ),
 }
 
