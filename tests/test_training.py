@@ -1,0 +1,294 @@
+"""The trainers: every method through fit and fit_generator, with an ART classifier and a
+plain module; online and cached targets; checks on bad input; robustness that improves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchattacks
+from art.data_generators import PyTorchDataGenerator
+from art.estimators.classification import PyTorchClassifier
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from torch import nn
+
+from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
+from dard_plugin.data import make_loader
+from dard_plugin.training import TRAINERS, ARDTrainer, DARDTrainer, SATTrainer
+
+ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
+
+
+def student_and_optimizer(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    student = TinyCNN()
+    return student, torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
+
+
+def teacher_model() -> nn.Module:
+    _, _, prototypes = make_prototype_data()
+    return PrototypeLinear(prototypes).eval()
+
+
+def make_trainer(method: str, student, optimizer, **kwargs):
+    cls = TRAINERS[method]
+    teacher = None if method == "sat" else teacher_model()
+    args = (student,) if teacher is None else (student, teacher)
+    return cls(*args, optimizer=optimizer, attack=ATTACK, verbose=False, **kwargs)
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
+    model.eval()
+    adversarial = pgd_linf(
+        model,
+        x,
+        y,
+        cross_entropy_objective,
+        eps=eps,
+        alpha=eps / 4,
+        steps=10,
+        random_start=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with torch.no_grad():
+        return float((model(adversarial).argmax(1) == y).float().mean())
+
+
+@pytest.mark.parametrize("method", sorted(TRAINERS))
+@pytest.mark.parametrize("kind", ["art", "module"])
+@pytest.mark.parametrize("entry", ["fit", "fit_generator"])
+def test_every_trainer_runs(method: str, kind: str, entry: str) -> None:
+    x, y, _ = make_prototype_data(n=48)
+    student, optimizer = student_and_optimizer()
+    if kind == "art":
+        classifier = PyTorchClassifier(
+            model=student,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=optimizer,
+            input_shape=(1, 8, 8),
+            nb_classes=10,
+            clip_values=(0, 1),
+        )
+        trainer = make_trainer(method, classifier, None)
+    else:
+        trainer = make_trainer(method, student, optimizer)
+    before = state_snapshot(student)
+    if entry == "fit":
+        history = trainer.fit(
+            x.numpy(), y.numpy(), batch_size=16, nb_epochs=2, validation_data=(x[:16], y[:16])
+        )
+    else:
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=False
+        )
+        source = PyTorchDataGenerator(loader, size=48, batch_size=16) if kind == "art" else loader
+        history = trainer.fit_generator(source, nb_epochs=2, validation_data=(x[:16], y[:16]))
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(
+        np.isfinite(h["loss"]) and 0 <= h["pgd_accuracy"] <= h["clean_accuracy"] + 1e-9
+        for h in history
+    )
+    assert not torch.equal(state_snapshot(student)["head.weight"], before["head.weight"])
+    if method == "dard":
+        assert {"loss_nat", "loss_adv"} <= history[0].keys()
+    classifier_out = trainer.get_classifier()
+    assert classifier_out.predict(x[:4].numpy()).shape == (4, 10)
+
+
+def test_teacher_is_frozen_and_untouched() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    teacher = teacher_model().train()
+    snapshot = state_snapshot(teacher)
+    with pytest.warns(UserWarning, match="teacher was in train mode"):
+        trainer = DARDTrainer(student, teacher, optimizer=optimizer, attack=ATTACK, verbose=False)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert not teacher.training
+    assert all(torch.equal(v, snapshot[k]) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_training_improves_robust_accuracy() -> None:
+    images, labels, _ = make_prototype_data(n=384, noise=0.25)  # the teacher's prototypes
+    x, y, x_test, y_test = images[:256], labels[:256], images[256:], labels[256:]
+    student, optimizer = student_and_optimizer(seed=1)
+    initial = robust_accuracy(student, x_test, y_test, eps=0.1)
+    trainer = DARDTrainer(
+        student,
+        teacher_model(),
+        optimizer=optimizer,
+        attack={"eps": 0.1, "alpha": 0.025, "steps": 5},
+        verbose=False,
+    )
+    trainer.fit(x, y, batch_size=32, nb_epochs=4)
+    after = robust_accuracy(student, x_test, y_test, eps=0.1)
+    assert after > initial + 0.3, (initial, after)
+
+
+def test_cached_targets_computed_once_on_unaugmented_images() -> None:
+    x, y, _ = make_prototype_data(n=40)
+    calls: list[int] = []
+    student, optimizer = student_and_optimizer()
+
+    class CountingTeacher(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = teacher_model()
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            calls.append(images.shape[0])
+            return self.inner(images)
+
+    teacher = CountingTeacher().eval()
+    trainer = DARDTrainer(
+        student,
+        teacher,
+        optimizer=optimizer,
+        attack=ATTACK,
+        teacher_targets="cached",
+        cache_refresh_epochs=2,
+        verbose=False,
+    )
+    trainer.fit(x, y, batch_size=16, nb_epochs=3)
+    # every image seen by the teacher 2 (attack steps) + 2 (outputs) times per cache build,
+    # and the cache built at epochs 1 and 3 (refresh every 2 epochs); plus the first-batch
+    # shape check (2 images)
+    assert sum(calls) == 2 * 40 * (ATTACK["steps"] + 2) + 2
+    assert trainer._cache is not None
+    with torch.no_grad():
+        assert torch.allclose(trainer._cache["teacher_nat"], teacher.inner(x), atol=1e-6)
+
+
+def test_online_and_cached_differ_only_in_targets() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    results = {}
+    for mode in ("online", "cached"):
+        student, optimizer = student_and_optimizer()
+        trainer = DARDTrainer(
+            student,
+            teacher_model(),
+            optimizer=optimizer,
+            attack=ATTACK,
+            teacher_targets=mode,
+            verbose=False,
+        )
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+        results[mode] = state_snapshot(student)
+    # without augmentation the cached targets are the online ones: identical training
+    assert all(
+        torch.allclose(results["online"][k], results["cached"][k], atol=1e-5)
+        for k in results["online"]
+    )
+
+
+def test_cached_needs_known_images() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    trainer = DARDTrainer(
+        student,
+        teacher_model(),
+        optimizer=optimizer,
+        teacher_targets="cached",
+        attack=ATTACK,
+        verbose=False,
+    )
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    with pytest.raises(ValueError, match="cached"):
+        trainer.fit_generator(plain, nb_epochs=1)
+    trainer.fit_generator(make_loader(x, y, batch_size=16), nb_epochs=1)  # indexable: fine
+
+
+def test_torchattacks_attack_for_the_student() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    attack = torchattacks.PGD(student, eps=0.1, alpha=0.05, steps=2)
+    trainer = ARDTrainer(
+        student, teacher_model(), optimizer=optimizer, attack=attack, verbose=False
+    )
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x, y))
+    assert "pgd_accuracy" in history[0]
+    with pytest.raises(ValueError, match="built on the student"):
+        ARDTrainer(
+            student,
+            teacher_model(),
+            optimizer=optimizer,
+            attack=torchattacks.PGD(teacher_model(), eps=0.1),
+        )
+
+
+def test_global_rng_untouched_and_seeded_runs_equal() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    weights = []
+    for _ in range(2):
+        student, optimizer = student_and_optimizer()
+        state = torch.get_rng_state()
+        SATTrainer(student, optimizer=optimizer, attack=ATTACK, seed=7, verbose=False).fit(
+            x, y, batch_size=16, nb_epochs=2
+        )
+        assert torch.equal(torch.get_rng_state(), state)
+        weights.append(state_snapshot(student))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"alpha": 1.2}, ValueError, "alpha"),
+        ({"adv_weight": -0.5}, ValueError, "adv_weight"),
+        ({"temperature": 0}, ValueError, "temperature"),
+        ({"teacher_targets": "lazy"}, ValueError, "teacher_targets"),
+        ({"attack": {"eps": 0.1, "bogus": 1}}, ValueError, "unknown keys"),
+        ({"attack": {"eps": -0.1}}, ValueError, "eps"),
+        ({"attack": 3}, TypeError, "attack"),
+        ({"resume": True}, ValueError, "checkpoint_dir"),
+        ({"eval_attack": "fgsm"}, ValueError, "eval_attack"),
+    ],
+)
+def test_bad_trainer_arguments(kwargs, error, match) -> None:
+    student, optimizer = student_and_optimizer()
+    with pytest.raises(error, match=match):
+        DARDTrainer(student, teacher_model(), optimizer=optimizer, **kwargs)
+
+
+def test_bad_fit_inputs_fail_before_training(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    before = state_snapshot(student)
+    trainer = DARDTrainer(
+        student,
+        teacher_model(),
+        optimizer=optimizer,
+        attack=ATTACK,
+        checkpoint_dir=tmp_path / "ckpt",
+        verbose=False,
+    )
+    cases = [
+        ((x + 1, y), {}, ValueError, r"x must lie in \[0"),
+        ((x, y + 10), {}, ValueError, "labels must be class indices"),
+        ((x, y[:-1]), {}, ValueError, "one label per image"),
+        ((x, y), {"nb_epochs": 0}, ValueError, "nb_epochs"),
+        ((x, y), {"batch_size": 0}, ValueError, "batch_size"),
+        ((x, y), {"validation_data": (x, y + 20)}, ValueError, "validation_data"),
+    ]
+    for args, kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            trainer.fit(*args, **kwargs)
+    wide = torch.rand(32, 1, 9, 9)
+    with pytest.raises(ValueError, match="cannot take"):
+        trainer.fit(wide, y)
+    eleven = nn.Sequential(nn.Flatten(), nn.Linear(64, 11)).eval()
+    mismatched = DARDTrainer(student, eleven, optimizer=optimizer, attack=ATTACK, verbose=False)
+    with pytest.raises(ValueError, match="number of classes"):
+        mismatched.fit(x, y)
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+    assert not (tmp_path / "ckpt").exists()  # nothing half-written
+
+
+def test_sat_takes_no_teacher_and_others_need_one() -> None:
+    student, optimizer = student_and_optimizer()
+    with pytest.raises(ValueError, match="needs a teacher"):
+        DARDTrainer(student, None, optimizer=optimizer)
+    with pytest.raises(ValueError, match="optimizer must be given"):
+        SATTrainer(student)
+    with pytest.raises(ValueError, match="different models"):
+        DARDTrainer(student, student, optimizer=optimizer)

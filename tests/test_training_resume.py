@@ -1,0 +1,111 @@
+"""Kill-and-resume exactness (SIGKILL mid-epoch) and a 2-process gloo torchrun run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT
+
+CHILD = REPO_ROOT / "tests" / "helpers" / "train_child.py"
+
+
+def run_child(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CHILD), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path) -> None:
+    straight = run_child(str(tmp_path / "a"), str(tmp_path / "a.pt"), "-1")
+    assert straight.returncode == 0, straight.stderr
+
+    # 3 batches per epoch: the 5th student attack is the middle of epoch 2
+    killed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "5")
+    assert killed.returncode == -signal.SIGKILL
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1]  # the last complete epoch, nothing partial
+    assert not list((tmp_path / "b").glob(".checkpoint.pt.*"))  # no temporary left over
+
+    resumed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "-1")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    b = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def without_times(path):
+        return [
+            {k: v for k, v in h.items() if k != "seconds"} for h in json.loads(path.read_text())
+        ]
+
+    assert without_times(tmp_path / "a.pt.json") == without_times(tmp_path / "b.pt.json")
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_different_configuration(tmp_path) -> None:
+    from conftest import TinyCNN, make_prototype_data
+
+    from dard_plugin.training import SATTrainer
+
+    x, y, _ = make_prototype_data(n=32)
+    for seed, expect_error in ((0, False), (1, True)):
+        torch.manual_seed(0)
+        student = TinyCNN()
+        trainer = SATTrainer(
+            student,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+            attack={"eps": 0.1, "alpha": 0.05, "steps": 1},
+            seed=seed,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+        if expect_error:
+            with pytest.raises(ValueError, match="different configuration"):
+                trainer.fit(x, y, batch_size=16, nb_epochs=2)
+        else:
+            trainer.fit(x, y, batch_size=16, nb_epochs=1)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            str(CHILD),
+            str(tmp_path / "ckpt"),
+            str(tmp_path / "w.pt"),
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    histories = [json.loads((tmp_path / f"w.pt.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [h["epoch"] for h in histories[0]] == [1, 2, 3]
+    assert {"loss", "loss_nat", "loss_adv", "lr", "clean_accuracy", "pgd_accuracy"} <= set(
+        histories[0][0]
+    )
+    assert "clean_accuracy" not in histories[1][0]  # validation and logging on rank 0 only
+    weights = [torch.load(tmp_path / f"w.pt.rank{r}", weights_only=True) for r in (0, 1)]
+    # parameters stay in sync under DDP; BatchNorm statistics are broadcast from rank 0 at
+    # each forward, so after the last forward they may differ: rank 0's are the ones saved
+    parameters = [k for k in weights[0] if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in parameters)
+    saved = json.loads((tmp_path / "ckpt" / "history.json").read_text())
+    assert [h["epoch"] for h in saved] == [1, 2, 3]
