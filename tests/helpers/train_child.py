@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import PrototypeLinear, TinyCNN, make_prototype_data  # noqa: E402
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data
 
-from dard_plugin.attacks.dpgd import dpgd  # noqa: E402
-from dard_plugin.training import DARDTrainer  # noqa: E402
+from dard_plugin.attacks.dpgd import dpgd
+from dard_plugin.training import DARDTrainer
 
 
 def main() -> None:
