@@ -3,8 +3,8 @@
 One typed torch core (``dard_plugin.attacks.dpgd``) with thin faces for torchattacks
 (``dard_plugin.DPGD``) and ART (``dard_plugin.art.DicePGD``).
 
-Faces that need a heavy third-party import (torchattacks, ART) load on first use, so that
-``import dard_plugin`` stays quick.
+Everything loads on first use (torch included), so that ``import dard_plugin`` and the
+``dard`` command line start at once.
 """
 
 from __future__ import annotations
@@ -12,21 +12,39 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from dard_plugin.attacks.dpgd import dpgd
-
 if TYPE_CHECKING:
+    from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin import art
     from dard_plugin.attacks.torchattacks_dpgd import DPGD
+    from dard_plugin.evaluation import evaluate
     from dard_plugin.teachers import load_teacher
+    from dard_plugin.training import ARDTrainer, DARDTrainer, RSLADTrainer, SATTrainer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DPGD", "__version__", "art", "dpgd", "load_teacher"]
+__all__ = [
+    "DPGD",
+    "ARDTrainer",
+    "DARDTrainer",
+    "RSLADTrainer",
+    "SATTrainer",
+    "__version__",
+    "art",
+    "dpgd",
+    "evaluate",
+    "load_teacher",
+]
 
 _LAZY = {
+    "dpgd": ("dard_plugin.attacks.dpgd", "dpgd"),
     "DPGD": ("dard_plugin.attacks.torchattacks_dpgd", "DPGD"),
     "art": ("dard_plugin.art", None),
     "load_teacher": ("dard_plugin.teachers", "load_teacher"),
+    "evaluate": ("dard_plugin.evaluation", "evaluate"),
+    "DARDTrainer": ("dard_plugin.training", "DARDTrainer"),
+    "SATTrainer": ("dard_plugin.training", "SATTrainer"),
+    "ARDTrainer": ("dard_plugin.training", "ARDTrainer"),
+    "RSLADTrainer": ("dard_plugin.training", "RSLADTrainer"),
 }
 
 

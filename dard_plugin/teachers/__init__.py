@@ -26,28 +26,37 @@ from dard_plugin.teachers.robustbench_teachers import (
     load_robustbench_teacher,
     model_page,
 )
+from dard_plugin.teachers.shipped import SHIPPED_TEACHERS, load_shipped_teacher
 
 
 def load_teacher(
     name: str,
     *,
-    dataset: str = "cifar10",
+    dataset: str | None = None,
     threat_model: str = "Linf",
     model_dir: str | Path = "./models",
     device: str | torch.device | None = None,
 ) -> nn.Module:
     """A frozen robust teacher (eval mode, ``requires_grad=False``) by name.
 
-    ``name`` is a RobustBench zoo entry (e.g. ``"Wong2020Fast"``), read from
+    ``name`` is a teacher shipped with this package (``"dard-fmnist-teacher"``, for
+    ``dataset="fashion-mnist"``; no file or network needed) or a RobustBench zoo entry
+    (e.g. ``"Wong2020Fast"``; ``dataset`` defaults to ``"cifar10"``), read from
     ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing.
     For a local checkpoint of your own, use :func:`load_checkpoint`.
     """
+    if name in SHIPPED_TEACHERS:
+        return load_shipped_teacher(
+            name, dataset=dataset or SHIPPED_TEACHERS[name].dataset, device=device
+        )
+    dataset = dataset or "cifar10"
     return load_robustbench_teacher(
         name, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
     )
 
 
 __all__ = [
+    "SHIPPED_TEACHERS",
     "CheckpointError",
     "TeacherInfo",
     "TeacherNotFoundError",

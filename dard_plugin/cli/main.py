@@ -1,0 +1,423 @@
+"""The ``dard`` command line. Heavy imports happen inside each command, so that
+``dard --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+METHODS = ("dard", "sat", "ard", "rslad")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100")
+DEMO_TEACHER = "dard-fmnist-teacher"
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or logs")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
+
+
+def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None:
+    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--arch", default=default_arch, help="architecture (registry name)")
+    parser.add_argument("--n-train", type=int, default=None, help="first N training images")
+    parser.add_argument("--n-val", type=int, default=1000, help="validation images per epoch")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--eps", type=float, default=0.1, help="L-inf budget in [0,1] pixels")
+    parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
+    parser.add_argument(
+        "--eval-attacks",
+        default="clean,fgsm,pgd,dpgd,apgd-ce",
+        help="comma-separated attack names for the final evaluation",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dard",
+        description="Dice Adversarial Robustness Distillation (DARD) and the DPGD attack.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    teachers = commands.add_parser("teachers", help="list RobustBench teachers and accuracies")
+    teachers.add_argument(
+        "--dataset", default="cifar10", choices=("cifar10", "cifar100", "imagenet")
+    )
+    teachers.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"))
+    _add_common(teachers)
+
+    train_teacher = commands.add_parser(
+        "train-teacher", help="PGD adversarial training (SAT) of a teacher"
+    )
+    _add_training(train_teacher, default_arch="teacher-cnn")
+    _add_common(train_teacher)
+
+    distill = commands.add_parser("distill", help="distil a robust teacher into a student")
+    distill.add_argument("--method", default="dard", choices=METHODS)
+    distill.add_argument(
+        "--teacher",
+        default=DEMO_TEACHER,
+        help="shipped teacher, RobustBench name, or checkpoint file",
+    )
+    distill.add_argument("--teacher-arch", default=None, help="architecture of a checkpoint")
+    distill.add_argument("--threat-model", default="Linf")
+    distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+    distill.add_argument("--teacher-targets", default="online", choices=("online", "cached"))
+    distill.add_argument("--alpha", type=float, default=None, help="distillation weight a")
+    distill.add_argument("--temperature", type=float, default=None)
+    distill.add_argument("--adv-weight", type=float, default=None, help="DARD's w")
+    distill.add_argument(
+        "--legacy-teacher-softmax",
+        action="store_true",
+        help="reproduce the original scripts' defect (comparison only)",
+    )
+    _add_training(distill, default_arch="small-cnn")
+    _add_common(distill)
+
+    evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
+    evaluate.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
+    evaluate.add_argument("--arch", default=None)
+    evaluate.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--model-dir", default="./models")
+    evaluate.add_argument("--eps", type=float, default=0.1)
+    evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
+    evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
+    evaluate.add_argument("--n-examples", type=int, default=1000)
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", type=Path, default=None, help="folder for JSON and markdown")
+    _add_common(evaluate)
+
+    attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
+    attack.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
+    attack.add_argument("--arch", default=None)
+    attack.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    attack.add_argument("--data-root", default=None)
+    attack.add_argument("--model-dir", default="./models")
+    attack.add_argument("--n", type=int, default=16, help="first N test images")
+    attack.add_argument("--eps", type=float, default=0.1)
+    attack.add_argument("--step-size", type=float, default=None)
+    attack.add_argument("--steps", type=int, default=10)
+    attack.add_argument("--out", type=Path, required=True, help="folder for adv.npz, grid.png")
+    _add_common(attack)
+
+    demo = commands.add_parser(
+        "demo", help="distil the shipped Fashion-MNIST teacher with DARD, then evaluate"
+    )
+    demo.add_argument("--out", type=Path, default=Path("results/demo"))
+    demo.add_argument("--n-train", type=int, default=4000)
+    demo.add_argument("--epochs", type=int, default=4)
+    demo.add_argument("--n-eval", type=int, default=500)
+    _add_common(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.getLogger("art").setLevel(logging.WARNING)  # ART logs its data path at import
+    if args.quiet:
+        logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    try:
+        handler = COMMANDS[args.command]
+        result = handler(args)
+    except KeyboardInterrupt:
+        print("dard: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line unless --debug
+        if args.debug:
+            raise
+        print(f"dard {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# --------------------------------------------------------------------------- commands
+def _teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from dard_plugin.teachers import list_teachers
+
+    rows = [vars(t) for t in list_teachers(args.dataset, args.threat_model)]
+    if not args.json:
+        print(f"{'name':<46} {'clean':>6} {'AA':>6}  architecture")
+        for row in rows:
+            clean = "-" if row["clean_acc"] is None else f"{row['clean_acc']:.2f}"
+            robust = "-" if row["autoattack_acc"] is None else f"{row['autoattack_acc']:.2f}"
+            print(f"{row['name']:<46} {clean:>6} {robust:>6}  {row['architecture'] or ''}")
+        print(
+            f"{len(rows)} {args.dataset}/{args.threat_model} models; accuracies in percent "
+            "(RobustBench). Shipped with dard-plugin: dard-fmnist-teacher (fashion-mnist)."
+        )
+    return rows
+
+
+def _check_out(folder: Path) -> None:
+    from dard_plugin.recipes import _check_writable
+
+    _check_writable(folder)
+
+
+def _train(
+    args: argparse.Namespace, *, method: str, teacher: Any, **method_kwargs: Any
+) -> dict[str, Any]:
+    from dard_plugin.recipes import distill
+
+    result = distill(
+        method=method,
+        dataset=args.dataset,
+        teacher=teacher,
+        student_arch=args.arch,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eps=args.eps,
+        step_size=args.step_size,
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        out_dir=args.out,
+        resume=args.resume,
+        data_root=args.data_root,
+        verbose=not args.quiet,
+        **method_kwargs,
+    )
+    report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
+    return {
+        "history": result.history,
+        "report": report,
+        "files": result.files,
+        "train_seconds": result.seconds,
+    }
+
+
+def _evaluate_into(
+    model: Any, args: argparse.Namespace, out: Path | None, *, name: str
+) -> dict[str, Any]:
+    from dard_plugin.data import load_dataset
+    from dard_plugin.evaluation import evaluate
+
+    attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
+    report = evaluate(
+        model,
+        x,
+        y,
+        eps=args.eps,
+        attacks=attacks,
+        verbose=not args.quiet,
+        model_name=name,
+        device=args.device,
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(out / "report.json")
+        (out / "report.md").write_text(report.to_markdown())
+    if not args.json:
+        print(report.to_markdown())
+    return report.to_dict()
+
+
+def _train_teacher(args: argparse.Namespace) -> dict[str, Any]:
+    _check_out(args.out)
+    return _train(args, method="sat", teacher=None)
+
+
+def _distill(args: argparse.Namespace) -> dict[str, Any]:
+    from dard_plugin.recipes import load_model
+
+    _check_out(args.out)
+    teacher = None
+    if args.method != "sat":
+        teacher = load_model(
+            args.teacher,
+            dataset=args.dataset,
+            arch=args.teacher_arch,
+            threat_model=args.threat_model,
+            model_dir=args.model_dir,
+            device=args.device,
+        )
+    method_kwargs: dict[str, Any] = {"teacher_targets": args.teacher_targets}
+    for option in ("alpha", "temperature", "adv_weight"):
+        if getattr(args, option) is not None:
+            method_kwargs[option] = getattr(args, option)
+    if args.legacy_teacher_softmax:
+        method_kwargs["legacy_teacher_softmax"] = True
+    if args.method == "sat":
+        method_kwargs = {}
+    elif args.method == "rslad":
+        method_kwargs.pop("alpha", None)
+        method_kwargs.pop("temperature", None)
+    return _train(args, method=args.method, teacher=teacher, **method_kwargs)
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from dard_plugin.recipes import load_model
+
+    if args.out is not None:
+        _check_out(args.out)
+    model = load_model(
+        args.model,
+        dataset=args.dataset,
+        arch=args.arch,
+        model_dir=args.model_dir,
+        device=args.device,
+    )
+    args.eval_attacks, args.n_eval = args.attacks, args.n_examples
+    return _evaluate_into(model, args, args.out, name=Path(args.model).stem)
+
+
+def _attack(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from dard_plugin.attacks.dpgd import dpgd
+    from dard_plugin.data import load_dataset
+    from dard_plugin.recipes import load_model
+
+    _check_out(args.out)
+    model = load_model(
+        args.model,
+        dataset=args.dataset,
+        arch=args.arch,
+        model_dir=args.model_dir,
+        device=args.device,
+    )
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n, root=args.data_root)
+    device = args.device or "cpu"
+    step = args.step_size if args.step_size is not None else args.eps / 4
+    adversarial = dpgd(
+        model, x.to(device), y.to(device), eps=args.eps, alpha=step, steps=args.steps
+    ).cpu()
+    with torch.no_grad():
+        clean_pred = model(x.to(device)).argmax(1).cpu()
+        adv_pred = model(adversarial.to(device)).argmax(1).cpu()
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        args.out / "adv.npz",
+        clean=x.numpy(),
+        adversarial=adversarial.numpy(),
+        labels=y.numpy(),
+        clean_pred=clean_pred.numpy(),
+        adv_pred=adv_pred.numpy(),
+        eps=args.eps,
+    )
+    _image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
+    summary = {
+        "n": args.n,
+        "eps": args.eps,
+        "clean_accuracy": float((clean_pred == y).float().mean()),
+        "dpgd_accuracy": float((adv_pred == y).float().mean()),
+        "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],
+    }
+    if not args.json:
+        print(
+            f"DPGD at eps {args.eps}: accuracy {summary['clean_accuracy']:.3f} -> "
+            f"{summary['dpgd_accuracy']:.3f} on {args.n} images; wrote {args.out}/adv.npz, "
+            f"{args.out}/grid.png"
+        )
+    return summary
+
+
+def _image_grid(
+    clean: Any, adversarial: Any, labels: Any, clean_pred: Any, adv_pred: Any, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(8, clean.shape[0])
+    figure, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    for i in range(n):
+        for row, (images, preds, title) in enumerate(
+            ((clean, clean_pred, "clean"), (adversarial, adv_pred, "DPGD"))
+        ):
+            image = images[i].permute(1, 2, 0).squeeze(-1).numpy()
+            axes[row][i].imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            ok = int(preds[i]) == int(labels[i])
+            axes[row][i].set_title(
+                f"{title}: {int(preds[i])}", fontsize=7, color="green" if ok else "red"
+            )
+            axes[row][i].axis("off")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _demo(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    if not args.json:
+        print(
+            f"dard demo: distilling the shipped robust Fashion-MNIST teacher "
+            f"({DEMO_TEACHER}) into small-cnn with DARD: {args.n_train} training images, "
+            f"{args.epochs} epochs, L-inf eps 0.1; then evaluating on {args.n_eval} test "
+            "images. Results in " + str(args.out)
+        )
+    demo_args = argparse.Namespace(
+        method="dard",
+        teacher=DEMO_TEACHER,
+        teacher_arch=None,
+        threat_model="Linf",
+        model_dir="./models",
+        teacher_targets="online",
+        alpha=None,
+        temperature=None,
+        adv_weight=None,
+        legacy_teacher_softmax=False,
+        dataset="fashion-mnist",
+        data_root=None,
+        arch="small-cnn",
+        n_train=args.n_train,
+        n_val=500,
+        epochs=args.epochs,
+        batch_size=128,
+        lr=0.05,
+        eps=0.1,
+        step_size=None,
+        steps=10,
+        seed=0,
+        out=args.out,
+        resume=True,
+        n_eval=args.n_eval,
+        eval_attacks="clean,fgsm,pgd,dpgd,apgd-ce,apgd-t",
+        quiet=args.quiet,
+        json=args.json,
+        device=args.device,
+    )
+    result = _distill(demo_args)
+    result["seconds"] = time.perf_counter() - started
+    if not args.json:
+        print(f"done in {result['seconds']:.0f} s; report: {args.out}/report.md")
+    return result
+
+
+COMMANDS = {
+    "teachers": _teachers,
+    "train-teacher": _train_teacher,
+    "distill": _distill,
+    "evaluate": _evaluate,
+    "attack": _attack,
+    "demo": _demo,
+}

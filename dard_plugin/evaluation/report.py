@@ -1,0 +1,115 @@
+"""Robustness reports: the numbers to quote, as JSON (RobustBench field names), markdown,
+and robust-accuracy-versus-eps plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+
+def eps_string(eps: float) -> str:
+    """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number."""
+    fraction = Fraction(eps).limit_denominator(255)
+    if fraction.denominator == 255 and abs(float(fraction) - eps) < 1e-9:
+        return f"{fraction.numerator}/255"
+    return f"{eps:g}"
+
+
+@dataclass
+class RobustnessReport:
+    """Accuracies in [0, 1]. ``robust_accuracy`` is the per-sample worst case over every
+    attack run (a sample counts only if it is classified correctly clean and under each
+    attack): the number to quote."""
+
+    clean_accuracy: float
+    per_attack: dict[str, float]
+    robust_accuracy: float
+    eps: float
+    norm: str
+    n_examples: int
+    seed: int
+    seconds: dict[str, float]
+    versions: dict[str, str]
+    model_name: str = "model"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """RobustBench ``model_info`` names (``clean_acc``, ``autoattack_acc`` in percent as
+        strings, ``eps`` as ``"8/255"``), then this package's full record."""
+        payload: dict[str, Any] = {
+            "name": self.model_name,
+            "eps": eps_string(self.eps),
+            "norm": self.norm,
+            "clean_acc": f"{100 * self.clean_accuracy:.2f}",
+        }
+        if "autoattack" in self.per_attack:
+            payload["autoattack_acc"] = f"{100 * self.per_attack['autoattack']:.2f}"
+        payload["robust_acc"] = f"{100 * self.robust_accuracy:.2f}"
+        payload["n_examples"] = self.n_examples
+        payload["dard_plugin"] = self.to_dict()
+        text = json.dumps(payload, indent=2)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> RobustnessReport:
+        return cls(**json.loads(text)["dard_plugin"])
+
+    def to_markdown(self) -> str:
+        """A table to paste into a paper or a README."""
+        lines = [
+            f"Model `{self.model_name}`, {self.norm} eps = {eps_string(self.eps)}, "
+            f"{self.n_examples} examples, seed {self.seed}",
+            "",
+            "| attack | accuracy (%) | seconds |",
+            "| --- | ---: | ---: |",
+            f"| clean | {100 * self.clean_accuracy:.2f} | {self.seconds.get('clean', 0.0):.1f} |",
+        ]
+        for name, value in self.per_attack.items():
+            lines.append(f"| {name} | {100 * value:.2f} | {self.seconds.get(name, 0.0):.1f} |")
+        lines.append(f"| **worst case over all** | **{100 * self.robust_accuracy:.2f}** | |")
+        return "\n".join(lines) + "\n"
+
+
+def plot_robustness_curve(
+    reports: list[RobustnessReport], path: str | Path, *, title: str | None = None
+) -> Path:
+    """Robust accuracy (each attack and the worst case) against eps; PNG or SVG by suffix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"path must end in .png or .svg, got {path.name}")
+    ordered = sorted(reports, key=lambda r: r.eps)
+    eps = [r.eps for r in ordered]
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    for name in ordered[0].per_attack:
+        axes.plot(eps, [100 * r.per_attack[name] for r in ordered], marker="o", label=name)
+    axes.plot(
+        eps,
+        [100 * r.robust_accuracy for r in ordered],
+        marker="s",
+        color="black",
+        linewidth=2,
+        label="worst case",
+    )
+    axes.set_xlabel(f"{ordered[0].norm} eps")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title(title or ordered[0].model_name)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,197 @@
+"""End-to-end recipes behind the ``dard`` command line, usable from Python too: train a
+robust teacher, distil it into a student, with results written to a folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dard_plugin._validation import check_choice, check_int, check_real
+from dard_plugin.data import dataset_info, load_dataset, standard_augment
+from dard_plugin.models import REGISTRY, create
+from dard_plugin.teachers import extract_state_dict, freeze, safe_load
+from dard_plugin.training import TRAINERS
+from dard_plugin.training.checkpointing import save_checkpoint, write_json
+
+logger = logging.getLogger(__name__)
+
+
+def save_model(path: Path, model: nn.Module, arch: str, num_classes: int) -> None:
+    """A model file that knows its architecture: ``{'arch', 'num_classes', 'state_dict'}``
+    (plain data and tensors: loads with ``weights_only=True``)."""
+    save_checkpoint(
+        path, {"arch": arch, "num_classes": num_classes, "state_dict": model.state_dict()}
+    )
+
+
+def load_model(
+    spec: str,
+    *,
+    dataset: str = "fashion-mnist",
+    arch: str | None = None,
+    threat_model: str = "Linf",
+    model_dir: str | Path = "./models",
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """A model from a file (a dard-plugin model file, or any checkpoint with ``arch``), a
+    shipped teacher name, or a RobustBench name. Frozen (eval mode, no gradients)."""
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth") or path.is_file():
+        checkpoint = safe_load(path)
+        file_arch = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
+        arch = arch or file_arch
+        if arch is None:
+            raise ValueError(
+                f"arch must be given for {path} (a checkpoint that does not "
+                f"record its architecture); choose from {list(REGISTRY)}"
+            )
+        num_classes = (
+            checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
+        ) or dataset_info(dataset).num_classes
+        model = create(arch, num_classes=int(num_classes))
+        model.load_state_dict(extract_state_dict(checkpoint, source=str(path)))
+        return freeze(model.to(device or "cpu"))
+    from dard_plugin.teachers import load_teacher
+
+    return load_teacher(
+        spec, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
+    )
+
+
+@dataclass
+class DistillationResult:
+    student: nn.Module
+    history: list[dict[str, Any]]
+    out_dir: Path | None
+    seconds: float
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def distill(
+    *,
+    method: str = "dard",
+    dataset: str = "fashion-mnist",
+    teacher: nn.Module | None = None,
+    student_arch: str = "small-cnn",
+    n_train: int | None = None,
+    n_val: int = 1000,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 0.05,
+    eps: float = 0.1,
+    step_size: float | None = None,
+    steps: int = 10,
+    seed: int = 0,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    data_root: str | Path | None = None,
+    verbose: bool = True,
+    **method_kwargs: Any,
+) -> DistillationResult:
+    """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
+    ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
+    of the epochs, standard augmentation, attack step ``eps / 4`` unless given.
+
+    With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
+    training-curve plot ``training.png``.
+    """
+    check_choice("method", method, list(TRAINERS))
+    info = dataset_info(dataset)
+    check_choice("student_arch", student_arch, list(REGISTRY))
+    check_int("epochs", epochs, minimum=1)
+    check_real("eps", eps, low=0.0, low_inclusive=False)
+    if method != "sat" and teacher is None:
+        raise ValueError(f"method {method!r} needs a teacher")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _check_writable(out)
+
+    x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
+    x_val, y_val = load_dataset(dataset, train=False, n_examples=n_val, root=data_root)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        student = create(student_arch, num_classes=info.num_classes)
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    attack = {"eps": eps, "alpha": step_size if step_size is not None else eps / 4, "steps": steps}
+    trainer_cls = TRAINERS[method]
+    args = (student,) if method == "sat" else (student, teacher)
+    trainer = trainer_cls(
+        *args,
+        optimizer=optimizer,
+        attack=attack,
+        seed=seed,
+        device=device,
+        checkpoint_dir=out / "checkpoint" if out else None,
+        resume=resume,
+        verbose=verbose,
+        **method_kwargs,
+    )
+    started = time.perf_counter()
+    history = trainer.fit(
+        x,
+        y,
+        validation_data=(x_val, y_val),
+        batch_size=batch_size,
+        nb_epochs=epochs,
+        scheduler=scheduler,
+        augment=standard_augment(dataset, seed=seed),
+    )
+    result = DistillationResult(student.eval(), history, out, time.perf_counter() - started)
+    if out is not None:
+        save_model(out / "student.pt", student, student_arch, info.num_classes)
+        write_json(out / "history.json", history)
+        result.files = {"student": str(out / "student.pt"), "history": str(out / "history.json")}
+        try:
+            result.files["training_plot"] = str(plot_history(history, out / "training.png"))
+        except ImportError:
+            logger.warning("matplotlib is not installed: no training plot")
+    return result
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
+    """Loss and validation accuracies per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(8, 3))
+    for key in ("loss", "loss_nat", "loss_adv"):
+        if key in history[0]:
+            loss_axes.plot(epochs, [h[key] for h in history], marker="o", label=key)
+    loss_axes.set_xlabel("epoch")
+    loss_axes.legend()
+    for key in history[0]:
+        if key.endswith("_accuracy"):
+            acc_axes.plot(epochs, [100 * h[key] for h in history], marker="o", label=key)
+    acc_axes.set_xlabel("epoch")
+    acc_axes.set_ylabel("validation accuracy (%)")
+    acc_axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work if results cannot be written."""
+    probe_parent = folder
+    while not probe_parent.exists():
+        probe_parent = probe_parent.parent
+    if not probe_parent.is_dir():
+        raise ValueError(f"output folder {folder}: {probe_parent} is not a directory")
+    import os
+
+    if not os.access(probe_parent, os.W_OK):
+        raise ValueError(f"output folder {folder} is not writable ({probe_parent})")

@@ -1,0 +1,54 @@
+"""Teachers trained by this project and shipped inside the package (no download)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dard_plugin.teachers.checkpoints import load_checkpoint
+
+
+@dataclass(frozen=True)
+class ShippedTeacher:
+    arch: str
+    dataset: str
+    num_classes: int
+    filename: str
+    card: str  # where its model card is
+
+
+SHIPPED_TEACHERS = {
+    "dard-fmnist-teacher": ShippedTeacher(
+        arch="teacher-cnn",
+        dataset="fashion-mnist",
+        num_classes=10,
+        filename="dard-fmnist-teacher.pt",
+        card="docs/teachers/dard-fmnist-teacher.md",
+    ),
+}
+
+
+def shipped_weights(name: str) -> Path:
+    return Path(
+        str(resources.files("dard_plugin.teachers") / "weights" / SHIPPED_TEACHERS[name].filename)
+    )
+
+
+def load_shipped_teacher(
+    name: str, *, dataset: str, device: str | torch.device | None = None
+) -> nn.Module:
+    teacher = SHIPPED_TEACHERS[name]
+    if dataset != teacher.dataset:
+        raise ValueError(
+            f"dataset must be {teacher.dataset!r} for the shipped teacher {name!r}, got {dataset!r}"
+        )
+    path = shipped_weights(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped teacher's weights are missing from the installation: {path}"
+        )
+    return load_checkpoint(path, teacher.arch, num_classes=teacher.num_classes, device=device)
