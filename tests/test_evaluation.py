@@ -115,7 +115,7 @@ def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = plot_robustness_curve(reports, tmp_path / "curve.svg")
     assert b"<svg" in svg.read_bytes()[:500]
-    with pytest.raises(ValueError, match=".png or .svg"):
+    with pytest.raises(ValueError, match=r"\.png or \.svg"):
         plot_robustness_curve(reports, tmp_path / "curve.jpg")
 
 
