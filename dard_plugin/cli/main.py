@@ -171,6 +171,26 @@ def _teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_training_args(args: argparse.Namespace) -> None:
+    """Every argument checked before any data, model or teacher is loaded."""
+    from dard_plugin._validation import check_choice, check_int, check_real
+    from dard_plugin.evaluation import ATTACK_NAMES
+    from dard_plugin.models import REGISTRY
+
+    check_choice("--arch", args.arch, list(REGISTRY))
+    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
+    if args.step_size is not None:
+        check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
+    for name in ("epochs", "batch_size", "steps", "n_val", "n_eval"):
+        check_int(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1)
+    if args.n_train is not None:
+        check_int("--n-train", args.n_train, minimum=1)
+    check_real("--lr", args.lr, low=0.0, low_inclusive=False)
+    for attack in args.eval_attacks.split(","):
+        check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
+    _check_out(args.out)
+
+
 def _check_out(folder: Path) -> None:
     from dard_plugin.recipes import _check_writable
 
@@ -240,14 +260,14 @@ def _evaluate_into(
 
 
 def _train_teacher(args: argparse.Namespace) -> dict[str, Any]:
-    _check_out(args.out)
+    _check_training_args(args)
     return _train(args, method="sat", teacher=None)
 
 
 def _distill(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.recipes import load_model
 
-    _check_out(args.out)
+    _check_training_args(args)
     teacher = None
     if args.method != "sat":
         teacher = load_model(
