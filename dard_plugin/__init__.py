@@ -13,8 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin import art
+    from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.attacks.torchattacks_dpgd import DPGD
     from dard_plugin.evaluation import evaluate
     from dard_plugin.teachers import load_teacher
