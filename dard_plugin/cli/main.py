@@ -50,6 +50,16 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     )
 
 
+def _add_model_source(parser: argparse.ArgumentParser) -> None:
+    """The model to load, the data and the budget: shared by evaluate and attack."""
+    parser.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
+    parser.add_argument("--arch", default=None, help="architecture of a bare checkpoint")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+    parser.add_argument("--eps", type=float, default=0.1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dard",
@@ -93,12 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(distill)
 
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
-    evaluate.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
-    evaluate.add_argument("--arch", default=None)
-    evaluate.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    evaluate.add_argument("--data-root", default=None)
-    evaluate.add_argument("--model-dir", default="./models")
-    evaluate.add_argument("--eps", type=float, default=0.1)
+    _add_model_source(evaluate)
     evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
     evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
     evaluate.add_argument("--n-examples", type=int, default=1000)
@@ -108,13 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(evaluate)
 
     attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
-    attack.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
-    attack.add_argument("--arch", default=None)
-    attack.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    attack.add_argument("--data-root", default=None)
-    attack.add_argument("--model-dir", default="./models")
+    _add_model_source(attack)
     attack.add_argument("--n", type=int, default=16, help="first N test images")
-    attack.add_argument("--eps", type=float, default=0.1)
     attack.add_argument("--step-size", type=float, default=None)
     attack.add_argument("--steps", type=int, default=10)
     attack.add_argument("--out", type=Path, required=True, help="folder for adv.npz, grid.png")

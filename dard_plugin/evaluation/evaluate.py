@@ -22,7 +22,12 @@ from dard_plugin._validation import (
     check_real,
     warn_if_probabilities,
 )
-from dard_plugin.evaluation.attacks import AUTOATTACK_PARTS, SUITE, run_autoattack
+from dard_plugin.evaluation.attacks import (
+    AUTOATTACK_PARTS,
+    SUITE,
+    accuracy_flags,
+    run_autoattack,
+)
 from dard_plugin.evaluation.report import RobustnessReport
 
 logger = logging.getLogger(__name__)
@@ -216,16 +221,16 @@ def _run_all(
                 state_path=Path(state_path) if state_path is not None else None,
             )
         else:
-            generator = torch.Generator().manual_seed(seed)
-            flags = []
-            for start in range(0, images.shape[0], batch_size):
-                x = images[start : start + batch_size].to(device)
-                y = labels[start : start + batch_size].to(device)
-                x_eval = (
-                    x if name == "clean" else SUITE[name].run(model, x, y, eps, norm, generator)
-                )
-                with torch.no_grad():
-                    flags.append((model(x_eval).argmax(1) == y).cpu())
-            correct[name] = torch.cat(flags)
+            correct[name] = accuracy_flags(
+                model,
+                images,
+                labels,
+                None if name == "clean" else SUITE[name],
+                eps=eps,
+                norm=norm,
+                batch_size=batch_size,
+                device=device,
+                generator=torch.Generator().manual_seed(seed),
+            )
         seconds[name] = time.perf_counter() - started
     return correct, seconds

@@ -6,25 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class WideBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, dropout: float) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(self.dropout(F.relu(self.bn2(out))))
-        return out + shortcut
+from dard_plugin.models.resnet import PreActBlock
 
 
 class WideResNet(nn.Module):
@@ -50,7 +32,7 @@ class WideResNet(nn.Module):
         for stage, planes in enumerate(widths[1:]):
             for position in range(blocks):
                 stride = 2 if stage > 0 and position == 0 else 1
-                layers.append(WideBlock(in_planes, planes, stride, dropout))
+                layers.append(PreActBlock(in_planes, planes, stride, dropout))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(in_planes)

@@ -32,8 +32,6 @@ from dard_plugin._validation import (
     check_label_range,
     check_real,
 )
-from dard_plugin.attacks.dpgd import dpgd
-from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
 from dard_plugin.data.loaders import (
     BatchAugment,
     EpochBatchSampler,
@@ -41,6 +39,7 @@ from dard_plugin.data.loaders import (
     make_loader,
     set_loader_epoch,
 )
+from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack, accuracy_flags
 from dard_plugin.training.attacks import AttackSettings, resolve_attack
 from dard_plugin.training.checkpointing import (
     CHECKPOINT_NAME,
@@ -53,7 +52,8 @@ from dard_plugin.training.checkpointing import (
 logger = logging.getLogger(__name__)
 
 TEACHER_TARGETS = ("online", "cached")
-EVAL_ATTACKS = ("pgd", "dpgd")
+VALIDATION: dict[str, SuiteAttack] = {"pgd": PGD10, "dpgd": SUITE["dpgd"]}
+EVAL_ATTACKS = tuple(VALIDATION)
 
 
 @dataclass
@@ -599,32 +599,20 @@ class AdversarialTrainerBase(Trainer):
         assert self.eval_eps is not None
         was_training = self.student.training
         self.student.eval()
-        clean = robust = 0
-        generator = torch.Generator().manual_seed(self.seed)
-        eps = self.eval_eps
-        for start in range(0, images.shape[0], self.eval_batch_size):
-            x = self._to_device(images[start : start + self.eval_batch_size])
-            y = labels[start : start + self.eval_batch_size].to(self.device)
-            if self.eval_attack == "dpgd":
-                adversarial = dpgd(self.student, x, y, eps=eps, alpha=eps / 4, steps=10)
-            else:
-                adversarial = pgd_linf(
-                    self.student,
-                    x,
-                    y,
-                    cross_entropy_objective,
-                    eps=eps,
-                    alpha=eps / 4,
-                    steps=10,
-                    random_start=True,
-                    generator=generator,
-                )
-            with torch.no_grad():
-                clean += int((self.student(x).argmax(1) == y).sum())
-                robust += int((self.student(adversarial).argmax(1) == y).sum())
+        flags = {}
+        for name, attack in (("clean", None), (self.eval_attack, VALIDATION[self.eval_attack])):
+            flags[name] = accuracy_flags(
+                self.student,
+                images,
+                labels,
+                attack,
+                eps=self.eval_eps,
+                batch_size=self.eval_batch_size,
+                device=self.device,
+                generator=torch.Generator().manual_seed(self.seed),
+            )
         self.student.train(was_training)
-        n = images.shape[0]
-        return {"clean_accuracy": clean / n, f"{self.eval_attack}_accuracy": robust / n}
+        return {f"{name}_accuracy": float(f.float().mean()) for name, f in flags.items()}
 
     # ----------------------------------------------------------------- checkpoints
     def _fingerprint(
