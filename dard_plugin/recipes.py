@@ -93,11 +93,13 @@ def distill(
     resume: bool = False,
     data_root: str | Path | None = None,
     verbose: bool = True,
+    attack_kind: str | None = None,
     **method_kwargs: Any,
 ) -> DistillationResult:
     """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
     ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
-    of the epochs, standard augmentation, attack step ``eps / 4`` unless given.
+    of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
+    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack.
 
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
     training-curve plot ``training.png``.
@@ -122,7 +124,13 @@ def distill(
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    attack = {"eps": eps, "alpha": step_size if step_size is not None else eps / 4, "steps": steps}
+    attack: dict[str, Any] = {
+        "eps": eps,
+        "alpha": step_size if step_size is not None else eps / 4,
+        "steps": steps,
+    }
+    if attack_kind is not None:
+        attack["kind"] = attack_kind
     trainer_cls = TRAINERS[method]
     args = (student,) if method == "sat" else (student, teacher)
     trainer = trainer_cls(

@@ -159,6 +159,8 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
         "small-cnn",
     )
     assert_one_line_error(dard("distill", "--eps", "0", "--out", str(tmp_path / "x")), "--eps")
+    assert_one_line_error(dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out",
+                               str(tmp_path / "x")), "--adv-weight does not apply")
     assert_one_line_error(
         dard("distill", "--eval-attacks", "clean,deepfool", "--out", str(tmp_path / "x")),
         "--eval-attacks",

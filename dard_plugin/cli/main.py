@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--threat-model", default="Linf")
     distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     distill.add_argument("--teacher-targets", default="online", choices=("online", "cached"))
+    distill.add_argument(
+        "--cache-refresh-epochs",
+        type=int,
+        default=None,
+        help="with cached targets: recompute them every K epochs",
+    )
+    distill.add_argument(
+        "--attack-kind",
+        default=None,
+        choices=("dpgd", "pgd"),
+        help="the student's attack (default: the method's own)",
+    )
     distill.add_argument("--alpha", type=float, default=None, help="distillation weight a")
     distill.add_argument("--temperature", type=float, default=None)
     distill.add_argument("--adv-weight", type=float, default=None, help="DARD's w")
@@ -106,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_source(evaluate)
     evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
     evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
+    evaluate.add_argument(
+        "--curve",
+        default=None,
+        help="comma-separated eps values: also plot accuracy against eps (curve.png in --out)",
+    )
     evaluate.add_argument("--n-examples", type=int, default=1000)
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
@@ -245,6 +262,7 @@ def _evaluate_into(
         x,
         y,
         eps=args.eps,
+        norm=getattr(args, "norm", "Linf"),
         attacks=attacks,
         verbose=not args.quiet,
         model_name=name,
@@ -268,6 +286,7 @@ def _distill(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.recipes import load_model
 
     _check_training_args(args)
+    method_kwargs = _method_options(args)
     teacher = None
     if args.method != "sat":
         teacher = load_model(
@@ -278,18 +297,42 @@ def _distill(args: argparse.Namespace) -> dict[str, Any]:
             model_dir=args.model_dir,
             device=args.device,
         )
-    method_kwargs: dict[str, Any] = {"teacher_targets": args.teacher_targets}
-    for option in ("alpha", "temperature", "adv_weight"):
-        if getattr(args, option) is not None:
-            method_kwargs[option] = getattr(args, option)
-    if args.legacy_teacher_softmax:
-        method_kwargs["legacy_teacher_softmax"] = True
-    if args.method == "sat":
-        method_kwargs = {}
-    elif args.method == "rslad":
-        method_kwargs.pop("alpha", None)
-        method_kwargs.pop("temperature", None)
     return _train(args, method=args.method, teacher=teacher, **method_kwargs)
+
+
+_METHOD_OPTIONS = {
+    "sat": {"attack_kind"},
+    "ard": {"teacher_targets", "cache_refresh_epochs", "attack_kind", "alpha", "temperature"},
+    "rslad": {"teacher_targets", "cache_refresh_epochs", "attack_kind"},
+    "dard": {
+        "teacher_targets",
+        "cache_refresh_epochs",
+        "attack_kind",
+        "alpha",
+        "temperature",
+        "adv_weight",
+        "legacy_teacher_softmax",
+    },
+}
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The trainer options given on the command line; one that the method does not take is
+    an error rather than silently ignored."""
+    given: dict[str, Any] = {}
+    for option in ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight"):
+        if getattr(args, option) is not None:
+            given[option] = getattr(args, option)
+    if args.legacy_teacher_softmax:
+        given["legacy_teacher_softmax"] = True
+    allowed = _METHOD_OPTIONS[args.method]
+    refused = sorted(set(given) - allowed)
+    if refused:
+        names = ", ".join("--" + k.replace("_", "-") for k in refused)
+        raise CommandError(f"{names} does not apply to --method {args.method}")
+    if "teacher_targets" in allowed:
+        given["teacher_targets"] = args.teacher_targets
+    return given
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -305,7 +348,45 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
         device=args.device,
     )
     args.eval_attacks, args.n_eval = args.attacks, args.n_examples
-    return _evaluate_into(model, args, args.out, name=Path(args.model).stem)
+    curve = _parse_curve(args)
+    result = _evaluate_into(model, args, args.out, name=Path(args.model).stem)
+    if curve:
+        from dard_plugin.data import load_dataset
+        from dard_plugin.evaluation import plot_robustness_curve, robustness_curve
+
+        x, y = load_dataset(
+            args.dataset, train=False, n_examples=args.n_examples, root=args.data_root
+        )
+        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+        reports = robustness_curve(
+            model,
+            x,
+            y,
+            curve,
+            attacks=attacks,
+            norm=args.norm,
+            verbose=not args.quiet,
+            model_name=Path(args.model).stem,
+        )
+        path = plot_robustness_curve(reports, args.out / "curve.png")
+        result["curve"] = [r.to_dict() for r in reports]
+        if not args.json:
+            print(f"robust accuracy against eps: {path}")
+    return result
+
+
+def _parse_curve(args: argparse.Namespace) -> list[float]:
+    if args.curve is None:
+        return []
+    if args.out is None:
+        raise CommandError("--curve needs --out (where curve.png is written)")
+    try:
+        values = [float(v) for v in args.curve.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"--curve must be comma-separated numbers, got {args.curve!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise CommandError(f"--curve values must be > 0, got {args.curve!r}")
+    return values
 
 
 def _attack(args: argparse.Namespace) -> dict[str, Any]:
