@@ -292,3 +292,16 @@ def test_sat_takes_no_teacher_and_others_need_one() -> None:
         SATTrainer(student)
     with pytest.raises(ValueError, match="different models"):
         DARDTrainer(student, student, optimizer=optimizer)
+
+
+def test_bf16_autocast_and_channels_last_path_runs_on_cpu() -> None:
+    # the CUDA defaults (bf16 autocast, channels-last), forced on CPU: the code path works
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    trainer = DARDTrainer(student, teacher_model(), optimizer=optimizer, attack=ATTACK,
+                          amp=True, channels_last=True, verbose=False)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x, y))
+    assert np.isfinite(history[0]["loss"])
+    assert trainer.amp and trainer.channels_last
+    default = DARDTrainer(student, teacher_model(), optimizer=optimizer, verbose=False)
+    assert not default.amp and not default.channels_last  # CPU: off unless asked
