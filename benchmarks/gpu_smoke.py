@@ -69,10 +69,9 @@ def main() -> None:
 
     for precision in ("fp32", "bf16"):
         amp = precision == "bf16"
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
-        def attack() -> torch.Tensor:
-            with autocast:
+        def attack(amp: bool = amp) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 return dpgd(student, batch, batch_labels, eps=8 / 255, alpha=2 / 255,
                             steps=10)
 
