@@ -82,7 +82,9 @@ class ARDTrainer(AdversarialTrainerBase):
 
 class RSLADTrainer(AdversarialTrainerBase):
     """RSLAD (Zi et al. 2021): ``5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x))``; ``x'``
-    maximises ``KL(T(x) || S(x'))`` from ``x + 0.001 N(0, 1)`` (as RSLAD's code)."""
+    maximises ``KL(T(x) || S(x'))`` from ``x + 0.001 N(0, 1)`` (as RSLAD's code), at the
+    ``attack`` settings; an attack of another kind (``{"kind": ...}``, a torchattacks attack,
+    a callable) replaces it."""
 
     method = "rslad"
     default_attack = "pgd"
@@ -91,6 +93,8 @@ class RSLADTrainer(AdversarialTrainerBase):
     teacher_outputs = ARDTrainer.teacher_outputs
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if not self.uses_method_attack:
+            return super().craft_adversarial(batch, targets)
         settings = self.attack_settings or AttackSettings()
         noise = torch.randn(batch.images.shape, generator=self._generator)
         start = batch.images + 0.001 * noise.to(batch.images.device)

@@ -160,6 +160,10 @@ class AdversarialTrainerBase(Trainer):
         self.attack, self.attack_settings, attack_eps = resolve_attack(
             attack, default_kind=self.default_attack, student=self.student
         )
+        # None, or settings without "kind": the method's own attack at those settings
+        self.uses_method_attack = attack is None or (
+            isinstance(attack, Mapping) and "kind" not in attack
+        )
         if eval_eps is not None:
             check_real("eval_eps", eval_eps, low=0.0, low_inclusive=False)
         self.eval_eps = eval_eps if eval_eps is not None else attack_eps
