@@ -182,3 +182,19 @@ def test_list_teachers_has_published_accuracies() -> None:
     assert accuracies == sorted(accuracies, reverse=True)
     with pytest.raises(ValueError, match="threat_model"):
         list_teachers("cifar10", "L1")
+
+
+def test_shipped_fashion_mnist_teacher() -> None:
+    from dard_plugin.data import load_dataset
+    from dard_plugin.teachers.shipped import shipped_weights
+
+    assert shipped_weights("dard-fmnist-teacher").stat().st_size < 4_000_000  # a few MB
+    teacher = load_teacher("dard-fmnist-teacher", dataset="fashion-mnist")
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=1000)
+    with torch.no_grad():
+        accuracy = float((teacher(x).argmax(1) == y).float().mean())
+    assert accuracy > 0.75  # chance is 0.10
+    assert load_teacher("dard-fmnist-teacher") is not teacher  # dataset defaults to its own
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        load_teacher("dard-fmnist-teacher", dataset="cifar10")
