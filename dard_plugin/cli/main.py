@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="distil the shipped Fashion-MNIST teacher with DARD, then evaluate"
     )
     demo.add_argument("--out", type=Path, default=Path("results/demo"))
-    demo.add_argument("--n-train", type=int, default=4000)
-    demo.add_argument("--epochs", type=int, default=4)
+    demo.add_argument("--n-train", type=int, default=3000)
+    demo.add_argument("--epochs", type=int, default=3)
     demo.add_argument("--n-eval", type=int, default=500)
     _add_common(demo)
     return parser
@@ -476,37 +476,35 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.epochs} epochs, L-inf eps 0.1; then evaluating on {args.n_eval} test "
             "images. Results in " + str(args.out)
         )
-    demo_args = argparse.Namespace(
-        method="dard",
-        teacher=DEMO_TEACHER,
-        teacher_arch=None,
-        threat_model="Linf",
-        model_dir="./models",
-        teacher_targets="online",
-        alpha=None,
-        temperature=None,
-        adv_weight=None,
-        legacy_teacher_softmax=False,
-        dataset="fashion-mnist",
-        data_root=None,
-        arch="small-cnn",
-        n_train=args.n_train,
-        n_val=500,
-        epochs=args.epochs,
-        batch_size=128,
-        lr=0.05,
-        eps=0.1,
-        step_size=None,
-        steps=10,
-        seed=0,
-        out=args.out,
-        resume=True,
-        n_eval=args.n_eval,
-        eval_attacks="clean,fgsm,pgd,dpgd,apgd-ce,apgd-t",
-        quiet=args.quiet,
-        json=args.json,
-        device=args.device,
-    )
+    # exactly `dard distill` with these arguments: every other option keeps its default
+    demo_argv = [
+        "distill",
+        "--method",
+        "dard",
+        "--teacher",
+        DEMO_TEACHER,
+        "--arch",
+        "small-cnn",
+        "--dataset",
+        "fashion-mnist",
+        "--n-train",
+        str(args.n_train),
+        "--epochs",
+        str(args.epochs),
+        "--n-val",
+        "500",
+        "--n-eval",
+        str(args.n_eval),
+        "--eps",
+        "0.1",
+        "--eval-attacks",
+        "clean,fgsm,pgd,dpgd,apgd-ce",
+        "--out",
+        str(args.out),
+        "--resume",
+    ]
+    demo_args = build_parser().parse_args(demo_argv)
+    demo_args.quiet, demo_args.json, demo_args.device = args.quiet, args.json, args.device
     result = _distill(demo_args)
     result["seconds"] = time.perf_counter() - started
     if not args.json:
