@@ -83,7 +83,7 @@ def distill(
     n_val: int = 1000,
     epochs: int = 10,
     batch_size: int = 128,
-    lr: float = 0.05,
+    lr: float | None = None,
     eps: float = 0.1,
     step_size: float | None = None,
     steps: int = 10,
@@ -99,7 +99,10 @@ def distill(
     """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
     ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
     of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
-    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack.
+    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. The default
+    learning rate is 0.05 for SAT and 0.01 for the distillation methods, whose KL terms are
+    scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a small CNN student diverged
+    on Fashion-MNIST (loss 6.3, chance accuracy after 2 epochs; 0.01 reached 55% clean).
 
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
     training-curve plot ``training.png``.
@@ -121,6 +124,8 @@ def distill(
     with torch.random.fork_rng():
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         student = create(student_arch, num_classes=info.num_classes)
+    if lr is None:
+        lr = 0.05 if method == "sat" else 0.01
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)

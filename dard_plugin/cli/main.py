@@ -35,7 +35,12 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     parser.add_argument("--n-val", type=int, default=1000, help="validation images per epoch")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="SGD learning rate (default: 0.05 for SAT, 0.01 for distillation)",
+    )
     parser.add_argument("--eps", type=float, default=0.1, help="L-inf budget in [0,1] pixels")
     parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     parser.add_argument("--steps", type=int, default=10)
@@ -58,6 +63,19 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     parser.add_argument("--eps", type=float, default=0.1)
+
+
+def _load_model_source(args: argparse.Namespace) -> Any:
+    """The model named by :func:`_add_model_source`'s arguments, frozen."""
+    from dard_plugin.recipes import load_model
+
+    return load_model(
+        args.model,
+        dataset=args.dataset,
+        arch=args.arch,
+        model_dir=args.model_dir,
+        device=args.device,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +220,8 @@ def _check_training_args(args: argparse.Namespace) -> None:
         check_int(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1)
     if args.n_train is not None:
         check_int("--n-train", args.n_train, minimum=1)
-    check_real("--lr", args.lr, low=0.0, low_inclusive=False)
+    if args.lr is not None:
+        check_real("--lr", args.lr, low=0.0, low_inclusive=False)
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
     _check_out(args.out)
@@ -336,17 +355,10 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from dard_plugin.recipes import load_model
 
     if args.out is not None:
         _check_out(args.out)
-    model = load_model(
-        args.model,
-        dataset=args.dataset,
-        arch=args.arch,
-        model_dir=args.model_dir,
-        device=args.device,
-    )
+    model = _load_model_source(args)
     args.eval_attacks, args.n_eval = args.attacks, args.n_examples
     curve = _parse_curve(args)
     result = _evaluate_into(model, args, args.out, name=Path(args.model).stem)
@@ -395,16 +407,9 @@ def _attack(args: argparse.Namespace) -> dict[str, Any]:
 
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.data import load_dataset
-    from dard_plugin.recipes import load_model
 
     _check_out(args.out)
-    model = load_model(
-        args.model,
-        dataset=args.dataset,
-        arch=args.arch,
-        model_dir=args.model_dir,
-        device=args.device,
-    )
+    model = _load_model_source(args)
     x, y = load_dataset(args.dataset, train=False, n_examples=args.n, root=args.data_root)
     device = args.device or "cpu"
     step = args.step_size if args.step_size is not None else args.eps / 4
