@@ -31,6 +31,36 @@ def check_not_html(path: Path) -> None:
         )
 
 
+def explain_load_error(
+    path: Path,
+    error: BaseException,
+    *,
+    corrupt_types: tuple[type[BaseException], ...],
+    advice: str = "Delete it and download or save it again.",
+) -> CheckpointError | None:
+    """The clear error for a failed ``torch.load(weights_only=True)`` of ``path``: an
+    unsafe pickle (refused), or a file of ``corrupt_types`` trouble (truncated or corrupt);
+    None when the error is neither."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) and (
+        "weights only load failed" in text.lower() or "weights_only" in text
+    ):
+        return CheckpointError(
+            f"refused to load {path}: it holds Python objects other than tensors and "
+            "plain containers, and unpickling them could run arbitrary code "
+            "(this package always loads with torch.load(weights_only=True)). If you "
+            "trust the file, re-save only the weights: "
+            "torch.save(model.state_dict(), 'weights.pt')."
+        )
+    if isinstance(error, (pickle.UnpicklingError, *corrupt_types)):
+        first_line = text.splitlines()[0] if text else ""
+        return CheckpointError(
+            f"{path} is truncated or corrupt and cannot be read as a torch checkpoint "
+            f"({type(error).__name__}: {first_line}). {advice}"
+        )
+    return None
+
+
 def safe_load(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, with clear errors."""
     path = Path(path)
@@ -39,22 +69,11 @@ def safe_load(path: str | Path) -> Any:
     check_not_html(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only load failed" in str(error).lower() or "weights_only" in str(error):
-            raise CheckpointError(
-                f"refused to load {path}: it holds Python objects other than tensors and "
-                "plain containers, and unpickling them could run arbitrary code "
-                "(this package always loads with torch.load(weights_only=True)). If you "
-                "trust the file, re-save only the weights: "
-                "torch.save(model.state_dict(), 'weights.pt')."
-            ) from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({error})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is truncated or corrupt and cannot be read as a torch checkpoint "
-            f"({type(error).__name__}: {str(error).splitlines()[0]}). Delete it and "
-            "download or save it again."
-        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+        explained = explain_load_error(
+            path, error, corrupt_types=(RuntimeError, EOFError, OSError, ValueError)
+        )
+        raise (explained or error) from None
 
 
 def extract_state_dict(checkpoint: Any, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:

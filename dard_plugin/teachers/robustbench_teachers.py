@@ -7,7 +7,6 @@ import difflib
 import io
 import json
 import logging
-import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_choice
-from dard_plugin.teachers.checkpoints import CheckpointError, check_not_html, freeze
+from dard_plugin.teachers.checkpoints import check_not_html, explain_load_error, freeze
 from dard_plugin.teachers.robustbench_compat import import_robustbench_utils, robustbench_zoo
 
 logger = logging.getLogger(__name__)
@@ -154,17 +153,15 @@ def _remove_empty(created: list[Path]) -> None:
 def _explain(error: Exception, name: str, dataset: str, threat_model: str, path: Path) -> Exception:
     page = model_page(name, dataset, threat_model)
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
-        return CheckpointError(
-            f"refused to load {path}: it holds Python objects other than tensors, and this "
-            "package keeps torch.load(weights_only=True) so a checkpoint cannot run code. "
-            "Re-save only the state dict (torch.save(state_dict, path)) if you trust it."
+    if path.is_file():
+        explained = explain_load_error(
+            path,
+            error,
+            corrupt_types=(RuntimeError, EOFError),
+            advice=f"Delete it and download the weights again (model page: {page}).",
         )
-    if path.is_file() and isinstance(error, (pickle.UnpicklingError, RuntimeError, EOFError)):
-        return CheckpointError(
-            f"{path} is truncated or corrupt ({type(error).__name__}: {message}). Delete it "
-            f"and download the weights again (model page: {page})."
-        )
+        if explained is not None:
+            return explained
     if not path.is_file():
         return TeacherNotFoundError(
             f"RobustBench teacher {name!r} is not on disk and could not be downloaded "
