@@ -152,8 +152,8 @@ def test_cached_targets_computed_once_on_unaugmented_images() -> None:
     trainer.fit(x, y, batch_size=16, nb_epochs=3)
     # every image seen by the teacher 2 (attack steps) + 2 (outputs) times per cache build,
     # and the cache built at epochs 1 and 3 (refresh every 2 epochs); plus the first-batch
-    # shape check (2 images)
-    assert sum(calls) == 2 * 40 * (ATTACK["steps"] + 2) + 2
+    # shape check and the channels-last probe (2 images each)
+    assert sum(calls) == 2 * 40 * (ATTACK["steps"] + 2) + 2 + 2
     assert trainer._cache is not None
     with torch.no_grad():
         assert torch.allclose(trainer._cache["teacher_nat"], teacher.inner(x), atol=1e-6)
@@ -304,4 +304,45 @@ def test_bf16_autocast_and_channels_last_path_runs_on_cpu() -> None:
     assert np.isfinite(history[0]["loss"])
     assert trainer.amp and trainer.channels_last
     default = DARDTrainer(student, teacher_model(), optimizer=optimizer, verbose=False)
-    assert not default.amp and not default.channels_last  # CPU: off unless asked
+    assert not default.amp  # CPU: bf16 off unless asked
+
+
+class ViewHead(nn.Module):
+    """A conv model that calls ``.view`` on a conv output: fails on a channels-last batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return self.head(out.view(out.shape[0], -1))
+
+
+@pytest.mark.parametrize("model_kind", ["conv", "view"])
+def test_channels_last_by_default_where_the_models_run_it(model_kind: str) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    torch.manual_seed(0)
+    student = TinyCNN() if model_kind == "conv" else ViewHead()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    with pytest.raises(RuntimeError):  # the premise: .view on a channels-last conv output
+        ViewHead().to(memory_format=torch.channels_last)(
+            x[:2].contiguous(memory_format=torch.channels_last))
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert np.isfinite(history[0]["loss"])
+    conv_weight = next(p for p in student.parameters() if p.ndim == 4)
+    if model_kind == "conv":
+        assert trainer.channels_last
+        assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    else:  # fell back before any training step
+        assert not trainer.channels_last
+        assert conv_weight.is_contiguous()
+    other = TinyCNN()
+    forced_off = SATTrainer(other, optimizer=torch.optim.SGD(other.parameters(), lr=0.05),
+                            attack=ATTACK, verbose=False, channels_last=False)
+    forced_off.fit(x, y, batch_size=16, nb_epochs=1)
+    assert not forced_off.channels_last
+    with pytest.raises(TypeError, match="channels_last"):
+        SATTrainer(TinyCNN(), optimizer=optimizer, channels_last="yes")
