@@ -181,3 +181,22 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
     )
     debug = dard("evaluate", str(tmp_path / "missing.pt"), "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.slow
+def test_distill_under_torchrun_two_processes(tmp_path) -> None:
+    """`torchrun ... dard distill`: the CLI joins the process group (gloo on CPU), trains
+    with DDP, and only rank 0 evaluates and writes."""
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "dard_plugin", "distill", "--method", "dard", "--teacher",
+         "dard-fmnist-teacher", *TINY_TRAIN, "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("worst case") == 1  # one evaluation: rank 0's
+    history = json.loads((out / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1]
+    assert "clean_accuracy" in history[0]
+    assert (out / "student.pt").is_file()

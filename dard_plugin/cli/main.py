@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -238,7 +239,9 @@ def _train(
 ) -> dict[str, Any]:
     from dard_plugin.recipes import distill
 
-    result = distill(
+    world, rank = _distributed_setup(args)
+    try:
+        result = distill(
         method=method,
         dataset=args.dataset,
         teacher=teacher,
@@ -255,17 +258,45 @@ def _train(
         device=args.device,
         out_dir=args.out,
         resume=args.resume,
-        data_root=args.data_root,
-        verbose=not args.quiet,
-        **method_kwargs,
-    )
-    report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
+            data_root=args.data_root,
+            verbose=not args.quiet and rank == 0,
+            **method_kwargs,
+        )
+        if rank != 0:  # rank 0 evaluates and writes; the others only trained
+            return {"history": result.history, "rank": rank, "world_size": world}
+        report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return {
         "history": result.history,
         "report": report,
         "files": result.files,
         "train_seconds": result.seconds,
+        "world_size": world,
     }
+
+
+def _distributed_setup(args: argparse.Namespace) -> tuple[int, int]:
+    """(world size, rank). Under torchrun (``WORLD_SIZE`` > 1) this joins the process group
+    (nccl for CUDA, gloo for CPU), once, and gives each process its own GPU
+    (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 1, 0
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        args.device = args.device or "cpu"
+        if args.device.startswith("cuda"):
+            if args.device == "cuda":
+                args.device = f"cuda:{local_rank}"
+            torch.cuda.set_device(torch.device(args.device))
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    return dist.get_world_size(), dist.get_rank()
 
 
 def _evaluate_into(
@@ -308,6 +339,9 @@ def _distill(args: argparse.Namespace) -> dict[str, Any]:
     method_kwargs = _method_options(args)
     teacher = None
     if args.method != "sat":
+        world, rank = _distributed_setup(args)
+        if rank > 0:  # rank 0 fetches a RobustBench teacher first; the others then read it
+            _barrier()
         teacher = load_model(
             args.teacher,
             dataset=args.dataset,
@@ -316,7 +350,15 @@ def _distill(args: argparse.Namespace) -> dict[str, Any]:
             model_dir=args.model_dir,
             device=args.device,
         )
+        if rank == 0 and world > 1:
+            _barrier()
     return _train(args, method=args.method, teacher=teacher, **method_kwargs)
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 _METHOD_OPTIONS = {
