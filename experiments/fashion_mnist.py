@@ -1,0 +1,536 @@
+"""The paper's comparison on Fashion-MNIST (L-inf eps 0.1), reproducible and resumable.
+
+Teacher: the shipped ``dard-fmnist-teacher``. Students: ``small-cnn``, each trained with the
+same data, epochs, optimizer (SGD, momentum 0.9, weight decay 5e-4), schedule (x0.1 at 60%
+and 80% of the epochs), augmentation and seed, by ``dard_plugin.recipes.distill``:
+
+- SAT (PGD-AT), ARD, RSLAD, DARD with online targets, DARD with cached targets;
+- a second seed of SAT and DARD (online);
+- DARD ablations: adv_weight 0.75 and 1.0 (0.5 is the paper's), PGD-CE instead of DPGD for
+  the student's adversarial examples, and the original scripts' teacher softmax
+  (``legacy_teacher_softmax=True``).
+
+The learning rate is each method's default in ``distill`` (0.05 for SAT, 0.01 for the
+distillation methods, whose KL terms carry a tau^2 factor; see docs/training.md).
+
+Evaluation, every student and the teacher, on the first test images: clean, FGSM, PGD-20,
+T-PGD, BIM, DPGD, APGD-CE and APGD-T on ``n_eval``; AutoAttack standard on ``n_aa``. And the
+DPGD vs PGD-CE strength study: teacher and SAT student, 1/5/10/20/50 steps of eps/4, no
+random start, on ``n_steps_eval`` images.
+
+Each unit of work writes one JSON file into ``--out`` when it ends (atomically); a rerun
+skips finished units and resumes a killed training run from its checkpoint (``--work``).
+After every unit the report (``--report``) is rewritten from the JSON files present.
+
+    python experiments/fashion_mnist.py                      # preset "standard", CPU
+    python experiments/fashion_mnist.py --preset full --device cuda
+
+Presets: ``standard`` (10,000 training images, 5 epochs; sized for about 2 hours on the
+project's 2-core CPU machine) and ``full`` (60,000 images, 10 epochs, 10,000 test images;
+for a GPU); ``smoke`` is a minutes-long check of the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dard_plugin.attacks.dpgd import dpgd
+from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
+from dard_plugin.data import load_dataset
+from dard_plugin.evaluation import evaluate
+from dard_plugin.recipes import distill, load_model
+from dard_plugin.teachers import load_teacher
+from dard_plugin.training.checkpointing import write_json
+
+logger = logging.getLogger("experiments.fashion_mnist")
+
+EPS = 0.1
+TEACHER = "dard-fmnist-teacher"
+STUDENT_ARCH = "small-cnn"
+SUITE_ATTACKS = ["clean", "fgsm", "pgd", "tpgd", "bim", "dpgd", "apgd-ce", "apgd-t"]
+STEP_COUNTS = [1, 5, 10, 20, 50]
+
+
+@dataclass(frozen=True)
+class Preset:
+    n_train: int
+    epochs: int
+    n_val: int  # per-epoch validation on the first test images: monitoring only
+    n_eval: int
+    n_aa: int
+    n_steps_eval: int
+    batch_size: int = 128
+    description: str = ""
+
+
+PRESETS = {
+    "smoke": Preset(256, 1, 64, 32, 8, 32, description="a check of the script"),
+    "standard": Preset(10_000, 5, 500, 2_000, 200, 1_000,
+                       description="about 2 hours on the project's 2-core CPU machine"),
+    "full": Preset(60_000, 10, 1_000, 10_000, 1_000, 2_000,
+                   description="all training images; for a GPU"),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    method: str
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    group: str = "main"
+    label: str = ""
+
+
+RUNS = [
+    Run("sat-s0", "sat", label="SAT (PGD-AT)"),
+    Run("dard-online-s0", "dard", options={"teacher_targets": "online"},
+        label="DARD, online targets"),
+    Run("ard-s0", "ard", label="ARD"),
+    Run("rslad-s0", "rslad", label="RSLAD"),
+    Run("dard-cached-s0", "dard", options={"teacher_targets": "cached"},
+        label="DARD, cached targets"),
+    Run("dard-aw0.75-s0", "dard", options={"teacher_targets": "online", "adv_weight": 0.75},
+        group="ablation", label="DARD, adv_weight 0.75"),
+    Run("dard-aw1.0-s0", "dard", options={"teacher_targets": "online", "adv_weight": 1.0},
+        group="ablation", label="DARD, adv_weight 1.0"),
+    Run("dard-pgdce-s0", "dard", options={"teacher_targets": "online", "attack_kind": "pgd"},
+        group="ablation", label="DARD, PGD-CE for the student's examples"),
+    Run("dard-legacy-s0", "dard",
+        options={"teacher_targets": "online", "legacy_teacher_softmax": True},
+        group="ablation", label="DARD as the original scripts compute it"),
+    Run("sat-s1", "sat", seed=1, group="seed", label="SAT (PGD-AT), seed 1"),
+    Run("dard-online-s1", "dard", seed=1, options={"teacher_targets": "online"}, group="seed",
+        label="DARD, online targets, seed 1"),
+    Run("sat-lr0.01-s0", "sat", options={"lr": 0.01}, group="control",
+        label="SAT (PGD-AT) at lr 0.01, the distillation methods' learning rate"),
+]
+RUNS_BY_NAME = {run.name: run for run in RUNS}
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", "experiments/fashion_mnist.py",
+                                                *sys.argv[1:]])
+
+
+class Experiment:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.preset = PRESETS[args.preset]
+        self.out = Path(args.out or f"docs/results/fashion_mnist/{args.preset}")
+        self.work = Path(args.work or f"runs/fashion_mnist/{args.preset}")
+        self.device = torch.device(args.device)
+        self._teacher: nn.Module | None = None
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.eval_batch = args.eval_batch_size
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def teacher(self) -> nn.Module:
+        if self._teacher is None:
+            self._teacher = load_teacher(TEACHER, dataset="fashion-mnist", device=self.device)
+        return self._teacher
+
+    @property
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._test is None:
+            self._test = load_dataset("fashion-mnist", train=False)
+        return self._test
+
+    def unit_path(self, kind: str, name: str) -> Path:
+        return self.out / f"{kind}-{name}.json"
+
+    def done(self, kind: str, name: str) -> bool:
+        return self.unit_path(kind, name).is_file()
+
+    def record(self, kind: str, name: str, payload: dict[str, Any], seconds: float) -> None:
+        payload = {
+            "unit": f"{kind}/{name}",
+            "preset": self.args.preset,
+            "preset_sizes": asdict(self.preset),
+            "command": command_line(),
+            "device": str(self.device),
+            "device_name": (torch.cuda.get_device_name(self.device)
+                            if self.device.type == "cuda" else platform.processor() or "cpu"),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            **payload,
+        }
+        write_json(self.unit_path(kind, name), payload)
+        logger.info("%s/%s done in %.0f s", kind, name, seconds)
+
+    def student_path(self, name: str) -> Path:
+        return self.work / name / "student.pt"
+
+    def model(self, name: str) -> nn.Module:
+        if name == "teacher":
+            return self.teacher
+        if not self.student_path(name).is_file():
+            self.train(RUNS_BY_NAME[name])
+        return load_model(str(self.student_path(name)), device=self.device)
+
+    # ------------------------------------------------------------------ units
+    def train(self, run: Run) -> None:
+        if self.student_path(run.name).is_file():
+            return
+        p = self.preset
+        options = dict(run.options)
+        started = time.perf_counter()
+        result = distill(
+            method=run.method,
+            dataset="fashion-mnist",
+            teacher=None if run.method == "sat" else self.teacher,
+            student_arch=STUDENT_ARCH,
+            n_train=p.n_train,
+            n_val=p.n_val,
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            eps=EPS,
+            seed=run.seed,
+            device=str(self.device),
+            out_dir=self.work / run.name,
+            resume=True,
+            verbose=self.args.verbose,
+            amp=self.args.amp,
+            **options,
+        )
+        self.record("train", run.name, {
+            "run": asdict(run), "history": result.history,
+            "training_seconds": result.seconds}, time.perf_counter() - started)
+
+    def evaluate_suite(self, name: str) -> None:
+        model = self.model(name)
+        x, y = self.test
+        started = time.perf_counter()
+        report = evaluate(model, x, y, eps=EPS, attacks=SUITE_ATTACKS,
+                          n_examples=self.preset.n_eval, batch_size=self.eval_batch,
+                          device=self.device, verbose=self.args.verbose, model_name=name)
+        self.record("suite", name, {"report": report.to_dict()}, time.perf_counter() - started)
+
+    def evaluate_autoattack(self, name: str) -> None:
+        model = self.model(name)
+        x, y = self.test
+        started = time.perf_counter()
+        report = evaluate(model, x, y, eps=EPS, attacks=["clean", "autoattack"],
+                          n_examples=self.preset.n_aa, batch_size=self.eval_batch,
+                          device=self.device, verbose=self.args.verbose, model_name=name,
+                          state_path=self.work / f"aa-state-{name}.json")
+        self.record("autoattack", name, {"report": report.to_dict()},
+                    time.perf_counter() - started)
+
+    def step_study(self, name: str) -> None:
+        model = self.model(name)
+        x, y = self.test
+        n = self.preset.n_steps_eval
+        x, y = x[:n], y[:n]
+        started = time.perf_counter()
+        attacks: dict[str, Callable[..., torch.Tensor]] = {
+            "dpgd": lambda m, xb, yb, steps: dpgd(m, xb, yb, eps=EPS, alpha=EPS / 4,
+                                                  steps=steps),
+            "pgd-ce": lambda m, xb, yb, steps: pgd_linf(
+                m, xb, yb, cross_entropy_objective, eps=EPS, alpha=EPS / 4, steps=steps),
+        }
+        accuracy: dict[str, dict[str, float]] = {}
+        for attack_name, attack in attacks.items():
+            accuracy[attack_name] = {}
+            for steps in STEP_COUNTS:
+                correct = 0
+                for start in range(0, n, self.eval_batch):
+                    xb = x[start:start + self.eval_batch].to(self.device)
+                    yb = y[start:start + self.eval_batch].to(self.device)
+                    adversarial = attack(model, xb, yb, steps)
+                    with torch.no_grad():
+                        correct += int((model(adversarial).argmax(1) == yb).sum())
+                accuracy[attack_name][str(steps)] = correct / n
+        self.record("steps", name, {"n_examples": n, "eps": EPS, "alpha": EPS / 4,
+                                    "random_start": False, "accuracy": accuracy},
+                    time.perf_counter() - started)
+
+    def plan(self) -> list[tuple[str, str, Callable[[], None]]]:
+        """Units in order of importance: a run cut short leaves the main comparison first."""
+        units: list[tuple[str, str, Callable[[], None]]] = []
+        selected = [run for run in RUNS if self.args.runs is None or run.name in self.args.runs]
+        teacher = not self.args.no_teacher
+
+        def add_runs(group: str) -> None:
+            for run in selected:
+                if run.group == group:
+                    units.append(("train", run.name, lambda run=run: self.train(run)))
+                    units.append(("suite", run.name,
+                                  lambda name=run.name: self.evaluate_suite(name)))
+
+        add_runs("main")
+        add_runs("control")
+        if teacher:
+            units.append(("suite", "teacher", lambda: self.evaluate_suite("teacher")))
+        add_runs("ablation")
+        for name in ("teacher", "sat-s0"):
+            if (name == "teacher" and teacher) or name in {run.name for run in selected}:
+                units.append(("steps", name, lambda name=name: self.step_study(name)))
+        add_runs("seed")
+        for run in selected:
+            units.append(("autoattack", run.name,
+                          lambda name=run.name: self.evaluate_autoattack(name)))
+        if teacher:
+            units.append(("autoattack", "teacher", lambda: self.evaluate_autoattack("teacher")))
+        return units
+
+    def run(self) -> list[str]:
+        """Run every unit not finished yet; returns the units run."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        units = self.plan()
+        ran = []
+        for index, (kind, name, work) in enumerate(units, start=1):
+            if kind == "train":
+                # trained already, or every unit needing the student is done
+                needed = [k for k, n, _ in units if n == name and k != "train"]
+                if self.done("train", name) and all(self.done(k, name) for k in needed):
+                    continue
+                if self.student_path(name).is_file():
+                    continue
+            elif self.done(kind, name):
+                continue
+            logger.info("unit %d/%d: %s/%s", index, len(units), kind, name)
+            work()
+            ran.append(f"{kind}/{name}")
+            write_report(self.args.report, result_folders(self.out))
+        write_report(self.args.report, result_folders(self.out))
+        return ran
+
+
+# ---------------------------------------------------------------------- the report
+def _load_units(out: Path) -> dict[str, dict[str, Any]]:
+    units = {}
+    for path in sorted(out.glob("*.json")):
+        payload = json.loads(path.read_text())
+        units[payload["unit"]] = payload
+    return units
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _suite_row(units: dict[str, dict[str, Any]], name: str) -> list[str]:
+    suite = units.get(f"suite/{name}")
+    aa = units.get(f"autoattack/{name}")
+    per = suite["report"]["per_attack"] if suite else {}
+    cells = [_pct(suite["report"]["clean_accuracy"]) if suite else "—"]
+    cells += [_pct(per.get(a)) for a in SUITE_ATTACKS[1:]]
+    cells.append(_pct(suite["report"]["robust_accuracy"]) if suite else "—")
+    cells.append(_pct(aa["report"]["per_attack"].get("autoattack")) if aa else "—")
+    return cells
+
+
+SUITE_HEADER = ("| model | clean | FGSM | PGD-20 | T-PGD | BIM | DPGD | APGD-CE | APGD-T | "
+                "worst case | AA standard |")
+
+
+BEGIN, END = "<!-- fashion_mnist:begin -->", "<!-- fashion_mnist:end -->"
+TABLE_RULE = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+
+
+def result_folders(out: Path) -> list[Path]:
+    """``out`` and its sibling result folders (one per preset and machine)."""
+    folders = {out}
+    if out.parent.is_dir():
+        folders |= {d for d in out.parent.iterdir() if d.is_dir() and any(d.glob("*.json"))}
+    return sorted(folders)
+
+
+def write_report(report_path: str | None, folders: list[Path]) -> None:
+    """Rewrite the generated part of ``report_path`` (between the markers; a file without
+    them gets them appended) from the JSON in ``folders``."""
+    if not report_path:
+        return
+    sections = [_section(folder) for folder in folders if any(folder.glob("*.json"))]
+    block = "\n".join([BEGIN, "", *sections, END])
+    path = Path(report_path)
+    text = path.read_text() if path.is_file() else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = (text + "\n" if text else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _section(folder: Path) -> str:
+    units = _load_units(folder)
+    first = next(iter(units.values()))
+    sizes = first["preset_sizes"]
+    commands = sorted({u["command"] for u in units.values()})
+    devices = sorted({u["device_name"] for u in units.values()})
+    total = sum(u["seconds"] for u in units.values())
+    lines = [
+        f"### `{folder.name}`: preset `{first['preset']}` on {', '.join(devices)}",
+        "",
+        f"Size: {sizes['n_train']:,} training images, {sizes['epochs']} epochs, batch "
+        f"{sizes['batch_size']}; evaluation on the first {sizes['n_eval']:,} test images "
+        f"(AutoAttack standard on the first {sizes['n_aa']:,}); L-inf eps {EPS}; training "
+        f"attacks 10 steps of eps/4. Units finished: {len(units)} of "
+        f"{len(_all_unit_names())}, {total / 60:.1f} minutes of work in all. Raw JSON: "
+        f"`{folder}/` (one file per unit, naming its command, device and time). "
+        "Produced by: " + "; ".join(f"`{c}`" for c in commands) + ".",
+        "",
+        "Main comparison (accuracy %, higher is better; worst case = per sample over the "
+        "eight columns before it):",
+        "",
+        SUITE_HEADER,
+        TABLE_RULE,
+        "| teacher (teacher-cnn, PGD-AT) | " + " | ".join(_suite_row(units, "teacher")) + " |",
+    ]
+    for run in RUNS:
+        if run.group == "main":
+            lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
+    lines += ["", "Seeds and the learning-rate control:", "", SUITE_HEADER, TABLE_RULE]
+    for name in ("sat-s0", "sat-s1", "sat-lr0.01-s0", "dard-online-s0", "dard-online-s1"):
+        label = RUNS_BY_NAME[name].label + (", seed 0" if name.endswith("-s0") else "")
+        lines.append(f"| {label} | " + " | ".join(_suite_row(units, name)) + " |")
+    lines += ["", "DARD ablations (online targets, seed 0):", "", SUITE_HEADER, TABLE_RULE,
+              "| DARD, adv_weight 0.5 (the paper's) | "
+              + " | ".join(_suite_row(units, "dard-online-s0")) + " |"]
+    for run in RUNS:
+        if run.group == "ablation":
+            lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
+    lines += ["", "DPGD vs PGD-CE strength (accuracy %, steps of eps/4, no random start):", "",
+              "| model | attack | " + " | ".join(f"{s} steps" for s in STEP_COUNTS) + " |",
+              "| --- | --- | " + " | ".join("---:" for _ in STEP_COUNTS) + " |"]
+    for name in ("teacher", "sat-s0"):
+        study = units.get(f"steps/{name}")
+        for attack in ("dpgd", "pgd-ce"):
+            cells = ([_pct(study["accuracy"][attack][str(s)]) for s in STEP_COUNTS]
+                     if study else ["—"] * len(STEP_COUNTS))
+            lines.append(f"| {name} | {attack} | " + " | ".join(cells) + " |")
+    lines += ["", "Training time (seconds, including per-epoch validation):", "",
+              "| run | seconds | final loss | final validation clean / PGD-10 (%) |",
+              "| --- | ---: | ---: | ---: |"]
+    for run in RUNS:
+        train = units.get(f"train/{run.name}")
+        if train:
+            last = train["history"][-1]
+            lines.append(
+                f"| {run.name} | {train['training_seconds']:.0f} | {last['loss']:.4f} | "
+                f"{_pct(last.get('clean_accuracy'))} / {_pct(last.get('pgd_accuracy'))} |")
+    lines += ["", *_plots(folder, units), ""]
+    return "\n".join(lines)
+
+
+def _plots(folder: Path, units: dict[str, dict[str, Any]]) -> list[str]:
+    """PNG plots beside the JSON; none (and a note) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["(Plots need matplotlib: `pip install dard-plugin[plots]`.)"]
+    links = []
+    names = [("teacher", "teacher")] + [(run.name, run.label) for run in RUNS]
+    rows = [(label, units[f"suite/{name}"]["report"]) for name, label in names
+            if f"suite/{name}" in units]
+    if rows:
+        figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+        positions = range(len(rows))
+        axis.barh([p + 0.2 for p in positions], [100 * r["clean_accuracy"] for _, r in rows],
+                  height=0.4, label="clean")
+        axis.barh([p - 0.2 for p in positions], [100 * r["robust_accuracy"] for _, r in rows],
+                  height=0.4, label="worst case (8 attacks)")
+        axis.set_yticks(list(positions), [label for label, _ in rows], fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlabel(f"accuracy (%), L-inf eps {EPS}")
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
+        figure.tight_layout()
+        figure.savefig(folder / "comparison.png", dpi=110)
+        plt.close(figure)
+        links.append(f"![clean and worst-case accuracy]({_relative(folder)}/comparison.png)")
+    studies = {name: units[f"steps/{name}"] for name in ("teacher", "sat-s0")
+               if f"steps/{name}" in units}
+    if studies:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for name, study in studies.items():
+            for attack, style in (("dpgd", "-o"), ("pgd-ce", "--s")):
+                axis.plot(STEP_COUNTS, [100 * study["accuracy"][attack][str(s)]
+                                        for s in STEP_COUNTS], style, label=f"{name}, {attack}")
+        axis.set_xscale("log")
+        axis.set_xlabel("attack steps (eps/4 each)")
+        axis.set_ylabel("robust accuracy (%)")
+        axis.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(folder / "steps.png", dpi=110)
+        plt.close(figure)
+        links.append(f"![DPGD vs PGD-CE by steps]({_relative(folder)}/steps.png)")
+    return links
+
+
+def _relative(folder: Path) -> str:
+    """The folder as seen from docs/results.md (its usual report)."""
+    parts = folder.parts
+    return "/".join(parts[parts.index("docs") + 1:]) if "docs" in parts else str(folder)
+
+
+def _all_unit_names() -> list[str]:
+    names = [f"{kind}/{run.name}" for run in RUNS for kind in ("train", "suite", "autoattack")]
+    names += ["suite/teacher", "autoattack/teacher", "steps/teacher", "steps/sat-s0"]
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(PRESETS), default="standard")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", help="JSON folder (default docs/results/fashion_mnist/PRESET)")
+    parser.add_argument("--work", help="checkpoints and students (default runs/fashion_mnist/"
+                                       "PRESET)")
+    parser.add_argument("--report", default="docs/results.md",
+                        help="markdown file whose generated part is rewritten after every "
+                             "unit, from OUT and its sibling folders (default: %(default)s; "
+                             "'' for none)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the JSON present, and run nothing")
+    parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
+                        help=f"comma-separated subset of: {', '.join(RUNS_BY_NAME)}")
+    parser.add_argument("--no-teacher", action="store_true",
+                        help="skip the teacher's evaluation units")
+    parser.add_argument("--eval-batch-size", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast in training (default: fp32 everywhere, so that "
+                             "CPU and GPU runs compute the same thing)")
+    parser.add_argument("--verbose", action="store_true", help="progress bars")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.runs is not None:
+        unknown = sorted(set(args.runs) - set(RUNS_BY_NAME))
+        if unknown:
+            parser.error(f"--runs: unknown run(s) {unknown}; choose from {list(RUNS_BY_NAME)}")
+    experiment = Experiment(args)
+    if args.report_only:
+        write_report(args.report, result_folders(experiment.out))
+        return
+    experiment.run()
+
+
+if __name__ == "__main__":
+    main()
