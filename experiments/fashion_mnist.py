@@ -262,7 +262,8 @@ class Experiment:
                     time.perf_counter() - started)
 
     def plan(self) -> list[tuple[str, str, Callable[[], None]]]:
-        """Units in order of importance: a run cut short leaves the main comparison first."""
+        """Units in order of importance: a run cut short leaves the main comparison first.
+        Each student's units (train, suite, AutoAttack) run together."""
         units: list[tuple[str, str, Callable[[], None]]] = []
         selected = [run for run in RUNS if self.args.runs is None or run.name in self.args.runs]
         teacher = not self.args.no_teacher
@@ -273,6 +274,10 @@ class Experiment:
                     units.append(("train", run.name, lambda run=run: self.train(run)))
                     units.append(("suite", run.name,
                                   lambda name=run.name: self.evaluate_suite(name)))
+                    # right after its suite, so that no student must be trained again in a
+                    # later session (only finished units' JSON is kept)
+                    units.append(("autoattack", run.name,
+                                  lambda name=run.name: self.evaluate_autoattack(name)))
 
         add_runs("main")
         add_runs("control")
@@ -283,9 +288,6 @@ class Experiment:
             if (name == "teacher" and teacher) or name in {run.name for run in selected}:
                 units.append(("steps", name, lambda name=name: self.step_study(name)))
         add_runs("seed")
-        for run in selected:
-            units.append(("autoattack", run.name,
-                          lambda name=run.name: self.evaluate_autoattack(name)))
         if teacher:
             units.append(("autoattack", "teacher", lambda: self.evaluate_autoattack("teacher")))
         return units
