@@ -268,26 +268,35 @@ class Experiment:
         selected = [run for run in RUNS if self.args.runs is None or run.name in self.args.runs]
         teacher = not self.args.no_teacher
 
-        def add_runs(group: str) -> None:
-            for run in selected:
-                if run.group == group:
-                    units.append(("train", run.name, lambda run=run: self.train(run)))
-                    units.append(("suite", run.name,
-                                  lambda name=run.name: self.evaluate_suite(name)))
-                    # right after its suite, so that no student must be trained again in a
-                    # later session (only finished units' JSON is kept)
-                    units.append(("autoattack", run.name,
-                                  lambda name=run.name: self.evaluate_autoattack(name)))
+        chosen = {run.name for run in selected}
 
-        add_runs("main")
-        add_runs("control")
+        def add_run(name: str) -> None:
+            if name not in chosen:
+                return
+            run = RUNS_BY_NAME[name]
+            units.append(("train", name, lambda: self.train(run)))
+            units.append(("suite", name, lambda: self.evaluate_suite(name)))
+            # right after its suite, so that no student must be trained again in a later
+            # session (only finished units' JSON is kept)
+            units.append(("autoattack", name, lambda: self.evaluate_autoattack(name)))
+
+        # the question first (SAT against DARD, and the learning-rate control), then the
+        # other baselines, the teacher, the ablations, the step study and the second seeds
+        for name in ("sat-s0", "dard-online-s0", "sat-lr0.01-s0", "ard-s0", "rslad-s0",
+                     "dard-cached-s0"):
+            add_run(name)
         if teacher:
             units.append(("suite", "teacher", lambda: self.evaluate_suite("teacher")))
-        add_runs("ablation")
-        for name in ("teacher", "sat-s0"):
-            if (name == "teacher" and teacher) or name in {run.name for run in selected}:
-                units.append(("steps", name, lambda name=name: self.step_study(name)))
-        add_runs("seed")
+        for run in RUNS:
+            if run.group == "ablation":
+                add_run(run.name)
+        if teacher:
+            units.append(("steps", "teacher", lambda: self.step_study("teacher")))
+        if "sat-s0" in chosen:
+            units.append(("steps", "sat-s0", lambda: self.step_study("sat-s0")))
+        for run in RUNS:
+            if run.group == "seed":
+                add_run(run.name)
         if teacher:
             units.append(("autoattack", "teacher", lambda: self.evaluate_autoattack("teacher")))
         return units
@@ -422,15 +431,17 @@ def _section(folder: Path) -> str:
             cells = ([_pct(study["accuracy"][attack][str(s)]) for s in STEP_COUNTS]
                      if study else ["—"] * len(STEP_COUNTS))
             lines.append(f"| {name} | {attack} | " + " | ".join(cells) + " |")
-    lines += ["", "Training time (seconds, including per-epoch validation):", "",
+    lines += ["", "Training time (sum of the epochs' seconds, without the per-epoch validation; "
+              "a run resumed after an interruption counts each epoch once):", "",
               "| run | seconds | final loss | final validation clean / PGD-10 (%) |",
               "| --- | ---: | ---: | ---: |"]
     for run in RUNS:
         train = units.get(f"train/{run.name}")
         if train:
             last = train["history"][-1]
+            seconds = sum(record["seconds"] for record in train["history"])
             lines.append(
-                f"| {run.name} | {train['training_seconds']:.0f} | {last['loss']:.4f} | "
+                f"| {run.name} | {seconds:.0f} | {last['loss']:.4f} | "
                 f"{_pct(last.get('clean_accuracy'))} / {_pct(last.get('pgd_accuracy'))} |")
     lines += ["", *_plots(folder, units), ""]
     return "\n".join(lines)
