@@ -280,23 +280,25 @@ class Experiment:
             # session (only finished units' JSON is kept)
             units.append(("autoattack", name, lambda: self.evaluate_autoattack(name)))
 
+        def group(name: str) -> list[str]:
+            return [run.name for run in RUNS if run.group == name]
+
         # the question first (SAT against DARD, and the learning-rate control), then the
         # other baselines, the teacher, the ablations, the step study and the second seeds
-        for name in ("sat-s0", "dard-online-s0", "sat-lr0.01-s0", "ard-s0", "rslad-s0",
-                     "dard-cached-s0"):
+        first = ["sat-s0", "dard-online-s0", "sat-lr0.01-s0", "ard-s0", "rslad-s0",
+                 "dard-cached-s0"]
+        for name in first:
             add_run(name)
         if teacher:
             units.append(("suite", "teacher", lambda: self.evaluate_suite("teacher")))
-        for run in RUNS:
-            if run.group == "ablation":
-                add_run(run.name)
+        for name in group("ablation"):
+            add_run(name)
         if teacher:
             units.append(("steps", "teacher", lambda: self.step_study("teacher")))
         if "sat-s0" in chosen:
             units.append(("steps", "sat-s0", lambda: self.step_study("sat-s0")))
-        for run in RUNS:
-            if run.group == "seed":
-                add_run(run.name)
+        for name in group("seed"):
+            add_run(name)
         if teacher:
             units.append(("autoattack", "teacher", lambda: self.evaluate_autoattack("teacher")))
         return units
