@@ -6,6 +6,7 @@ and 80% of the epochs), augmentation and seed, by ``dard_plugin.recipes.distill`
 
 - SAT (PGD-AT), ARD, RSLAD, DARD with online targets, DARD with cached targets;
 - a second seed of SAT and DARD (online);
+- learning-rate controls: SAT at 0.01, DARD (online) at 0.02 and 0.05;
 - DARD ablations: adv_weight 0.75 and 1.0 (0.5 is the paper's), PGD-CE instead of DPGD for
   the student's adversarial examples, and the original scripts' teacher softmax
   (``legacy_teacher_softmax=True``).
@@ -117,6 +118,10 @@ RUNS = [
         label="DARD, online targets, seed 1"),
     Run("sat-lr0.01-s0", "sat", options={"lr": 0.01}, group="control",
         label="SAT (PGD-AT) at lr 0.01, the distillation methods' learning rate"),
+    Run("dard-online-lr0.02-s0", "dard", options={"teacher_targets": "online", "lr": 0.02},
+        group="control", label="DARD, online targets, lr 0.02"),
+    Run("dard-online-lr0.05-s0", "dard", options={"teacher_targets": "online", "lr": 0.05},
+        group="control", label="DARD, online targets, lr 0.05 (SAT's learning rate)"),
 ]
 RUNS_BY_NAME = {run.name: run for run in RUNS}
 
@@ -285,8 +290,8 @@ class Experiment:
 
         # the question first (SAT against DARD, and the learning-rate control), then the
         # other baselines, the teacher, the ablations, the step study and the second seeds
-        first = ["sat-s0", "dard-online-s0", "sat-lr0.01-s0", "ard-s0", "rslad-s0",
-                 "dard-cached-s0"]
+        first = ["sat-s0", "dard-online-s0", "sat-lr0.01-s0", "dard-online-lr0.05-s0",
+                 "dard-online-lr0.02-s0", "ard-s0", "rslad-s0", "dard-cached-s0"]
         for name in first:
             add_run(name)
         if teacher:
@@ -414,8 +419,9 @@ def _section(folder: Path) -> str:
     for run in RUNS:
         if run.group == "main":
             lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
-    lines += ["", "Seeds and the learning-rate control:", "", SUITE_HEADER, TABLE_RULE]
-    for name in ("sat-s0", "sat-s1", "sat-lr0.01-s0", "dard-online-s0", "dard-online-s1"):
+    lines += ["", "Seeds and learning-rate controls:", "", SUITE_HEADER, TABLE_RULE]
+    for name in ("sat-s0", "sat-s1", "sat-lr0.01-s0", "dard-online-s0", "dard-online-s1",
+                 "dard-online-lr0.02-s0", "dard-online-lr0.05-s0"):
         label = RUNS_BY_NAME[name].label + (", seed 0" if name.endswith("-s0") else "")
         lines.append(f"| {label} | " + " | ".join(_suite_row(units, name)) + " |")
     lines += ["", "DARD ablations (online targets, seed 0):", "", SUITE_HEADER, TABLE_RULE,
