@@ -396,7 +396,8 @@ def _section(folder: Path) -> str:
     first = next(iter(units.values()))
     sizes = first["preset_sizes"]
     commands = sorted({u["command"] for u in units.values()})
-    devices = sorted({u["device_name"] for u in units.values()})
+    devices = sorted({u["device_name"] if u["device"].startswith("cuda")
+                      else f"CPU ({u['threads']} threads)" for u in units.values()})
     total = sum(u["seconds"] for u in units.values())
     lines = [
         f"### `{folder.name}`: preset `{first['preset']}` on {', '.join(devices)}",
