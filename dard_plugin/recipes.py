@@ -82,6 +82,7 @@ def distill(
     student_arch: str = "small-cnn",
     n_train: int | None = None,
     n_val: int = 1000,
+    val_split: int | None = None,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float | None = None,
@@ -108,6 +109,12 @@ def distill(
     images, 5 epochs) DARD at 0.02 beat 0.01 and 0.05, and SAT at 0.05 beat 0.01; see
     ``docs/results.md`` before comparing methods at their defaults.
 
+    Per-epoch validation (clean and PGD-10 on ``n_val`` images) runs on the first ``n_val``
+    test images unless ``val_split`` is given: then the last ``val_split`` training images
+    are held out, validation uses the first ``n_val`` of them, and training draws its
+    ``n_train`` images from the rest, so that choices made on the history never see a test
+    image.
+
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
     training-curve plot ``training.png``.
     """
@@ -122,8 +129,11 @@ def distill(
     if out is not None:
         _check_writable(out)
 
-    x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
-    x_val, y_val = load_dataset(dataset, train=False, n_examples=n_val, root=data_root)
+    if val_split is None:
+        x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
+        x_val, y_val = load_dataset(dataset, train=False, n_examples=n_val, root=data_root)
+    else:
+        x, y, x_val, y_val = _holdout_split(dataset, n_train, n_val, val_split, data_root)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
@@ -173,6 +183,40 @@ def distill(
         except ImportError:
             logger.warning("matplotlib is not installed: no training plot")
     return result
+
+
+def _holdout_split(
+    dataset: str,
+    n_train: int | None,
+    n_val: int,
+    val_split: int,
+    data_root: str | Path | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training images ``[0, n_train)`` and validation images ``[N - val_split, N -
+    val_split + n_val)`` of the training split: disjoint, and no test image."""
+    check_int("val_split", val_split, minimum=1)
+    check_int("n_val", n_val, minimum=1)
+    images, labels = load_dataset(dataset, root=data_root)
+    pool = images.shape[0] - val_split
+    if pool < 1:
+        raise ValueError(
+            f"val_split must leave training images: the {dataset} training split has "
+            f"{images.shape[0]}, val_split is {val_split}"
+        )
+    if n_val > val_split:
+        raise ValueError(f"n_val must be at most val_split ({val_split}), got {n_val}")
+    n_train = pool if n_train is None else n_train
+    if n_train > pool:
+        raise ValueError(
+            f"n_train must be at most {pool} (training images left after val_split="
+            f"{val_split}), got {n_train}"
+        )
+    return (
+        images[:n_train].clone(),
+        labels[:n_train].clone(),
+        images[pool : pool + n_val].clone(),
+        labels[pool : pool + n_val].clone(),
+    )
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
