@@ -159,8 +159,10 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
         "small-cnn",
     )
     assert_one_line_error(dard("distill", "--eps", "0", "--out", str(tmp_path / "x")), "--eps")
-    assert_one_line_error(dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out",
-                               str(tmp_path / "x")), "--adv-weight does not apply")
+    assert_one_line_error(
+        dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out", str(tmp_path / "x")),
+        "--adv-weight does not apply",
+    )
     assert_one_line_error(
         dard("distill", "--eval-attacks", "clean,deepfool", "--out", str(tmp_path / "x")),
         "--eval-attacks",
@@ -189,10 +191,27 @@ def test_distill_under_torchrun_two_processes(tmp_path) -> None:
     with DDP, and only rank 0 evaluates and writes."""
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "-m", "dard_plugin", "distill", "--method", "dard", "--teacher",
-         "dard-fmnist-teacher", *TINY_TRAIN, "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            "-m",
+            "dard_plugin",
+            "distill",
+            "--method",
+            "dard",
+            "--teacher",
+            "dard-fmnist-teacher",
+            *TINY_TRAIN,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("worst case") == 1  # one evaluation: rank 0's
