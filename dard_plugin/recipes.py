@@ -18,7 +18,7 @@ from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.training import TRAINERS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
-from dard_plugin.training.trainer import _distributed
+from dard_plugin.training.loop import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def distill(
         augment=standard_augment(dataset, seed=seed),
     )
     result = DistillationResult(student.eval(), history, out, time.perf_counter() - started)
-    if out is not None and _distributed()[1] == 0:  # under torchrun, rank 0 writes
+    if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
         save_model(out / "student.pt", student, student_arch, info.num_classes)
         write_json(out / "history.json", history)
         result.files = {"student": str(out / "student.pt"), "history": str(out / "history.json")}

@@ -154,9 +154,9 @@ def test_cached_targets_computed_once_on_unaugmented_images() -> None:
     # and the cache built at epochs 1 and 3 (refresh every 2 epochs); plus the first-batch
     # shape check and the channels-last probe (2 images each)
     assert sum(calls) == 2 * 40 * (ATTACK["steps"] + 2) + 2 + 2
-    assert trainer._cache is not None
+    assert trainer.targets.cache is not None
     with torch.no_grad():
-        assert torch.allclose(trainer._cache["teacher_nat"], teacher.inner(x), atol=1e-6)
+        assert torch.allclose(trainer.targets.cache["teacher_nat"], teacher.inner(x), atol=1e-6)
 
 
 def test_online_and_cached_differ_only_in_targets() -> None:
