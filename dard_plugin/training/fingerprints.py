@@ -20,8 +20,8 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
     """SHA-256 of the tensors' shapes, dtypes and values (first 16 hex digits)."""
     digest = hashlib.sha256()
     for tensor in tensors:
-        plain = tensor.detach().cpu().contiguous()
-        digest.update(f"{tuple(plain.shape)}{plain.dtype}".encode())
+        plain = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{tuple(tensor.shape)}{plain.dtype}".encode())
         digest.update(plain.view(torch.uint8).numpy().tobytes() if plain.numel() else b"")
     return digest.hexdigest()[:16]
 

@@ -75,6 +75,7 @@ class TrainingLoop(Trainer):
     _input_shape: tuple[int, ...] | None
     _num_classes: int
     _train_model: nn.Module
+    epochs_run: int = 0  # epochs trained by the last fit (0: resumed a finished run)
 
     # ----------------------------------------------------------------- method hooks
     def teacher_outputs(
@@ -147,6 +148,7 @@ class TrainingLoop(Trainer):
             self._channels_last_request,
         )
         start_epoch = self._restore(scheduler, fingerprint)
+        self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
         if world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -260,6 +262,8 @@ class TrainingLoop(Trainer):
             "batch_size": batch_size,
             "data": source.fingerprint(),
             "teacher": None if self.teacher is None else model_fingerprint(self.teacher),
+            "student": f"{type(self.student).__name__}, "
+            f"{sum(p.numel() for p in self.student.parameters())} parameters",
         }
 
     def _restore(self, scheduler: Any, fingerprint: dict[str, Any]) -> int:
