@@ -152,6 +152,7 @@ def test_demo_tiny(tmp_path) -> None:
     assert (tmp_path / "demo" / "report.md").is_file()
 
 
+@pytest.mark.slow  # five CLI processes, one of which trains and evaluates (~35 s alone)
 def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -> None:
     """Issue 10: a second run into the same --out is refused (naming --resume and
     --overwrite); --resume with other settings is refused naming the field; --resume with
@@ -176,6 +177,7 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     assert_one_line_error(dard(*base, "--resume", "--overwrite"), "exclude each other")
 
 
+@pytest.mark.slow  # three CLI processes, one of which distils and evaluates (~25 s alone)
 def test_distill_adv_targets_option(trained, tmp_path) -> None:
     out = tmp_path / "corrected"
     teacher = ["--teacher", str(trained / "student.pt")]

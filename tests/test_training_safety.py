@@ -95,6 +95,18 @@ def test_resume_with_another_learning_rate_is_refused(tmp_path) -> None:
     sat(tmp_path, 0.01).fit(x, y, batch_size=16, nb_epochs=2)  # same settings: continues
 
 
+def test_a_run_extended_in_the_same_process_resumes(tmp_path) -> None:
+    """The scheduler has moved the learning rate: the fingerprint holds the initial one."""
+    x, y, _ = make_prototype_data(n=32)
+    trainer = sat(tmp_path, 0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(trainer.optimizer, 1, gamma=0.5)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1, scheduler=scheduler)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=scheduler)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05])
+    assert trainer.epochs_run == 1
+
+
 @pytest.mark.parametrize("mode", ["online", "cached"])
 def test_resume_on_other_training_images_is_refused(tmp_path, mode: str) -> None:
     x, y, prototypes = make_prototype_data(n=32)
@@ -162,7 +174,8 @@ class SignedInputs(nn.Module):
         self.seen = [np.inf, -np.inf]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen = [min(self.seen[0], float(x.min())), max(self.seen[1], float(x.max()))]
+        low, high = float(x.detach().min()), float(x.detach().max())
+        self.seen = [min(self.seen[0], low), max(self.seen[1], high)]
         return self.inner((x + 1) / 2)
 
 

@@ -51,13 +51,16 @@ def plain(value: Any) -> Any:
 
 
 def optimizer_fingerprint(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The class and every hyper-parameter of every parameter group (group 0's at the top)."""
+    """The class and every hyper-parameter of every parameter group (group 0's at the top);
+    the learning rate is the one the run started with (a scheduler's ``initial_lr``)."""
     found: dict[str, Any] = {"class": type(optimizer).__name__}
     for index, group in enumerate(optimizer.param_groups):
         prefix = "" if index == 0 else f"group{index}."
         for key, value in group.items():
-            if key != "params":
+            if key not in ("params", "initial_lr"):
                 found[prefix + key] = plain(value)
+        if "initial_lr" in group:  # a scheduler moves "lr"; the run was set up with this
+            found[prefix + "lr"] = plain(group["initial_lr"])
     found["groups"] = len(optimizer.param_groups)
     return found
 
