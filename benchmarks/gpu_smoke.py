@@ -129,38 +129,60 @@ class Smoke:
                     return pgd(batch, labels)
 
             run_dpgd(), run_pgd()  # warm-up
-            pairs = [(timed(run_dpgd, device), timed(run_pgd, device))
-                     for _ in range(args.repeats)]
+            pairs = [(timed(run_dpgd, device), timed(run_pgd, device)) for _ in range(args.repeats)]
             values[f"dpgd_images_per_second_{precision}"] = args.batch_size / statistics.median(
-                p[0] for p in pairs)
+                p[0] for p in pairs
+            )
             values[f"pgd_images_per_second_{precision}"] = args.batch_size / statistics.median(
-                p[1] for p in pairs)
+                p[1] for p in pairs
+            )
             values[f"dpgd_over_pgd_{precision}"] = statistics.median(p[0] / p[1] for p in pairs)
             adversarial = run_dpgd()
             values[f"dpgd_max_perturbation_{precision}"] = float((adversarial - batch).abs().max())
             values[f"dpgd_in_unit_range_{precision}"] = bool(
-                adversarial.min() >= 0 and adversarial.max() <= 1)
+                adversarial.min() >= 0 and adversarial.max() <= 1
+            )
         values["eps"] = eps
         return values
 
-    def _throughput(self, method: str, student_arch: str, teacher: nn.Module | None,
-                    amp: bool, n_epochs: int = 1, **options: Any) -> dict[str, float]:
+    def _throughput(
+        self,
+        method: str,
+        student_arch: str,
+        teacher: nn.Module | None,
+        amp: bool,
+        n_epochs: int = 1,
+        **options: Any,
+    ) -> dict[str, float]:
         args, device = self.args, self.device
         student = build(student_arch, device, seed=1)
         optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
         cls = TRAINERS[method]
         positional = (student,) if teacher is None else (student, teacher)
-        trainer = cls(*positional, optimizer=optimizer, device=device, amp=amp, verbose=False,
-                      **options)
-        first = timed(lambda: trainer.fit(self.images, self.labels,
-                                          batch_size=args.batch_size, nb_epochs=1), device)
+        trainer = cls(
+            *positional, optimizer=optimizer, device=device, amp=amp, verbose=False, **options
+        )
+        first = timed(
+            lambda: trainer.fit(self.images, self.labels, batch_size=args.batch_size, nb_epochs=1),
+            device,
+        )
         times = []
         for _ in range(n_epochs):  # each fit runs one more epoch; a cache is built once
-            times.append(timed(lambda: trainer.fit(
-                self.images, self.labels, batch_size=args.batch_size, nb_epochs=1), device))
+            times.append(
+                timed(
+                    lambda: trainer.fit(
+                        self.images, self.labels, batch_size=args.batch_size, nb_epochs=1
+                    ),
+                    device,
+                )
+            )
         steady = statistics.median(times)
-        return {"images_per_second": args.n_train / steady, "first_epoch_seconds": first,
-                "steady_epoch_seconds": steady, "channels_last": trainer.channels_last}
+        return {
+            "images_per_second": args.n_train / steady,
+            "first_epoch_seconds": first,
+            "steady_epoch_seconds": steady,
+            "channels_last": trainer.channels_last,
+        }
 
     def trainers(self) -> dict[str, Any]:
         teacher = build("preact-resnet18", self.device, seed=2).eval()
@@ -170,15 +192,18 @@ class Smoke:
             values[f"sat_{precision}"] = self._throughput("sat", "resnet18", None, amp)
             for mode in ("online", "cached"):
                 values[f"dard_{mode}_{precision}"] = self._throughput(
-                    "dard", "resnet18", teacher, amp, teacher_targets=mode)
+                    "dard", "resnet18", teacher, amp, teacher_targets=mode
+                )
         return values
 
     def recipe(self) -> dict[str, Any]:
-        teacher_kwargs = {"depth": 16, "width": 2} if self.args.tiny else {"depth": 34,
-                                                                             "width": 10}
+        teacher_kwargs = {"depth": 16, "width": 2} if self.args.tiny else {"depth": 34, "width": 10}
         teacher = build("wide-resnet", self.device, seed=2, **teacher_kwargs).eval()
-        values: dict[str, Any] = {"teacher": f"wide-resnet {teacher_kwargs}",
-                                  "student": "resnet18", "precision": "bf16"}
+        values: dict[str, Any] = {
+            "teacher": f"wide-resnet {teacher_kwargs}",
+            "student": "resnet18",
+            "precision": "bf16",
+        }
         runs = {
             "sat": ("sat", None, {}),
             "ard": ("ard", teacher, {}),
@@ -189,11 +214,13 @@ class Smoke:
         for key, (method, model, options) in runs.items():
             measured = self._throughput(method, "resnet18", model, True, **options)
             measured["seconds_per_cifar10_epoch"] = (
-                CIFAR_TRAIN_IMAGES / measured["images_per_second"])
+                CIFAR_TRAIN_IMAGES / measured["images_per_second"]
+            )
             if key == "dard_cached":
                 build_seconds = measured["first_epoch_seconds"] - measured["steady_epoch_seconds"]
                 measured["cache_build_seconds_per_cifar10"] = (
-                    build_seconds * CIFAR_TRAIN_IMAGES / self.args.n_train)
+                    build_seconds * CIFAR_TRAIN_IMAGES / self.args.n_train
+                )
             values[key] = measured
         return values
 
@@ -203,37 +230,60 @@ class Smoke:
 
         args, device = self.args, self.device
         n = args.n_train
-        ours = self._throughput("sat", "resnet18", None, False, n_epochs=args.repeats,
-                                attack={"eps": 8 / 255, "alpha": 2 / 255, "steps": 10})
+        ours = self._throughput(
+            "sat",
+            "resnet18",
+            None,
+            False,
+            n_epochs=args.repeats,
+            attack={"eps": 8 / 255, "alpha": 2 / 255, "steps": 10},
+        )
         student = build("resnet18", device, seed=1)
         classifier = PyTorchClassifier(
-            model=student, loss=nn.CrossEntropyLoss(),
+            model=student,
+            loss=nn.CrossEntropyLoss(),
             optimizer=torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9),
-            input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0),
-            device_type="gpu" if device.type == "cuda" else "cpu")
-        madry = AdversarialTrainerMadryPGD(classifier, nb_epochs=1, batch_size=args.batch_size,
-                                           eps=8 / 255, eps_step=2 / 255, max_iter=10,
-                                           num_random_init=1)
+            input_shape=(3, 32, 32),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+            device_type="gpu" if device.type == "cuda" else "cpu",
+        )
+        madry = AdversarialTrainerMadryPGD(
+            classifier,
+            nb_epochs=1,
+            batch_size=args.batch_size,
+            eps=8 / 255,
+            eps_step=2 / 255,
+            max_iter=10,
+            num_random_init=1,
+        )
         x = self.images.numpy()
         y = np.eye(10, dtype=np.float32)[self.labels.numpy()]
         madry.fit(x, y)  # warm-up
-        art_seconds = statistics.median(timed(lambda: madry.fit(x, y), device)
-                                        for _ in range(args.repeats))
-        return {"our_sat_images_per_second": ours["images_per_second"],
-                "art_madry_images_per_second": n / art_seconds,
-                "art_madry_over_our_sat": art_seconds / ours["steady_epoch_seconds"],
-                "our_sat_channels_last": ours["channels_last"]}
+        art_seconds = statistics.median(
+            timed(lambda: madry.fit(x, y), device) for _ in range(args.repeats)
+        )
+        return {
+            "our_sat_images_per_second": ours["images_per_second"],
+            "art_madry_images_per_second": n / art_seconds,
+            "art_madry_over_our_sat": art_seconds / ours["steady_epoch_seconds"],
+            "our_sat_channels_last": ours["channels_last"],
+        }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-train", type=int, default=2560)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true",
-                        help="a WRN-16-2 teacher in the recipe section (script check on CPU)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a WRN-16-2 teacher in the recipe section (script check on CPU)",
+    )
     parser.add_argument("--sections", default="cuda,attacks,trainers,recipe,art_madry")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_smoke.json"))
     args = parser.parse_args()
@@ -242,7 +292,8 @@ def main() -> None:
         smoke.section(name, getattr(smoke, name))
     if smoke.device.type == "cuda":
         smoke.result["max_memory_allocated_gib"] = (
-            torch.cuda.max_memory_allocated(smoke.device) / 2**30)
+            torch.cuda.max_memory_allocated(smoke.device) / 2**30
+        )
     smoke.save()
 
 

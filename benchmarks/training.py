@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--teacher", default="dard-fmnist-teacher",
-                        help="teacher name (shipped) or 'random' for a random teacher-cnn")
+    parser.add_argument(
+        "--teacher",
+        default="dard-fmnist-teacher",
+        help="teacher name (shipped) or 'random' for a random teacher-cnn",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -65,25 +68,36 @@ def main() -> None:
     sat = SATTrainer(student, optimizer=optimizer, **common)
     runners["SATTrainer"] = lambda: sat.fit(x, y, batch_size=args.batch_size, nb_epochs=1)
     student, optimizer = fresh_student()
-    cached = DARDTrainer(student, teacher, optimizer=optimizer, teacher_targets="cached",
-                         **common)
+    cached = DARDTrainer(student, teacher, optimizer=optimizer, teacher_targets="cached", **common)
     started = time.perf_counter()
     cached.fit(x, y, batch_size=args.batch_size, nb_epochs=1)  # builds the cache, once
     first_cached_epoch = time.perf_counter() - started
-    runners["DARDTrainer (cached)"] = lambda: cached.fit(x, y, batch_size=args.batch_size,
-                                                         nb_epochs=1)
+    runners["DARDTrainer (cached)"] = lambda: cached.fit(
+        x, y, batch_size=args.batch_size, nb_epochs=1
+    )
     student, optimizer = fresh_student()
-    online = DARDTrainer(student, teacher, optimizer=optimizer, teacher_targets="online",
-                         **common)
-    runners["DARDTrainer (online)"] = lambda: online.fit(x, y, batch_size=args.batch_size,
-                                                         nb_epochs=1)
+    online = DARDTrainer(student, teacher, optimizer=optimizer, teacher_targets="online", **common)
+    runners["DARDTrainer (online)"] = lambda: online.fit(
+        x, y, batch_size=args.batch_size, nb_epochs=1
+    )
     student, optimizer = fresh_student()
-    classifier = PyTorchClassifier(model=student, loss=nn.CrossEntropyLoss(),
-                                   optimizer=optimizer, input_shape=(1, 28, 28), nb_classes=10,
-                                   clip_values=(0.0, 1.0))
-    madry = AdversarialTrainerMadryPGD(classifier, nb_epochs=1, batch_size=args.batch_size,
-                                       eps=args.eps, eps_step=args.eps / 4,
-                                       max_iter=args.steps, num_random_init=1)
+    classifier = PyTorchClassifier(
+        model=student,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    madry = AdversarialTrainerMadryPGD(
+        classifier,
+        nb_epochs=1,
+        batch_size=args.batch_size,
+        eps=args.eps,
+        eps_step=args.eps / 4,
+        max_iter=args.steps,
+        num_random_init=1,
+    )
     y_onehot = np.eye(10, dtype=np.float32)[y.numpy()]
     x_numpy = x.numpy()
     runners["ART AdversarialTrainerMadryPGD"] = lambda: madry.fit(x_numpy, y_onehot)
@@ -91,15 +105,26 @@ def main() -> None:
     # user. This row gives ART the same model format, to separate the two effects.
     student, optimizer = fresh_student()
     student = student.to(memory_format=torch.channels_last)
-    classifier_cl = PyTorchClassifier(model=student, loss=nn.CrossEntropyLoss(),
-                                      optimizer=optimizer, input_shape=(1, 28, 28),
-                                      nb_classes=10, clip_values=(0.0, 1.0))
-    madry_cl = AdversarialTrainerMadryPGD(classifier_cl, nb_epochs=1,
-                                          batch_size=args.batch_size, eps=args.eps,
-                                          eps_step=args.eps / 4, max_iter=args.steps,
-                                          num_random_init=1)
-    runners["ART AdversarialTrainerMadryPGD (channels-last model)"] = (
-        lambda: madry_cl.fit(x_numpy, y_onehot))
+    classifier_cl = PyTorchClassifier(
+        model=student,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    madry_cl = AdversarialTrainerMadryPGD(
+        classifier_cl,
+        nb_epochs=1,
+        batch_size=args.batch_size,
+        eps=args.eps,
+        eps_step=args.eps / 4,
+        max_iter=args.steps,
+        num_random_init=1,
+    )
+    runners["ART AdversarialTrainerMadryPGD (channels-last model)"] = lambda: madry_cl.fit(
+        x_numpy, y_onehot
+    )
 
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
@@ -114,14 +139,19 @@ def main() -> None:
         "DARD online / SAT": medians["DARDTrainer (online)"] / sat_time,
         "ART Madry / our SAT": medians["ART AdversarialTrainerMadryPGD"] / sat_time,
         "ART Madry (channels-last model) / our SAT": medians[
-            "ART AdversarialTrainerMadryPGD (channels-last model)"] / sat_time,
+            "ART AdversarialTrainerMadryPGD (channels-last model)"
+        ]
+        / sat_time,
     }
     result = {
         "benchmark": "training",
-        "settings": vars(args) | {"out": str(args.out), "student": "small-cnn",
-                                  "dataset": "fashion-mnist train slice"},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "settings": vars(args)
+        | {"out": str(args.out), "student": "small-cnn", "dataset": "fashion-mnist train slice"},
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "seconds_per_epoch_median": medians,
         "seconds_per_epoch_all": times,
         "images_per_second": {n: args.n_train / m for n, m in medians.items()},

@@ -18,7 +18,7 @@ from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.training import TRAINERS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
-from dard_plugin.training.trainer import _distributed
+from dard_plugin.training.loop import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,41 @@ class DistillationResult:
     out_dir: Path | None
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
+    epochs_run: int = 0  # 0: resumed a run that had already finished, with the same settings
+
+
+RUN_FILES = (
+    "student.pt",
+    "history.json",
+    "report.json",
+    "report.md",
+    "training.png",
+    "run.json",
+)
+
+
+def existing_run(out_dir: str | Path) -> str | None:
+    """``"finished"`` or ``"unfinished"`` when ``out_dir`` holds a run of :func:`distill`
+    (its student file, or its checkpoint), else None."""
+    out = Path(out_dir)
+    if (out / "student.pt").is_file():
+        return "finished"
+    if (out / "checkpoint" / "checkpoint.pt").is_file():
+        return "unfinished"
+    return None
+
+
+def remove_run(out_dir: str | Path) -> None:
+    """Delete the files a run of :func:`distill` (and the CLI's evaluation) writes in
+    ``out_dir``, and nothing else."""
+    out = Path(out_dir)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    checkpoint = out / "checkpoint"
+    for name in ("checkpoint.pt", "history.json"):
+        (checkpoint / name).unlink(missing_ok=True)
+    if checkpoint.is_dir() and not any(checkpoint.iterdir()):
+        checkpoint.rmdir()
 
 
 def distill(
@@ -93,6 +128,7 @@ def distill(
     device: str | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     data_root: str | Path | None = None,
     verbose: bool = True,
     attack_kind: str | None = None,
@@ -116,7 +152,9 @@ def distill(
     image.
 
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
-    training-curve plot ``training.png``.
+    training-curve plot ``training.png``. An ``out_dir`` that already holds a run is
+    refused unless ``resume`` (continue it; a finished run with the same settings trains
+    nothing) or ``overwrite`` (delete the run's files first).
     """
     check_choice("method", method, list(TRAINERS))
     info = dataset_info(dataset)
@@ -126,8 +164,17 @@ def distill(
     if method != "sat" and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
     out = Path(out_dir) if out_dir is not None else None
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: choose one")
     if out is not None:
         _check_writable(out)
+        found = existing_run(out)
+        if found is not None and not (resume or overwrite):
+            raise ValueError(
+                f"out_dir {out} already holds a {found} run: pass resume=True to continue it "
+                "(a finished run with the same settings trains nothing) or overwrite=True to "
+                "replace it"
+            )
 
     if val_split is None:
         x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
@@ -150,6 +197,8 @@ def distill(
     }
     if attack_kind is not None:
         attack["kind"] = attack_kind
+    if out is not None and overwrite and distributed()[1] == 0:
+        remove_run(out)
     trainer_cls = TRAINERS[method]
     args = (student,) if method == "sat" else (student, teacher)
     trainer = trainer_cls(
@@ -173,8 +222,10 @@ def distill(
         scheduler=scheduler,
         augment=standard_augment(dataset, seed=seed),
     )
-    result = DistillationResult(student.eval(), history, out, time.perf_counter() - started)
-    if out is not None and _distributed()[1] == 0:  # under torchrun, rank 0 writes
+    result = DistillationResult(
+        student.eval(), history, out, time.perf_counter() - started, epochs_run=trainer.epochs_run
+    )
+    if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
         save_model(out / "student.pt", student, student_arch, info.num_classes)
         write_json(out / "history.json", history)
         result.files = {"student": str(out / "student.pt"), "history": str(out / "history.json")}
@@ -245,14 +296,8 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _check_writable(folder: Path) -> None:
+def _check_writable(folder: Path, name: str = "output folder") -> None:
     """Fail before any work if results cannot be written."""
-    probe_parent = folder
-    while not probe_parent.exists():
-        probe_parent = probe_parent.parent
-    if not probe_parent.is_dir():
-        raise ValueError(f"output folder {folder}: {probe_parent} is not a directory")
-    import os
+    from dard_plugin.training._checks import check_writable_dir
 
-    if not os.access(probe_parent, os.W_OK):
-        raise ValueError(f"output folder {folder} is not writable ({probe_parent})")
+    check_writable_dir(name, folder)

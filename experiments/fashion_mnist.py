@@ -79,10 +79,18 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(256, 1, 64, 32, 8, 32, description="a check of the script"),
-    "standard": Preset(10_000, 5, 500, 2_000, 200, 1_000,
-                       description="about 2 hours on the project's 2-core CPU machine"),
-    "full": Preset(60_000, 10, 1_000, 10_000, 1_000, 2_000,
-                   description="all training images; for a GPU"),
+    "standard": Preset(
+        10_000,
+        5,
+        500,
+        2_000,
+        200,
+        1_000,
+        description="about 2 hours on the project's 2-core CPU machine",
+    ),
+    "full": Preset(
+        60_000, 10, 1_000, 10_000, 1_000, 2_000, description="all training images; for a GPU"
+    ),
 }
 
 
@@ -98,37 +106,86 @@ class Run:
 
 RUNS = [
     Run("sat-s0", "sat", label="SAT (PGD-AT)"),
-    Run("dard-online-s0", "dard", options={"teacher_targets": "online"},
-        label="DARD, online targets"),
+    Run(
+        "dard-online-s0",
+        "dard",
+        options={"teacher_targets": "online"},
+        label="DARD, online targets",
+    ),
     Run("ard-s0", "ard", label="ARD"),
     Run("rslad-s0", "rslad", label="RSLAD"),
-    Run("dard-cached-s0", "dard", options={"teacher_targets": "cached"},
-        label="DARD, cached targets"),
-    Run("dard-aw0.75-s0", "dard", options={"teacher_targets": "online", "adv_weight": 0.75},
-        group="ablation", label="DARD, adv_weight 0.75"),
-    Run("dard-aw1.0-s0", "dard", options={"teacher_targets": "online", "adv_weight": 1.0},
-        group="ablation", label="DARD, adv_weight 1.0"),
-    Run("dard-pgdce-s0", "dard", options={"teacher_targets": "online", "attack_kind": "pgd"},
-        group="ablation", label="DARD, PGD-CE for the student's examples"),
-    Run("dard-legacy-s0", "dard",
+    Run(
+        "dard-cached-s0",
+        "dard",
+        options={"teacher_targets": "cached"},
+        label="DARD, cached targets",
+    ),
+    Run(
+        "dard-aw0.75-s0",
+        "dard",
+        options={"teacher_targets": "online", "adv_weight": 0.75},
+        group="ablation",
+        label="DARD, adv_weight 0.75",
+    ),
+    Run(
+        "dard-aw1.0-s0",
+        "dard",
+        options={"teacher_targets": "online", "adv_weight": 1.0},
+        group="ablation",
+        label="DARD, adv_weight 1.0",
+    ),
+    Run(
+        "dard-pgdce-s0",
+        "dard",
+        options={"teacher_targets": "online", "attack_kind": "pgd"},
+        group="ablation",
+        label="DARD, PGD-CE for the student's examples",
+    ),
+    Run(
+        "dard-legacy-s0",
+        "dard",
         options={"teacher_targets": "online", "legacy_teacher_softmax": True},
-        group="ablation", label="DARD as the original scripts compute it"),
+        group="ablation",
+        label="DARD as the original scripts compute it",
+    ),
     Run("sat-s1", "sat", seed=1, group="seed", label="SAT (PGD-AT), seed 1"),
-    Run("dard-online-s1", "dard", seed=1, options={"teacher_targets": "online"}, group="seed",
-        label="DARD, online targets, seed 1"),
-    Run("sat-lr0.01-s0", "sat", options={"lr": 0.01}, group="control",
-        label="SAT (PGD-AT) at lr 0.01, the distillation methods' learning rate"),
-    Run("dard-online-lr0.02-s0", "dard", options={"teacher_targets": "online", "lr": 0.02},
-        group="control", label="DARD, online targets, lr 0.02"),
-    Run("dard-online-lr0.05-s0", "dard", options={"teacher_targets": "online", "lr": 0.05},
-        group="control", label="DARD, online targets, lr 0.05 (SAT's learning rate)"),
+    Run(
+        "dard-online-s1",
+        "dard",
+        seed=1,
+        options={"teacher_targets": "online"},
+        group="seed",
+        label="DARD, online targets, seed 1",
+    ),
+    Run(
+        "sat-lr0.01-s0",
+        "sat",
+        options={"lr": 0.01},
+        group="control",
+        label="SAT (PGD-AT) at lr 0.01, the distillation methods' learning rate",
+    ),
+    Run(
+        "dard-online-lr0.02-s0",
+        "dard",
+        options={"teacher_targets": "online", "lr": 0.02},
+        group="control",
+        label="DARD, online targets, lr 0.02",
+    ),
+    Run(
+        "dard-online-lr0.05-s0",
+        "dard",
+        options={"teacher_targets": "online", "lr": 0.05},
+        group="control",
+        label="DARD, online targets, lr 0.05 (SAT's learning rate)",
+    ),
 ]
 RUNS_BY_NAME = {run.name: run for run in RUNS}
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["python", "experiments/fashion_mnist.py",
-                                                *sys.argv[1:]])
+    return " ".join(
+        shlex.quote(a) for a in ["python", "experiments/fashion_mnist.py", *sys.argv[1:]]
+    )
 
 
 class Experiment:
@@ -168,8 +225,11 @@ class Experiment:
             "preset_sizes": asdict(self.preset),
             "command": command_line(),
             "device": str(self.device),
-            "device_name": (torch.cuda.get_device_name(self.device)
-                            if self.device.type == "cuda" else platform.processor() or "cpu"),
+            "device_name": (
+                torch.cuda.get_device_name(self.device)
+                if self.device.type == "cuda"
+                else platform.processor() or "cpu"
+            ),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "seconds": seconds,
@@ -214,29 +274,49 @@ class Experiment:
             amp=self.args.amp,
             **options,
         )
-        self.record("train", run.name, {
-            "run": asdict(run), "history": result.history,
-            "training_seconds": result.seconds}, time.perf_counter() - started)
+        self.record(
+            "train",
+            run.name,
+            {"run": asdict(run), "history": result.history, "training_seconds": result.seconds},
+            time.perf_counter() - started,
+        )
 
     def evaluate_suite(self, name: str) -> None:
         model = self.model(name)
         x, y = self.test
         started = time.perf_counter()
-        report = evaluate(model, x, y, eps=EPS, attacks=SUITE_ATTACKS,
-                          n_examples=self.preset.n_eval, batch_size=self.eval_batch,
-                          device=self.device, verbose=self.args.verbose, model_name=name)
+        report = evaluate(
+            model,
+            x,
+            y,
+            eps=EPS,
+            attacks=SUITE_ATTACKS,
+            n_examples=self.preset.n_eval,
+            batch_size=self.eval_batch,
+            device=self.device,
+            verbose=self.args.verbose,
+            model_name=name,
+        )
         self.record("suite", name, {"report": report.to_dict()}, time.perf_counter() - started)
 
     def evaluate_autoattack(self, name: str) -> None:
         model = self.model(name)
         x, y = self.test
         started = time.perf_counter()
-        report = evaluate(model, x, y, eps=EPS, attacks=["clean", "autoattack"],
-                          n_examples=self.preset.n_aa, batch_size=self.eval_batch,
-                          device=self.device, verbose=self.args.verbose, model_name=name,
-                          state_path=self.work / f"aa-state-{name}.json")
-        self.record("autoattack", name, {"report": report.to_dict()},
-                    time.perf_counter() - started)
+        report = evaluate(
+            model,
+            x,
+            y,
+            eps=EPS,
+            attacks=["clean", "autoattack"],
+            n_examples=self.preset.n_aa,
+            batch_size=self.eval_batch,
+            device=self.device,
+            verbose=self.args.verbose,
+            model_name=name,
+            state_path=self.work / f"aa-state-{name}.json",
+        )
+        self.record("autoattack", name, {"report": report.to_dict()}, time.perf_counter() - started)
 
     def step_study(self, name: str) -> None:
         model = self.model(name)
@@ -245,10 +325,10 @@ class Experiment:
         x, y = x[:n], y[:n]
         started = time.perf_counter()
         attacks: dict[str, Callable[..., torch.Tensor]] = {
-            "dpgd": lambda m, xb, yb, steps: dpgd(m, xb, yb, eps=EPS, alpha=EPS / 4,
-                                                  steps=steps),
+            "dpgd": lambda m, xb, yb, steps: dpgd(m, xb, yb, eps=EPS, alpha=EPS / 4, steps=steps),
             "pgd-ce": lambda m, xb, yb, steps: pgd_linf(
-                m, xb, yb, cross_entropy_objective, eps=EPS, alpha=EPS / 4, steps=steps),
+                m, xb, yb, cross_entropy_objective, eps=EPS, alpha=EPS / 4, steps=steps
+            ),
         }
         accuracy: dict[str, dict[str, float]] = {}
         for attack_name, attack in attacks.items():
@@ -256,15 +336,24 @@ class Experiment:
             for steps in STEP_COUNTS:
                 correct = 0
                 for start in range(0, n, self.eval_batch):
-                    xb = x[start:start + self.eval_batch].to(self.device)
-                    yb = y[start:start + self.eval_batch].to(self.device)
+                    xb = x[start : start + self.eval_batch].to(self.device)
+                    yb = y[start : start + self.eval_batch].to(self.device)
                     adversarial = attack(model, xb, yb, steps)
                     with torch.no_grad():
                         correct += int((model(adversarial).argmax(1) == yb).sum())
                 accuracy[attack_name][str(steps)] = correct / n
-        self.record("steps", name, {"n_examples": n, "eps": EPS, "alpha": EPS / 4,
-                                    "random_start": False, "accuracy": accuracy},
-                    time.perf_counter() - started)
+        self.record(
+            "steps",
+            name,
+            {
+                "n_examples": n,
+                "eps": EPS,
+                "alpha": EPS / 4,
+                "random_start": False,
+                "accuracy": accuracy,
+            },
+            time.perf_counter() - started,
+        )
 
     def plan(self) -> list[tuple[str, str, Callable[[], None]]]:
         """Units in order of importance: a run cut short leaves the main comparison first.
@@ -290,8 +379,16 @@ class Experiment:
 
         # the question first (SAT against DARD, and the learning-rate control), then the
         # other baselines, the teacher, the ablations, the step study and the second seeds
-        first = ["sat-s0", "dard-online-s0", "sat-lr0.01-s0", "dard-online-lr0.05-s0",
-                 "dard-online-lr0.02-s0", "ard-s0", "rslad-s0", "dard-cached-s0"]
+        first = [
+            "sat-s0",
+            "dard-online-s0",
+            "sat-lr0.01-s0",
+            "dard-online-lr0.05-s0",
+            "dard-online-lr0.02-s0",
+            "ard-s0",
+            "rslad-s0",
+            "dard-cached-s0",
+        ]
         for name in first:
             add_run(name)
         if teacher:
@@ -356,8 +453,10 @@ def _suite_row(units: dict[str, dict[str, Any]], name: str) -> list[str]:
     return cells
 
 
-SUITE_HEADER = ("| model | clean | FGSM | PGD-20 | T-PGD | BIM | DPGD | APGD-CE | APGD-T | "
-                "worst case | AA standard |")
+SUITE_HEADER = (
+    "| model | clean | FGSM | PGD-20 | T-PGD | BIM | DPGD | APGD-CE | APGD-T | "
+    "worst case | AA standard |"
+)
 
 
 BEGIN, END = "<!-- fashion_mnist:begin -->", "<!-- fashion_mnist:end -->"
@@ -382,7 +481,7 @@ def write_report(report_path: str | None, folders: list[Path]) -> None:
     path = Path(report_path)
     text = path.read_text() if path.is_file() else ""
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = (text + "\n" if text else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -396,8 +495,12 @@ def _section(folder: Path) -> str:
     first = next(iter(units.values()))
     sizes = first["preset_sizes"]
     commands = sorted({u["command"] for u in units.values()})
-    devices = sorted({u["device_name"] if u["device"].startswith("cuda")
-                      else f"CPU ({u['threads']} threads)" for u in units.values()})
+    devices = sorted(
+        {
+            u["device_name"] if u["device"].startswith("cuda") else f"CPU ({u['threads']} threads)"
+            for u in units.values()
+        }
+    )
     total = sum(u["seconds"] for u in units.values())
     lines = [
         f"### `{folder.name}`: preset `{first['preset']}` on {', '.join(devices)}",
@@ -421,29 +524,54 @@ def _section(folder: Path) -> str:
         if run.group == "main":
             lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
     lines += ["", "Seeds and learning-rate controls:", "", SUITE_HEADER, TABLE_RULE]
-    for name in ("sat-s0", "sat-s1", "sat-lr0.01-s0", "dard-online-s0", "dard-online-s1",
-                 "dard-online-lr0.02-s0", "dard-online-lr0.05-s0"):
+    for name in (
+        "sat-s0",
+        "sat-s1",
+        "sat-lr0.01-s0",
+        "dard-online-s0",
+        "dard-online-s1",
+        "dard-online-lr0.02-s0",
+        "dard-online-lr0.05-s0",
+    ):
         label = RUNS_BY_NAME[name].label + (", seed 0" if name.endswith("-s0") else "")
         lines.append(f"| {label} | " + " | ".join(_suite_row(units, name)) + " |")
-    lines += ["", "DARD ablations (online targets, seed 0):", "", SUITE_HEADER, TABLE_RULE,
-              "| DARD, adv_weight 0.5 (the paper's) | "
-              + " | ".join(_suite_row(units, "dard-online-s0")) + " |"]
+    lines += [
+        "",
+        "DARD ablations (online targets, seed 0):",
+        "",
+        SUITE_HEADER,
+        TABLE_RULE,
+        "| DARD, adv_weight 0.5 (the paper's) | "
+        + " | ".join(_suite_row(units, "dard-online-s0"))
+        + " |",
+    ]
     for run in RUNS:
         if run.group == "ablation":
             lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
-    lines += ["", "DPGD vs PGD-CE strength (accuracy %, steps of eps/4, no random start):", "",
-              "| model | attack | " + " | ".join(f"{s} steps" for s in STEP_COUNTS) + " |",
-              "| --- | --- | " + " | ".join("---:" for _ in STEP_COUNTS) + " |"]
+    lines += [
+        "",
+        "DPGD vs PGD-CE strength (accuracy %, steps of eps/4, no random start):",
+        "",
+        "| model | attack | " + " | ".join(f"{s} steps" for s in STEP_COUNTS) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in STEP_COUNTS) + " |",
+    ]
     for name in ("teacher", "sat-s0"):
         study = units.get(f"steps/{name}")
         for attack in ("dpgd", "pgd-ce"):
-            cells = ([_pct(study["accuracy"][attack][str(s)]) for s in STEP_COUNTS]
-                     if study else ["—"] * len(STEP_COUNTS))
+            cells = (
+                [_pct(study["accuracy"][attack][str(s)]) for s in STEP_COUNTS]
+                if study
+                else ["—"] * len(STEP_COUNTS)
+            )
             lines.append(f"| {name} | {attack} | " + " | ".join(cells) + " |")
-    lines += ["", "Training time (sum of the epochs' seconds, without the per-epoch validation; "
-              "a run resumed after an interruption counts each epoch once):", "",
-              "| run | seconds | final loss | final validation clean / PGD-10 (%) |",
-              "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "Training time (sum of the epochs' seconds, without the per-epoch validation; "
+        "a run resumed after an interruption counts each epoch once):",
+        "",
+        "| run | seconds | final loss | final validation clean / PGD-10 (%) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for run in RUNS:
         train = units.get(f"train/{run.name}")
         if train:
@@ -451,7 +579,8 @@ def _section(folder: Path) -> str:
             seconds = sum(record["seconds"] for record in train["history"])
             lines.append(
                 f"| {run.name} | {seconds:.0f} | {last['loss']:.4f} | "
-                f"{_pct(last.get('clean_accuracy'))} / {_pct(last.get('pgd_accuracy'))} |")
+                f"{_pct(last.get('clean_accuracy'))} / {_pct(last.get('pgd_accuracy'))} |"
+            )
     lines += ["", *_plots(folder, units), ""]
     return "\n".join(lines)
 
@@ -467,15 +596,26 @@ def _plots(folder: Path, units: dict[str, dict[str, Any]]) -> list[str]:
         return ["(Plots need matplotlib: `pip install dard-plugin[plots]`.)"]
     links = []
     names = [("teacher", "teacher")] + [(run.name, run.label) for run in RUNS]
-    rows = [(label, units[f"suite/{name}"]["report"]) for name, label in names
-            if f"suite/{name}" in units]
+    rows = [
+        (label, units[f"suite/{name}"]["report"])
+        for name, label in names
+        if f"suite/{name}" in units
+    ]
     if rows:
         figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
         positions = range(len(rows))
-        axis.barh([p + 0.2 for p in positions], [100 * r["clean_accuracy"] for _, r in rows],
-                  height=0.4, label="clean")
-        axis.barh([p - 0.2 for p in positions], [100 * r["robust_accuracy"] for _, r in rows],
-                  height=0.4, label="worst case (8 attacks)")
+        axis.barh(
+            [p + 0.2 for p in positions],
+            [100 * r["clean_accuracy"] for _, r in rows],
+            height=0.4,
+            label="clean",
+        )
+        axis.barh(
+            [p - 0.2 for p in positions],
+            [100 * r["robust_accuracy"] for _, r in rows],
+            height=0.4,
+            label="worst case (8 attacks)",
+        )
         axis.set_yticks(list(positions), [label for label, _ in rows], fontsize=8)
         axis.invert_yaxis()
         axis.set_xlabel(f"accuracy (%), L-inf eps {EPS}")
@@ -484,14 +624,19 @@ def _plots(folder: Path, units: dict[str, dict[str, Any]]) -> list[str]:
         figure.savefig(folder / "comparison.png", dpi=110)
         plt.close(figure)
         links.append(f"![clean and worst-case accuracy]({_relative(folder)}/comparison.png)")
-    studies = {name: units[f"steps/{name}"] for name in ("teacher", "sat-s0")
-               if f"steps/{name}" in units}
+    studies = {
+        name: units[f"steps/{name}"] for name in ("teacher", "sat-s0") if f"steps/{name}" in units
+    }
     if studies:
         figure, axis = plt.subplots(figsize=(6, 4))
         for name, study in studies.items():
             for attack, style in (("dpgd", "-o"), ("pgd-ce", "--s")):
-                axis.plot(STEP_COUNTS, [100 * study["accuracy"][attack][str(s)]
-                                        for s in STEP_COUNTS], style, label=f"{name}, {attack}")
+                axis.plot(
+                    STEP_COUNTS,
+                    [100 * study["accuracy"][attack][str(s)] for s in STEP_COUNTS],
+                    style,
+                    label=f"{name}, {attack}",
+                )
         axis.set_xscale("log")
         axis.set_xlabel("attack steps (eps/4 each)")
         axis.set_ylabel("robust accuracy (%)")
@@ -506,7 +651,7 @@ def _plots(folder: Path, units: dict[str, dict[str, Any]]) -> list[str]:
 def _relative(folder: Path) -> str:
     """The folder as seen from docs/results.md (its usual report)."""
     parts = folder.parts
-    return "/".join(parts[parts.index("docs") + 1:]) if "docs" in parts else str(folder)
+    return "/".join(parts[parts.index("docs") + 1 :]) if "docs" in parts else str(folder)
 
 
 def _all_unit_names() -> list[str]:
@@ -516,28 +661,44 @@ def _all_unit_names() -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=list(PRESETS), default="standard")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="JSON folder (default docs/results/fashion_mnist/PRESET)")
-    parser.add_argument("--work", help="checkpoints and students (default runs/fashion_mnist/"
-                                       "PRESET)")
-    parser.add_argument("--report", default="docs/results.md",
-                        help="markdown file whose generated part is rewritten after every "
-                             "unit, from OUT and its sibling folders (default: %(default)s; "
-                             "'' for none)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rewrite the report from the JSON present, and run nothing")
-    parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
-                        help=f"comma-separated subset of: {', '.join(RUNS_BY_NAME)}")
-    parser.add_argument("--no-teacher", action="store_true",
-                        help="skip the teacher's evaluation units")
+    parser.add_argument(
+        "--work", help="checkpoints and students (default runs/fashion_mnist/PRESET)"
+    )
+    parser.add_argument(
+        "--report",
+        default="docs/results.md",
+        help="markdown file whose generated part is rewritten after every "
+        "unit, from OUT and its sibling folders (default: %(default)s; "
+        "'' for none)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the report from the JSON present, and run nothing",
+    )
+    parser.add_argument(
+        "--runs",
+        type=lambda text: text.split(","),
+        default=None,
+        help=f"comma-separated subset of: {', '.join(RUNS_BY_NAME)}",
+    )
+    parser.add_argument(
+        "--no-teacher", action="store_true", help="skip the teacher's evaluation units"
+    )
     parser.add_argument("--eval-batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--amp", action="store_true",
-                        help="bf16 autocast in training (default: fp32 everywhere, so that "
-                             "CPU and GPU runs compute the same thing)")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="bf16 autocast in training (default: fp32 everywhere, so that "
+        "CPU and GPU runs compute the same thing)",
+    )
     parser.add_argument("--verbose", action="store_true", help="progress bars")
     args = parser.parse_args()
     if args.threads:

@@ -152,6 +152,67 @@ def test_demo_tiny(tmp_path) -> None:
     assert (tmp_path / "demo" / "report.md").is_file()
 
 
+@pytest.mark.slow  # five CLI processes, one of which trains and evaluates (~35 s alone)
+def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -> None:
+    """Issue 10: a second run into the same --out is refused (naming --resume and
+    --overwrite); --resume with other settings is refused naming the field; --resume with
+    the same settings does nothing; --overwrite replaces the run."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    before = {name: (out / name).read_bytes() for name in ("student.pt", "report.json")}
+    base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(out)]
+    assert_one_line_error(
+        dard(*base, "--seed", "1"), "already holds a finished run", "--resume", "--overwrite"
+    )
+    assert_one_line_error(dard(*base, "--lr", "0.5", "--resume"), "optimizer.lr", "0.5")
+    again = dard(*base, "--resume", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["history"][0]["epoch"] == 1
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing redone
+    replaced = dard(*base, "--seed", "1", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (out / "student.pt").read_bytes() != before["student.pt"]
+    assert_one_line_error(dard(*base, "--resume", "--overwrite"), "exclude each other")
+
+
+@pytest.mark.slow  # three CLI processes, one of which distils and evaluates (~25 s alone)
+def test_distill_adv_targets_option(trained, tmp_path) -> None:
+    out = tmp_path / "corrected"
+    teacher = ["--teacher", str(trained / "student.pt")]
+    done = dard(
+        "distill",
+        *teacher,
+        "--adv-targets",
+        "teacher-adv-corrected",
+        *TINY_TRAIN,
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert 0 <= json.loads(done.stdout)["history"][0]["teacher_fooled"] <= 1
+    assert_one_line_error(
+        dard("distill", "--method", "ard", "--adv-targets", "teacher-nat", "--out", str(tmp_path)),
+        "--adv-targets does not apply",
+    )
+    assert_one_line_error(
+        dard(
+            "distill",
+            *teacher,
+            "--adv-targets",
+            "student-adv",
+            "--teacher-targets",
+            "cached",
+            *TINY_TRAIN,
+            "--out",
+            str(tmp_path / "s"),
+        ),
+        "cannot be cached",
+    )
+
+
 def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
     assert_one_line_error(
         dard("distill", "--arch", "nope", "--out", str(tmp_path / "x")),
@@ -159,8 +220,10 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
         "small-cnn",
     )
     assert_one_line_error(dard("distill", "--eps", "0", "--out", str(tmp_path / "x")), "--eps")
-    assert_one_line_error(dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out",
-                               str(tmp_path / "x")), "--adv-weight does not apply")
+    assert_one_line_error(
+        dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out", str(tmp_path / "x")),
+        "--adv-weight does not apply",
+    )
     assert_one_line_error(
         dard("distill", "--eval-attacks", "clean,deepfool", "--out", str(tmp_path / "x")),
         "--eval-attacks",
@@ -189,10 +252,27 @@ def test_distill_under_torchrun_two_processes(tmp_path) -> None:
     with DDP, and only rank 0 evaluates and writes."""
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "-m", "dard_plugin", "distill", "--method", "dard", "--teacher",
-         "dard-fmnist-teacher", *TINY_TRAIN, "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--standalone",
+            "-m",
+            "dard_plugin",
+            "distill",
+            "--method",
+            "dard",
+            "--teacher",
+            "dard-fmnist-teacher",
+            *TINY_TRAIN,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("worst case") == 1  # one evaluation: rank 0's

@@ -16,20 +16,43 @@ SCRIPT = REPO_ROOT / "experiments" / "fashion_mnist.py"
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_experiment_runs_reports_and_resumes(tmp_path: Path) -> None:
     out, work = tmp_path / "results" / "smoke-cpu", tmp_path / "work"
     report = tmp_path / "results.md"
     report.write_text("# Results\n\nHand-written findings stay.\n")
-    args = ["--preset", "smoke", "--runs", "sat-s0", "--no-teacher", "--threads", "2",
-            "--out", str(out), "--work", str(work), "--report", str(report)]
+    args = [
+        "--preset",
+        "smoke",
+        "--runs",
+        "sat-s0",
+        "--no-teacher",
+        "--threads",
+        "2",
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--report",
+        str(report),
+    ]
     first = run_script(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    expected = {"train-sat-s0.json", "suite-sat-s0.json", "steps-sat-s0.json",
-                "autoattack-sat-s0.json"}
+    expected = {
+        "train-sat-s0.json",
+        "suite-sat-s0.json",
+        "steps-sat-s0.json",
+        "autoattack-sat-s0.json",
+    }
     assert expected <= {p.name for p in out.glob("*.json")}
 
     train = json.loads((out / "train-sat-s0.json").read_text())
@@ -65,8 +88,16 @@ def test_experiment_runs_reports_and_resumes(tmp_path: Path) -> None:
 
 
 def test_unknown_run_is_refused_before_any_work(tmp_path: Path) -> None:
-    result = run_script("--runs", "sat-s0,nope", "--out", str(tmp_path / "o"),
-                        "--work", str(tmp_path / "w"), "--report", "")
+    result = run_script(
+        "--runs",
+        "sat-s0,nope",
+        "--out",
+        str(tmp_path / "o"),
+        "--work",
+        str(tmp_path / "w"),
+        "--report",
+        "",
+    )
     assert result.returncode == 2
     assert "--runs: unknown run(s) ['nope']" in result.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()

@@ -154,9 +154,9 @@ def test_cached_targets_computed_once_on_unaugmented_images() -> None:
     # and the cache built at epochs 1 and 3 (refresh every 2 epochs); plus the first-batch
     # shape check and the channels-last probe (2 images each)
     assert sum(calls) == 2 * 40 * (ATTACK["steps"] + 2) + 2 + 2
-    assert trainer._cache is not None
+    assert trainer.targets.cache is not None
     with torch.no_grad():
-        assert torch.allclose(trainer._cache["teacher_nat"], teacher.inner(x), atol=1e-6)
+        assert torch.allclose(trainer.targets.cache["teacher_nat"], teacher.inner(x), atol=1e-6)
 
 
 def test_online_and_cached_differ_only_in_targets() -> None:
@@ -298,8 +298,15 @@ def test_bf16_autocast_and_channels_last_path_runs_on_cpu() -> None:
     # the CUDA defaults (bf16 autocast, channels-last), forced on CPU: the code path works
     x, y, _ = make_prototype_data(n=32)
     student, optimizer = student_and_optimizer()
-    trainer = DARDTrainer(student, teacher_model(), optimizer=optimizer, attack=ATTACK,
-                          amp=True, channels_last=True, verbose=False)
+    trainer = DARDTrainer(
+        student,
+        teacher_model(),
+        optimizer=optimizer,
+        attack=ATTACK,
+        amp=True,
+        channels_last=True,
+        verbose=False,
+    )
     history = trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x, y))
     assert np.isfinite(history[0]["loss"])
     assert trainer.amp and trainer.channels_last
@@ -328,7 +335,8 @@ def test_channels_last_by_default_where_the_models_run_it(model_kind: str) -> No
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
     with pytest.raises(RuntimeError):  # the premise: .view on a channels-last conv output
         ViewHead().to(memory_format=torch.channels_last)(
-            x[:2].contiguous(memory_format=torch.channels_last))
+            x[:2].contiguous(memory_format=torch.channels_last)
+        )
     trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
     history = trainer.fit(x, y, batch_size=16, nb_epochs=1)
     assert np.isfinite(history[0]["loss"])
@@ -340,8 +348,13 @@ def test_channels_last_by_default_where_the_models_run_it(model_kind: str) -> No
         assert not trainer.channels_last
         assert conv_weight.is_contiguous()
     other = TinyCNN()
-    forced_off = SATTrainer(other, optimizer=torch.optim.SGD(other.parameters(), lr=0.05),
-                            attack=ATTACK, verbose=False, channels_last=False)
+    forced_off = SATTrainer(
+        other,
+        optimizer=torch.optim.SGD(other.parameters(), lr=0.05),
+        attack=ATTACK,
+        verbose=False,
+        channels_last=False,
+    )
     forced_off.fit(x, y, batch_size=16, nb_epochs=1)
     assert not forced_off.channels_last
     with pytest.raises(TypeError, match="channels_last"):

@@ -47,7 +47,12 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (nothing to do if it finished with these settings)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out, if any")
     parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
     parser.add_argument(
         "--eval-attacks",
@@ -125,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--alpha", type=float, default=None, help="distillation weight a")
     distill.add_argument("--temperature", type=float, default=None)
     distill.add_argument("--adv-weight", type=float, default=None, help="DARD's w")
+    distill.add_argument(
+        "--adv-targets",
+        default=None,
+        choices=("teacher-adv", "teacher-nat", "student-adv", "teacher-adv-corrected"),
+        help="DARD's adversarial soft labels: the teacher on its own DPGD example "
+        "(teacher-adv, the paper's, default), on the natural image, on the student's "
+        "adversarial example (online targets only), or teacher-adv with the true label "
+        "where the teacher is fooled",
+    )
     distill.add_argument(
         "--legacy-teacher-softmax",
         action="store_true",
@@ -226,6 +240,47 @@ def _check_training_args(args: argparse.Namespace) -> None:
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
     _check_out(args.out)
+    _check_existing_run(args)
+
+
+_NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's settings as recorded in ``run.json`` beside its results."""
+    return {k: str(v) for k, v in sorted(vars(args).items()) if k not in _NOT_RUN_SETTINGS}
+
+
+def _check_existing_run(args: argparse.Namespace) -> None:
+    """An --out that holds a run is refused unless --resume or --overwrite."""
+    from dard_plugin.recipes import existing_run
+
+    if args.resume and args.overwrite:
+        raise CommandError("--resume and --overwrite exclude each other: choose one")
+    found = existing_run(args.out)
+    if found is not None and not (args.resume or args.overwrite):
+        raise CommandError(
+            f"--out {args.out} already holds a {found} run: pass --resume to continue it (or "
+            "do nothing if it finished with the same settings), --overwrite to replace it, "
+            "or another --out"
+        )
+
+
+def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The saved report of a finished run whose recorded settings are these, else None."""
+    out = args.out
+    try:
+        recorded = json.loads((out / "run.json").read_text())
+        report: dict[str, Any] = json.loads((out / "report.json").read_text())
+        markdown = (out / "report.md").read_text()
+    except (OSError, ValueError):
+        return None
+    if recorded != _run_settings(args):
+        return None
+    if not args.json:
+        print(f"{out} holds this run, finished with the same settings: nothing to do")
+        print(markdown)
+    return report
 
 
 def _check_out(folder: Path) -> None:
@@ -242,29 +297,35 @@ def _train(
     world, rank = _distributed_setup(args)
     try:
         result = distill(
-        method=method,
-        dataset=args.dataset,
-        teacher=teacher,
-        student_arch=args.arch,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        eps=args.eps,
-        step_size=args.step_size,
-        steps=args.steps,
-        seed=args.seed,
-        device=args.device,
-        out_dir=args.out,
-        resume=args.resume,
+            method=method,
+            dataset=args.dataset,
+            teacher=teacher,
+            student_arch=args.arch,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            eps=args.eps,
+            step_size=args.step_size,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            out_dir=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
             data_root=args.data_root,
             verbose=not args.quiet and rank == 0,
             **method_kwargs,
         )
         if rank != 0:  # rank 0 evaluates and writes; the others only trained
             return {"history": result.history, "rank": rank, "world_size": world}
-        report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
+        report = _finished_report(args) if result.epochs_run == 0 else None
+        if report is None:
+            report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
+            from dard_plugin.training.checkpointing import write_json
+
+            write_json(args.out / "run.json", _run_settings(args))
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -372,6 +433,7 @@ _METHOD_OPTIONS = {
         "alpha",
         "temperature",
         "adv_weight",
+        "adv_targets",
         "legacy_teacher_softmax",
     },
 }
@@ -381,7 +443,8 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The trainer options given on the command line; one that the method does not take is
     an error rather than silently ignored."""
     given: dict[str, Any] = {}
-    for option in ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight"):
+    options = ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight")
+    for option in (*options, "adv_targets"):
         if getattr(args, option) is not None:
             given[option] = getattr(args, option)
     if args.legacy_teacher_softmax:

@@ -21,6 +21,7 @@ from dard_plugin.data.loaders import (
     EpochBatchSampler,
     make_loader,
     set_loader_epoch,
+    unpack_batch,
 )
 
 
@@ -128,4 +129,5 @@ __all__ = [
     "read_idx",
     "set_loader_epoch",
     "standard_augment",
+    "unpack_batch",
 ]

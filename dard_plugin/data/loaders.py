@@ -4,7 +4,8 @@ through PIL. Shuffling and augmentation are seeded per epoch (``set_epoch``, as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -179,3 +180,37 @@ def set_loader_epoch(loader: object, epoch: int) -> None:
         set_epoch = getattr(part, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
+
+
+IMAGE_KEYS = ("image", "images")
+LABEL_KEYS = ("label", "labels")
+
+
+def unpack_batch(batch: object, keys: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """``(images, labels)`` of one batch: a pair ``(images, labels)`` (tuple or list), or a
+    dict holding them under ``keys = (image_key, label_key)``. Without ``keys`` a dict is
+    read under ``"image"``/``"label"`` or ``"images"``/``"labels"`` (the Hugging Face
+    datasets habit); other names need ``keys``."""
+    if isinstance(batch, Mapping):
+        if keys is not None:
+            if len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+                raise ValueError(f"batch_keys must be (image_key, label_key), got {keys!r}")
+            candidates = [(keys[0], keys[1])]
+        else:
+            candidates = list(zip(IMAGE_KEYS, LABEL_KEYS, strict=True))
+        for image_key, label_key in candidates:
+            if image_key in batch and label_key in batch:
+                return batch[image_key], batch[label_key]
+        accepted = " or ".join(f"{i!r}/{label!r}" for i, label in candidates)
+        raise ValueError(
+            f"a dict batch must hold its images and labels under the keys {accepted}; this "
+            f"one has the keys {sorted(map(str, batch))}: pass batch_keys=(image_key, "
+            "label_key)"
+        )
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        "a training batch must be a pair (images, labels) or a dict of images and labels, "
+        f"got {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+    )

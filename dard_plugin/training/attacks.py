@@ -49,6 +49,7 @@ class AttackSettings:
 
 def _dpgd_attack(
     settings: AttackSettings,
+    bounds: tuple[float, float],
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -56,11 +57,20 @@ def _dpgd_attack(
 ) -> torch.Tensor:
     """DPGD as the paper trains with it: no random start."""
     del generator
-    return dpgd(model, images, labels, eps=settings.eps, alpha=settings.alpha, steps=settings.steps)
+    return dpgd(
+        model,
+        images,
+        labels,
+        eps=settings.eps,
+        alpha=settings.alpha,
+        steps=settings.steps,
+        bounds=bounds,
+    )
 
 
 def _pgd_attack(
     settings: AttackSettings,
+    bounds: tuple[float, float],
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -77,29 +87,42 @@ def _pgd_attack(
         steps=settings.steps,
         random_start=True,
         generator=generator,
+        bounds=bounds,
     )
 
 
-def build_attack(kind: str, settings: AttackSettings) -> TrainingAttack:
+def build_attack(
+    kind: str, settings: AttackSettings, bounds: tuple[float, float] = (0.0, 1.0)
+) -> TrainingAttack:
     check_choice("kind", kind, ATTACK_KINDS)
     function = _dpgd_attack if kind == "dpgd" else _pgd_attack
-    return functools.partial(function, settings)
+    return functools.partial(function, settings, bounds)
 
 
 def resolve_attack(
-    attack: object, *, default_kind: str, student: nn.Module
+    attack: object,
+    *,
+    default_kind: str,
+    student: nn.Module,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[TrainingAttack, AttackSettings | None, float | None]:
-    """``(attack function, its settings if known, its eps if known)``."""
+    """``(attack function, its settings if known, its eps if known)``; the package's
+    attacks stay inside ``bounds`` (a torchattacks attack clips to its own [0, 1])."""
     if attack is None:
         settings = AttackSettings()
-        return build_attack(default_kind, settings), settings, settings.eps
+        return build_attack(default_kind, settings, bounds), settings, settings.eps
     if isinstance(attack, Mapping):
         settings = AttackSettings.from_mapping(attack)
         kind = attack.get("kind", default_kind)
-        return build_attack(kind, settings), settings, settings.eps
+        return build_attack(kind, settings, bounds), settings, settings.eps
     from torchattacks.attack import Attack
 
     if isinstance(attack, Attack):
+        if bounds != (0.0, 1.0):
+            raise ValueError(
+                f"a torchattacks attack clips to [0, 1], but the inputs lie in {bounds}: "
+                "pass attack settings (a dict) or a callable instead"
+            )
         if attack.model is not student:
             raise ValueError(
                 "attack must be built on the student being trained "

@@ -1,18 +1,24 @@
-"""Atomic training checkpoints that load with ``weights_only=True``."""
+"""The checkpointer: atomic saves, loads that name what is wrong with a file, and the
+refusal to resume a run whose fingerprint differs. Files load with ``weights_only=True``."""
 
 from __future__ import annotations
 
 import collections
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dard_plugin.training._checks import check_writable_dir, check_writable_file
+from dard_plugin.training.fingerprints import differences
+
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
@@ -38,16 +44,78 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda stream: torch.save(state, stream))
 
 
-def load_checkpoint_state(path: Path) -> dict[str, Any]:
-    # MultiStepLR keeps its milestones in a collections.Counter: allowed explicitly, and
-    # only for this load (no global registration).
-    with torch.serialization.safe_globals([collections.Counter]):
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a dard-plugin training checkpoint (format 1)")
-    return state
-
-
 def write_json(path: Path, payload: Any) -> None:
     text = json.dumps(payload, indent=2)
     atomic_write_bytes(path, lambda stream: stream.write(text.encode()))
+
+
+def load_checkpoint_state(path: Path) -> dict[str, Any]:
+    """A training checkpoint's state; a ``ValueError`` naming the file if it is corrupt,
+    not a checkpoint, or from another format version."""
+    # MultiStepLR keeps its milestones in a collections.Counter: allowed explicitly, and
+    # only for this load (no global registration).
+    try:
+        with torch.serialization.safe_globals([collections.Counter]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ValueError(
+            f"{path} cannot be read as a training checkpoint (corrupt, truncated, or holding "
+            f"objects other than tensors: {type(error).__name__} {reason}); delete it or "
+            "use another checkpoint_dir to start afresh"
+        ) from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise ValueError(
+            f"{path} is not a dard-plugin training checkpoint (no 'format' entry); delete it "
+            "or use another checkpoint_dir"
+        )
+    if state["format"] != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is a dard-plugin training checkpoint of format {state['format']}, this "
+            f"version reads format {FORMAT_VERSION}; start afresh in another checkpoint_dir"
+        )
+    return state
+
+
+class Checkpointer:
+    """Where a run's checkpoint and history go, and whether a saved run may be resumed."""
+
+    def __init__(self, folder: Path | None, history_path: Path | None) -> None:
+        self.folder = folder
+        self.history_path = history_path
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.folder is None else self.folder / CHECKPOINT_NAME
+
+    def check_writable(self) -> None:
+        """Every output location, before any training."""
+        if self.folder is not None:
+            check_writable_dir("checkpoint_dir", self.folder)
+        if self.history_path is not None:
+            check_writable_file("history_path", self.history_path)
+
+    def load(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+        """The saved state to resume, None when there is none; refused (``ValueError``
+        listing the fields) when it was written by a run with another fingerprint."""
+        path = self.path
+        if path is None or not path.is_file():
+            return None
+        state = load_checkpoint_state(path)
+        found = differences(state["fingerprint"], fingerprint)
+        if found:
+            raise ValueError(
+                f"resume refused: {path} was written by a different configuration; differing "
+                f"fields: {'; '.join(found)}. To start afresh, pass resume=False (the run is "
+                "overwritten), use another checkpoint_dir, or delete the checkpoint; the CLI: "
+                "--overwrite or another --out"
+            )
+        return state
+
+    def save(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        if self.history_path is not None:
+            write_json(self.history_path, history)
+        if self.folder is None:
+            return
+        save_checkpoint(self.folder / CHECKPOINT_NAME, {"format": FORMAT_VERSION, **state})
+        write_json(self.folder / "history.json", history)

@@ -1,5 +1,15 @@
 """The methods: each says what the teacher provides, how the student's adversarial
-examples are made, and the loss. The loop is :class:`AdversarialTrainerBase`'s."""
+examples are made, and the loss. The loop is :class:`AdversarialTrainerBase`'s.
+
+``ADV_TARGETS``: where DARD's adversarial soft labels ``q_adv = softmax(T(.)/tau)`` come
+from (``adv_targets``): ``"teacher-adv"``, the teacher on its own DPGD example ``x_T`` (the
+paper; the default); ``"teacher-nat"``, the teacher on the natural ``x``; ``"student-adv"``,
+the teacher on the student's adversarial example ``x_S`` (online targets only: ``x_S``
+changes with the student at every step, so it cannot be cached); ``"teacher-adv-corrected"``,
+``"teacher-adv"`` with ``q_adv`` replaced by the true one-hot label wherever the teacher is
+fooled on ``x_T``. Where ``x_T`` is computed, the history records ``teacher_fooled``, the
+epoch's mean fraction of the batch on which the teacher misclassifies ``x_T``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dard_plugin._validation import check_bool, check_real
+from dard_plugin._validation import check_bool, check_choice, check_real
 from dard_plugin.attacks.dpgd import dpgd
 from dard_plugin.attacks.pgd import kl_objective, pgd_linf
 from dard_plugin.losses.distillation import ard_loss, dard_loss, rslad_loss, sat_loss
@@ -107,7 +117,8 @@ class RSLADTrainer(AdversarialTrainerBase):
             eps=settings.eps,
             alpha=settings.alpha,
             steps=settings.steps,
-            start=start.clamp(0, 1),
+            start=start.clamp(*self.bounds),
+            bounds=self.bounds,
         )
 
     def compute_loss(
@@ -119,6 +130,9 @@ class RSLADTrainer(AdversarialTrainerBase):
             targets["teacher_nat"],
         )
         return loss, {}
+
+
+ADV_TARGETS = ("teacher-adv", "teacher-nat", "student-adv", "teacher-adv-corrected")
 
 
 class DARDTrainer(AdversarialTrainerBase):
@@ -134,13 +148,14 @@ class DARDTrainer(AdversarialTrainerBase):
         adv_weight: ``w`` (0.5: the paper's average of the two terms).
         teacher_attack: settings of the teacher's DPGD (default: the student attack's
             settings, or METHOD.md's defaults when those are unknown).
+        adv_targets: where ``q_adv`` comes from, one of ``ADV_TARGETS`` (module docstring);
+            default ``"teacher-adv"``, the paper's.
         legacy_teacher_softmax: reproduce the original scripts' defect (temperature softmax
             of the teacher's *probabilities*), for comparison only.
     """
 
     method = "dard"
     default_attack = "dpgd"
-    teacher_output_names = ("teacher_nat", "teacher_adv")
 
     def __init__(
         self,
@@ -151,13 +166,25 @@ class DARDTrainer(AdversarialTrainerBase):
         temperature: float = 3.0,
         adv_weight: float = 0.5,
         teacher_attack: Mapping[str, Any] | None = None,
+        adv_targets: str = "teacher-adv",
         legacy_teacher_softmax: bool = False,
         **kwargs: Any,
     ) -> None:
         self.alpha = check_real("alpha", alpha, low=0.0, high=1.0)
         self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
         self.adv_weight = check_real("adv_weight", adv_weight, low=0.0, high=1.0)
+        self.adv_targets = check_choice("adv_targets", adv_targets, ADV_TARGETS)
         self.legacy_teacher_softmax = check_bool("legacy_teacher_softmax", legacy_teacher_softmax)
+        if adv_targets == "student-adv" and kwargs.get("teacher_targets") == "cached":
+            raise ValueError(
+                "adv_targets='student-adv' needs teacher_targets='online': the student's "
+                "adversarial example changes with the student at every step, so the "
+                "teacher's output on it cannot be cached"
+            )
+        uses_teacher_attack = adv_targets in ("teacher-adv", "teacher-adv-corrected")
+        self.teacher_output_names = (
+            ("teacher_nat", "teacher_adv") if uses_teacher_attack else ("teacher_nat",)
+        )
         super().__init__(classifier, teacher, **kwargs)
         if teacher_attack is not None:
             self.teacher_attack = AttackSettings.from_mapping(teacher_attack)
@@ -171,6 +198,7 @@ class DARDTrainer(AdversarialTrainerBase):
             "temperature": self.temperature,
             "adv_weight": self.adv_weight,
             "teacher_attack": vars(self.teacher_attack),
+            "adv_targets": self.adv_targets,
             "legacy_teacher_softmax": self.legacy_teacher_softmax,
         }
 
@@ -178,6 +206,9 @@ class DARDTrainer(AdversarialTrainerBase):
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         assert self.teacher is not None
+        if "teacher_adv" not in self.teacher_output_names:
+            with torch.no_grad():
+                return {"teacher_nat": self.teacher(images)}
         settings = self.teacher_attack
         teacher_adversarial = dpgd(
             self.teacher,
@@ -186,6 +217,7 @@ class DARDTrainer(AdversarialTrainerBase):
             eps=settings.eps,
             alpha=settings.alpha,
             steps=settings.steps,
+            bounds=self.bounds,
         )
         with torch.no_grad():
             return {
@@ -193,9 +225,29 @@ class DARDTrainer(AdversarialTrainerBase):
                 "teacher_adv": self.teacher(teacher_adversarial),
             }
 
+    def adversarial_targets(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher logits whose ``softmax(./tau)`` is ``q_adv``, and (where ``x_T`` is
+        used) the flags of the images on which the teacher is fooled on ``x_T``."""
+        if self.adv_targets == "teacher-nat":
+            return targets["teacher_nat"], None
+        if self.adv_targets == "student-adv":
+            assert self.teacher is not None
+            with torch.no_grad():
+                return self.teacher(adversarial), None
+        logits = targets["teacher_adv"]
+        fooled = logits.argmax(dim=1) != batch.labels
+        if self.adv_targets == "teacher-adv-corrected":  # softmax(one_hot / tau) = one-hot
+            one_hot = torch.full_like(logits, float("-inf"))
+            one_hot.scatter_(1, batch.labels[:, None], 0.0)
+            logits = torch.where(fooled[:, None], one_hot, logits)
+        return logits, fooled
+
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        teacher_adv, fooled = self.adversarial_targets(batch, adversarial, targets)
         student_nat = self.student_logits(batch.images)
         student_adv = self.student_logits(adversarial)
 
@@ -204,7 +256,7 @@ class DARDTrainer(AdversarialTrainerBase):
                 student_nat,
                 student_adv,
                 targets["teacher_nat"],
-                targets["teacher_adv"],
+                teacher_adv,
                 batch.labels,
                 alpha=self.alpha,
                 temperature=self.temperature,
@@ -214,4 +266,7 @@ class DARDTrainer(AdversarialTrainerBase):
 
         loss_nat, loss_adv = half(0.0), half(1.0)
         loss = (1.0 - self.adv_weight) * loss_nat + self.adv_weight * loss_adv
-        return loss, {"loss_nat": loss_nat, "loss_adv": loss_adv}
+        terms = {"loss_nat": loss_nat, "loss_adv": loss_adv}
+        if fooled is not None:
+            terms["teacher_fooled"] = fooled.float().mean()
+        return loss, terms

@@ -1,0 +1,46 @@
+"""Checks the training side adds to :mod:`dard_plugin._validation`: output locations."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _existing_ancestor(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _probe_writable(name: str, path: Path, folder: Path) -> None:
+    """Create and remove a temporary file in ``folder`` (``os.access`` says yes to root
+    even on a read-only mount)."""
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".dard-write-probe.", dir=folder)
+    except OSError as error:
+        raise ValueError(f"{name} {path} cannot be written ({folder}: {error.strerror})") from None
+    os.close(handle)
+    os.unlink(temporary)
+
+
+def check_writable_dir(name: str, path: str | Path) -> Path:
+    """``path`` is, or can be created as, a writable folder; nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} is a file, not a directory")
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise ValueError(f"{name} {path} cannot be created: {ancestor} is not a directory")
+    _probe_writable(name, path, ancestor)
+    return path
+
+
+def check_writable_file(name: str, path: str | Path) -> Path:
+    """``path`` is, or can be created as, a writable file; nothing is created."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a directory, not a file")
+    check_writable_dir(f"{name} {path}: its folder", path.parent)
+    return path

@@ -1,0 +1,297 @@
+"""The training loop itself: the epochs, the steps, the cache builds and the checkpoints,
+in the order that makes a run reproducible bit for bit (and resumable at an epoch boundary).
+
+Each epoch seeds the run's generator (random starts) and, inside ``fork_rng``, the global
+RNG (dropout); shuffling and augmentation are seeded per epoch by the batch source. The
+attributes it uses are set by :class:`~dard_plugin.training.trainer.AdversarialTrainerBase`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from art.defences.trainer.trainer import Trainer
+from torch import nn
+from tqdm.auto import tqdm
+
+from dard_plugin._validation import check_label_range
+from dard_plugin.training import models
+from dard_plugin.training.attacks import AttackSettings, TrainingAttack
+from dard_plugin.training.batches import Batch, BatchSource, as_tensors
+from dard_plugin.training.checkpointing import Checkpointer
+from dard_plugin.training.fingerprints import (
+    model_fingerprint,
+    optimizer_fingerprint,
+    scheduler_fingerprint,
+)
+from dard_plugin.training.targets import TeacherTargets
+from dard_plugin.training.validation import validate
+
+logger = logging.getLogger(__name__)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**63 - 1)
+
+
+def distributed() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless torch.distributed is initialised (torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class TrainingLoop(Trainer):
+    """The loop; a method is a subclass that fills in the three hooks."""
+
+    method: ClassVar[str] = "base"
+    teacher_output_names: tuple[str, ...] = ()
+    student: nn.Module
+    teacher: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    attack: TrainingAttack
+    attack_settings: AttackSettings | None
+    bounds: tuple[float, float]
+    targets: TeacherTargets
+    checkpointer: Checkpointer
+    checkpoint_dir: Path | None
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    seed: int
+    resume: bool
+    verbose: bool
+    eval_attack: str
+    eval_eps: float | None
+    eval_batch_size: int
+    history: list[dict[str, Any]]
+    _channels_last_request: bool | None
+    _generator: torch.Generator
+    _input_shape: tuple[int, ...] | None
+    _num_classes: int
+    _train_model: nn.Module
+    epochs_run: int = 0  # epochs trained by the last fit (0: resumed a finished run)
+
+    # ----------------------------------------------------------------- method hooks
+    def teacher_outputs(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The teacher's outputs a method needs for ``images`` (no gradient)."""
+        return {}
+
+    def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The student's adversarial examples (the student is in eval mode here)."""
+        return self.attack(self.student, batch.images, batch.labels, self._generator)
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to minimise and its named terms (the student is in train mode)."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The method's settings that change the result (part of the run's fingerprint)."""
+        raise NotImplementedError
+
+    def _check_images(self, name: str, images: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def student_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's training forward (through DDP when distributed)."""
+        logits: torch.Tensor = self._train_model(images)
+        return logits
+
+    # ----------------------------------------------------------------- the loop
+    def _train(
+        self,
+        source: BatchSource,
+        nb_epochs: int,
+        scheduler: Any,
+        validation_data: tuple[Any, Any] | None,
+        batch_size: int | None,
+    ) -> list[dict[str, Any]]:
+        world, rank = distributed()
+        if self.targets.cached and source.known is None:
+            raise ValueError(
+                "teacher_targets='cached' needs fit(x, y) or a loader from "
+                "dard_plugin.data.make_loader, so that each training image is known"
+            )
+        if rank == 0:
+            self.checkpointer.check_writable()
+        validation = None
+        if validation_data is not None:
+            validation = as_tensors(*validation_data, "validation_data[0]", "validation_data[1]")
+            self._check_images("validation_data[0]", validation[0])
+        first = source.first()
+        self._input_shape = tuple(first.images.shape[1:])
+        self._num_classes = models.check_first_batch(
+            self.student, self.teacher, first.images, first.labels, self.bounds
+        )
+        if validation is not None:
+            check_label_range("validation_data[1]", validation[1], self._num_classes)
+        if self.eval_eps is None and validation is not None:
+            raise ValueError("eval_eps must be given: the attack's eps is unknown")
+        fingerprint = self._fingerprint(source, scheduler, batch_size)
+
+        self.student.to(self.device)
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+        self.channels_last = models.settle_memory_format(
+            [m for m in (self.student, self.teacher) if m is not None],
+            first.images,
+            self.device,
+            self._channels_last_request,
+        )
+        start_epoch = self._restore(scheduler, fingerprint)
+        self.epochs_run = max(0, nb_epochs - start_epoch)
+        self._train_model = self.student
+        if world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_model = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
+
+        for epoch in range(start_epoch, nb_epochs):
+            started = time.perf_counter()
+            batches = source.epoch(epoch)
+            self._generator.manual_seed(_epoch_seed(self.seed, epoch))
+            fork_devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=fork_devices, device_type=self.device.type):
+                torch.manual_seed(_epoch_seed(self.seed, epoch))
+                key = {"data": fingerprint["data"], "teacher": fingerprint["teacher"]}
+                if self.targets.cached and self.targets.due(epoch, key):
+                    assert source.known is not None
+                    self._build_cache(*source.known, epoch=epoch, key=key)
+                record: dict[str, Any] = {"epoch": epoch + 1}
+                record.update(self._run_epoch(batches, source.length, epoch, nb_epochs, rank))
+            record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+            if scheduler is not None:
+                scheduler.step()
+            record["seconds"] = time.perf_counter() - started
+            if validation is not None and rank == 0:
+                assert self.eval_eps is not None
+                record.update(
+                    validate(
+                        self.student,
+                        *validation,
+                        attack=self.eval_attack,
+                        eps=self.eval_eps,
+                        batch_size=self.eval_batch_size,
+                        device=self.device,
+                        seed=self.seed,
+                        bounds=self.bounds,
+                    )
+                )
+            self.history.append(record)
+            if rank == 0:
+                logger.info(
+                    "%s epoch %d/%d: %s",
+                    self.method,
+                    epoch + 1,
+                    nb_epochs,
+                    ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)),
+                )
+                self._save(epoch + 1, scheduler, fingerprint)
+        return self.history
+
+    def _run_epoch(
+        self, batches: Any, length: int | None, epoch: int, nb_epochs: int, rank: int
+    ) -> dict[str, float]:
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        progress = tqdm(
+            batches,
+            desc=f"{self.method} epoch {epoch + 1}/{nb_epochs}",
+            disable=not self.verbose or rank != 0,
+            total=length,
+            leave=False,
+        )
+        for raw in progress:
+            batch = Batch(self._to_device(raw.images), raw.labels.to(self.device), raw.indices)
+            loss, terms = self._step(batch)
+            count += 1
+            for name, value in {"loss": loss, **terms}.items():
+                totals[name] = totals.get(name, 0.0) + value.detach().float()
+            if count % 20 == 0:
+                progress.set_postfix(loss=f"{float(totals['loss']) / count:.4f}")
+        if count == 0:
+            logger.warning("%s epoch %d: the training data yielded no batch", self.method, epoch)
+        return {name: float(total) / max(count, 1) for name, total in totals.items()}
+
+    def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            targets = self.targets.for_batch(batch, self.teacher_outputs, self.device)
+            self.student.eval()
+            adversarial = self.craft_adversarial(batch, targets)
+            self.student.train()
+            loss, terms = self.compute_loss(batch, adversarial, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss, terms
+
+    def _build_cache(
+        self, images: torch.Tensor, labels: torch.Tensor, *, epoch: int, key: dict[str, Any]
+    ) -> None:
+        def outputs(x: torch.Tensor, y: torch.Tensor) -> Mapping[str, torch.Tensor]:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                return self.teacher_outputs(self._to_device(x), y.to(self.device))
+
+        self.targets.build(
+            images, labels, outputs, epoch=epoch, key=key, batch_size=self.eval_batch_size
+        )
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # ----------------------------------------------------------------- checkpoints
+    def _fingerprint(
+        self, source: BatchSource, scheduler: Any, batch_size: int | None
+    ) -> dict[str, Any]:
+        """Everything that changes the result of a run (see ``resume``)."""
+        return {
+            "config": self.config(),
+            "optimizer": optimizer_fingerprint(self.optimizer),
+            "scheduler": scheduler_fingerprint(scheduler),
+            "batch_size": batch_size,
+            "data": source.fingerprint(),
+            "teacher": None if self.teacher is None else model_fingerprint(self.teacher),
+            "student": f"{type(self.student).__name__}, "
+            f"{sum(p.numel() for p in self.student.parameters())} parameters",
+        }
+
+    def _restore(self, scheduler: Any, fingerprint: dict[str, Any]) -> int:
+        if not self.resume:
+            return 0
+        state = self.checkpointer.load(fingerprint)
+        if state is None:
+            logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
+            return 0
+        self.student.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        self.history = list(state["history"])
+        self.targets.load_state(state)
+        logger.info(
+            "resumed %s from %s after epoch %d", self.method, self.checkpoint_dir, state["epoch"]
+        )
+        return int(state["epoch"])
+
+    def _save(self, epochs_done: int, scheduler: Any, fingerprint: dict[str, Any]) -> None:
+        state = {
+            "fingerprint": fingerprint,
+            "epoch": epochs_done,
+            "model": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "history": self.history,
+            **self.targets.state(),
+        }
+        self.checkpointer.save(state, self.history)

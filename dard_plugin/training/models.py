@@ -1,0 +1,144 @@
+"""The student and the teacher: taken from what the user passes, checked against the first
+batch before any training step, and put in channels-last format where both can run it."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from dard_plugin._validation import check_images, check_label_range
+
+logger = logging.getLogger(__name__)
+
+
+def module_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def unpack_student(
+    classifier: Any, optimizer: Any
+) -> tuple[nn.Module, torch.optim.Optimizer, tuple[float, float] | None]:
+    """``(model, optimizer, ART clip_values or None)``."""
+    clip_values = None
+    if isinstance(classifier, nn.Module):
+        if optimizer is None:
+            raise ValueError("optimizer must be given when classifier is a plain nn.Module")
+        model = classifier
+    else:
+        from art.estimators.classification.pytorch import PyTorchClassifier
+
+        if not isinstance(classifier, PyTorchClassifier):
+            raise TypeError(
+                "classifier must be an ART PyTorchClassifier or an nn.Module, got "
+                f"{type(classifier).__name__}"
+            )
+        model = classifier.model
+        optimizer = optimizer if optimizer is not None else classifier.optimizer
+        if optimizer is None:
+            raise ValueError("the ART classifier has no optimizer: pass optimizer=")
+        if classifier.clip_values is not None:
+            low, high = classifier.clip_values
+            clip_values = (float(low), float(high))
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
+    return model, optimizer, clip_values
+
+
+def unpack_teacher(teacher: Any, student_source: Any, owner: str) -> nn.Module:
+    """The teacher's module, in eval mode (with a warning if it was training)."""
+    if teacher is None:
+        raise ValueError(f"{owner} needs a teacher")
+    model = teacher if isinstance(teacher, nn.Module) else getattr(teacher, "model", None)
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"teacher must be an nn.Module or an ART PyTorchClassifier, got "
+            f"{type(teacher).__name__}"
+        )
+    if model is student_source or model is getattr(student_source, "model", None):
+        raise ValueError("teacher and student must be different models")
+    if model.training:
+        warnings.warn(
+            "the teacher was in train mode; it is put in eval mode (a teacher is frozen)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return model.eval()
+
+
+def check_first_batch(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bounds: tuple[float, float],
+) -> int:
+    """Shapes and classes of student and teacher agree with the data, before any training
+    step; returns the number of classes."""
+    check_images("images", images, bounds)
+    shape = tuple(images.shape[1:])
+    sample = images[:2].to(module_device(student))
+    with torch.no_grad():
+        was_training = student.training
+        student.eval()
+        try:
+            student_out = student(sample)
+        except RuntimeError as error:
+            raise ValueError(f"the student cannot take inputs of shape {shape}: {error}") from None
+        finally:
+            student.train(was_training)
+        if student_out.ndim != 2:
+            raise ValueError(
+                f"the student must return (batch, classes) logits, got {tuple(student_out.shape)}"
+            )
+        if teacher is not None:
+            teacher_device = next(iter(teacher.parameters()), sample).device
+            try:
+                teacher_out = teacher(sample.to(teacher_device))
+            except RuntimeError as error:
+                raise ValueError(
+                    f"the teacher cannot take the training inputs of shape {shape}: {error}"
+                ) from None
+            if teacher_out.shape[1:] != student_out.shape[1:]:
+                raise ValueError(
+                    f"teacher and student disagree on the number of classes: teacher "
+                    f"{teacher_out.shape[1]}, student {student_out.shape[1]}"
+                )
+    num_classes = int(student_out.shape[1])
+    check_label_range("labels", labels, num_classes)
+    return num_classes
+
+
+def settle_memory_format(
+    models: list[nn.Module], images: torch.Tensor, device: torch.device, request: bool | None
+) -> bool:
+    """Put the models in channels-last format when asked, or, by default, when all run a
+    channels-last batch (eval mode, no gradient: nothing changes). Returns whether on."""
+    wanted = images.ndim == 4 if request is None else request
+    if not wanted:
+        return False
+    for model in models:
+        model.to(memory_format=torch.channels_last)
+    if request is not None:
+        return True
+    sample = images[:2].to(device).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            for model in models:
+                was_training = model.training
+                model.eval()
+                try:
+                    model(sample)
+                finally:
+                    model.train(was_training)
+    except RuntimeError as error:
+        logger.info("channels-last format off (a model cannot run it: %s)", error)
+        for model in models:
+            model.to(memory_format=torch.contiguous_format)
+        return False
+    return True

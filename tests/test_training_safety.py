@@ -1,0 +1,294 @@
+"""Issue 10's "Why": each way the trainer used to train on the wrong thing silently, now a
+clear error before any work or the result a user expects. Also bounds other than [0, 1] end
+to end, dict batches (issue 11 item 6), and writability of every output location."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from art.estimators.classification import PyTorchClassifier
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from torch import nn
+
+from dard_plugin.attacks.dpgd import dpgd
+from dard_plugin.data import make_loader
+from dard_plugin.training import DARDTrainer, SATTrainer
+
+ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
+
+
+def student_and_optimizer(lr: float = 0.05) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    student = TinyCNN()
+    return student, torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9)
+
+
+def counting_attack(calls: list[int]):
+    def attack(model, images, labels, generator):
+        calls.append(images.shape[0])
+        return dpgd(model, images, labels, eps=0.1, alpha=0.05, steps=1)
+
+    return attack
+
+
+def four_batches(x: torch.Tensor, y: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, 64, 16):
+        yield x[start : start + 16], y[start : start + 16]
+
+
+def test_a_one_shot_generator_trains_every_batch() -> None:
+    x, y, _ = make_prototype_data(n=64)
+    calls: list[int] = []
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=counting_attack(calls), verbose=False)
+    history = trainer.fit_generator(four_batches(x, y), nb_epochs=1)
+    assert calls == [16, 16, 16, 16]  # the first batch, inspected, is trained on too
+    assert np.isfinite(history[0]["loss"])
+
+
+def test_a_one_shot_generator_for_two_epochs_is_refused_before_work() -> None:
+    x, y, _ = make_prototype_data(n=64)
+    calls: list[int] = []
+    student, optimizer = student_and_optimizer()
+    before = state_snapshot(student)
+    trainer = SATTrainer(student, optimizer=optimizer, attack=counting_attack(calls), verbose=False)
+    with pytest.raises(ValueError, match=r"can be read only once.*nb_epochs"):
+        trainer.fit_generator(four_batches(x, y), nb_epochs=2)
+    assert calls == []
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+
+
+def test_a_replayable_iterable_is_replayed_each_epoch() -> None:
+    x, y, _ = make_prototype_data(n=64)
+    calls: list[int] = []
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=counting_attack(calls), verbose=False)
+    history = trainer.fit_generator(list(four_batches(x, y)), nb_epochs=2)
+    assert len(calls) == 8 and all(np.isfinite(h["loss"]) for h in history)
+
+
+def sat(tmp_path, lr: float, **kwargs) -> SATTrainer:
+    student, optimizer = student_and_optimizer(lr)
+    return SATTrainer(
+        student,
+        optimizer=optimizer,
+        attack={"eps": 0.1, "alpha": 0.05, "steps": 1},
+        checkpoint_dir=tmp_path / "ckpt",
+        resume=True,
+        verbose=False,
+        **kwargs,
+    )
+
+
+def test_resume_with_another_learning_rate_is_refused(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    sat(tmp_path, 0.01).fit(x, y, batch_size=16, nb_epochs=1)
+    with pytest.raises(ValueError, match=r"optimizer\.lr: checkpoint 0\.01, now 0\.5") as error:
+        sat(tmp_path, 0.5).fit(x, y, batch_size=16, nb_epochs=2)
+    assert "resume=False" in str(error.value) and "checkpoint_dir" in str(error.value)
+    with pytest.raises(ValueError, match="batch_size"):
+        sat(tmp_path, 0.01).fit(x, y, batch_size=8, nb_epochs=2)
+    sat(tmp_path, 0.01).fit(x, y, batch_size=16, nb_epochs=2)  # same settings: continues
+
+
+def test_a_run_extended_in_the_same_process_resumes(tmp_path) -> None:
+    """The scheduler has moved the learning rate: the fingerprint holds the initial one."""
+    x, y, _ = make_prototype_data(n=32)
+    trainer = sat(tmp_path, 0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(trainer.optimizer, 1, gamma=0.5)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1, scheduler=scheduler)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=scheduler)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05])
+    assert trainer.epochs_run == 1
+
+
+@pytest.mark.parametrize("mode", ["online", "cached"])
+def test_resume_on_other_training_images_is_refused(tmp_path, mode: str) -> None:
+    x, y, prototypes = make_prototype_data(n=32)
+    other, _, _ = make_prototype_data(n=32, seed=5)
+
+    def trainer() -> DARDTrainer:
+        student, optimizer = student_and_optimizer()
+        return DARDTrainer(
+            student,
+            PrototypeLinear(prototypes).eval(),
+            optimizer=optimizer,
+            attack=ATTACK,
+            teacher_targets=mode,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+
+    trainer().fit(x, y, batch_size=16, nb_epochs=1)
+    with pytest.raises(ValueError, match="data"):
+        trainer().fit(other, y, batch_size=16, nb_epochs=2)
+
+
+def test_a_corrupt_or_foreign_checkpoint_is_named(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    (tmp_path / "ckpt").mkdir()
+    path = tmp_path / "ckpt" / "checkpoint.pt"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt.*(corrupt|cannot be read)"):
+        sat(tmp_path, 0.01).fit(x, y, batch_size=16, nb_epochs=1)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match="not a dard-plugin training checkpoint"):
+        sat(tmp_path, 0.01).fit(x, y, batch_size=16, nb_epochs=1)
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for kwargs in (
+        {"checkpoint_dir": blocker},
+        {"checkpoint_dir": blocker / "sub"},
+        {"history_path": blocker / "history.json"},
+        {"history_path": tmp_path},
+    ):
+        calls: list[int] = []
+        student, optimizer = student_and_optimizer()
+        before = state_snapshot(student)
+        trainer = SATTrainer(
+            student, optimizer=optimizer, attack=counting_attack(calls), verbose=False, **kwargs
+        )
+        path = str(next(iter(kwargs.values())))
+        with pytest.raises(ValueError, match=re.escape(path)):
+            trainer.fit(x, y, batch_size=16, nb_epochs=1)
+        assert calls == []
+        assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+
+
+class SignedInputs(nn.Module):
+    """A model on [-1, 1] inputs, recording the range of everything it is given."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.seen = [np.inf, -np.inf]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low, high = float(x.detach().min()), float(x.detach().max())
+        self.seen = [min(self.seen[0], low), max(self.seen[1], high)]
+        return self.inner((x + 1) / 2)
+
+
+@pytest.mark.parametrize("method", ["sat", "dard", "rslad"])
+@pytest.mark.parametrize("source", ["argument", "art"])
+def test_bounds_minus_one_to_one_end_to_end(method: str, source: str) -> None:
+    x01, y, prototypes = make_prototype_data(n=32, noise=0.3)
+    x = 2 * x01 - 1
+    assert float(x.min()) < -0.5
+    torch.manual_seed(0)
+    student = SignedInputs(TinyCNN())
+    teacher = SignedInputs(PrototypeLinear(prototypes)).eval()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    classifier: object = student
+    options: dict[str, object] = {"optimizer": optimizer}
+    if source == "art":
+        classifier = PyTorchClassifier(
+            model=student,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=optimizer,
+            input_shape=(1, 8, 8),
+            nb_classes=10,
+            clip_values=(-1.0, 1.0),
+        )
+        options = {}
+    else:
+        options["bounds"] = (-1.0, 1.0)
+    from dard_plugin.training import TRAINERS
+
+    args = (classifier,) if method == "sat" else (classifier, teacher)
+    trainer = TRAINERS[method](
+        *args, attack={"eps": 0.3, "alpha": 0.2, "steps": 3}, verbose=False, **options
+    )
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x, y))
+    assert np.isfinite(history[0]["loss"]) and 0 <= history[0]["pgd_accuracy"] <= 1
+    for model in (student, teacher) if method != "sat" else (student,):
+        low, high = model.seen
+        assert -1.0 <= low < -0.9 and high <= 1.0, (low, high)
+    if source == "art":
+        assert tuple(trainer.get_classifier().clip_values) == (-1.0, 1.0)
+
+
+def test_inputs_outside_the_bounds_are_refused() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    with pytest.raises(ValueError, match=r"x must lie in \[0.0, 1.0\].*bounds"):
+        trainer.fit(2 * x - 1, y)
+    with pytest.raises(ValueError, match="bounds"):
+        SATTrainer(student, optimizer=optimizer, bounds=(1.0, 0.0))
+
+
+class DictBatches(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, keys: tuple[str, str]) -> None:
+        self.x, self.y, self.keys = x, y, keys
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {self.keys[0]: self.x[index], self.keys[1]: self.y[index]}
+
+
+@pytest.mark.parametrize("keys", [("image", "label"), ("images", "labels"), ("pixels", "target")])
+def test_dict_batches(keys: tuple[str, str]) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    loader = torch.utils.data.DataLoader(DictBatches(x, y, keys), batch_size=16)
+    calls: list[int] = []
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=counting_attack(calls), verbose=False)
+    if keys[0] == "pixels":
+        with pytest.raises(
+            ValueError, match=r"'image'/'label'.*\['pixels', 'target'\].*batch_keys"
+        ):
+            trainer.fit_generator(loader, nb_epochs=1)
+        assert calls == []
+        trainer.fit_generator(loader, nb_epochs=1, batch_keys=keys)
+    else:
+        trainer.fit_generator(loader, nb_epochs=1)
+    assert calls == [16, 16]
+
+
+def test_data_helper_unpacks_dict_batches() -> None:
+    from dard_plugin.data import unpack_batch
+
+    x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2])
+    for batch in ((x, y), [x, y], {"image": x, "label": y}, {"images": x, "labels": y}):
+        images, labels = unpack_batch(batch)
+        assert images is x and labels is y
+    assert unpack_batch({"a": x, "b": y}, keys=("a", "b"))[1] is y
+    with pytest.raises(ValueError, match="keys"):
+        unpack_batch({"a": x})
+    with pytest.raises(TypeError, match="batch"):
+        unpack_batch(x)
+
+
+def test_cached_targets_follow_the_training_images() -> None:
+    """A second fit on other images rebuilds the cache (keyed by data and teacher)."""
+    x, y, prototypes = make_prototype_data(n=32)
+    other, other_y, _ = make_prototype_data(n=32, seed=5)
+    teacher = PrototypeLinear(prototypes).eval()
+    student, optimizer = student_and_optimizer()
+    trainer = DARDTrainer(
+        student,
+        teacher,
+        optimizer=optimizer,
+        attack=ATTACK,
+        teacher_targets="cached",
+        verbose=False,
+    )
+    trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    trainer.fit(other, other_y, batch_size=16, nb_epochs=1)
+    with torch.no_grad():
+        assert torch.allclose(trainer.targets.cache["teacher_nat"], teacher(other), atol=1e-6)
+    loader = make_loader(other, other_y, batch_size=16)
+    trainer.fit_generator(loader, nb_epochs=1)
