@@ -12,18 +12,23 @@ import functools
 
 import torch
 
-from dard_plugin._validation import check_choice, check_real
+from dard_plugin._validation import check_bool, check_choice, check_real
 from dard_plugin.attacks.pgd import Model, Objective, pgd_linf
 from dard_plugin.losses.dpgd import dpgd_loss
 
 DPGD_REDUCTIONS = ("batch", "sample")
 
 
-def dpgd_objective(reduction: str = "batch", smooth: float = 1e-5) -> Objective:
-    """The DPGD loss as an objective for :func:`~dard_plugin.attacks.pgd.pgd_linf`."""
+def dpgd_objective(
+    reduction: str = "batch", smooth: float = 1e-5, *, targeted: bool = False
+) -> Objective:
+    """The DPGD loss as an objective for :func:`~dard_plugin.attacks.pgd.pgd_linf` (and
+    ``pgd_l2``). ``targeted`` picks the targeted schedule (METHOD.md §1 "Targeted mode"):
+    pass the same flag as to the loop."""
     check_choice("reduction", reduction, DPGD_REDUCTIONS)
     check_real("smooth", smooth, low=0.0, low_inclusive=False)
-    return functools.partial(dpgd_loss, reduction=reduction, smooth=smooth)
+    check_bool("targeted", targeted)
+    return functools.partial(dpgd_loss, reduction=reduction, smooth=smooth, targeted=targeted)
 
 
 def dpgd(
@@ -54,8 +59,9 @@ def dpgd(
         reduction: ``"batch"``: one Dice per set over the whole batch, as in the paper
             (an image's result can depend on its batch); ``"sample"``: the mean of per-sample
             Dice values (each image's result independent of its batch).
-        targeted: descend the Dice loss towards ``labels``; the correct/fooled split is
-            then taken against the target.
+        targeted: descend the Dice loss towards ``labels`` (the targets). The early weight
+            ``1 - lambda_t`` then goes to the samples not yet at their target and
+            ``lambda_t`` to those already there (METHOD.md §1 "Targeted mode").
         generator: random source of the random start.
         bounds: valid input range, or None for unbounded inputs.
 
@@ -69,7 +75,7 @@ def dpgd(
         model,
         images,
         labels,
-        dpgd_objective(reduction),
+        dpgd_objective(reduction, targeted=targeted),
         eps=eps,
         alpha=alpha,
         steps=steps,
