@@ -247,7 +247,9 @@ def test_default_result_does_not_depend_on_batch_size(tiny_cnn, data) -> None:
         attack = DicePGD(classifier, batch_size=batch_size, verbose=False, **kwargs)
         return attack.generate(x64, labels)
 
-    assert np.array_equal(run(40), run(7))
+    # equal in exact arithmetic; float32 kernels blocked differently for another batch size
+    # may flip the sign of a near-zero gradient entry, so allow a few such pixels
+    assert (run(40) != run(7)).mean() <= 1e-3
 
 
 def test_round_off_outside_clip_values_is_clipped(prototype_model, data) -> None:
