@@ -350,9 +350,8 @@ def test_iris_unbounded(iris) -> None:
 def test_scikitlearn_not_applicable() -> None:
     # Upstream runs PGD on scikit-learn models through ART's numpy implementation. DicePGD
     # needs a PyTorchClassifier (its loop runs in torch): refused with ART's EstimatorError.
-    from sklearn.linear_model import LogisticRegression
-
     from art.estimators.classification.scikitlearn import SklearnClassifier
+    from sklearn.linear_model import LogisticRegression
 
     classifier = SklearnClassifier(model=LogisticRegression(), clip_values=(0, 1))
     ProjectedGradientDescent(classifier, eps=0.3, eps_step=0.1, max_iter=5, verbose=False)
