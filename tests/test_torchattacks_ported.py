@@ -12,12 +12,13 @@ from host_fixtures import fmnist_subset, needs_fashion_mnist, trained_fmnist_mod
 from torch.utils.data import DataLoader, TensorDataset
 
 import dard_plugin
+import dard_plugin.attacks
 from dard_plugin import DPGD
 from dard_plugin.teachers.robustbench_compat import import_robustbench_utils
 
 clean_accuracy = import_robustbench_utils().clean_accuracy  # the upstream test's helper
 
-ATTACKS = ["DPGD"]
+ATTACKS = ["DPGD", "DPGDL2"]
 
 
 def test_import_version() -> None:
@@ -36,7 +37,7 @@ def test_atks_on_fashion_mnist(atk_class: str) -> None:
     _, _, images, labels = fmnist_subset()
     images, labels = images[:5], labels[:5]
     clean_acc = clean_accuracy(model, images, labels)
-    atk = getattr(dard_plugin, atk_class)(model)
+    atk = getattr(dard_plugin.attacks, atk_class)(model)
     with torch.enable_grad():
         adv_images = atk(images, labels)
     robust_acc = clean_accuracy(model, adv_images, labels)

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 # ART's norm values -> the package's loop; other p >= 1 are valid in ART but have no
 # steepest-ascent step here (ART itself only rescales for them)
-_SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf"}
+_SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf", 2.0: "L2"}
 
 
 class _Standardise:
@@ -79,8 +79,11 @@ class DicePGD(EvasionAttack):
         classifier with ``nb_classes=2``: the two-class view ``[0, z]`` is attacked); its
         ``preprocessing`` (e.g. mean/std standardisation) and ``clip_values`` (numbers or
         per-feature arrays) are honoured.
-    :param norm: ``np.inf`` or ``"inf"`` (validated like ART's: a real ``p >= 1``; other
-        values of p are refused with the supported list).
+    :param norm: ``np.inf``, ``"inf"`` or ``2`` (validated like ART's: a real ``p >= 1``;
+        other values of p are refused with the supported list). With 2, the L2 loop of the
+        package (normalized gradient step, projection onto the L2 ball, clip); the defaults
+        of ``eps`` and ``eps_step`` are the L-inf ones, so pass L2 budgets explicitly (e.g.
+        0.5 and 0.125 on CIFAR-10).
     :param eps: maximum perturbation: a number or an array broadcasting against ``x``
         (per feature; an array whose first dimension is the number of samples and with
         ``x``'s dimensions is per sample, as in ART).
@@ -181,7 +184,7 @@ class DicePGD(EvasionAttack):
         ProjectedGradientDescentCommon._check_params(self)
         if _norm_value(self.norm) not in _SUPPORTED_NORMS:
             raise ValueError(
-                f"DicePGD supports norm in {['inf', np.inf]}, got {self.norm!r} (ART's other "
+                f"DicePGD supports norm in {['inf', np.inf, 2]}, got {self.norm!r} (ART's other "
                 "p >= 1 only rescale the gradient; no Dice variant is defined for them)"
             )
         if not isinstance(self.random_eps, bool):
@@ -203,10 +206,12 @@ class DicePGD(EvasionAttack):
                     f"the attack can stay in torch, got {type(operation).__name__}"
                 )
         bounds = self._bounds_numpy()
-        if bounds is not None and _norm_value(self.norm) == float("inf"):
+        if bounds is not None:
             largest = float(np.max(self.eps))
             width = float(np.max(np.asarray(bounds[1]) - np.asarray(bounds[0])))
-            check_eps_plausible(largest, (0.0, width))
+            norm = _SUPPORTED_NORMS[_norm_value(self.norm)]
+            features = int(np.prod(self.estimator.input_shape))
+            check_eps_plausible(largest, (0.0, width), norm=norm, num_features=features)
 
     def _bounds_numpy(self) -> tuple[np.ndarray, np.ndarray] | None:
         clip_values = self.estimator.clip_values
@@ -300,8 +305,10 @@ class DicePGD(EvasionAttack):
                 adversarial[start:stop] = self._attack_batch(
                     batch,
                     batch_labels,
-                    eps=self._per_batch(eps, x, start, stop, device),
-                    eps_step=self._per_batch(eps_step, x, start, stop, device),
+                    eps=self._for_norm(self._per_batch(eps, x, start, stop, device), batch),
+                    eps_step=self._for_norm(
+                        self._per_batch(eps_step, x, start, stop, device), batch
+                    ),
                     mask=self._mask_batch(mask, x, start, stop, device),
                     batch_id=batch_id,
                 ).cpu()
@@ -364,12 +371,14 @@ class DicePGD(EvasionAttack):
         """ART's random initialisation: ``random_sphere`` (numpy's global generator), times
         the mask, clipped."""
         n, m = batch.shape[0], int(np.prod(batch.shape[1:]))
-        radius: float | np.ndarray = (
-            float(eps)
-            if not isinstance(eps, torch.Tensor)
-            else np.broadcast_to(eps.cpu().numpy(), batch.shape).reshape(n, m)
-        )
-        noise = random_sphere(n, m, radius, self.norm).reshape(batch.shape)
+        if not isinstance(eps, torch.Tensor):
+            noise = random_sphere(n, m, float(eps), self.norm)
+        elif eps.ndim == 1:  # L2, one radius per sample: the unit ball, scaled
+            noise = random_sphere(n, m, 1.0, self.norm) * eps.cpu().numpy()[:, None]
+        else:
+            radius = np.broadcast_to(eps.cpu().numpy(), batch.shape).reshape(n, m)
+            noise = random_sphere(n, m, radius, self.norm)
+        noise = noise.reshape(batch.shape)
         perturbation = torch.from_numpy(noise.astype(ART_NUMPY_DTYPE)).to(batch.device)
         if mask is not None:
             perturbation = perturbation * mask
@@ -432,6 +441,19 @@ class DicePGD(EvasionAttack):
             value = value[start:stop]
         value = value.reshape((1,) * (x.ndim - value.ndim) + value.shape)
         return torch.as_tensor(value, dtype=torch.float32, device=device)
+
+    def _for_norm(self, value: float | torch.Tensor, batch: torch.Tensor) -> float | torch.Tensor:
+        """For L2 an array budget must be one value per sample (ART: "weighted L_p ball not
+        supported with finite norm"); it becomes a (B,) tensor for the loop."""
+        if not isinstance(value, torch.Tensor) or _norm_value(self.norm) == float("inf"):
+            return value
+        full = value.expand(batch.shape).reshape(batch.shape[0], -1)
+        if not bool((full == full[:, :1]).all()):
+            raise ValueError(
+                "with norm=2, eps and eps_step arrays must hold one value per sample (a "
+                "weighted L2 ball is not supported, as in ART)"
+            )
+        return full[:, 0].contiguous()
 
     @staticmethod
     def _mask(x: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray | None:
