@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 from collections.abc import Sequence
 
 import torch
 
-Bounds = tuple[float, float]
+Bounds = tuple[float, float] | tuple[torch.Tensor, torch.Tensor]
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
@@ -60,23 +61,40 @@ def check_real(
 
 
 def check_budget(
-    name: str, value: float | torch.Tensor, *, batch_size: int | None, positive: bool
+    name: str,
+    value: float | torch.Tensor,
+    *,
+    batch_size: int | None,
+    positive: bool,
+    image_ndim: int | None = None,
 ) -> float | torch.Tensor:
-    """A perturbation budget or step size: a number, or one value per sample (shape (B,))."""
+    """A perturbation budget or step size: a number, one value per sample (shape (B,)), or,
+    where ``image_ndim`` is given, a tensor with that many dimensions that broadcasts
+    against the images (per sample and per feature, e.g. (B, 1, 1, 1) or (1, C, H, W))."""
     rule = "> 0" if positive else ">= 0"
     if isinstance(value, torch.Tensor):
         if value.ndim == 0:
             return check_budget(name, float(value), batch_size=batch_size, positive=positive)
-        if value.ndim != 1 or (batch_size is not None and value.shape[0] != batch_size):
+        broadcast = image_ndim is not None and value.ndim == image_ndim and value.ndim > 1
+        if broadcast:
+            if batch_size is not None and value.shape[0] not in (1, batch_size):
+                raise ValueError(
+                    f"{name} as a {image_ndim}-d tensor must broadcast against the images: "
+                    f"first dimension 1 or {batch_size}, got {tuple(value.shape)}"
+                )
+        elif value.ndim != 1 or (batch_size is not None and value.shape[0] != batch_size):
+            expected = f"(batch_size,) = ({batch_size},)"
+            if image_ndim is not None:
+                expected += f" or a {image_ndim}-d tensor that broadcasts against the images"
             raise ValueError(
-                f"{name} as a tensor must have shape (batch_size,) = ({batch_size},), "
-                f"got {tuple(value.shape)}"
+                f"{name} as a tensor must have shape {expected}, got {tuple(value.shape)}"
             )
         if not value.is_floating_point():
             raise TypeError(f"{name} as a tensor must be floating point, got {value.dtype}")
         bad = ~torch.isfinite(value) | ((value <= 0) if positive else (value < 0))
         if bool(bad.any()):
-            raise ValueError(f"every {name} must be finite and {rule}, got {value.tolist()}")
+            shown = value.flatten()[:8].tolist()
+            raise ValueError(f"every {name} must be finite and {rule}, got values like {shown}")
         return value
     if positive:
         return check_real(name, value, low=0.0, low_inclusive=False)
@@ -84,10 +102,23 @@ def check_budget(
 
 
 def check_bounds(name: str, bounds: object) -> Bounds | None:
+    """None (unbounded inputs), a pair of numbers ``(low, high)``, or a pair of tensors
+    broadcasting against the images (per-feature bounds, as ART's ``clip_values``)."""
     if bounds is None:
         return None
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise ValueError(f"{name} must be None or a pair (low, high), got {bounds!r}")
+    if any(isinstance(b, torch.Tensor) and b.ndim > 0 for b in bounds):
+        low_t, high_t = (torch.as_tensor(b, dtype=torch.float64) for b in bounds)
+        if not bool(torch.isfinite(low_t).all() & torch.isfinite(high_t).all()):
+            raise ValueError(f"{name} must be finite")
+        try:
+            ordered = bool((low_t < high_t).all())
+        except RuntimeError as error:
+            raise ValueError(f"{name}: low and high do not broadcast: {error}") from None
+        if not ordered:
+            raise ValueError(f"{name} must satisfy low < high for every feature")
+        return (bounds[0], bounds[1])
     low = check_real(f"{name}[0]", bounds[0])
     high = check_real(f"{name}[1]", bounds[1])
     if not low < high:
@@ -95,7 +126,29 @@ def check_bounds(name: str, bounds: object) -> Bounds | None:
     return (low, high)
 
 
+def bounds_range(bounds: Bounds) -> float:
+    """The widest ``high - low`` of the bounds (numbers or per-feature tensors)."""
+    low, high = bounds
+    if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+        widths = torch.as_tensor(high, dtype=torch.float64) - torch.as_tensor(
+            low, dtype=torch.float64
+        )
+        return float(widths.max())
+    return float(high - low)
+
+
+def round_off_tolerance(dtype: torch.dtype, bounds: Bounds) -> float:
+    """How far outside ``bounds`` an input may lie and still count as inside: a rounding
+    error (1e-6 of the range for float32 and wider, one unit of the last place for half
+    precision), such as torchattacks' inverse normalization leaves on black pixels."""
+    return max(1e-6, float(torch.finfo(dtype).eps)) * max(1.0, bounds_range(bounds))
+
+
 def check_images(name: str, images: object, bounds: Bounds | None) -> torch.Tensor:
+    """A finite floating batch inside ``bounds``. Values outside by no more than a rounding
+    error (:func:`round_off_tolerance`) are accepted and clipped, as torchattacks' and ART's
+    PGD effectively do; the returned tensor is then a clipped copy (the input is never
+    modified), otherwise the input itself."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
     if not images.is_floating_point():
@@ -106,15 +159,84 @@ def check_images(name: str, images: object, bounds: Bounds | None) -> torch.Tens
         raise ValueError(f"{name} must hold at least one example, got batch size 0")
     if not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} must not contain NaN or inf values")
-    if bounds is not None:
-        low, high = bounds
-        found_low, found_high = float(images.min()), float(images.max())
-        if found_low < low or found_high > high:
-            raise ValueError(
-                f"{name} must lie in [{low}, {high}] (normalization belongs inside the model), "
-                f"got values in [{found_low:.4g}, {found_high:.4g}]"
-            )
+    if bounds is None:
+        return images
+    low, high = bounds
+    tolerance = round_off_tolerance(images.dtype, bounds)
+    low_t = torch.as_tensor(low, dtype=images.dtype, device=images.device)
+    high_t = torch.as_tensor(high, dtype=images.dtype, device=images.device)
+    below = float((low_t - images).max())
+    above = float((images - high_t).max())
+    if below > tolerance or above > tolerance:
+        shown = (
+            f"[{low}, {high}]" if not isinstance(low, torch.Tensor) else "the per-feature bounds"
+        )
+        raise ValueError(
+            f"{name} must lie in {shown} (normalization belongs inside the model), "
+            f"got values in [{float(images.min()):.4g}, {float(images.max()):.4g}]"
+        )
+    if below > 0 or above > 0:
+        return torch.maximum(torch.minimum(images, high_t), low_t)
     return images
+
+
+LARGEST_COMMON_LINF_EPS = 0.3  # MNIST's L-inf budget, the largest in common use, on [0, 1]
+
+
+def check_eps_plausible(
+    eps: float | torch.Tensor,
+    bounds: Bounds | None = (0.0, 1.0),
+    *,
+    norm: str = "Linf",
+    num_features: int | None = None,
+    name: str = "eps",
+) -> None:
+    """Refuse a budget that covers the whole input range; warn on an implausibly large one.
+
+    The usual slip is ``eps=8`` for ``8/255``. For L-inf with bounds of range R: ``eps >= R``
+    is a ``ValueError`` naming ``name`` and suggesting ``8/255``; ``eps > 0.3 R`` (above the
+    largest L-inf budget in common use, MNIST's 0.3 on [0, 1]) gives a ``UserWarning``. For
+    L2 the same two rules apply to the per-feature root-mean-square budget
+    ``eps / sqrt(num_features)`` (nothing is checked when ``num_features`` is unknown).
+    Unbounded inputs (``bounds=None``) are not checked. Per-sample or per-feature budgets
+    are judged by their largest value.
+    """
+    if bounds is None:
+        return
+    largest = float(eps.max()) if isinstance(eps, torch.Tensor) else float(eps)
+    if norm == "L2":
+        if num_features is None:
+            return
+        per_feature = largest / math.sqrt(num_features)
+        unit = f" ({name} / sqrt({num_features}) = {per_feature:.4g} per feature)"
+        suggestion = "0.5 (CIFAR-10's L2 budget)"
+    else:
+        per_feature, unit, suggestion = largest, "", "8/255"
+    full_range = bounds_range(bounds)
+    if per_feature >= full_range:
+        raise ValueError(
+            f"{name}={largest:g}{unit} covers the whole input range {full_range:g} of the "
+            f"bounds: every input is reachable. Budgets are in the units of the inputs "
+            f"(pixel values in [0, 1]); did you mean {suggestion}?"
+        )
+    if per_feature > LARGEST_COMMON_LINF_EPS * full_range:
+        warnings.warn(
+            f"{name}={largest:g}{unit} is above {LARGEST_COMMON_LINF_EPS:g} of the input range "
+            f"{full_range:g}, larger than any {norm} budget in common use; did you mean "
+            f"{suggestion}?",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this package."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("dard_plugin"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def check_labels(

@@ -74,3 +74,16 @@ def test_dpgd_loss_splits_correct_and_fooled() -> None:
         )
         got = dpgd_loss(logits, labels, step, steps)
         assert got.item() == pytest.approx(expected.item(), abs=1e-12)
+
+
+def test_dpgd_loss_targeted_weights_the_samples_still_to_move_first() -> None:
+    # METHOD.md §1 "Targeted mode": the samples not yet at their target carry 1 - lambda_t
+    logits = torch.log(PROBS)
+    targets = torch.tensor([0, 1])  # sample 0 at its target (argmax 0), sample 1 not yet
+    for step, steps in [(0, 10), (3, 10), (9, 10)]:
+        lam = step / (2 * steps)
+        expected = (1 - lam) * dice_loss(PROBS[1:], ONEHOT[1:]) + lam * dice_loss(
+            PROBS[:1], ONEHOT[:1]
+        )
+        got = dpgd_loss(logits, targets, step, steps, targeted=True)
+        assert got.item() == pytest.approx(expected.item(), abs=1e-12)

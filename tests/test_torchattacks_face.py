@@ -32,7 +32,7 @@ def test_is_a_torchattacks_attack(prototype_model) -> None:
     attack = DPGD(prototype_model)
     assert isinstance(attack, torchattacks.attack.Attack)
     assert attack.supported_mode == ["default", "targeted"]
-    assert "DPGD(" in repr(attack) and "reduction=batch" in repr(attack)
+    assert "DPGD(" in repr(attack) and "reduction=sample" in repr(attack)
     assert dard_plugin.attacks.DPGD is DPGD
 
 
@@ -71,7 +71,7 @@ def test_set_normalization_used() -> None:
     images, labels, _ = make_prototype_data(n=16)
     torch.manual_seed(0)
     raw = TinyCNN().eval()
-    attack = DPGD(raw, eps=0.05, alpha=0.01, steps=4)
+    attack = DPGD(raw, eps=0.05, alpha=0.01, steps=4, reduction="batch")
     attack.set_normalization_used(mean=mean, std=std)
     normalized = (images - mean[0]) / std[0]
     adversarial_normalized = attack(normalized, labels)
@@ -158,3 +158,41 @@ def test_bad_images(prototype_model) -> None:
     attack = DPGD(prototype_model)
     with pytest.raises(ValueError, match="images must lie in"):
         attack(torch.rand(2, 1, 8, 8) * 3, torch.tensor([0, 1]))
+
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+
+def test_normalization_round_off_does_not_break_a_batch() -> None:
+    # Issue 14: torchattacks' own inverse normalization, with CIFAR-10's statistics, returns
+    # black pixels at -3e-8; the range check refused the batch (seen failing before the fix)
+    torch.manual_seed(0)
+    raw = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10)).eval()
+    images = torch.linspace(0, 1, 256).reshape(1, 1, 16, 16).expand(4, 3, 16, 16).contiguous()
+    labels = torch.arange(4)
+    mean = torch.tensor(CIFAR10_MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).reshape(1, 3, 1, 1)
+    attack = DPGD(raw, steps=2)
+    attack.set_normalization_used(mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD))
+    normalized = (images - mean) / std
+    assert (attack.inverse_normalize(normalized) < 0).any()  # the round-off is real
+    adversarial = attack(normalized, labels) * std + mean
+    assert adversarial.min() >= -1e-6 and adversarial.max() <= 1 + 1e-6
+    assert (adversarial - images).abs().max() <= EPS + 1e-6
+
+
+def test_implausible_eps_refused_at_construction(prototype_model) -> None:
+    with pytest.raises(ValueError, match=r"eps=8 covers the whole input range.*8/255"):
+        DPGD(prototype_model, eps=8)
+    with pytest.warns(UserWarning, match="eps=0.5"):
+        DPGD(prototype_model, eps=0.5)
+
+
+def test_model_in_train_mode_left_exactly_as_found(tiny_cnn) -> None:
+    images, labels, _ = make_prototype_data(n=8)
+    tiny_cnn.train()
+    snapshot = state_snapshot(tiny_cnn)
+    DPGD(tiny_cnn, steps=3)(images, labels)
+    assert tiny_cnn.training and all(m.training for m in tiny_cnn.modules())
+    assert_state_equal(tiny_cnn, snapshot)

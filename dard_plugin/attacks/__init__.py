@@ -1,33 +1,49 @@
-"""Attacks: the L-inf sign-gradient loop, DPGD on it, and DPGD's torchattacks face.
+"""Attacks: the projected gradient loop (L-inf and L2), DPGD on it, and DPGD's torchattacks
+faces.
 
-``DPGD`` (the torchattacks class) is imported on first use, so that ``import dard_plugin``
-does not import torchattacks.
+``DPGD`` and ``DPGDL2`` (the torchattacks classes) are imported on first use, so that
+``import dard_plugin`` does not import torchattacks.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS, dpgd, dpgd_objective
-from dard_plugin.attacks.pgd import cross_entropy_objective, kl_objective, pgd_linf
+from dard_plugin.attacks.dpgd import DPGD_L2_EPS, DPGD_REDUCTIONS, dpgd, dpgd_l2, dpgd_objective
+from dard_plugin.attacks.pgd import (
+    NORMS,
+    cross_entropy_objective,
+    eval_mode,
+    kl_objective,
+    pgd_l2,
+    pgd_linf,
+    projected_gradient_descent,
+)
 
 if TYPE_CHECKING:
-    from dard_plugin.attacks.torchattacks_dpgd import DPGD
+    from dard_plugin.attacks.torchattacks_dpgd import DPGD, DPGDL2
 
 __all__ = [
     "DPGD",
+    "DPGDL2",
+    "DPGD_L2_EPS",
     "DPGD_REDUCTIONS",
+    "NORMS",
     "cross_entropy_objective",
     "dpgd",
+    "dpgd_l2",
     "dpgd_objective",
+    "eval_mode",
     "kl_objective",
+    "pgd_l2",
     "pgd_linf",
+    "projected_gradient_descent",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DPGD":
-        from dard_plugin.attacks.torchattacks_dpgd import DPGD
+    if name in ("DPGD", "DPGDL2"):
+        from dard_plugin.attacks import torchattacks_dpgd
 
-        return DPGD
+        return getattr(torchattacks_dpgd, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
 """DPGD: Dice Projected Gradient Descent (METHOD.md §1), the typed torch core.
 
-DPGD is the L-inf loop of ``attacks/pgd.py`` driven by ``losses.dpgd_loss``: at step t the
-loss is ``(1 - t/2T) * Dice(still correct) + t/2T * Dice(already fooled)``.
-The torchattacks class (``attacks/torchattacks_dpgd.py``) and the ART attack
-(``dard_plugin.art``) are thin faces over :func:`dpgd`.
+DPGD is the loop of ``attacks/pgd.py`` (:func:`dpgd`: L-inf; :func:`dpgd_l2`: L2) driven
+by ``losses.dpgd_loss``: at step t the loss is
+``(1 - t/2T) * Dice(still correct) + t/2T * Dice(already fooled)``. The torchattacks
+classes (``attacks/torchattacks_dpgd.py``) and the ART attack (``dard_plugin.art``) are
+thin faces over them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import functools
 
 import torch
 
-from dard_plugin._validation import check_choice, check_real
-from dard_plugin.attacks.pgd import Model, Objective, pgd_linf
+from dard_plugin._validation import check_bool, check_budget, check_choice, check_real
+from dard_plugin.attacks.pgd import Model, Objective, pgd_l2, pgd_linf
 from dard_plugin.losses.dpgd import dpgd_loss
 
 DPGD_REDUCTIONS = ("batch", "sample")
 
 
-def dpgd_objective(reduction: str = "batch", smooth: float = 1e-5) -> Objective:
-    """The DPGD loss as an objective for :func:`~dard_plugin.attacks.pgd.pgd_linf`."""
+def dpgd_objective(
+    reduction: str = "batch", smooth: float = 1e-5, *, targeted: bool = False
+) -> Objective:
+    """The DPGD loss as an objective for :func:`~dard_plugin.attacks.pgd.pgd_linf` (and
+    ``pgd_l2``). ``targeted`` picks the targeted schedule (METHOD.md §1 "Targeted mode"):
+    pass the same flag as to the loop."""
     check_choice("reduction", reduction, DPGD_REDUCTIONS)
     check_real("smooth", smooth, low=0.0, low_inclusive=False)
-    return functools.partial(dpgd_loss, reduction=reduction, smooth=smooth)
+    check_bool("targeted", targeted)
+    return functools.partial(dpgd_loss, reduction=reduction, smooth=smooth, targeted=targeted)
 
 
 def dpgd(
@@ -54,8 +60,9 @@ def dpgd(
         reduction: ``"batch"``: one Dice per set over the whole batch, as in the paper
             (an image's result can depend on its batch); ``"sample"``: the mean of per-sample
             Dice values (each image's result independent of its batch).
-        targeted: descend the Dice loss towards ``labels``; the correct/fooled split is
-            then taken against the target.
+        targeted: descend the Dice loss towards ``labels`` (the targets). The early weight
+            ``1 - lambda_t`` then goes to the samples not yet at their target and
+            ``lambda_t`` to those already there (METHOD.md §1 "Targeted mode").
         generator: random source of the random start.
         bounds: valid input range, or None for unbounded inputs.
 
@@ -69,7 +76,63 @@ def dpgd(
         model,
         images,
         labels,
-        dpgd_objective(reduction),
+        dpgd_objective(reduction, targeted=targeted),
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+    )
+
+
+DPGD_L2_EPS = 0.5  # RobustBench's CIFAR-10 L2 budget
+
+
+def l2_default_step(eps: float | torch.Tensor) -> float | torch.Tensor:
+    """``eps / 4``; a zero budget (nothing may move) gets step 1, which its ball absorbs."""
+    if isinstance(eps, torch.Tensor):
+        return torch.where(eps > 0, eps / 4, torch.ones_like(eps))
+    return eps / 4 if eps > 0 else 1.0
+
+
+def dpgd_l2(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float | torch.Tensor = DPGD_L2_EPS,
+    alpha: float | torch.Tensor | None = None,
+    steps: int = 10,
+    random_start: bool = False,
+    reduction: str = "batch",
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
+    """Dice Projected Gradient Descent, L2: the DPGD objective on :func:`pgd_l2`.
+
+    Each step moves ``alpha`` along the Dice gradient normalized to unit L2 norm, then
+    projects onto the L2 ball of radius ``eps`` and clips to ``bounds``.
+
+    Args:
+        eps: L2 budget (default 0.5, RobustBench's CIFAR-10 L2 track), a number or a (B,)
+            tensor.
+        alpha: step size; None (default) gives ``eps / 4``: the L-inf default's 2/255 : 8/255
+            ratio, and the ``2.5 * eps / steps`` rule of Madry et al.'s robustness library
+            at 10 steps.
+        random_start: start uniformly in the L2 ball (then clipped).
+        The rest as :func:`dpgd`.
+    """
+    eps = check_budget("eps", eps, batch_size=None, positive=False)
+    if alpha is None:
+        alpha = l2_default_step(eps)
+    return pgd_l2(
+        model,
+        images,
+        labels,
+        dpgd_objective(reduction, targeted=targeted),
         eps=eps,
         alpha=alpha,
         steps=steps,

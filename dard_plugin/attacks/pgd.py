@@ -1,31 +1,43 @@
-"""The L-inf projected sign-gradient loop every attack of this package runs.
+"""The projected gradient loop every attack of this package runs, for L-inf and L2.
 
 An attack is this loop plus an objective: ``objective(logits, labels, step, steps)`` returns
 the scalar to ascend (to descend when ``targeted``). DPGD (``attacks/dpgd.py``) plugs in the
-Dice objective; PGD plugs in cross-entropy.
+Dice objective; PGD plugs in cross-entropy. The norm decides three small hooks, each written
+once below: the ascent direction (the gradient's sign for L-inf, the gradient over its L2
+norm for L2), the projection onto the ball, and the random start (uniform in the ball).
+:func:`pgd_linf` and :func:`pgd_l2` are the two public doors to the one loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dard_plugin._validation import (
+    Bounds,
     check_bool,
     check_bounds,
     check_budget,
+    check_choice,
+    check_eps_plausible,
     check_images,
     check_int,
     check_label_range,
     check_labels,
     check_logits,
+    check_real,
 )
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 Objective = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+# on_step(step, current adversarial images, gradient of the loss being ascended)
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+NORMS = ("Linf", "L2")
+_DIVISION_EPS = 1e-10  # torchattacks' PGDL2 guard against a zero gradient norm
 
 
 def cross_entropy_objective(
@@ -50,6 +62,28 @@ def kl_objective(target_probs: torch.Tensor) -> Objective:
     return objective
 
 
+@contextlib.contextmanager
+def eval_mode(model: Model) -> Iterator[None]:
+    """Run ``model`` in eval mode inside the block and give every submodule back the
+    train/eval flag it had (not one flag for all, as ``model.train(flag)`` would).
+
+    Eval mode is how the attacks of this package leave a model exactly as found: BatchNorm
+    does not update its running statistics and dropout is off, so the attack is also
+    deterministic. torchattacks attacks in eval mode by default, ART's estimators predict in
+    it. A plain callable (not an ``nn.Module``) is left alone.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
 def pgd_linf(
     model: Model,
     images: torch.Tensor,
@@ -61,9 +95,12 @@ def pgd_linf(
     steps: int,
     random_start: bool = False,
     targeted: bool = False,
-    bounds: tuple[float, float] | None = (0.0, 1.0),
+    bounds: Bounds | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
     start: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    decay: float | None = None,
+    on_step: StepCallback | None = None,
 ) -> torch.Tensor:
     """Projected sign-gradient steps inside the L-inf ball of radius ``eps`` around ``images``.
 
@@ -71,57 +108,171 @@ def pgd_linf(
 
     Args:
         model: maps a batch to logits of shape (B, K); an ``nn.Module`` or any callable.
-            It is run in whatever train/eval mode it is in; parameters, buffers' values
-            (in eval mode) and ``.grad`` are left untouched.
-        images: (B, ...) inputs inside ``bounds``; never modified.
+            A module is run in eval mode and every submodule gets its train/eval flag back
+            (:func:`eval_mode`), so parameters, buffers (BatchNorm statistics) and ``.grad``
+            are left exactly as found; a plain callable is run as it is.
+        images: (B, ...) inputs inside ``bounds``; never modified. Values outside by a
+            rounding error (about 1e-6 of the range) are clipped; further out is an error.
         labels: (B,) integer class indices (target classes when ``targeted``).
         objective: ``objective(logits, labels, step, steps) -> scalar``.
-        eps, alpha: the budget and the step size, a number or one value per sample (B,).
+        eps, alpha: the budget and the step size: a number, one value per sample (B,), or a
+            tensor with the images' number of dimensions that broadcasts against them (per
+            sample and per feature, as ART's array ``eps``).
         steps: number of gradient steps (>= 1).
         random_start: start from ``images + U(-eps, eps)`` (clipped) instead of ``images``.
         targeted: descend the objective instead of ascending it.
-        bounds: the valid input range (None for unbounded inputs).
+        bounds: the valid input range: numbers, per-feature tensors, or None (unbounded).
         generator: the random source of the random start (the global one if None).
         start: an explicit starting point (projected onto the ball first), e.g. RSLAD's
             ``images + 0.001 * N(0, 1)``; exclusive with ``random_start``.
+        mask: optional tensor broadcasting against ``images``: features where it is 0 are
+            never perturbed (ART's ``mask``); the random start is multiplied by it.
+        decay: momentum (MI-FGSM, ART's ``decay``): the step follows
+            ``g_t = decay * g_{t-1} + grad / ||grad||_1`` instead of the raw gradient.
+        on_step: called as ``on_step(step, x_t, gradient)`` at every step, before the
+            update (the gradient of the loss being ascended, i.e. negated when ``targeted``).
 
     Returns:
         The adversarial images, detached, with the dtype and device of ``images``.
     """
+    return projected_gradient_descent(
+        model,
+        images,
+        labels,
+        objective,
+        norm="Linf",
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+        start=start,
+        mask=mask,
+        decay=decay,
+        on_step=on_step,
+    )
+
+
+def pgd_l2(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    objective: Objective,
+    *,
+    eps: float | torch.Tensor,
+    alpha: float | torch.Tensor,
+    steps: int,
+    random_start: bool = False,
+    targeted: bool = False,
+    bounds: Bounds | None = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    decay: float | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Projected normalized-gradient steps inside the L2 ball of radius ``eps``.
+
+    ``x_{t+1} = clip_bounds(x + P_eps(x_t + alpha * g / ||g||_2 - x))`` with ``g`` the
+    gradient of the objective and ``P_eps(d) = d * min(1, eps / ||d||_2)``, per sample: the
+    update of torchattacks' ``PGDL2`` (step, project, clip). The random start is uniform in
+    the L2 ball (direction uniform on the sphere, radius ``eps * U^(1/d)``), then clipped.
+
+    Arguments as :func:`pgd_linf`, except that ``eps`` and ``alpha`` are a number or one
+    value per sample (B,) (a per-feature L2 budget has no meaning), and ``mask`` zeroes the
+    gradient before it is normalized.
+    """
+    return projected_gradient_descent(
+        model,
+        images,
+        labels,
+        objective,
+        norm="L2",
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+        start=start,
+        mask=mask,
+        decay=decay,
+        on_step=on_step,
+    )
+
+
+def projected_gradient_descent(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    objective: Objective,
+    *,
+    norm: str,
+    eps: float | torch.Tensor,
+    alpha: float | torch.Tensor,
+    steps: int,
+    random_start: bool = False,
+    targeted: bool = False,
+    bounds: Bounds | None = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    decay: float | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """The one loop behind :func:`pgd_linf` (``norm="Linf"``) and :func:`pgd_l2`
+    (``norm="L2"``); see those for the arguments."""
+    check_choice("norm", norm, NORMS)
     bounds = check_bounds("bounds", bounds)
     images = check_images("images", images, bounds)
     batch_size = images.shape[0]
     labels = check_labels("labels", labels, batch_size)
-    eps = check_budget("eps", eps, batch_size=batch_size, positive=False)
-    alpha = check_budget("alpha", alpha, batch_size=batch_size, positive=True)
+    image_ndim = images.ndim if norm == "Linf" else None
+    eps = check_budget("eps", eps, batch_size=batch_size, positive=False, image_ndim=image_ndim)
+    alpha = check_budget(
+        "alpha", alpha, batch_size=batch_size, positive=True, image_ndim=image_ndim
+    )
+    check_eps_plausible(eps, bounds, norm=norm, num_features=images[0].numel())
     steps = check_int("steps", steps, minimum=1)
     check_bool("random_start", random_start)
     check_bool("targeted", targeted)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator)}")
+    if decay is not None:
+        decay = check_real("decay", decay, low=0.0)
+    if mask is not None:
+        mask = _check_mask(mask, images)
+    if start is not None:
+        if random_start:
+            raise ValueError("start and random_start=True are exclusive: pass one of them")
+        if not isinstance(start, torch.Tensor) or start.shape != images.shape:
+            raise ValueError(f"start must be a tensor of shape {tuple(images.shape)}")
 
     device, model_dtype = _placement(model, images)
     # The perturbed images stay in the input's dtype; only the model sees its own dtype.
     # That keeps the projection exact for bf16/fp16 models.
     clean = images.detach().to(device)
     labels = labels.to(device)
-    eps_col = _per_sample(eps, clean)
-    alpha_col = _per_sample(alpha, clean)
+    eps_b = _broadcastable(eps, clean)
+    alpha_b = _broadcastable(alpha, clean)
+    bounds_b = _bounds_on(bounds, clean)
+    mask_b = None if mask is None else mask.to(device=device, dtype=clean.dtype)
     direction = -1.0 if targeted else 1.0
 
     adversarial = clean.clone()
     if start is not None:
-        if random_start:
-            raise ValueError("start and random_start=True are exclusive: pass one of them")
-        if not isinstance(start, torch.Tensor) or start.shape != images.shape:
-            raise ValueError(f"start must be a tensor of shape {tuple(images.shape)}")
-        adversarial = _project(start.detach().to(clean), clean, eps_col, bounds)
+        adversarial = _project(start.detach().to(clean), clean, eps_b, bounds_b, norm)
     elif random_start:
-        adversarial = _project(
-            clean + _uniform_noise(clean, generator) * eps_col, clean, eps_col, bounds
-        )
+        noise = _random_in_ball(clean, eps_b, norm, generator)
+        if mask_b is not None:
+            noise = noise * mask_b
+        adversarial = _project(clean + noise, clean, eps_b, bounds_b, norm)
 
-    with torch.enable_grad():
+    momentum = torch.zeros_like(clean) if decay is not None else None
+    with eval_mode(model), torch.enable_grad():
         for step in range(steps):
             adversarial.requires_grad_(True)
             logits = model(adversarial.to(model_dtype))
@@ -130,9 +281,42 @@ def pgd_linf(
                 check_label_range("labels", labels, logits.shape[1])
             loss = objective(logits, labels, step, steps)
             (gradient,) = torch.autograd.grad(loss, adversarial)
-            adversarial = adversarial.detach() + direction * alpha_col * gradient.sign()
-            adversarial = _project(adversarial, clean, eps_col, bounds)
+            adversarial = adversarial.detach()
+            if mask_b is not None:
+                gradient = torch.where(mask_b == 0, torch.zeros_like(gradient), gradient)
+            if on_step is not None:
+                on_step(step, adversarial, direction * gradient)
+            if momentum is not None:
+                assert decay is not None
+                # ART's (and MI-FGSM's) accumulation of L1-normalized gradients
+                l1 = _sample_norms(gradient, 1.0)
+                momentum.mul_(decay).add_(gradient / torch.where(l1 == 0, 1.0, l1))
+                gradient = momentum
+            adversarial = adversarial + direction * alpha_b * _ascent(gradient, norm)
+            adversarial = _project(adversarial, clean, eps_b, bounds_b, norm)
     return adversarial.detach().to(images.device)
+
+
+def _check_mask(mask: object, images: torch.Tensor) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    if mask.ndim > images.ndim:
+        raise ValueError(
+            f"mask must broadcast against the images {tuple(images.shape)}, "
+            f"got shape {tuple(mask.shape)}"
+        )
+    try:
+        torch.broadcast_shapes(mask.shape, images.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask must broadcast against the images {tuple(images.shape)}, "
+            f"got shape {tuple(mask.shape)}"
+        ) from None
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"mask must be a bool or floating tensor, got {mask.dtype}")
+    if mask.is_floating_point() and bool((mask < 0).any()):
+        raise ValueError("mask must be non-negative (0 where a feature must not move)")
+    return mask
 
 
 def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:
@@ -144,32 +328,106 @@ def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.
     return images.device, images.dtype
 
 
-def _per_sample(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
-    """A number stays a number; a (B,) tensor becomes (B, 1, ..., 1) to broadcast."""
+def _broadcastable(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
+    """A number stays a number; a (B,) tensor becomes (B, 1, ..., 1); a tensor with the
+    images' number of dimensions is used as it is (it broadcasts)."""
     if isinstance(value, torch.Tensor):
-        shape = (like.shape[0],) + (1,) * (like.ndim - 1)
-        return value.detach().to(device=like.device, dtype=like.dtype).reshape(shape)
+        value = value.detach().to(device=like.device, dtype=like.dtype)
+        if value.ndim == 1:
+            return value.reshape((like.shape[0],) + (1,) * (like.ndim - 1))
+        return value
     return value
 
 
-def _uniform_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """U(-1, 1) noise shaped like ``like``, drawn on the generator's own device."""
+def _bounds_on(
+    bounds: Bounds | None, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[float, float] | None:
+    """Numbers stay numbers; per-feature bounds become tensors on the images' device."""
+    if bounds is None:
+        return None
+    low, high = bounds
+    if not isinstance(low, torch.Tensor) and not isinstance(high, torch.Tensor):
+        return (float(low), float(high))
+    return (
+        torch.as_tensor(low, device=like.device, dtype=like.dtype),
+        torch.as_tensor(high, device=like.device, dtype=like.dtype),
+    )
+
+
+def _sample_norms(values: torch.Tensor, p: float) -> torch.Tensor:
+    """The L_p norm of each sample, shaped (B, 1, ..., 1) to broadcast."""
+    norms = torch.linalg.vector_norm(values.flatten(1), ord=p, dim=1)
+    return norms.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
+
+
+def _ascent(gradient: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent direction of unit norm: the sign (L-inf) or g / ||g||_2 (L2)."""
+    if norm == "Linf":
+        return gradient.sign()
+    return gradient / (_sample_norms(gradient, 2.0) + _DIVISION_EPS)
+
+
+def _random_in_ball(
+    like: torch.Tensor,
+    eps: torch.Tensor | float,
+    norm: str,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """A point uniformly distributed in the ball of radius ``eps`` around 0, per sample,
+    drawn on the generator's own device."""
     device = generator.device if generator is not None else like.device
-    noise = torch.rand(like.shape, generator=generator, device=device, dtype=like.dtype)
-    return (2.0 * noise - 1.0).to(like.device)
+    if norm == "Linf":
+        noise = torch.rand(like.shape, generator=generator, device=device, dtype=like.dtype)
+        return (2.0 * noise - 1.0).to(like.device) * eps
+    # L2: a Gaussian direction (uniform on the sphere) and radius eps * U^(1/d)
+    features = like[0].numel()
+    direction = torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype)
+    radius = torch.rand((like.shape[0],), generator=generator, device=device, dtype=like.dtype) ** (
+        1.0 / features
+    )
+    direction, radius = direction.to(like.device), radius.to(like.device)
+    unit = direction / _sample_norms(direction, 2.0).clamp_min(1e-12)
+    return unit * radius.reshape((-1,) + (1,) * (like.ndim - 1)) * eps
 
 
 def _project(
     adversarial: torch.Tensor,
     clean: torch.Tensor,
     eps: torch.Tensor | float,
-    bounds: tuple[float, float] | None,
+    bounds: tuple[torch.Tensor, torch.Tensor] | tuple[float, float] | None,
+    norm: str,
 ) -> torch.Tensor:
-    if isinstance(eps, torch.Tensor):
-        delta = torch.maximum(torch.minimum(adversarial - clean, eps), -eps)
+    """Onto the eps ball around ``clean``, then into the bounds (which keeps it in the
+    ball: clipping only moves a feature towards the clean value, itself inside)."""
+    delta = adversarial - clean
+    if norm == "Linf":
+        if isinstance(eps, torch.Tensor):
+            delta = torch.maximum(torch.minimum(delta, eps), -eps)
+        else:
+            delta = delta.clamp(-eps, eps)
     else:
-        delta = (adversarial - clean).clamp(-eps, eps)
+        norms = _sample_norms(delta, 2.0)
+        factor = torch.where(norms > 0, eps / norms, torch.ones_like(norms))
+        delta = delta * factor.clamp(max=1.0)
     projected = clean + delta
     if bounds is not None:
-        projected = projected.clamp(bounds[0], bounds[1])
+        low, high = bounds
+        if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+            projected = torch.maximum(torch.minimum(projected, high), low)  # type: ignore[arg-type]
+        else:
+            projected = projected.clamp(low, high)
     return projected
+
+
+__all__ = [
+    "NORMS",
+    "Model",
+    "Objective",
+    "StepCallback",
+    "cross_entropy_objective",
+    "eval_mode",
+    "kl_objective",
+    "pgd_l2",
+    "pgd_linf",
+    "projected_gradient_descent",
+]

@@ -138,7 +138,10 @@ SUITE: dict[str, SuiteAttack] = {
         "uniform",
     ),
     "dpgd": SuiteAttack(
-        "DPGD: 10 steps of eps/4 (METHOD.md's 2/255 : 8/255)", _fixed(dpgd_objective()), 0.25, 10
+        "DPGD: 10 steps of eps/4 (METHOD.md's 2/255 : 8/255), per-sample Dice",
+        _fixed(dpgd_objective("sample")),
+        0.25,
+        10,
     ),
 }
 # the trainers' per-epoch validation attack: cheaper than the suite's PGD-20

@@ -29,11 +29,18 @@ def dpgd_loss(
     *,
     reduction: str = "batch",
     smooth: float = 1e-5,
+    targeted: bool = False,
 ) -> torch.Tensor:
-    """``(1 - lambda_t) * Dice(correct) + lambda_t * Dice(fooled)`` (METHOD.md §1).
+    """SegPGD's schedule over Dice terms (METHOD.md §1).
 
-    ``correct`` holds the samples whose arg-max prediction equals ``labels`` at this step,
-    ``fooled`` the rest; each Dice term is 0 when its set is empty.
+    Untargeted (ascended): ``(1 - lambda_t) * Dice(correct) + lambda_t * Dice(fooled)``,
+    ``correct`` holding the samples whose arg-max prediction equals ``labels`` at this step,
+    ``fooled`` the rest.
+
+    Targeted (descended, ``labels`` are the targets): ``(1 - lambda_t) * Dice(pending) +
+    lambda_t * Dice(reached)``, ``pending`` holding the samples not yet predicted as their
+    target and ``reached`` the rest. In both modes the early weight goes to the set that
+    still has to move. Each Dice term is 0 when its set is empty.
     """
     # Softmax in at least float32, so bf16/fp16 models still get usable gradients.
     probs = F.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
@@ -42,9 +49,12 @@ def dpgd_loss(
     intersection = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
     denominator = 1.0 + (probs * probs).sum(dim=1)
     correct = (logits.argmax(dim=1) == labels).to(probs.dtype)
-    both_sets = torch.stack([correct, 1.0 - correct])  # rows: still correct, already fooled
-    dice_correct, dice_fooled = reduce_dice(
+    # rows: the set still to move first (untargeted: still correct; targeted: not yet at
+    # the target), the set already done second
+    to_move = 1.0 - correct if targeted else correct
+    both_sets = torch.stack([to_move, 1.0 - to_move])
+    dice_to_move, dice_done = reduce_dice(
         intersection, denominator, both_sets, reduction=reduction, smooth=smooth
     )
-    weight_fooled = segpgd_lambda(step, steps)
-    return (1.0 - weight_fooled) * dice_correct + weight_fooled * dice_fooled
+    weight_done = segpgd_lambda(step, steps)
+    return (1.0 - weight_done) * dice_to_move + weight_done * dice_done
