@@ -272,10 +272,10 @@ def test_sharding_plan_cuts_at_batch_boundaries() -> None:
 def test_torchrun_environment_without_a_process_group_is_an_error(monkeypatch, linear_setup):
     model, x, y = linear_setup
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="no torch.distributed process group is initialised"):
+    with pytest.raises(RuntimeError, match=r"no torch\.distributed process group is initialised"):
         evaluate(model, x, y, eps=0.1, attacks=("clean",), verbose=False)
     from dard_plugin.evaluation.distributed import check_torchrun_environment
 
     monkeypatch.delenv("MASTER_ADDR", raising=False)
-    with pytest.raises(RuntimeError, match="half set up.*MASTER_ADDR"):
+    with pytest.raises(RuntimeError, match=r"half set up.*MASTER_ADDR"):
         check_torchrun_environment()
