@@ -48,6 +48,7 @@ def student_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # three CLI runs, one importing robustbench (~30 s on 2 shared cores)
 def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     """Once refused: "invalid choice: 'fashion-mnist'"."""
     done = dard("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
@@ -94,6 +95,7 @@ def test_architecture_mismatch_names_the_file_and_the_arch(student_file) -> None
     )
 
 
+@pytest.mark.slow  # two CLI runs that import robustbench for the zoo's names (~40 s)
 def test_unknown_teacher_names_named_with_closest(tmp_path) -> None:
     """Once `dard distill --teacher NoSuchTeacher` answered about the dataset."""
     done = dard("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))

@@ -196,6 +196,7 @@ def test_registry_model_input_shape_mismatch_names_both_shapes() -> None:
     evaluate(model, torch.rand(4, 1, 28, 28), labels, eps=0.1, attacks=("clean",), verbose=False)
 
 
+@pytest.mark.slow  # AutoAttack (APGD-CE, APGD-T) twice on CPU (~25 s on 2 shared cores)
 def test_two_autoattack_sets_each_keep_and_resume_their_state(tmp_path, linear_setup) -> None:
     """Once a crash inside pyautoattack ('a different set of attacks') after the first set."""
     model, x, y = linear_setup
@@ -232,6 +233,7 @@ def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> No
         )
 
 
+@pytest.mark.slow  # APGD-CE through evaluate and through pyautoattack per chunk (~25 s)
 def test_autoattack_runs_chunk_by_chunk_as_pyautoattack_does_on_each_chunk(linear_setup) -> None:
     model, x, y = linear_setup
     x, y = x[:16], y[:16]
