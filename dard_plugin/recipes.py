@@ -16,6 +16,7 @@ from dard_plugin._validation import check_choice, check_int, check_real
 from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
+from dard_plugin.teachers.checkpoints import load_weights
 from dard_plugin.training import TRAINERS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
 from dard_plugin.training.loop import distributed
@@ -55,8 +56,10 @@ def load_model(
         num_classes = (
             checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
         ) or dataset_info(dataset).num_classes
+        # the file's Normalize buffers hold the statistics it was trained with
         model = create(arch, num_classes=int(num_classes))
-        model.load_state_dict(extract_state_dict(checkpoint, source=str(path)))
+        state = extract_state_dict(checkpoint, source=str(path))
+        load_weights(model, state, source=str(path), arch=arch, recorded_arch=file_arch)
         return freeze(model.to(device or "cpu"))
     from dard_plugin.teachers import load_teacher
 
@@ -184,7 +187,7 @@ def distill(
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
-        student = create(student_arch, num_classes=info.num_classes)
+        student = create(student_arch, num_classes=info.num_classes, dataset=dataset)
     if lr is None:
         lr = 0.05 if method == "sat" else 0.01
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)

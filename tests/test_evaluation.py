@@ -129,8 +129,9 @@ def test_l2_where_supported(linear_setup) -> None:
         model, x, y, eps=0.5, norm="L2", attacks=("clean", "fgsm", "pgd"), verbose=False
     )
     assert report.norm == "L2" and set(report.per_attack) == {"fgsm", "pgd"}
-    with pytest.raises(ValueError, match="supports norms"):
-        evaluate(model, x, y, eps=0.5, norm="L2", attacks=("bim",))
+    for name in ("bim", "tpgd", "cw", "dpgd"):  # no L2 form yet: the error names both
+        with pytest.raises(ValueError, match=rf"attack '{name}' has no L2 form"):
+            evaluate(model, x, y, eps=0.5, norm="L2", attacks=("clean", name))
 
 
 @pytest.mark.parametrize(
@@ -151,3 +152,132 @@ def test_bad_arguments(linear_setup, kwargs, match) -> None:
         evaluate(model, x, y, **options)
     with pytest.raises(ValueError, match="labels must have shape"):
         evaluate(model, x, y[:-1], eps=0.1)
+
+
+class CountingModel(torch.nn.Module):
+    """A wrapper counting forward calls: "before any work" means zero calls."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_eps_covering_the_input_range_is_an_error_before_work(linear_setup) -> None:
+    model, x, y = linear_setup
+    counted = CountingModel(model).eval()
+    for eps in (8.0, 1.0):
+        with pytest.raises(ValueError, match=r"eps must be smaller than the input range.*8/255"):
+            evaluate(counted, x, y, eps=eps, attacks=("clean", "pgd"), verbose=False)
+    # L2: the whole range is the diagonal of the 1x8x8 box, sqrt(64) = 8
+    with pytest.raises(ValueError, match="L2 diameter"):
+        evaluate(counted, x, y, eps=8.0, norm="L2", attacks=("clean",), verbose=False)
+    assert counted.calls == 0
+    with pytest.warns(UserWarning, match="above 0.3"):
+        evaluate(counted, x, y, eps=0.5, attacks=("clean", "fgsm"), verbose=False)
+    evaluate(counted, x, y, eps=0.5, norm="L2", attacks=("clean",), verbose=False)  # no warning
+
+
+def test_registry_model_input_shape_mismatch_names_both_shapes() -> None:
+    from dard_plugin.models import create
+
+    model = create("small-cnn", num_classes=10).eval()
+    counted = CountingModel(model).eval()
+    counted.input_shape = model.input_shape
+    labels = torch.zeros(4, dtype=torch.long)
+    for bad in (torch.rand(4, 3, 28, 28), torch.rand(4, 1, 32, 32)):
+        with pytest.raises(ValueError, match=r"expects inputs of shape \(1, 28, 28\).*got \(4, "):
+            evaluate(counted, bad, labels, eps=0.1, attacks=("clean",), verbose=False)
+    assert counted.calls == 0
+    evaluate(model, torch.rand(4, 1, 28, 28), labels, eps=0.1, attacks=("clean",), verbose=False)
+
+
+@pytest.mark.slow  # AutoAttack (APGD-CE, APGD-T) twice on CPU (~25 s on 2 shared cores)
+def test_two_autoattack_sets_each_keep_and_resume_their_state(tmp_path, linear_setup) -> None:
+    """Once a crash inside pyautoattack ('a different set of attacks') after the first set."""
+    model, x, y = linear_setup
+    x, y = x[:8], y[:8]
+    state = tmp_path / "aa.json"
+    # eps 0.3 fools every point early, which keeps APGD-T (9 targets) fast on CPU
+    options = {"eps": 0.3, "attacks": ("clean", "apgd-ce", "apgd-t"), "verbose": False}
+    first = evaluate(model, x, y, state_path=state, batch_size=4, **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aa.apgd-ce.json", "aa.apgd-t.json"]
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    again = evaluate(model, x, y, state_path=state, batch_size=4, **options)
+    hook.remove()
+    assert again.per_sample == first.per_sample and again.per_attack == first.per_attack
+    # resumed: only the sanity checks (2), the label check (1) and the clean batches (2)
+    assert len(calls) == 2 + 1 + 2
+
+
+def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> None:
+    model, x, y = linear_setup
+    state = tmp_path / "aa.json"
+    evaluate(model, x, y, eps=0.22, attacks=("apgd-ce",), state_path=state, verbose=False)
+    with pytest.raises(ValueError, match=r"written for another evaluation \(differs in \['eps'\]"):
+        evaluate(model, x, y, eps=0.25, attacks=("apgd-ce",), state_path=state, verbose=False)
+    with pytest.raises(ValueError, match="fingerprint"):
+        evaluate(
+            model,
+            x.flip(0),
+            y.flip(0),
+            eps=0.22,
+            attacks=("apgd-ce",),
+            state_path=state,
+            verbose=False,
+        )
+
+
+@pytest.mark.slow  # APGD-CE through evaluate and through pyautoattack per chunk (~25 s)
+def test_autoattack_runs_chunk_by_chunk_as_pyautoattack_does_on_each_chunk(linear_setup) -> None:
+    model, x, y = linear_setup
+    x, y = x[:16], y[:16]
+    report = evaluate(model, x, y, eps=0.22, attacks=("apgd-ce",), batch_size=8, verbose=False)
+    direct = [
+        pyautoattack_accuracy(model, x[i : i + 8], y[i : i + 8], 0.22, ["apgd-ce"]) for i in (0, 8)
+    ]
+    assert report.per_attack["apgd-ce"] == sum(direct) / 2
+    assert 0.0 < report.per_attack["apgd-ce"] < 1.0
+
+
+def test_per_sample_flags_world_size_and_shards_in_the_report(tmp_path, linear_setup) -> None:
+    model, x, y = linear_setup
+    report = evaluate(model, x, y, eps=0.1, attacks=("clean", "fgsm", "pgd"), verbose=False)
+    assert report.world_size == 1 and report.shards == [[0, 32]]
+    flags = {k: torch.tensor([c == "1" for c in v]) for k, v in report.per_sample.items()}
+    assert set(flags) == {"clean", "fgsm", "pgd"} and all(len(f) == 32 for f in flags.values())
+    assert report.per_attack["pgd"] == float(flags["pgd"].float().mean())
+    worst = flags["clean"] & flags["fgsm"] & flags["pgd"]
+    assert report.robust_accuracy == float(worst.float().mean())
+    payload = json.loads(report.to_json(tmp_path / "r.json"))
+    assert payload["dard_plugin"]["world_size"] == 1
+    assert RobustnessReport.from_json((tmp_path / "r.json").read_text()) == report
+
+
+def test_sharding_plan_cuts_at_batch_boundaries() -> None:
+    from dard_plugin.evaluation.distributed import plan
+
+    assert plan(32, 8, 2, 1).ranges == ((0, 16), (16, 32))
+    third = plan(30, 8, 3, 2)
+    assert third.ranges == ((0, 8), (8, 16), (16, 30)) and third.first_batch == 2
+    assert (third.start, third.stop) == (16, 30)
+    assert plan(5, 256, 1, 0).ranges == ((0, 5),)
+    with pytest.raises(ValueError, match=r"empty shard; use a batch_size of at most 4"):
+        plan(8, 8, 2, 0)
+
+
+def test_torchrun_environment_without_a_process_group_is_an_error(monkeypatch, linear_setup):
+    model, x, y = linear_setup
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match=r"no torch\.distributed process group is initialised"):
+        evaluate(model, x, y, eps=0.1, attacks=("clean",), verbose=False)
+    from dard_plugin.evaluation.distributed import check_torchrun_environment
+
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(RuntimeError, match=r"half set up.*MASTER_ADDR"):
+        check_torchrun_environment()

@@ -45,3 +45,66 @@ def test_bad_arguments() -> None:
         create("wide-resnet", num_classes=10, depth=20)
     gray = create("resnet18", num_classes=10, in_channels=1, mean=(0.5,), std=(0.5,))
     assert gray(torch.rand(1, 1, 32, 32)).shape == (1, 10)
+
+
+def _architectures_for(shape: tuple[int, int, int]) -> list[str]:
+    return [n for n, a in REGISTRY.items() if a.input_shape[1:] == shape[1:]]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "fashion-mnist"])
+def test_models_normalize_with_their_datasets_statistics(dataset: str) -> None:
+    """Once CIFAR-100 students normalized with CIFAR-10's mean and std."""
+    from dard_plugin.data import DATASETS
+
+    info = DATASETS[dataset]
+    name = _architectures_for(info.input_shape)[0]
+    model = create(name, dataset=dataset)
+    assert torch.equal(model.normalize.mean.flatten(), torch.tensor(info.mean))
+    assert torch.equal(model.normalize.std.flatten(), torch.tensor(info.std))
+    assert model.input_shape == info.input_shape
+    x = torch.rand(2, *info.input_shape)
+    assert model(x).shape == (2, info.num_classes)
+    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(info.std).view(1, -1, 1, 1)
+    assert torch.allclose(model.normalize(x), (x - mean) / std)
+
+
+def test_every_registry_dataset_is_covered() -> None:
+    from dard_plugin.data import DATASETS
+
+    assert set(DATASETS) == {"cifar10", "cifar100", "fashion-mnist"}  # add a case above
+    with pytest.raises(ValueError, match="num_classes must be given"):
+        create("resnet18")
+    assert create("resnet18", dataset="cifar100", num_classes=5)(
+        torch.rand(1, 3, 32, 32)
+    ).shape == (1, 5)
+
+
+@pytest.mark.slow  # one SAT epoch of a ResNet-56 on 8 images (~1 min on 2 shared cores)
+def test_distill_builds_a_cifar100_student_with_cifar100_statistics(monkeypatch) -> None:
+    from dard_plugin import recipes
+    from dard_plugin.data import DATASETS
+
+    def tiny_cifar100(name, *, train=True, n_examples=None, root=None):
+        generator = torch.Generator().manual_seed(0 if train else 1)
+        n = n_examples or 8
+        return torch.rand(n, 3, 32, 32, generator=generator), torch.randint(
+            0, 100, (n,), generator=generator
+        )
+
+    monkeypatch.setattr(recipes, "load_dataset", tiny_cifar100)  # no CIFAR-100 files here
+    result = recipes.distill(
+        method="sat",
+        dataset="cifar100",
+        student_arch="resnet56",
+        n_train=8,
+        n_val=4,
+        epochs=1,
+        batch_size=8,
+        steps=1,
+        eps=8 / 255,
+        verbose=False,
+    )
+    normalize = result.student.normalize
+    assert torch.equal(normalize.mean.flatten(), torch.tensor(DATASETS["cifar100"].mean))
+    assert torch.equal(normalize.std.flatten(), torch.tensor(DATASETS["cifar100"].std))

@@ -198,3 +198,64 @@ def test_shipped_fashion_mnist_teacher() -> None:
     assert load_teacher("dard-fmnist-teacher") is not teacher  # dataset defaults to its own
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_teacher("dard-fmnist-teacher", dataset="cifar10")
+
+
+def test_fashion_mnist_lists_the_shipped_teacher_with_measured_accuracies() -> None:
+    """Once `list_teachers("fashion-mnist")` raised."""
+    (teacher,) = list_teachers("fashion-mnist")
+    assert teacher.name == "dard-fmnist-teacher" and teacher.source == "dard-plugin"
+    # the model card's measured numbers (docs/teachers/dard-fmnist-teacher.md)
+    card = (
+        Path(__file__).resolve().parents[1] / "docs/teachers/dard-fmnist-teacher.md"
+    ).read_text()
+    assert "| clean | 10,000 | 81.20% |" in card and "| 200 | 73.00% |" in card
+    assert (teacher.clean_acc, teacher.autoattack_acc) == (81.20, 73.00)
+    assert teacher.autoattack_examples == 200 and teacher.eps == "0.1"
+    assert teacher.architecture == "teacher-cnn"
+    assert list_teachers("fashion-mnist", "L2") == []
+    zoo = list_teachers("cifar10")
+    assert all(t.source == "robustbench" for t in zoo)  # none shipped for CIFAR-10 yet
+
+
+def test_unknown_teacher_named_with_the_closest_names(tmp_path) -> None:
+    """Once `load_teacher("NoSuchTeacher", dataset="fashion-mnist")` complained about the
+    dataset instead of the name."""
+    with pytest.raises(ValueError, match=r"got 'NoSuchTeacher' for dataset 'fashion-mnist'"):
+        load_teacher("NoSuchTeacher", dataset="fashion-mnist", model_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"Did you mean dard-fmnist-teacher\?"):
+        load_teacher("dard-fmnist-teachr", dataset="fashion-mnist", model_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"Did you mean Wong2020Fast\?"):
+        load_teacher("Wong2020Fst", dataset="fashion-mnist", model_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_architecture_mismatch_says_what_the_checkpoint_holds(tmp_path) -> None:
+    torch.manual_seed(0)
+    student = create("small-cnn", num_classes=10)
+    path = tmp_path / "student.pt"
+    torch.save(student.state_dict(), path)
+    count = sum(p.numel() for p in student.parameters())
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path, "teacher-cnn", num_classes=10)
+    message = str(caught.value)
+    assert "arch='teacher-cnn'" in message and f"{count:,} parameters" in message
+    first, weight = next((k, p) for k, p in student.named_parameters() if p.dim() > 1)
+    assert f"first layer {first} of shape {tuple(weight.shape)}" in message
+    assert "Missing key" not in message and "Unexpected key" not in message
+    from dard_plugin.recipes import load_model, save_model
+
+    save_model(tmp_path / "file.pt", student, "small-cnn", 10)
+    with pytest.raises(CheckpointError, match=r"it records arch 'small-cnn'"):
+        load_model(str(tmp_path / "file.pt"), arch="teacher-cnn")
+
+
+def test_zoo_teacher_declares_its_input_shape(tmp_path, architectures) -> None:
+    save_as(
+        expected_path(tmp_path, "Wong2020Fast"), architectures["Wong2020Fast"].state_dict(), "raw"
+    )
+    teacher = load_teacher("Wong2020Fast", model_dir=tmp_path)
+    assert teacher.input_shape == (3, 32, 32)
+    from dard_plugin.evaluation import evaluate
+
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(3, 32, 32\)"):
+        evaluate(teacher, torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), eps=0.03)

@@ -72,16 +72,74 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_model_source(args: argparse.Namespace) -> Any:
-    """The model named by :func:`_add_model_source`'s arguments, frozen."""
+    """The model named by :func:`_add_model_source`'s arguments, frozen; a model that
+    declares an input shape other than the dataset's is an error naming both."""
+    from dard_plugin.data import dataset_info
+    from dard_plugin.evaluation._checks import expected_input_shape
     from dard_plugin.recipes import load_model
 
-    return load_model(
+    model = load_model(
         args.model,
         dataset=args.dataset,
         arch=args.arch,
         model_dir=args.model_dir,
         device=args.device,
     )
+    expected, given = expected_input_shape(model), dataset_info(args.dataset).input_shape
+    if expected is not None and expected != given:
+        raise CommandError(
+            f"{args.model} expects inputs of shape {expected}, but --dataset {args.dataset} "
+            f"gives images of shape {given}: choose the dataset the model was trained on"
+        )
+    return model
+
+
+def _check_model_source_args(args: argparse.Namespace) -> None:
+    """``evaluate`` and ``attack``: the budget, the data folder and the output folder,
+    before any model or data is loaded."""
+    from dard_plugin._validation import check_real
+    from dard_plugin.data import dataset_info
+    from dard_plugin.evaluation._checks import check_eps_scale
+
+    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
+    check_eps_scale(
+        "--eps",
+        args.eps,
+        norm=getattr(args, "norm", "Linf"),
+        input_shape=dataset_info(args.dataset).input_shape,
+    )
+    _check_data_root(args.data_root)
+    if args.out is not None:
+        _check_out_writable(args.out)
+
+
+def _check_data_root(root: str | None) -> None:
+    """A ``--data-root`` that does not exist is an error (not a silent fallback to another
+    copy of the data)."""
+    if root is not None and not Path(root).is_dir():
+        what = "is not a directory" if Path(root).exists() else "does not exist"
+        raise CommandError(f"--data-root {root} {what}: give the folder holding the dataset")
+
+
+def _check_out_writable(folder: Path) -> None:
+    """``--out`` must be creatable and writable: probed with a temporary file in its
+    nearest existing folder (permission bits alone do not say so, e.g. for root)."""
+    import tempfile
+
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {folder}: {existing} is not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".dard-write-probe.")
+    except OSError as error:
+        raise CommandError(
+            f"--out {folder} is not writable: cannot create files in {existing} "
+            f"({error.strerror or error})"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     teachers = commands.add_parser("teachers", help="list RobustBench teachers and accuracies")
     teachers.add_argument(
-        "--dataset", default="cifar10", choices=("cifar10", "cifar100", "imagenet")
+        "--dataset",
+        default="cifar10",
+        choices=("cifar10", "cifar100", "imagenet", "fashion-mnist"),
+        help="fashion-mnist lists the teachers shipped with dard-plugin",
     )
     teachers.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"))
     _add_common(teachers)
@@ -159,8 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n-examples", type=int, default=1000)
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--out", type=Path, default=None, help="folder for JSON and markdown")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for JSON and markdown; also keeps AutoAttack's resumable state "
+        "(one file per attack set and rank) while the evaluation runs",
+    )
     _add_common(evaluate)
+    evaluate.epilog = (
+        "Under torchrun (torchrun --nproc_per_node N -m dard_plugin evaluate ...) each rank "
+        "evaluates its shard of the examples and rank 0 writes the one report."
+    )
 
     attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
     _add_model_source(attack)
@@ -209,14 +280,23 @@ def _teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     rows = [vars(t) for t in list_teachers(args.dataset, args.threat_model)]
     if not args.json:
-        print(f"{'name':<46} {'clean':>6} {'AA':>6}  architecture")
+        print(f"{'name':<46} {'clean':>6} {'AA':>6}  {'source':<26} architecture")
         for row in rows:
             clean = "-" if row["clean_acc"] is None else f"{row['clean_acc']:.2f}"
             robust = "-" if row["autoattack_acc"] is None else f"{row['autoattack_acc']:.2f}"
-            print(f"{row['name']:<46} {clean:>6} {robust:>6}  {row['architecture'] or ''}")
+            if row["source"] == "dard-plugin":
+                source = f"measured (AA: {row['autoattack_examples']} images)"
+            else:
+                source = "RobustBench (published)"
+            print(
+                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<26} "
+                f"{row['architecture'] or ''}"
+            )
+        shipped = sum(row["source"] == "dard-plugin" for row in rows)
         print(
-            f"{len(rows)} {args.dataset}/{args.threat_model} models; accuracies in percent "
-            "(RobustBench). Shipped with dard-plugin: dard-fmnist-teacher (fashion-mnist)."
+            f"{len(rows)} {args.dataset}/{args.threat_model} teachers ({shipped} shipped with "
+            "dard-plugin, measured; the others RobustBench's published numbers); accuracies "
+            "in percent."
         )
     return rows
 
@@ -460,31 +540,70 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
+    prints and writes the report)."""
+    from dard_plugin._validation import check_choice, check_int
+    from dard_plugin.evaluation import ATTACK_NAMES
+    from dard_plugin.evaluation.distributed import check_torchrun_environment
 
-    if args.out is not None:
-        _check_out(args.out)
-    model = _load_model_source(args)
-    args.eval_attacks, args.n_eval = args.attacks, args.n_examples
+    _check_model_source_args(args)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    for attack in attacks:
+        check_choice("--attacks", attack, list(ATTACK_NAMES))
+    check_int("--n-examples", args.n_examples, minimum=1)
+    check_int("--batch-size", args.batch_size, minimum=1)
     curve = _parse_curve(args)
-    result = _evaluate_into(model, args, args.out, name=Path(args.model).stem)
-    if curve:
-        from dard_plugin.data import load_dataset
-        from dard_plugin.evaluation import plot_robustness_curve, robustness_curve
+    check_torchrun_environment()
+    world, rank = _distributed_setup(args)
+    try:
+        return _evaluate_sharded(args, attacks, curve, rank)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
 
-        x, y = load_dataset(
-            args.dataset, train=False, n_examples=args.n_examples, root=args.data_root
-        )
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-        reports = robustness_curve(
-            model,
-            x,
-            y,
-            curve,
-            attacks=attacks,
-            norm=args.norm,
-            verbose=not args.quiet,
-            model_name=Path(args.model).stem,
-        )
+            dist.destroy_process_group()
+
+
+def _evaluate_sharded(
+    args: argparse.Namespace, attacks: list[str], curve: list[float], rank: int
+) -> dict[str, Any]:
+    from dard_plugin.data import load_dataset
+    from dard_plugin.evaluation import evaluate, plot_robustness_curve, robustness_curve
+    from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, state_file
+
+    model = _load_model_source(args)
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_examples, root=args.data_root)
+    name = Path(args.model).stem
+    state = args.out / "autoattack-state.json" if args.out is not None else None
+    options: dict[str, Any] = {
+        "attacks": attacks,
+        "norm": args.norm,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "device": args.device,
+        "verbose": not args.quiet and rank == 0,
+        "model_name": name,
+    }
+    report = evaluate(model, x, y, eps=args.eps, state_path=state, **options)
+    if state is not None:  # finished: the resumable state is no longer needed
+        for attack in attacks:
+            if attack == "autoattack" or attack in AUTOATTACK_PARTS:
+                parts = AUTOATTACK_PARTS if attack == "autoattack" else (attack,)
+                path = state_file(state, parts, rank=rank, world_size=report.world_size)
+                path.unlink(missing_ok=True)
+    reports = robustness_curve(model, x, y, curve, **options) if curve else []
+    if rank != 0:
+        args.json = False  # one report, printed by rank 0
+        return {"rank": rank, "world_size": report.world_size}
+    result = report.to_dict()
+    if args.out is not None:
+        from dard_plugin.evaluation.report import write_text_atomically
+
+        report.to_json(args.out / "report.json")
+        write_text_atomically(args.out / "report.md", report.to_markdown())
+    if not args.json:
+        print(report.to_markdown())
+    if reports:
         path = plot_robustness_curve(reports, args.out / "curve.png")
         result["curve"] = [r.to_dict() for r in reports]
         if not args.json:
@@ -513,7 +632,7 @@ def _attack(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.data import load_dataset
 
-    _check_out(args.out)
+    _check_model_source_args(args)
     model = _load_model_source(args)
     x, y = load_dataset(args.dataset, train=False, n_examples=args.n, root=args.data_root)
     device = args.device or "cpu"

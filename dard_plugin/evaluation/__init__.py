@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dard_plugin.evaluation.attacks import AUTOATTACK_PARTS, SUITE
+from dard_plugin.evaluation.attacks import SUITE
+from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS
 from dard_plugin.evaluation.evaluate import ATTACK_NAMES, DEFAULT_ATTACKS, evaluate
 from dard_plugin.evaluation.report import RobustnessReport, eps_string, plot_robustness_curve
 

@@ -1,13 +1,13 @@
 """The evaluation attack suite, as a table: every L-inf attack but AutoAttack is the
-package's one sign-gradient loop with another objective, step and start; AutoAttack is
-the original algorithm (pyautoattack, the same code as Croce & Hein's repository)."""
+package's one sign-gradient loop with another objective, step and start. Each row declares
+the norms it has a form for; AutoAttack (the original algorithm, through pyautoattack)
+lives in :mod:`dard_plugin.evaluation.autoattack`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,6 @@ from dard_plugin.attacks.dpgd import dpgd_objective
 from dard_plugin.attacks.pgd import Objective, cross_entropy_objective, kl_objective, pgd_linf
 
 logger = logging.getLogger(__name__)
-
-AUTOATTACK_PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 ObjectiveFactory = Callable[[nn.Module, torch.Tensor], Objective]
 
@@ -43,7 +41,11 @@ def _trades_objective(model: nn.Module, images: torch.Tensor) -> Objective:
 class SuiteAttack:
     """One row of the suite: an objective on the package's L-inf loop, its step size as a
     fraction of eps, its steps and its start (``"clean"``, ``"uniform"`` or ``"gaussian"``:
-    x + 0.001 N(0, 1)); L2, where supported, goes to torchattacks' ``PGDL2``."""
+    x + 0.001 N(0, 1)).
+
+    ``l2_steps`` is the row's L2 form (``None``: the row has none, and asking for it is an
+    error naming the row and the norm); today the L2 form runs torchattacks' ``PGDL2``, seeded
+    from the row's generator."""
 
     description: str
     objective: ObjectiveFactory
@@ -54,6 +56,7 @@ class SuiteAttack:
 
     @property
     def norms(self) -> tuple[str, ...]:
+        """The norms this row has a form for."""
         return ("Linf", "L2") if self.l2_steps is not None else ("Linf",)
 
     def run(
@@ -65,8 +68,10 @@ class SuiteAttack:
         norm: str,
         generator: torch.Generator,
     ) -> torch.Tensor:
+        if norm not in self.norms:
+            raise ValueError(f"{self.description.split(':')[0]} has no {norm} form")
         if norm == "L2":
-            return self._run_l2(model, images, labels, eps)
+            return self._run_l2(model, images, labels, eps, generator)
         start = None
         if self.start == "gaussian":
             noise = torch.randn(images.shape, generator=generator).to(images.device)
@@ -85,7 +90,12 @@ class SuiteAttack:
         )
 
     def _run_l2(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        eps: float,
+        generator: torch.Generator,
     ) -> torch.Tensor:
         import torchattacks
 
@@ -96,8 +106,32 @@ class SuiteAttack:
             steps=self.l2_steps,
             random_start=self.start == "uniform",
         )
-        adversarial: torch.Tensor = attack(images, labels)
+        # PGDL2 draws its random start from the global RNG: seed it from this batch's
+        # generator inside a fork, so the caller's RNG is untouched
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=images.device.type):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            adversarial: torch.Tensor = attack(images, labels)
         return adversarial
+
+
+def check_norm_supported(name: str, norm: str) -> None:
+    """A clear error where suite row ``name`` has no form for ``norm``."""
+    row = SUITE[name]
+    if norm not in row.norms:
+        with_form = [n for n, r in SUITE.items() if norm in r.norms]
+        raise ValueError(
+            f"attack {name!r} has no {norm} form in this suite (it supports "
+            f"{list(row.norms)}): drop it from attacks, or use one of {with_form} "
+            f"(and 'autoattack' or its parts) for norm={norm!r}"
+        )
+
+
+def batch_generator(seed: int, batch_index: int) -> torch.Generator:
+    """The random source of batch ``batch_index`` of an evaluation seeded with ``seed``:
+    one generator per batch, so a batch's random starts do not depend on which batches ran
+    before it (in this process or on another rank)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + batch_index) % 2**63)
 
 
 def _fixed(objective: Objective) -> ObjectiveFactory:
@@ -164,54 +198,32 @@ def accuracy_flags(
     norm: str = "Linf",
     batch_size: int,
     device: torch.device,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    first_batch: int = 0,
 ) -> torch.Tensor:
     """Per-sample correctness (bool, on CPU) on clean inputs (``attack=None``) or under an
-    attack, batch by batch. The model is used as it is (callers set eval mode)."""
+    attack, batch by batch. The model is used as it is (callers set eval mode).
+
+    Random starts draw from ``generator`` (one source for all batches, in order) or, with
+    ``seed``, from :func:`batch_generator` ``(seed, first_batch + b)`` for batch ``b``: the
+    evaluation's way, under which a batch gives the same result whichever process runs it.
+    """
+    if (generator is None) == (seed is None):
+        raise ValueError("give exactly one of generator and seed")
     flags = []
-    for start in range(0, images.shape[0], batch_size):
+    for index, start in enumerate(range(0, images.shape[0], batch_size)):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
-        x_eval = x if attack is None else attack.run(model, x, y, eps, norm, generator)
+        if attack is None:
+            x_eval = x
+        else:
+            source = (
+                generator
+                if generator is not None
+                else batch_generator(int(seed or 0), first_batch + index)
+            )
+            x_eval = attack.run(model, x, y, eps, norm, source)
         with torch.no_grad():
             flags.append((model(x_eval).argmax(1) == y).cpu())
     return torch.cat(flags)
-
-
-def run_autoattack(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    eps: float,
-    norm: str,
-    parts: tuple[str, ...],
-    seed: int,
-    batch_size: int,
-    device: torch.device,
-    state_path: Path | None,
-) -> torch.Tensor:
-    """Per-sample robustness under the original AutoAttack, ``standard`` version settings
-    (also for a subset of its four attacks). The global RNG, which AutoAttack reseeds, is
-    restored afterwards."""
-    from pyautoattack import AutoAttack
-    from pyautoattack.state import EvaluationState
-
-    adversary = AutoAttack(model, eps=eps, norm=norm, seed=seed, version="standard", device=device)
-    adversary.attacks_to_run = list(parts)  # keeps the standard version's parameters
-    fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-        adversarial, _ = adversary.run_standard_evaluation(
-            images.to(device), labels.to(device), batch_size=batch_size, state_path=state_path
-        )
-    if state_path is not None:
-        flags = EvaluationState.from_disk(state_path).robust_flags
-        if flags is not None:
-            return flags.detach().cpu().bool()
-    with torch.no_grad():
-        correct = [
-            model(adversarial[i : i + batch_size].to(device)).argmax(1).cpu()
-            == labels[i : i + batch_size].cpu()
-            for i in range(0, images.shape[0], batch_size)
-        ]
-    return torch.cat(correct)

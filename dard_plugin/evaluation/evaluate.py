@@ -1,4 +1,5 @@
-"""``evaluate``: clean accuracy and robust accuracy under an attack suite, per sample."""
+"""``evaluate``: clean accuracy and robust accuracy under an attack suite, per sample, in
+one process or sharded over the ranks of a ``torch.distributed`` process group."""
 
 from __future__ import annotations
 
@@ -22,12 +23,10 @@ from dard_plugin._validation import (
     check_real,
     warn_if_probabilities,
 )
-from dard_plugin.evaluation.attacks import (
-    AUTOATTACK_PARTS,
-    SUITE,
-    accuracy_flags,
-    run_autoattack,
-)
+from dard_plugin.evaluation import distributed
+from dard_plugin.evaluation._checks import check_eps_scale, check_input_shape
+from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
+from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, run_autoattack, state_file
 from dard_plugin.evaluation.report import RobustnessReport
 
 logger = logging.getLogger(__name__)
@@ -96,14 +95,27 @@ def evaluate(
         attacks: names from ``clean``, ``fgsm``, ``pgd``, ``bim``, ``tpgd``, ``cw``,
             ``dpgd``, ``autoattack`` (standard: APGD-CE, APGD-T, FAB-T, Square) and
             AutoAttack's parts ``apgd-ce``, ``apgd-t``, ``fab-t``, ``square`` (run with the
-            standard version's settings).
+            standard version's settings). A suite attack with no form for ``norm`` is an
+            error naming it.
+        batch_size: examples per batch; also AutoAttack's resume unit and the unit in
+            which examples are shared out between ranks.
         n_examples: evaluate the first N examples only.
-        seed: seeds every random start, including AutoAttack's; the caller's global RNG
-            state is restored afterwards.
+        seed: seeds every random start, including AutoAttack's; each batch draws from its
+            own seeded source, so results do not depend on the number of ranks. The
+            caller's global RNG state is restored afterwards.
         device: default: the model's device.
-        state_path: AutoAttack's resumable state file (one per attack set).
+        state_path: where AutoAttack's resumable state goes: one file per attack set
+            (and per rank), derived from this name (``aa.json`` -> ``aa.autoattack.json``;
+            see :func:`~dard_plugin.evaluation.autoattack.state_file`). A run started again
+            with the same arguments skips the chunks already done.
     The model is evaluated in eval mode (restored afterwards, with a warning if it was in
     train mode); its parameters and buffers are never changed.
+
+    Under an initialised ``torch.distributed`` process group (e.g. started by ``torchrun``)
+    every rank must call this with the same model, data and arguments: each rank evaluates
+    its batch-aligned shard on ``device``, the per-sample results are gathered, and every
+    rank returns the same report (the CLI writes it from rank 0). The ranks' data and model
+    fingerprints are compared before any attack runs.
     """
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
@@ -111,14 +123,14 @@ def evaluate(
         raise ValueError(f"attacks must be a non-empty list of names from {list(ATTACK_NAMES)}")
     for name in attacks:
         check_choice("attacks", name, ATTACK_NAMES)
-        if name in SUITE and norm not in SUITE[name].norms:
-            raise ValueError(
-                f"attack {name!r} supports norms {list(SUITE[name].norms)}, not {norm}"
-            )
+        if name in SUITE:
+            check_norm_supported(name, norm)
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_images("images", images, (0.0, 1.0))
     check_labels("labels", labels, images.shape[0])
+    check_input_shape("images", model, images)
+    check_eps_scale("eps", eps, norm=norm, input_shape=tuple(images.shape[1:]))
     if n_examples is not None:
         check_int("n_examples", n_examples, minimum=1)
         if n_examples > images.shape[0]:
@@ -127,6 +139,20 @@ def evaluate(
                 f"images given), got {n_examples}"
             )
         images, labels = images[:n_examples], labels[:n_examples]
+    world_size, rank = distributed.process_group()
+    fingerprint = ""
+    if state_path is not None or world_size > 1:
+        data_print = distributed.fingerprint_tensors(images, labels)
+        model_print = distributed.fingerprint_model(model)
+        fingerprint = data_print + model_print
+    if world_size > 1:  # before anything that could differ between ranks
+        arguments = {"eps": float(eps), "norm": norm, "attacks": list(attacks)}
+        arguments.update({"batch_size": batch_size, "seed": seed})
+        distributed.check_agreement(
+            {"data": data_print, "model": model_print, "arguments": repr(arguments)},
+            world_size,
+        )
+    sharding = distributed.plan(images.shape[0], batch_size, world_size, rank)
     if device is None:
         device = next((t.device for t in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
@@ -141,17 +167,17 @@ def evaluate(
         )
     model.eval()
     fork_devices = [device] if device.type == "cuda" else []
+    shard = slice(sharding.start, sharding.stop)
     try:
         with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-            torch.manual_seed(seed)  # torchattacks' L2 attacks draw from the global RNG
             _sanity_checks(model, images, device)
             with torch.no_grad():
                 logits = model(images[:1].to(device))
             check_label_range("labels", labels, logits.shape[1])
             correct, seconds = _run_all(
                 model,
-                images,
-                labels,
+                images[shard],
+                labels[shard],
                 eps=eps,
                 norm=norm,
                 attacks=attacks,
@@ -160,10 +186,27 @@ def evaluate(
                 device=device,
                 state_path=state_path,
                 verbose=verbose,
+                sharding=sharding,
+                fingerprint=fingerprint,
             )
     finally:
         model.train(was_training)
+    if world_size > 1:
+        correct = distributed.gather_flags(correct, world_size)
+    return _report(correct, seconds, images.shape[0], eps, norm, seed, model_name, sharding)
 
+
+def _report(
+    correct: dict[str, torch.Tensor],
+    seconds: dict[str, float],
+    n_examples: int,
+    eps: float,
+    norm: str,
+    seed: int,
+    model_name: str,
+    sharding: distributed.Sharding,
+) -> RobustnessReport:
+    """The report from the per-sample flags of all examples."""
     worst = torch.stack(list(correct.values())).all(dim=0)
     clean = correct.get("clean")
     report = RobustnessReport(
@@ -172,11 +215,14 @@ def evaluate(
         robust_accuracy=float(worst.float().mean()),
         eps=float(eps),
         norm=norm,
-        n_examples=int(images.shape[0]),
+        n_examples=int(n_examples),
         seed=seed,
         seconds=seconds,
         versions=_versions(),
         model_name=model_name,
+        world_size=sharding.world_size,
+        shards=[list(r) for r in sharding.ranges],
+        per_sample={k: "".join("1" if f else "0" for f in v.tolist()) for k, v in correct.items()},
     )
     logger.info(
         "evaluation of %s: clean %.4f, worst case %.4f over %s",
@@ -201,13 +247,21 @@ def _run_all(
     device: torch.device,
     state_path: str | Path | None,
     verbose: bool,
+    sharding: distributed.Sharding,
+    fingerprint: str,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Per-sample flags of this rank's shard (``images``), attack by attack."""
     correct: dict[str, torch.Tensor] = {}
     seconds: dict[str, float] = {}
     for name in tqdm(list(dict.fromkeys(attacks)), desc="evaluation", disable=not verbose):
         started = time.perf_counter()
         if name == "autoattack" or name in AUTOATTACK_PARTS:
             parts = AUTOATTACK_PARTS if name == "autoattack" else (name,)
+            path = None
+            if state_path is not None:
+                path = state_file(
+                    state_path, parts, rank=sharding.rank, world_size=sharding.world_size
+                )
             correct[name] = run_autoattack(
                 model,
                 images,
@@ -218,7 +272,9 @@ def _run_all(
                 seed=seed,
                 batch_size=batch_size,
                 device=device,
-                state_path=Path(state_path) if state_path is not None else None,
+                state_path=path,
+                first_index=sharding.start,
+                fingerprint=fingerprint,
             )
         else:
             correct[name] = accuracy_flags(
@@ -230,7 +286,8 @@ def _run_all(
                 norm=norm,
                 batch_size=batch_size,
                 device=device,
-                generator=torch.Generator().manual_seed(seed),
+                seed=seed,
+                first_batch=sharding.first_batch,
             )
         seconds[name] = time.perf_counter() - started
     return correct, seconds

@@ -4,10 +4,30 @@ and robust-accuracy-versus-eps plots."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
+    a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def eps_string(eps: float) -> str:
@@ -22,7 +42,10 @@ def eps_string(eps: float) -> str:
 class RobustnessReport:
     """Accuracies in [0, 1]. ``robust_accuracy`` is the per-sample worst case over every
     attack run (a sample counts only if it is classified correctly clean and under each
-    attack): the number to quote."""
+    attack): the number to quote. ``per_sample[name]`` holds one character per example,
+    ``1`` where it was classified correctly (clean, or under that attack). ``world_size``
+    and ``shards`` (each rank's ``[start, stop)`` of the examples) say how the work was
+    split over ``torch.distributed`` ranks (1 and one shard in a single process)."""
 
     clean_accuracy: float
     per_attack: dict[str, float]
@@ -35,6 +58,9 @@ class RobustnessReport:
     versions: dict[str, str]
     model_name: str = "model"
     extra: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
+    shards: list[list[int]] = field(default_factory=list)
+    per_sample: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +81,7 @@ class RobustnessReport:
         payload["dard_plugin"] = self.to_dict()
         text = json.dumps(payload, indent=2)
         if path is not None:
-            Path(path).write_text(text)
+            write_text_atomically(path, text)
         return text
 
     @classmethod

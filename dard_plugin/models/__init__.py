@@ -66,7 +66,8 @@ def list_models() -> dict[str, str]:
 def create(
     name: str,
     *,
-    num_classes: int,
+    num_classes: int | None = None,
+    dataset: str | None = None,
     in_channels: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -76,25 +77,42 @@ def create(
 
     Args:
         name: one of :func:`list_models`.
-        num_classes: number of output logits.
-        in_channels: input channels (default: the architecture's, 3 or 1).
-        mean, std: per-channel normalization applied inside the model (default: CIFAR-10's
-            statistics for CIFAR architectures, Fashion-MNIST's for the CNNs).
+        num_classes: number of output logits (default: the dataset's).
+        dataset: a registry dataset (:data:`dard_plugin.data.DATASETS`): the model
+            normalizes with its mean and std (``DatasetInfo``) and, unless given, has its
+            number of classes and channels: ``create("resnet18", dataset="cifar100")``.
+        in_channels: input channels (default: the dataset's, else the architecture's).
+        mean, std: per-channel normalization applied inside the model (default: the
+            dataset's statistics; without a dataset, CIFAR-10's for CIFAR architectures and
+            Fashion-MNIST's for the CNNs).
         kwargs: architecture options, e.g. ``depth=34, width=10`` for ``wide-resnet``.
+    The model's ``input_shape`` is the (C, H, W) it expects.
     """
     architecture = REGISTRY[check_choice("name", name, list(REGISTRY))]
+    default_shape = architecture.input_shape
+    default_mean, default_std = architecture.mean, architecture.std
+    if dataset is not None:
+        from dard_plugin.data import dataset_info
+
+        info = dataset_info(dataset)
+        default_shape, default_mean, default_std = info.input_shape, info.mean, info.std
+        num_classes = info.num_classes if num_classes is None else num_classes
+    if num_classes is None:
+        raise ValueError(f"num_classes must be given for {name} (or a dataset to take it from)")
     num_classes = check_int("num_classes", num_classes, minimum=2)
-    channels = architecture.input_shape[0] if in_channels is None else in_channels
+    channels = default_shape[0] if in_channels is None else in_channels
     check_int("in_channels", channels, minimum=1)
     if mean is None or std is None:
-        if channels != len(architecture.mean):
+        if channels != len(default_mean):
             raise ValueError(
                 f"mean and std must be given for in_channels={channels} ({name} defaults to "
-                f"{len(architecture.mean)}-channel statistics)"
+                f"{len(default_mean)}-channel statistics)"
             )
-        mean, std = architecture.mean, architecture.std
+        mean, std = default_mean, default_std
     network = architecture.build(num_classes=num_classes, in_channels=channels, **kwargs)
-    return Normalized(network, mean, std)
+    # the registry's networks are built for their own image size (fixed-size heads)
+    shape = (channels, *architecture.input_shape[1:])
+    return Normalized(network, mean, std, input_shape=shape)
 
 
 __all__ = ["REGISTRY", "Architecture", "Normalize", "Normalized", "create", "list_models"]

@@ -29,9 +29,20 @@ class Normalize(nn.Module):
 
 
 class Normalized(nn.Sequential):
-    """``Normalize`` followed by a network: the form every registry model takes."""
+    """``Normalize`` followed by a network: the form every registry model takes.
 
-    def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    ``input_shape`` is the per-example shape the network expects, ``(C, H, W)``, where known
+    (the registry sets it): inputs of another shape are refused with both shapes named."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        input_shape: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.network = network
+        self.input_shape = input_shape

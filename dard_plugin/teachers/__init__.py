@@ -22,9 +22,11 @@ from dard_plugin.teachers.checkpoints import (
 from dard_plugin.teachers.robustbench_teachers import (
     TeacherInfo,
     TeacherNotFoundError,
+    known_teacher_names,
     list_teachers,
     load_robustbench_teacher,
     model_page,
+    unknown_teacher_error,
 )
 from dard_plugin.teachers.shipped import SHIPPED_TEACHERS, load_shipped_teacher
 
@@ -49,6 +51,8 @@ def load_teacher(
         return load_shipped_teacher(
             name, dataset=dataset or SHIPPED_TEACHERS[name].dataset, device=device
         )
+    if name not in known_teacher_names():
+        raise unknown_teacher_error(name, dataset)
     dataset = dataset or "cifar10"
     return load_robustbench_teacher(
         name, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
@@ -62,6 +66,7 @@ __all__ = [
     "TeacherNotFoundError",
     "extract_state_dict",
     "freeze",
+    "known_teacher_names",
     "list_teachers",
     "load_checkpoint",
     "load_teacher",

@@ -98,6 +98,53 @@ def extract_state_dict(checkpoint: Any, *, source: str = "checkpoint") -> dict[s
     }
 
 
+def describe_state(state: Mapping[str, torch.Tensor], *, recorded_arch: object = None) -> str:
+    """What a checkpoint looks like, for errors: the architecture it records (if any), its
+    parameter count and its first weight's name and shape."""
+    # buffers (BatchNorm statistics, the Normalize layer's mean and std) are not parameters
+    buffers = (
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+        "normalize.mean",
+        "normalize.std",
+    )
+    learned = {k: v for k, v in state.items() if not k.endswith(buffers)}
+    weights = [(k, v) for k, v in learned.items() if v.dim() > 1 and k.endswith("weight")]
+    count = sum(v.numel() for v in learned.values())
+    parts = []
+    if recorded_arch is not None:
+        parts.append(f"it records arch {recorded_arch!r}")
+    parts.append(f"{count:,} parameters in {len(state)} tensors")
+    if weights:
+        first_name, first = weights[0]
+        parts.append(f"first layer {first_name} of shape {tuple(first.shape)}")
+    return "; ".join(parts)
+
+
+def load_weights(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    arch: str,
+    recorded_arch: object = None,
+    strict: bool = True,
+) -> None:
+    """``model.load_state_dict(state)``; when the weights do not fit, a
+    :class:`CheckpointError` that says what the file holds and which ``arch`` was asked
+    for, instead of torch's list of missing and unexpected keys."""
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError:
+        expected = sum(p.numel() for p in model.parameters())
+        raise CheckpointError(
+            f"{source} does not fit the architecture arch={arch!r} ({expected:,} parameters) "
+            f"that was asked for: {describe_state(state, recorded_arch=recorded_arch)}. Give "
+            "the architecture the file was saved from (see dard_plugin.models.list_models())"
+        ) from None
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """Evaluation mode and no parameter gradients: a teacher never updates."""
     model.eval()
@@ -145,8 +192,6 @@ def load_checkpoint(
         # a bare network's weights (no Normalize layer saved): load them behind the
         # registry model's own normalization
         target = network
-    try:
-        target.load_state_dict(state, strict=strict)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the architecture: {error}") from None
+    arch_name = arch if isinstance(arch, str) else type(arch).__name__
+    load_weights(target, state, source=str(path), arch=arch_name, strict=strict)
     return freeze(model.to(device if device is not None else "cpu"))

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 ZOO_DATASETS = ("cifar10", "cifar100", "imagenet")
 THREAT_MODELS = ("Linf", "L2", "corruptions")
 LEADERBOARD = "https://robustbench.github.io/"
+INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 MODEL_INFO = "https://github.com/RobustBench/robustbench/blob/master/model_info"
 
 
@@ -34,7 +35,10 @@ class TeacherNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class TeacherInfo:
-    """One RobustBench zoo entry, with the accuracies RobustBench publishes (percent)."""
+    """One teacher with its accuracies (percent): for a RobustBench zoo entry
+    (``source="robustbench"``) the ones RobustBench publishes; for a teacher shipped with
+    this package (``source="dard-plugin"``) the ones measured on it, AutoAttack on the first
+    ``autoattack_examples`` test images (None: RobustBench's full test set)."""
 
     name: str
     dataset: str
@@ -44,6 +48,8 @@ class TeacherInfo:
     architecture: str | None
     venue: str | None
     eps: str | None
+    source: str = "robustbench"
+    autoattack_examples: int | None = None
 
 
 def model_page(name: str, dataset: str, threat_model: str) -> str:
@@ -63,10 +69,34 @@ def _published_accuracies() -> dict[str, Any]:
 
 
 def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[TeacherInfo]:
-    """Every zoo entry of the installed robustbench for ``dataset`` and ``threat_model``,
-    sorted by AutoAttack accuracy (best first; entries without a published number last)."""
-    check_choice("dataset", dataset, ZOO_DATASETS)
+    """The teachers for ``dataset`` and ``threat_model``: those shipped with this package
+    (with the accuracies measured on them) first, then every zoo entry of the installed
+    robustbench sorted by the AutoAttack accuracy RobustBench publishes (best first;
+    entries without a published number last). ``"fashion-mnist"`` has shipped teachers
+    only (RobustBench has no Fashion-MNIST track)."""
+    from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
+
+    shipped_datasets = sorted({t.dataset for t in SHIPPED_TEACHERS.values()})
+    check_choice("dataset", dataset, [*ZOO_DATASETS, *shipped_datasets])
     check_choice("threat_model", threat_model, THREAT_MODELS)
+    shipped = [
+        TeacherInfo(
+            name=name,
+            dataset=t.dataset,
+            threat_model=t.threat_model,
+            clean_acc=t.clean_acc,
+            autoattack_acc=t.autoattack_acc,
+            architecture=t.arch,
+            venue="dard-plugin (measured; model card: " + t.card + ")",
+            eps=t.eps,
+            source="dard-plugin",
+            autoattack_examples=t.autoattack_examples,
+        )
+        for name, t in SHIPPED_TEACHERS.items()
+        if t.dataset == dataset and t.threat_model == threat_model
+    ]
+    if dataset not in ZOO_DATASETS:
+        return shipped
     names = robustbench_zoo().get(dataset, {}).get(threat_model, [])
     published = _published_accuracies().get(dataset, {}).get(threat_model, {})
     teachers = []
@@ -84,7 +114,32 @@ def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[
                 eps=info.get("eps"),
             )
         )
-    return sorted(teachers, key=lambda t: (t.autoattack_acc is None, -(t.autoattack_acc or 0.0)))
+    ranked = sorted(teachers, key=lambda t: (t.autoattack_acc is None, -(t.autoattack_acc or 0.0)))
+    return shipped + ranked
+
+
+def known_teacher_names() -> list[str]:
+    """Every teacher name this package can load: shipped ones and all zoo entries."""
+    from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
+
+    names = list(SHIPPED_TEACHERS)
+    for tracks in robustbench_zoo().values():
+        for entries in tracks.values():
+            names.extend(n for n in entries if n not in names)
+    return names
+
+
+def unknown_teacher_error(name: str, dataset: str | None) -> ValueError:
+    """The error for a teacher name that is neither shipped nor a zoo entry, naming it and
+    the closest known names."""
+    close = difflib.get_close_matches(name, known_teacher_names(), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}? (the closest known names)" if close else ""
+    where = f" for dataset {dataset!r}" if dataset else ""
+    return ValueError(
+        f"teacher must be a teacher shipped with dard-plugin or a RobustBench model name, "
+        f"got {name!r}{where}.{hint} See `dard teachers --dataset DATASET` (shipped: "
+        "dard-fmnist-teacher) or give a checkpoint file"
+    )
 
 
 def _check_zoo_name(name: str, dataset: str, threat_model: str) -> None:
@@ -139,6 +194,8 @@ def load_robustbench_teacher(
     if printed.getvalue().strip():
         logger.info("robustbench: %s", printed.getvalue().strip())
     logger.info("loaded RobustBench teacher %s (%s, %s)", name, dataset, threat_model)
+    if dataset in INPUT_SHAPES:  # the zoo's CIFAR models take 3x32x32 images
+        setattr(model, "input_shape", INPUT_SHAPES[dataset])  # noqa: B010 (nn.Module typing)
     return freeze(model.to(device if device is not None else "cpu"))
 
 

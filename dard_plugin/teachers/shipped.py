@@ -14,11 +14,20 @@ from dard_plugin.teachers.checkpoints import load_checkpoint
 
 @dataclass(frozen=True)
 class ShippedTeacher:
+    """A teacher in the package, with the accuracies measured on it (percent; the model
+    card says how): ``clean_acc`` on the whole test set, ``autoattack_acc`` (standard
+    version) on the first ``autoattack_examples`` test images, at L-inf ``eps``."""
+
     arch: str
     dataset: str
     num_classes: int
     filename: str
     card: str  # where its model card is
+    threat_model: str
+    eps: str
+    clean_acc: float
+    autoattack_acc: float
+    autoattack_examples: int
 
 
 SHIPPED_TEACHERS = {
@@ -28,6 +37,13 @@ SHIPPED_TEACHERS = {
         num_classes=10,
         filename="dard-fmnist-teacher.pt",
         card="docs/teachers/dard-fmnist-teacher.md",
+        # measured, docs/teachers/dard-fmnist-teacher.md: clean on all 10,000 test images,
+        # AutoAttack standard (seed 0) on the first 200 (83.50% clean on those 200)
+        threat_model="Linf",
+        eps="0.1",
+        clean_acc=81.20,
+        autoattack_acc=73.00,
+        autoattack_examples=200,
     ),
 }
 

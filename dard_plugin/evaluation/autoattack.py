@@ -1,0 +1,152 @@
+"""The original AutoAttack (pyautoattack, the same code as Croce & Hein's repository), run
+chunk by chunk with a resumable state.
+
+The examples are cut into chunks of ``batch_size`` at fixed positions (chunk ``c`` holds
+examples ``[c * batch_size, (c + 1) * batch_size)`` of the whole evaluation set), and
+AutoAttack runs on each chunk on its own. Each of AutoAttack's attacks reseeds the global
+RNG with the seed at every call, so a chunk's result depends only on its examples and the
+seed: not on which chunks ran before it, on a restart, or on the rank that runs it. After
+each chunk its per-sample flags are written (atomically) to the state file of that attack
+set, and a restarted run skips the chunks already there; a chunk interrupted part-way is
+run again from its start, so the resumed result equals an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dard_plugin.evaluation.report import write_text_atomically
+
+logger = logging.getLogger(__name__)
+
+AUTOATTACK_PARTS = ("apgd-ce", "apgd-t", "fab-t", "square")
+STATE_FORMAT = 1
+
+
+def attack_set_name(parts: tuple[str, ...]) -> str:
+    """``autoattack`` for the full standard set, else the parts joined by ``+``."""
+    return "autoattack" if tuple(parts) == AUTOATTACK_PARTS else "+".join(parts)
+
+
+def state_file(
+    state_path: str | Path, parts: tuple[str, ...], *, rank: int = 0, world_size: int = 1
+) -> Path:
+    """The state file of one attack set (and one rank) derived from ``state_path``:
+    ``aa.json`` gives ``aa.autoattack.json`` in one process and
+    ``aa.autoattack.rank0-of-2.json`` under two ranks."""
+    path = Path(state_path)
+    suffix = path.suffix or ".json"
+    tag = attack_set_name(parts)
+    if world_size > 1:
+        tag += f".rank{rank}-of-{world_size}"
+    return path.with_name(f"{path.stem if path.suffix else path.name}.{tag}{suffix}")
+
+
+class AutoAttackState:
+    """The per-chunk results of one attack set, on disk as JSON: ``settings`` (what the
+    results were computed for) and ``chunks`` (first example index -> a ``0``/``1`` string,
+    one character per example: robust or not)."""
+
+    def __init__(self, path: Path | None, settings: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self.chunks: dict[int, torch.Tensor] = {}
+        if path is not None and path.is_file():
+            self._read(path)
+
+    def _read(self, path: Path) -> None:
+        try:
+            payload = json.loads(path.read_text())
+            found = payload["settings"]
+            chunks = payload["chunks"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"state_path: {path} is not a dard-plugin AutoAttack state file ({error}); "
+                "delete it or give another state_path"
+            ) from None
+        if found != self.settings:
+            differing = sorted(
+                key
+                for key in set(found) | set(self.settings)
+                if found.get(key) != self.settings.get(key)
+            )
+            raise ValueError(
+                f"state_path: {path} was written for another evaluation (differs in "
+                f"{differing}); delete it to start over, or give another state_path"
+            )
+        self.chunks = {
+            int(start): torch.tensor([c == "1" for c in bits], dtype=torch.bool)
+            for start, bits in chunks.items()
+        }
+
+    def record(self, start: int, flags: torch.Tensor) -> None:
+        self.chunks[start] = flags.clone()
+        if self.path is None:
+            return
+        payload = {
+            "format": STATE_FORMAT,
+            "settings": self.settings,
+            "chunks": {
+                str(k): "".join("1" if f else "0" for f in v.tolist())
+                for k, v in sorted(self.chunks.items())
+            },
+        }
+        write_text_atomically(self.path, json.dumps(payload))
+
+
+def run_autoattack(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float,
+    norm: str,
+    parts: tuple[str, ...],
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    state_path: Path | None = None,
+    first_index: int = 0,
+    fingerprint: str = "",
+) -> torch.Tensor:
+    """Per-sample robustness (bool, on CPU) under the original AutoAttack with the
+    ``standard`` version's settings (also for a subset of its four attacks), chunk by chunk.
+
+    ``images`` are examples ``first_index ...`` of the evaluation set (a rank's shard);
+    ``state_path`` is this attack set's state file (see :func:`state_file`), resumed when
+    it exists; ``fingerprint`` identifies the data and model, so that a state file written
+    for others is refused. The global RNG, which AutoAttack reseeds, is restored afterwards.
+    """
+    from pyautoattack import AutoAttack
+
+    settings = {
+        "attacks": list(parts),
+        "eps": float(eps),
+        "norm": norm,
+        "seed": int(seed),
+        "chunk_size": int(batch_size),
+        "fingerprint": fingerprint,
+    }
+    state = AutoAttackState(state_path, settings)
+    if state.chunks:
+        logger.info("AutoAttack %s: resuming from %s", attack_set_name(parts), state_path)
+    adversary = AutoAttack(model, eps=eps, norm=norm, seed=seed, version="standard", device=device)
+    adversary.attacks_to_run = list(parts)  # keeps the standard version's parameters
+    fork_devices = [device] if device.type == "cuda" else []
+    flags = []
+    for offset in range(0, images.shape[0], batch_size):
+        start = first_index + offset
+        if start not in state.chunks:
+            x = images[offset : offset + batch_size].to(device)
+            y = labels[offset : offset + batch_size].to(device)
+            with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
+                _, predicted = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+            state.record(start, (predicted == y).cpu())
+        flags.append(state.chunks[start])
+    return torch.cat(flags)

@@ -1,0 +1,155 @@
+"""`dard evaluate`, `dard teachers` and `dard attack` as subprocesses: one-line errors before
+any work for bad input, the shipped teachers' listing, and evaluation under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+DARD = [sys.executable, "-m", "dard_plugin"]
+
+
+def dard(*args: str, env: dict[str, str] | None = None, torchrun: bool = False):
+    launcher = [sys.executable]
+    if torchrun:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+    return subprocess.run(
+        [*launcher, "-m", "dard_plugin", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def student_file(tmp_path_factory) -> Path:
+    from dard_plugin.models import create
+    from dard_plugin.recipes import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("cli-eval") / "student.pt"
+    save_model(path, create("small-cnn", num_classes=10), "small-cnn", 10)
+    return path
+
+
+@pytest.mark.slow  # three CLI runs, one importing robustbench (~30 s on 2 shared cores)
+def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
+    """Once refused: "invalid choice: 'fashion-mnist'"."""
+    done = dard("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["name"] == "dard-fmnist-teacher" and row["source"] == "dard-plugin"
+    assert (row["clean_acc"], row["autoattack_acc"], row["autoattack_examples"]) == (
+        81.2,
+        73.0,
+        200,
+    )
+    text = dard("teachers", "--dataset", "fashion-mnist")
+    assert "dard-fmnist-teacher" in text.stdout and "measured (AA: 200 images)" in text.stdout
+    zoo = dard("teachers", "--quiet")
+    assert "RobustBench (published)" in zoo.stdout
+
+
+def test_eps_covering_the_range_is_refused_before_work(student_file, tmp_path) -> None:
+    for command in ("evaluate", "attack"):
+        done = dard(command, str(student_file), "--eps", "8", "--out", str(tmp_path / command))
+        assert_one_line_error(done, "--eps must be smaller than the input range", "8/255")
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_data_root_is_an_error(student_file, tmp_path) -> None:
+    """Once the system's copy of Fashion-MNIST was used silently."""
+    missing = tmp_path / "does" / "not" / "exist"
+    for command in ("evaluate", "attack"):
+        done = dard(
+            command, str(student_file), "--data-root", str(missing), "--out", str(tmp_path / "o")
+        )
+        assert_one_line_error(done, f"--data-root {missing} does not exist")
+
+
+def test_architecture_mismatch_names_the_file_and_the_arch(student_file) -> None:
+    """Once torch's list of missing and unexpected keys."""
+    done = dard("evaluate", str(student_file), "--arch", "teacher-cnn")
+    assert_one_line_error(
+        done,
+        "does not fit the architecture arch='teacher-cnn'",
+        "it records arch 'small-cnn'",
+        "parameters",
+        "first layer",
+    )
+
+
+@pytest.mark.slow  # two CLI runs that import robustbench for the zoo's names (~40 s)
+def test_unknown_teacher_names_named_with_closest(tmp_path) -> None:
+    """Once `dard distill --teacher NoSuchTeacher` answered about the dataset."""
+    done = dard("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))
+    assert_one_line_error(done, "got 'NoSuchTeacher' for dataset 'fashion-mnist'")
+    done = dard("evaluate", "dard-fmnist-teachr")
+    assert_one_line_error(done, "Did you mean dard-fmnist-teacher?")
+
+
+def test_unwritable_out_is_checked_first(student_file, tmp_path) -> None:
+    """Once a raw Errno after the evaluation."""
+    done = dard("evaluate", str(student_file), "--out", "/proc/dard-report")
+    assert_one_line_error(done, "--out /proc/dard-report is not writable")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_one_line_error(
+        dard("evaluate", str(student_file), "--out", str(blocker / "x")), "is not a directory"
+    )
+
+
+def test_model_and_dataset_shapes_must_agree(student_file) -> None:
+    done = dard("evaluate", str(student_file), "--dataset", "cifar10")
+    assert_one_line_error(
+        done,
+        "expects inputs of shape (1, 28, 28)",
+        "--dataset cifar10 gives images of shape (3, 32, 32)",
+    )
+
+
+def test_half_set_up_torchrun_environment(student_file) -> None:
+    done = dard("evaluate", str(student_file), env={"WORLD_SIZE": "2"})
+    assert_one_line_error(done, "half set up", "MASTER_ADDR")
+
+
+@pytest.mark.slow  # one run alone and one torchrun launch of two processes (~40 s)
+def test_evaluate_under_torchrun_equals_one_process(tmp_path) -> None:
+    common = [
+        "dard-fmnist-teacher",
+        "--attacks",
+        "clean,fgsm,dpgd,pgd",
+        "--n-examples",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
+    alone = dard("evaluate", *common, "--out", str(tmp_path / "one"))
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    shared = dard("evaluate", *common, "--out", str(tmp_path / "two"), torchrun=True)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    assert shared.stdout.count("worst case") == 1  # rank 0 alone prints the report
+    one = json.loads((tmp_path / "one" / "report.json").read_text())["dard_plugin"]
+    two = json.loads((tmp_path / "two" / "report.json").read_text())["dard_plugin"]
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert two["shards"] == [[0, 16], [16, 32]]
+    assert two["per_sample"] == one["per_sample"] and two["per_attack"] == one["per_attack"]
+    assert two["robust_accuracy"] == one["robust_accuracy"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["report.json", "report.md"]
