@@ -114,11 +114,17 @@ class AdversarialTrainerBase(TrainingLoop):
         super().__init__(classifier)
         self.student, self.optimizer, clip_values = models.unpack_student(classifier, optimizer)
         given = check_bounds("bounds", bounds)
+        if given is not None and not all(isinstance(b, float) for b in given):
+            raise ValueError(
+                f"bounds must be a pair of numbers (low, high) for training, got {bounds!r}"
+            )
         if given is not None and clip_values is not None and given != clip_values:
             raise ValueError(
                 f"bounds {given} differ from the classifier's clip_values {clip_values}"
             )
-        self.bounds: tuple[float, float] = given or clip_values or (0.0, 1.0)
+        self.bounds: tuple[float, float] = (
+            (float(given[0]), float(given[1])) if given is not None else clip_values or (0.0, 1.0)
+        )
         self.teacher: nn.Module | None = None
         if self.needs_teacher:
             self.teacher = models.unpack_teacher(teacher, classifier, type(self).__name__)
