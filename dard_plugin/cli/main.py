@@ -16,6 +16,8 @@ METHODS = ("dard", "sat", "ard", "rslad")
 DATASETS = ("fashion-mnist", "cifar10", "cifar100")
 DEMO_TEACHER = "dard-fmnist-teacher"
 
+logger = logging.getLogger("dard_plugin.cli")
+
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -398,14 +400,23 @@ def _train(
             verbose=not args.quiet and rank == 0,
             **method_kwargs,
         )
-        if rank != 0:  # rank 0 evaluates and writes; the others only trained
-            return {"history": result.history, "rank": rank, "world_size": world}
-        report = _finished_report(args) if result.epochs_run == 0 else None
-        if report is None:
-            report = _evaluate_into(result.student, args, args.out, name=f"{method}-{args.arch}")
-            from dard_plugin.training.checkpointing import write_json
+        # every rank evaluates its shard (evaluate shards over the process group); rank 0
+        # alone decides whether a finished run's report is reused, prints and writes
+        report = _finished_report(args) if result.epochs_run == 0 and rank == 0 else None
+        if _broadcast_from_rank0(report is None, world):
+            report = _evaluate_into(
+                result.student,
+                args,
+                args.out if rank == 0 else None,
+                name=f"{method}-{args.arch}",
+                announce=rank == 0,
+            )
+            if rank == 0:
+                from dard_plugin.training.checkpointing import write_json
 
-            write_json(args.out / "run.json", _run_settings(args))
+                write_json(args.out / "run.json", _run_settings(args))
+        if rank != 0:
+            return {"history": result.history, "rank": rank, "world_size": world}
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -440,22 +451,52 @@ def _distributed_setup(args: argparse.Namespace) -> tuple[int, int]:
     return dist.get_world_size(), dist.get_rank()
 
 
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _broadcast_from_rank0(value: bool, world: int) -> bool:
+    """Rank 0's ``value`` on every rank (itself when not distributed)."""
+    if world <= 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
 def _evaluate_into(
-    model: Any, args: argparse.Namespace, out: Path | None, *, name: str
+    model: Any,
+    args: argparse.Namespace,
+    out: Path | None,
+    *,
+    name: str,
+    announce: bool = True,
 ) -> dict[str, Any]:
     from dard_plugin.data import load_dataset
     from dard_plugin.evaluation import evaluate
 
     attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
     x, y = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
+    batch_size = 256
+    world = _world_size()
+    if world > 1 and x.shape[0] <= batch_size * (world - 1):
+        # a smaller batch, so that every rank's shard holds examples (evaluate refuses an
+        # empty shard); the report then depends on the world size through the batch size
+        batch_size = -(-x.shape[0] // world)
+        logger.info("evaluation batch size %d so that %d ranks share the work", batch_size, world)
     report = evaluate(
         model,
         x,
         y,
         eps=args.eps,
+        batch_size=batch_size,
         norm=getattr(args, "norm", "Linf"),
         attacks=attacks,
-        verbose=not args.quiet,
+        verbose=not args.quiet and announce,
         model_name=name,
         device=args.device,
     )
@@ -463,7 +504,7 @@ def _evaluate_into(
         out.mkdir(parents=True, exist_ok=True)
         report.to_json(out / "report.json")
         (out / "report.md").write_text(report.to_markdown())
-    if not args.json:
+    if announce and not args.json:
         print(report.to_markdown())
     return report.to_dict()
 
