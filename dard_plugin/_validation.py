@@ -219,7 +219,8 @@ def check_eps_plausible(
             f"bounds: every input is reachable. Budgets are in the units of the inputs "
             f"(pixel values in [0, 1]); did you mean {suggestion}?"
         )
-    if per_feature > LARGEST_COMMON_LINF_EPS * full_range:
+    # the tolerance keeps a float32 0.3 (0.30000001) from warning
+    if per_feature > LARGEST_COMMON_LINF_EPS * full_range * (1 + 1e-6):
         warnings.warn(
             f"{name}={largest:g}{unit} is above {LARGEST_COMMON_LINF_EPS:g} of the input range "
             f"{full_range:g}, larger than any {norm} budget in common use; did you mean "

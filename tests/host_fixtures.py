@@ -55,8 +55,9 @@ def trained_fmnist_model() -> SmallMLP:
 
 
 @functools.cache
-def fmnist_subset(n_train: int = 20, n_test: int = 20) -> tuple[torch.Tensor, ...]:
-    """ART's default MNIST subset is 100/11 (train/test) images; smaller here for 2 cores.
+def fmnist_subset(n_train: int = 10, n_test: int = 10) -> tuple[torch.Tensor, ...]:
+    """ART's default MNIST subset is 100/11 (train/test) images; 10/10 here (as ART's older
+    unittest version) for 2 cores.
     Both parts come from images the model was not trained on."""
     images, labels = load_dataset(
         "fashion-mnist", train=False, n_examples=n_train + n_test, download=False

@@ -218,6 +218,7 @@ def _test_backend_mnist(classifier, x_train, y_train, x_test, y_test) -> None:
         assert not (y_test == test_y_pred).all()
 
 
+@pytest.mark.slow  # ART's backend run 4 times (clip-value variants), as upstream: ~35 s here
 @needs_fashion_mnist
 def test_mnist(mnist_subset) -> None:
     (x_train, y_train), (x_test, y_test) = mnist_subset

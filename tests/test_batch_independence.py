@@ -3,6 +3,7 @@ wherever a host library or the evaluation batches images for the user."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchattacks
 from conftest import TinyCNN, make_prototype_data
@@ -24,6 +25,7 @@ def mixed_setup(n: int = 40, seed: int = 3) -> tuple[torch.nn.Module, torch.Tens
     return model, images, labels
 
 
+@pytest.mark.slow  # 200 images are needed for the batch form to move a row: ~30 s here
 def test_evaluate_dpgd_row_does_not_depend_on_batch_size() -> None:
     # The row used the paper's batch reduction: one Dice per set over each evaluation batch,
     # so batch_size changed the robust accuracy (seen failing before the fix).

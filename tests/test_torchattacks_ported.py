@@ -53,7 +53,7 @@ def test_atks_on_fashion_mnist(atk_class: str) -> None:
 @needs_fashion_mnist
 def test_attack_api_features(tmp_path) -> None:
     model = trained_fmnist_model()
-    _, _, images, labels = fmnist_subset()
+    _, _, images, labels = fmnist_subset(20, 20)
     attack = DPGD(model, eps=0.1, alpha=0.02, steps=5)
     # targeted by a user function
     attack.set_mode_targeted_by_function(lambda x, y: (y + 1) % 10, quiet=True)
