@@ -46,11 +46,11 @@ class AttackSettings:
         check_choice("norm", self.norm, NORMS)
         if self.eps is None:
             object.__setattr__(self, "eps", 8 / 255 if self.norm == "Linf" else L2_TRAINING_EPS)
-        check_budget("eps", self.eps, batch_size=None, positive=True)
+        check_budget("eps", self.budget, batch_size=None, positive=True)
         if self.alpha is None:
             alpha = 2 / 255 if self.norm == "Linf" else float(l2_default_step(self.budget))
             object.__setattr__(self, "alpha", alpha)
-        check_budget("alpha", self.alpha, batch_size=None, positive=True)
+        check_budget("alpha", self.step, batch_size=None, positive=True)
         check_int("steps", self.steps, minimum=1)
 
     @property
