@@ -57,13 +57,13 @@ class AttackSettings:
     def budget(self) -> float:
         """``eps`` (never None after construction)."""
         assert self.eps is not None
-        return float(self.eps)
+        return self.eps
 
     @property
     def step(self) -> float:
         """``alpha`` (never None after construction)."""
         assert self.alpha is not None
-        return float(self.alpha)
+        return self.alpha
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> AttackSettings:
