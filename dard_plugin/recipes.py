@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_choice, check_int, check_real
+from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.teachers.checkpoints import load_weights
 from dard_plugin.training import TRAINERS
+from dard_plugin.training.attacks import L2_TRAINING_EPS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
 from dard_plugin.training.loop import distributed
 
@@ -124,9 +126,10 @@ def distill(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float | None = None,
-    eps: float = 0.1,
+    eps: float | None = None,
     step_size: float | None = None,
     steps: int = 10,
+    norm: str = "Linf",
     seed: int = 0,
     device: str | None = None,
     out_dir: str | Path | None = None,
@@ -140,7 +143,10 @@ def distill(
     """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
     ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
     of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
-    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. The default
+    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. ``norm``
+    (``"Linf"`` or ``"L2"``) is the threat model of the training attack, DARD's teacher
+    DPGD and the per-epoch validation; ``eps`` defaults to 0.1 for L-inf and
+    :data:`~dard_plugin.training.attacks.L2_TRAINING_EPS` (1.5) for L2. The default
     learning rate is 0.05 for SAT and 0.01 for the distillation methods, whose KL terms are
     scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a small CNN student diverged
     on Fashion-MNIST in a 2-epoch check (loss 6.3, chance accuracy; 0.01 reached 55% clean).
@@ -163,6 +169,9 @@ def distill(
     info = dataset_info(dataset)
     check_choice("student_arch", student_arch, list(REGISTRY))
     check_int("epochs", epochs, minimum=1)
+    check_choice("norm", norm, NORMS)
+    if eps is None:
+        eps = 0.1 if norm == "Linf" else L2_TRAINING_EPS
     check_real("eps", eps, low=0.0, low_inclusive=False)
     if method != "sat" and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
@@ -194,6 +203,7 @@ def distill(
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     attack: dict[str, Any] = {
+        "norm": norm,
         "eps": eps,
         "alpha": step_size if step_size is not None else eps / 4,
         "steps": steps,

@@ -280,3 +280,36 @@ def test_distill_under_torchrun_two_processes(tmp_path) -> None:
     assert [record["epoch"] for record in history] == [1]
     assert "clean_accuracy" in history[0]
     assert (out / "student.pt").is_file()
+
+
+def test_distill_in_l2_end_to_end(trained, tmp_path) -> None:
+    """Issue 13 item 3: `dard distill --norm L2` trains, validates and evaluates in L2."""
+    out = tmp_path / "dard-l2"
+    done = dard(
+        "distill",
+        "--method",
+        "dard",
+        "--teacher",
+        str(trained / "student.pt"),
+        "--norm",
+        "L2",
+        *TINY_TRAIN,
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["report"]["norm"] == "L2" and result["report"]["eps"] == 1.5
+    history = json.loads((out / "history.json").read_text())
+    assert 0 <= history[0]["pgd_accuracy"] <= 1 and {"loss_nat", "loss_adv"} <= set(history[0])
+
+
+def test_a_bad_norm_or_data_root_is_refused_before_work(tmp_path) -> None:
+    out = tmp_path / "never"
+    done = dard("train-teacher", "--norm", "L1", *TINY_TRAIN, "--out", str(out))
+    assert done.returncode == 2 and "--norm" in done.stderr and "'L2'" in done.stderr
+    missing = tmp_path / "no-such-folder"
+    done = dard("train-teacher", "--data-root", str(missing), *TINY_TRAIN, "--out", str(out))
+    assert_one_line_error(done, "--data-root", "does not exist")
+    assert not out.exists()

@@ -44,7 +44,18 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
         default=None,
         help="SGD learning rate (default: 0.05 for SAT, 0.01 for distillation)",
     )
-    parser.add_argument("--eps", type=float, default=0.1, help="L-inf budget in [0,1] pixels")
+    parser.add_argument(
+        "--norm",
+        default="Linf",
+        choices=("Linf", "L2"),
+        help="threat model of training, validation and the final evaluation",
+    )
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="budget in [0,1] pixels (default: 0.1 for Linf, 1.5 for L2)",
+    )
     parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -58,8 +69,9 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
     parser.add_argument(
         "--eval-attacks",
-        default="clean,fgsm,pgd,dpgd,apgd-ce",
-        help="comma-separated attack names for the final evaluation",
+        default=None,
+        help="comma-separated attack names for the final evaluation (default: "
+        "clean,fgsm,pgd,dpgd,apgd-ce for Linf; clean,fgsm,pgd,apgd-ce for L2)",
     )
 
 
@@ -308,8 +320,16 @@ def _check_training_args(args: argparse.Namespace) -> None:
     from dard_plugin._validation import check_choice, check_int, check_real
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.models import REGISTRY
+    from dard_plugin.training.attacks import L2_TRAINING_EPS
 
     check_choice("--arch", args.arch, list(REGISTRY))
+    check_choice("--norm", args.norm, ["Linf", "L2"])
+    if args.eps is None:
+        args.eps = 0.1 if args.norm == "Linf" else L2_TRAINING_EPS
+    if args.eval_attacks is None:
+        linf_only = "" if args.norm == "L2" else "dpgd,"
+        args.eval_attacks = f"clean,fgsm,pgd,{linf_only}apgd-ce"
+    _check_data_root(args.data_root)
     check_real("--eps", args.eps, low=0.0, low_inclusive=False)
     if args.step_size is not None:
         check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
@@ -391,6 +411,7 @@ def _train(
             eps=args.eps,
             step_size=args.step_size,
             steps=args.steps,
+            norm=args.norm,
             seed=args.seed,
             device=args.device,
             out_dir=args.out,

@@ -68,6 +68,7 @@ class TrainingLoop(Trainer):
     verbose: bool
     eval_attack: str
     eval_eps: float | None
+    eval_norm: str
     eval_batch_size: int
     history: list[dict[str, Any]]
     _channels_last_request: bool | None
@@ -183,6 +184,7 @@ class TrainingLoop(Trainer):
                         device=self.device,
                         seed=self.seed,
                         bounds=self.bounds,
+                        norm=self.eval_norm,
                     )
                 )
             self.history.append(record)

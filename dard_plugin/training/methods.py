@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from dard_plugin._validation import check_bool, check_choice, check_real
-from dard_plugin.attacks.dpgd import dpgd
-from dard_plugin.attacks.pgd import kl_objective, pgd_linf
+from dard_plugin.attacks.dpgd import dpgd_objective
+from dard_plugin.attacks.pgd import kl_objective, projected_gradient_descent
 from dard_plugin.losses.distillation import ard_loss, dard_loss, rslad_loss, sat_loss
 from dard_plugin.training.attacks import AttackSettings
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
@@ -93,8 +93,8 @@ class ARDTrainer(AdversarialTrainerBase):
 class RSLADTrainer(AdversarialTrainerBase):
     """RSLAD (Zi et al. 2021): ``5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x))``; ``x'``
     maximises ``KL(T(x) || S(x'))`` from ``x + 0.001 N(0, 1)`` (as RSLAD's code), at the
-    ``attack`` settings; an attack of another kind (``{"kind": ...}``, a torchattacks attack,
-    a callable) replaces it."""
+    ``attack`` settings (L-inf or L2, ``attack={"norm": ...}``); an attack of another kind
+    (``{"kind": ...}``, a torchattacks attack, a callable) replaces it."""
 
     method = "rslad"
     default_attack = "pgd"
@@ -109,13 +109,14 @@ class RSLADTrainer(AdversarialTrainerBase):
         noise = torch.randn(batch.images.shape, generator=self._generator)
         start = batch.images + 0.001 * noise.to(batch.images.device)
         target_probs = F.softmax(targets["teacher_nat"].float(), dim=1)
-        return pgd_linf(
+        return projected_gradient_descent(
             self.student,
             batch.images,
             batch.labels,
             kl_objective(target_probs),
-            eps=settings.eps,
-            alpha=settings.alpha,
+            norm=settings.norm,
+            eps=settings.budget,
+            alpha=settings.step,
             steps=settings.steps,
             start=start.clamp(*self.bounds),
             bounds=self.bounds,
@@ -147,7 +148,8 @@ class DARDTrainer(AdversarialTrainerBase):
         temperature: ``tau`` (3.0), applied to the teacher's logits.
         adv_weight: ``w`` (0.5: the paper's average of the two terms).
         teacher_attack: settings of the teacher's DPGD (default: the student attack's
-            settings, or METHOD.md's defaults when those are unknown).
+            settings, or METHOD.md's defaults when those are unknown); an L2 student
+            attack with no ``teacher_attack`` gives the teacher an L2 DPGD too.
         adv_targets: where ``q_adv`` comes from, one of ``ADV_TARGETS`` (module docstring);
             default ``"teacher-adv"``, the paper's.
         legacy_teacher_softmax: reproduce the original scripts' defect (temperature softmax
@@ -210,12 +212,14 @@ class DARDTrainer(AdversarialTrainerBase):
             with torch.no_grad():
                 return {"teacher_nat": self.teacher(images)}
         settings = self.teacher_attack
-        teacher_adversarial = dpgd(
+        teacher_adversarial = projected_gradient_descent(
             self.teacher,
             images,
             labels,
-            eps=settings.eps,
-            alpha=settings.alpha,
+            dpgd_objective(),
+            norm=settings.norm,
+            eps=settings.budget,
+            alpha=settings.step,
             steps=settings.steps,
             bounds=self.bounds,
         )

@@ -74,7 +74,8 @@ class AdversarialTrainerBase(TrainingLoop):
             teacher. ``None`` (default): on whenever both models run a channels-last batch
             (checked on the first batch).
         eval_attack: validation attack, ``"pgd"`` (PGD-10 on CE, random start) or
-            ``"dpgd"``, at the training eps (``eval_eps`` when the attack's eps is unknown).
+            ``"dpgd"``, at the training eps (``eval_eps`` when the attack's eps is unknown),
+            in the training attack's norm (``attack={"norm": "L2"}``: L2; L-inf otherwise).
         checkpoint_dir: write ``checkpoint.pt`` (model, optimizer, scheduler, history,
             cached targets, the run's fingerprint) and ``history.json`` atomically at the
             end of every epoch. Checked for writability before training.
@@ -163,6 +164,8 @@ class AdversarialTrainerBase(TrainingLoop):
         if eval_eps is not None:
             check_real("eval_eps", eval_eps, low=0.0, low_inclusive=False)
         self.eval_eps = eval_eps if eval_eps is not None else attack_eps
+        # validation runs in the training attack's norm (L-inf when it is unknown)
+        self.eval_norm = self.attack_settings.norm if self.attack_settings else "Linf"
         self.history: list[dict[str, Any]] = []
         self._generator = torch.Generator()
         self._classifier_wrapper: Any = None

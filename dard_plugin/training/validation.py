@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dard_plugin.attacks.pgd import pgd_linf
+from dard_plugin.attacks.pgd import projected_gradient_descent
 from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack
 
 VALIDATION: dict[str, SuiteAttack] = {"pgd": PGD10, "dpgd": SUITE["dpgd"]}
@@ -21,17 +21,19 @@ def _attack(
     eps: float,
     generator: torch.Generator,
     bounds: tuple[float, float],
+    norm: str = "Linf",
 ) -> torch.Tensor:
-    """The suite attack's L-inf run (``SuiteAttack.run``), within ``bounds``."""
+    """The suite attack's run (``SuiteAttack.run``) in ``norm``, within ``bounds``."""
     start = None
     if attack.start == "gaussian":
         noise = torch.randn(images.shape, generator=generator).to(images.device)
         start = (images + 0.001 * noise).clamp(*bounds)
-    return pgd_linf(
+    return projected_gradient_descent(
         model,
         images,
         labels,
         attack.objective(model, images),
+        norm=norm,
         eps=eps,
         alpha=eps * attack.step_fraction,
         steps=attack.steps,
@@ -53,8 +55,10 @@ def validate(
     device: torch.device,
     seed: int,
     bounds: tuple[float, float],
+    norm: str = "Linf",
 ) -> dict[str, float]:
-    """``{"clean_accuracy": ..., "<attack>_accuracy": ...}``; the student's mode is kept."""
+    """``{"clean_accuracy": ..., "<attack>_accuracy": ...}`` under ``attack`` in ``norm``
+    (the training attack's); the student's mode is kept."""
     was_training = student.training
     student.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -63,7 +67,7 @@ def validate(
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
-            adversarial = _attack(VALIDATION[attack], student, x, y, eps, generator, bounds)
+            adversarial = _attack(VALIDATION[attack], student, x, y, eps, generator, bounds, norm)
             with torch.no_grad():
                 correct["clean"] += int((student(x).argmax(1) == y).sum())
                 correct[attack] += int((student(adversarial).argmax(1) == y).sum())

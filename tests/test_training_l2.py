@@ -1,0 +1,93 @@
+"""Issue 13 item 3: SAT, ARD, RSLAD and DARD train with an L2 attack (``attack={"norm":
+"L2", ...}``) on the package's one L2 loop, for the student's attack and DARD's teacher DPGD,
+and validate in L2; a bad norm is refused before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+
+from dard_plugin.attacks import pgd
+from dard_plugin.training import TRAINERS, AttackSettings, attacks, methods, validation
+
+EPS = 1.0  # 8x8 grey images: 0.125 per feature root-mean-square
+
+
+def spy(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
+    """Record every run of the one loop by the trainer's modules (no behaviour changed)."""
+
+    def recording(
+        model: Any, images: torch.Tensor, labels: torch.Tensor, objective: Any, **kw: Any
+    ):
+        result = pgd.projected_gradient_descent(model, images, labels, objective, **kw)
+        calls.append({"images": images.detach().clone(), "result": result.detach(), **kw})
+        return result
+
+    for module in (attacks, methods, validation):
+        monkeypatch.setattr(module, "projected_gradient_descent", recording)
+
+
+@pytest.mark.parametrize("method", ["sat", "ard", "rslad", "dard"])
+def test_l2_training_examples_lie_in_the_l2_ball_and_bounds(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y, prototypes = make_prototype_data(n=32, noise=0.3)
+    torch.manual_seed(0)
+    student = TinyCNN()
+    teacher = PrototypeLinear(prototypes).eval()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    args = (student,) if method == "sat" else (student, teacher)
+    trainer = TRAINERS[method](
+        *args, optimizer=optimizer, attack={"norm": "L2", "eps": EPS, "steps": 3}, verbose=False
+    )
+    assert trainer.attack_settings == AttackSettings(eps=EPS, alpha=EPS / 4, steps=3, norm="L2")
+    calls: list[dict[str, Any]] = []
+    spy(monkeypatch, calls)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x[:16], y[:16]))
+    assert np.isfinite(history[0]["loss"]) and 0 <= history[0]["pgd_accuracy"] <= 1
+    # 2 training batches (DARD: the teacher's DPGD too) + 1 validation batch
+    assert len(calls) == (5 if method == "dard" else 3)
+    for call in calls:
+        assert call["norm"] == "L2" and call["eps"] == EPS
+        delta = (call["result"] - call["images"]).flatten(1)
+        assert float(delta.norm(dim=1).max()) <= EPS * (1 + 1e-5)
+        assert float(delta.norm(dim=1).max()) > EPS / 4  # it moved: one step at least
+        assert float(delta.abs().max()) > EPS / 8  # beyond the L2 ball's per-feature RMS
+        assert float(call["result"].min()) >= 0.0 and float(call["result"].max()) <= 1.0
+
+
+def test_l2_defaults_and_the_teacher_follows_the_student_norm() -> None:
+    settings = AttackSettings(norm="L2")
+    assert (settings.eps, settings.alpha, settings.steps) == (1.5, 1.5 / 4, 10)
+    assert AttackSettings() == AttackSettings(eps=8 / 255, alpha=2 / 255, norm="Linf")
+    _, _, prototypes = make_prototype_data(n=8)
+    student = TinyCNN()
+    trainer = TRAINERS["dard"](
+        student,
+        PrototypeLinear(prototypes).eval(),
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+        attack={"norm": "L2", "eps": EPS},
+        verbose=False,
+    )
+    assert trainer.teacher_attack == trainer.attack_settings
+    assert trainer.eval_norm == "L2" and trainer.config()["attack"]["norm"] == "L2"
+
+
+@pytest.mark.parametrize("norm", ["l2", "L1", 2, "inf"])
+def test_a_bad_norm_is_refused_before_work(norm: object) -> None:
+    torch.manual_seed(0)
+    student = TinyCNN()
+    before = state_snapshot(student)
+    with pytest.raises(ValueError, match=r"norm.*'Linf'.*'L2'"):
+        TRAINERS["sat"](
+            student,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+            attack={"norm": norm, "eps": EPS},
+            verbose=False,
+        )
+    after = state_snapshot(student)
+    assert all(torch.equal(before[k], after[k]) for k in before)
