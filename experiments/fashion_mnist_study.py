@@ -594,7 +594,7 @@ def report_section(out: Path) -> str:
     for variant, label in ADV_TARGETS.items():
         test = units.get(f"test/ablation-{variant}")
         train = units.get(f"train/ablation-{variant}")
-        fooled = train["history"][-1].get("teacher_fooled_fraction") if train else None
+        fooled = train["history"][-1].get("teacher_fooled") if train else None
         lines.append(
             f"| {label} | {_pct(fooled)} | "
             f"{_pct(test['suite']['clean_accuracy']) if test else '—'} | "
