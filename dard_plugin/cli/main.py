@@ -472,12 +472,6 @@ def _distributed_setup(args: argparse.Namespace) -> tuple[int, int]:
     return dist.get_world_size(), dist.get_rank()
 
 
-def _world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def _broadcast_from_rank0(value: bool, world: int) -> bool:
     """Rank 0's ``value`` on every rank (itself when not distributed)."""
     if world <= 1:
@@ -499,11 +493,12 @@ def _evaluate_into(
 ) -> dict[str, Any]:
     from dard_plugin.data import load_dataset
     from dard_plugin.evaluation import evaluate
+    from dard_plugin.training.loop import distributed
 
     attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
     x, y = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
     batch_size = 256
-    world = _world_size()
+    world = distributed()[0]
     if world > 1 and x.shape[0] <= batch_size * (world - 1):
         # a smaller batch, so that every rank's shard holds examples (evaluate refuses an
         # empty shard); the report then depends on the world size through the batch size
