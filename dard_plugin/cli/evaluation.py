@@ -1,0 +1,261 @@
+"""``dard evaluate`` (in one process or sharded under torchrun) and ``dard attack``
+(DPGD examples to ``.npz`` and an image grid)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from dard_plugin.cli.common import (
+    DATASETS,
+    CommandError,
+    check_data_root,
+    check_out_writable,
+    distributed_setup,
+)
+
+
+def add_parsers(commands: Any) -> None:
+    evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
+    _add_model_source(evaluate)
+    evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
+    evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
+    evaluate.add_argument(
+        "--curve",
+        default=None,
+        help="comma-separated eps values: also plot accuracy against eps (curve.png in --out)",
+    )
+    evaluate.add_argument("--n-examples", type=int, default=1000)
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for JSON and markdown; also keeps AutoAttack's resumable state "
+        "(one file per attack set and rank) while the evaluation runs",
+    )
+    evaluate.epilog = (
+        "Under torchrun (torchrun --nproc_per_node N -m dard_plugin evaluate ...) each rank "
+        "evaluates its shard of the examples and rank 0 writes the one report."
+    )
+
+    attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
+    _add_model_source(attack)
+    attack.add_argument("--n", type=int, default=16, help="first N test images")
+    attack.add_argument("--step-size", type=float, default=None)
+    attack.add_argument("--steps", type=int, default=10)
+    attack.add_argument("--out", type=Path, required=True, help="folder for adv.npz, grid.png")
+
+
+def _add_model_source(parser: argparse.ArgumentParser) -> None:
+    """The model to load, the data and the budget: shared by evaluate and attack."""
+    parser.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
+    parser.add_argument("--arch", default=None, help="architecture of a bare checkpoint")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+    parser.add_argument("--eps", type=float, default=0.1)
+
+
+def _load_model_source(args: argparse.Namespace) -> Any:
+    """The model named by :func:`_add_model_source`'s arguments, frozen; a model that
+    declares an input shape other than the dataset's is an error naming both."""
+    from dard_plugin.data import dataset_info
+    from dard_plugin.evaluation._checks import expected_input_shape
+    from dard_plugin.recipes import load_model
+
+    model = load_model(
+        args.model,
+        dataset=args.dataset,
+        arch=args.arch,
+        model_dir=args.model_dir,
+        device=args.device,
+    )
+    expected, given = expected_input_shape(model), dataset_info(args.dataset).input_shape
+    if expected is not None and expected != given:
+        raise CommandError(
+            f"{args.model} expects inputs of shape {expected}, but --dataset {args.dataset} "
+            f"gives images of shape {given}: choose the dataset the model was trained on"
+        )
+    return model
+
+
+def _check_model_source_args(args: argparse.Namespace) -> None:
+    """``evaluate`` and ``attack``: the budget, the data folder and the output folder,
+    before any model or data is loaded."""
+    from dard_plugin._validation import check_real
+    from dard_plugin.data import dataset_info
+    from dard_plugin.evaluation._checks import check_eps_scale
+
+    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
+    check_eps_scale(
+        "--eps",
+        args.eps,
+        norm=getattr(args, "norm", "Linf"),
+        input_shape=dataset_info(args.dataset).input_shape,
+    )
+    check_data_root(args.data_root)
+    if args.out is not None:
+        check_out_writable(args.out)
+
+
+def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
+    prints and writes the report)."""
+    from dard_plugin._validation import check_choice, check_int
+    from dard_plugin.evaluation import ATTACK_NAMES
+    from dard_plugin.evaluation.distributed import check_torchrun_environment
+
+    _check_model_source_args(args)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    for attack in attacks:
+        check_choice("--attacks", attack, list(ATTACK_NAMES))
+    check_int("--n-examples", args.n_examples, minimum=1)
+    check_int("--batch-size", args.batch_size, minimum=1)
+    curve = _parse_curve(args)
+    check_torchrun_environment()
+    world, rank = distributed_setup(args)
+    try:
+        return _evaluate_sharded(args, attacks, curve, rank)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _evaluate_sharded(
+    args: argparse.Namespace, attacks: list[str], curve: list[float], rank: int
+) -> dict[str, Any]:
+    from dard_plugin.data import load_dataset
+    from dard_plugin.evaluation import evaluate, plot_robustness_curve, robustness_curve
+    from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, state_file
+
+    model = _load_model_source(args)
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_examples, root=args.data_root)
+    name = Path(args.model).stem
+    state = args.out / "autoattack-state.json" if args.out is not None else None
+    options: dict[str, Any] = {
+        "attacks": attacks,
+        "norm": args.norm,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "device": args.device,
+        "verbose": not args.quiet and rank == 0,
+        "model_name": name,
+    }
+    report = evaluate(model, x, y, eps=args.eps, state_path=state, **options)
+    if state is not None:  # finished: the resumable state is no longer needed
+        for attack in attacks:
+            if attack == "autoattack" or attack in AUTOATTACK_PARTS:
+                parts = AUTOATTACK_PARTS if attack == "autoattack" else (attack,)
+                path = state_file(state, parts, rank=rank, world_size=report.world_size)
+                path.unlink(missing_ok=True)
+    reports = robustness_curve(model, x, y, curve, **options) if curve else []
+    if rank != 0:
+        args.json = False  # one report, printed by rank 0
+        return {"rank": rank, "world_size": report.world_size}
+    result = report.to_dict()
+    if args.out is not None:
+        from dard_plugin.evaluation.report import write_text_atomically
+
+        report.to_json(args.out / "report.json")
+        write_text_atomically(args.out / "report.md", report.to_markdown())
+    if not args.json:
+        print(report.to_markdown())
+    if reports:
+        path = plot_robustness_curve(reports, args.out / "curve.png")
+        result["curve"] = [r.to_dict() for r in reports]
+        if not args.json:
+            print(f"robust accuracy against eps: {path}")
+    return result
+
+
+def _parse_curve(args: argparse.Namespace) -> list[float]:
+    if args.curve is None:
+        return []
+    if args.out is None:
+        raise CommandError("--curve needs --out (where curve.png is written)")
+    try:
+        values = [float(v) for v in args.curve.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"--curve must be comma-separated numbers, got {args.curve!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise CommandError(f"--curve values must be > 0, got {args.curve!r}")
+    return values
+
+
+def run_attack(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from dard_plugin.attacks.dpgd import dpgd
+    from dard_plugin.data import load_dataset
+
+    _check_model_source_args(args)
+    model = _load_model_source(args)
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n, root=args.data_root)
+    device = args.device or "cpu"
+    step = args.step_size if args.step_size is not None else args.eps / 4
+    adversarial = dpgd(
+        model, x.to(device), y.to(device), eps=args.eps, alpha=step, steps=args.steps
+    ).cpu()
+    with torch.no_grad():
+        clean_pred = model(x.to(device)).argmax(1).cpu()
+        adv_pred = model(adversarial.to(device)).argmax(1).cpu()
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        args.out / "adv.npz",
+        clean=x.numpy(),
+        adversarial=adversarial.numpy(),
+        labels=y.numpy(),
+        clean_pred=clean_pred.numpy(),
+        adv_pred=adv_pred.numpy(),
+        eps=args.eps,
+    )
+    _image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
+    summary = {
+        "n": args.n,
+        "eps": args.eps,
+        "clean_accuracy": float((clean_pred == y).float().mean()),
+        "dpgd_accuracy": float((adv_pred == y).float().mean()),
+        "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],
+    }
+    if not args.json:
+        print(
+            f"DPGD at eps {args.eps}: accuracy {summary['clean_accuracy']:.3f} -> "
+            f"{summary['dpgd_accuracy']:.3f} on {args.n} images; wrote {args.out}/adv.npz, "
+            f"{args.out}/grid.png"
+        )
+    return summary
+
+
+def _image_grid(
+    clean: Any, adversarial: Any, labels: Any, clean_pred: Any, adv_pred: Any, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(8, clean.shape[0])
+    figure, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
+    for i in range(n):
+        for row, (images, preds, title) in enumerate(
+            ((clean, clean_pred, "clean"), (adversarial, adv_pred, "DPGD"))
+        ):
+            image = images[i].permute(1, 2, 0).squeeze(-1).numpy()
+            axes[row][i].imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            ok = int(preds[i]) == int(labels[i])
+            axes[row][i].set_title(
+                f"{title}: {int(preds[i])}", fontsize=7, color="green" if ok else "red"
+            )
+            axes[row][i].axis("off")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+COMMANDS = {"evaluate": run_evaluate, "attack": run_attack}

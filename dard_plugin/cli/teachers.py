@@ -1,0 +1,46 @@
+"""``dard teachers``: RobustBench's published teachers and the shipped ones, measured."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parsers(commands: Any) -> None:
+    teachers = commands.add_parser("teachers", help="list RobustBench teachers and accuracies")
+    teachers.add_argument(
+        "--dataset",
+        default="cifar10",
+        choices=("cifar10", "cifar100", "imagenet", "fashion-mnist"),
+        help="fashion-mnist lists the teachers shipped with dard-plugin",
+    )
+    teachers.add_argument("--threat-model", default="Linf", choices=("Linf", "L2"))
+
+
+def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from dard_plugin.teachers import list_teachers
+
+    rows = [vars(t) for t in list_teachers(args.dataset, args.threat_model)]
+    if not args.json:
+        print(f"{'name':<46} {'clean':>6} {'AA':>6}  {'source':<26} architecture")
+        for row in rows:
+            clean = "-" if row["clean_acc"] is None else f"{row['clean_acc']:.2f}"
+            robust = "-" if row["autoattack_acc"] is None else f"{row['autoattack_acc']:.2f}"
+            if row["source"] == "dard-plugin":
+                source = f"measured (AA: {row['autoattack_examples']} images)"
+            else:
+                source = "RobustBench (published)"
+            print(
+                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<26} "
+                f"{row['architecture'] or ''}"
+            )
+        shipped = sum(row["source"] == "dard-plugin" for row in rows)
+        print(
+            f"{len(rows)} {args.dataset}/{args.threat_model} teachers ({shipped} shipped with "
+            "dard-plugin, measured; the others RobustBench's published numbers); accuracies "
+            "in percent."
+        )
+    return rows
+
+
+COMMANDS = {"teachers": run_teachers}

@@ -1,0 +1,374 @@
+"""``dard train-teacher`` and ``dard distill``: a training run (resumable, refused where
+``--out`` holds another run), then the final evaluation of the trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from dard_plugin.cli.common import (
+    DATASETS,
+    DEFAULT_TEACHER,
+    METHODS,
+    CommandError,
+    barrier,
+    broadcast_from_rank0,
+    check_data_root,
+    distributed_setup,
+)
+
+logger = logging.getLogger("dard_plugin.cli")
+
+
+def add_parsers(commands: Any) -> None:
+    train_teacher = commands.add_parser(
+        "train-teacher", help="PGD adversarial training (SAT) of a teacher"
+    )
+    _add_training(train_teacher, default_arch="teacher-cnn")
+
+    distill = commands.add_parser("distill", help="distil a robust teacher into a student")
+    distill.add_argument("--method", default="dard", choices=METHODS)
+    distill.add_argument(
+        "--teacher",
+        default=DEFAULT_TEACHER,
+        help="shipped teacher, RobustBench name, or checkpoint file",
+    )
+    distill.add_argument("--teacher-arch", default=None, help="architecture of a checkpoint")
+    distill.add_argument("--threat-model", default="Linf")
+    distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+    distill.add_argument("--teacher-targets", default="online", choices=("online", "cached"))
+    distill.add_argument(
+        "--cache-refresh-epochs",
+        type=int,
+        default=None,
+        help="with cached targets: recompute them every K epochs",
+    )
+    distill.add_argument(
+        "--attack-kind",
+        default=None,
+        choices=("dpgd", "pgd"),
+        help="the student's attack (default: the method's own)",
+    )
+    distill.add_argument("--alpha", type=float, default=None, help="distillation weight a")
+    distill.add_argument("--temperature", type=float, default=None)
+    distill.add_argument("--adv-weight", type=float, default=None, help="DARD's w")
+    distill.add_argument(
+        "--adv-targets",
+        default=None,
+        choices=("teacher-adv", "teacher-nat", "student-adv", "teacher-adv-corrected"),
+        help="DARD's adversarial soft labels: the teacher on its own DPGD example "
+        "(teacher-adv, the paper's, default), on the natural image, on the student's "
+        "adversarial example (online targets only), or teacher-adv with the true label "
+        "where the teacher is fooled",
+    )
+    distill.add_argument(
+        "--legacy-teacher-softmax",
+        action="store_true",
+        help="reproduce the original scripts' defect (comparison only)",
+    )
+    _add_training(distill, default_arch="small-cnn")
+
+
+def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None:
+    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--arch", default=default_arch, help="architecture (registry name)")
+    parser.add_argument("--n-train", type=int, default=None, help="first N training images")
+    parser.add_argument("--n-val", type=int, default=1000, help="validation images per epoch")
+    parser.add_argument(
+        "--val-split",
+        type=int,
+        default=None,
+        help="hold out the last N training images and validate on the first --n-val of "
+        "them (default: validate on the first --n-val test images)",
+    )
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="SGD learning rate (default: 0.05 for SAT, 0.01 for distillation)",
+    )
+    parser.add_argument(
+        "--norm",
+        default="Linf",
+        choices=("Linf", "L2"),
+        help="threat model of training, validation and the final evaluation",
+    )
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="budget in [0,1] pixels (default: 0.1 for Linf, 1.5 for L2)",
+    )
+    parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (nothing to do if it finished with these settings)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out, if any")
+    parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
+    parser.add_argument(
+        "--eval-attacks",
+        default=None,
+        help="comma-separated attack names for the final evaluation (default: "
+        "clean,fgsm,pgd,dpgd,apgd-ce for Linf; clean,fgsm,pgd,apgd-ce for L2)",
+    )
+
+
+def _check_training_args(args: argparse.Namespace) -> None:
+    """Every argument checked before any data, model or teacher is loaded."""
+    from dard_plugin._validation import check_choice, check_int, check_real
+    from dard_plugin.evaluation import ATTACK_NAMES
+    from dard_plugin.models import REGISTRY
+    from dard_plugin.training.attacks import L2_TRAINING_EPS
+
+    check_choice("--arch", args.arch, list(REGISTRY))
+    check_choice("--norm", args.norm, ["Linf", "L2"])
+    if args.eps is None:
+        args.eps = 0.1 if args.norm == "Linf" else L2_TRAINING_EPS
+    if args.eval_attacks is None:
+        linf_only = "" if args.norm == "L2" else "dpgd,"
+        args.eval_attacks = f"clean,fgsm,pgd,{linf_only}apgd-ce"
+    check_data_root(args.data_root)
+    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
+    if args.step_size is not None:
+        check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
+    for name in ("epochs", "batch_size", "steps", "n_val", "n_eval"):
+        check_int(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1)
+    if args.n_train is not None:
+        check_int("--n-train", args.n_train, minimum=1)
+    if args.val_split is not None:
+        check_int("--val-split", args.val_split, minimum=1)
+    if args.lr is not None:
+        check_real("--lr", args.lr, low=0.0, low_inclusive=False)
+    for attack in args.eval_attacks.split(","):
+        check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
+    _check_out(args.out)
+    _check_existing_run(args)
+
+
+_NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's settings as recorded in ``run.json`` beside its results."""
+    return {k: str(v) for k, v in sorted(vars(args).items()) if k not in _NOT_RUN_SETTINGS}
+
+
+def _check_existing_run(args: argparse.Namespace) -> None:
+    """An --out that holds a run is refused unless --resume or --overwrite."""
+    from dard_plugin.recipes import existing_run
+
+    if args.resume and args.overwrite:
+        raise CommandError("--resume and --overwrite exclude each other: choose one")
+    found = existing_run(args.out)
+    if found is not None and not (args.resume or args.overwrite):
+        raise CommandError(
+            f"--out {args.out} already holds a {found} run: pass --resume to continue it (or "
+            "do nothing if it finished with the same settings), --overwrite to replace it, "
+            "or another --out"
+        )
+
+
+def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The saved report of a finished run whose recorded settings are these, else None."""
+    out = args.out
+    try:
+        recorded = json.loads((out / "run.json").read_text())
+        report: dict[str, Any] = json.loads((out / "report.json").read_text())
+        markdown = (out / "report.md").read_text()
+    except (OSError, ValueError):
+        return None
+    if recorded != _run_settings(args):
+        return None
+    if not args.json:
+        print(f"{out} holds this run, finished with the same settings: nothing to do")
+        print(markdown)
+    return report
+
+
+def _check_out(folder: Path) -> None:
+    from dard_plugin.recipes import _check_writable
+
+    _check_writable(folder)
+
+
+def _train(
+    args: argparse.Namespace, *, method: str, teacher: Any, **method_kwargs: Any
+) -> dict[str, Any]:
+    from dard_plugin.recipes import distill
+
+    world, rank = distributed_setup(args)
+    try:
+        result = distill(
+            method=method,
+            dataset=args.dataset,
+            teacher=teacher,
+            student_arch=args.arch,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            val_split=args.val_split,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            eps=args.eps,
+            step_size=args.step_size,
+            steps=args.steps,
+            norm=args.norm,
+            seed=args.seed,
+            device=args.device,
+            out_dir=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            data_root=args.data_root,
+            verbose=not args.quiet and rank == 0,
+            **method_kwargs,
+        )
+        # every rank evaluates its shard (evaluate shards over the process group); rank 0
+        # alone decides whether a finished run's report is reused, prints and writes
+        report = _finished_report(args) if result.epochs_run == 0 and rank == 0 else None
+        if broadcast_from_rank0(report is None, world):
+            report = _evaluate_into(
+                result.student,
+                args,
+                args.out if rank == 0 else None,
+                name=f"{method}-{args.arch}",
+                announce=rank == 0,
+            )
+            if rank == 0:
+                from dard_plugin.training.checkpointing import write_json
+
+                write_json(args.out / "run.json", _run_settings(args))
+        if rank != 0:
+            return {"history": result.history, "rank": rank, "world_size": world}
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    return {
+        "history": result.history,
+        "report": report,
+        "files": result.files,
+        "train_seconds": result.seconds,
+        "world_size": world,
+    }
+
+
+def _evaluate_into(
+    model: Any,
+    args: argparse.Namespace,
+    out: Path | None,
+    *,
+    name: str,
+    announce: bool = True,
+) -> dict[str, Any]:
+    from dard_plugin.data import load_dataset
+    from dard_plugin.evaluation import evaluate
+    from dard_plugin.training.loop import distributed
+
+    attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
+    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
+    batch_size = 256
+    world = distributed()[0]
+    if world > 1 and x.shape[0] <= batch_size * (world - 1):
+        # a smaller batch, so that every rank's shard holds examples (evaluate refuses an
+        # empty shard); the report then depends on the world size through the batch size
+        batch_size = -(-x.shape[0] // world)
+        logger.info("evaluation batch size %d so that %d ranks share the work", batch_size, world)
+    report = evaluate(
+        model,
+        x,
+        y,
+        eps=args.eps,
+        batch_size=batch_size,
+        norm=getattr(args, "norm", "Linf"),
+        attacks=attacks,
+        verbose=not args.quiet and announce,
+        model_name=name,
+        device=args.device,
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(out / "report.json")
+        (out / "report.md").write_text(report.to_markdown())
+    if announce and not args.json:
+        print(report.to_markdown())
+    return report.to_dict()
+
+
+def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
+    _check_training_args(args)
+    return _train(args, method="sat", teacher=None)
+
+
+def run_distill(args: argparse.Namespace) -> dict[str, Any]:
+    from dard_plugin.recipes import load_model
+
+    _check_training_args(args)
+    method_kwargs = _method_options(args)
+    teacher = None
+    if args.method != "sat":
+        world, rank = distributed_setup(args)
+        if rank > 0:  # rank 0 fetches a RobustBench teacher first; the others then read it
+            barrier()
+        teacher = load_model(
+            args.teacher,
+            dataset=args.dataset,
+            arch=args.teacher_arch,
+            threat_model=args.threat_model,
+            model_dir=args.model_dir,
+            device=args.device,
+        )
+        if rank == 0 and world > 1:
+            barrier()
+    return _train(args, method=args.method, teacher=teacher, **method_kwargs)
+
+
+_METHOD_OPTIONS = {
+    "sat": {"attack_kind"},
+    "ard": {"teacher_targets", "cache_refresh_epochs", "attack_kind", "alpha", "temperature"},
+    "rslad": {"teacher_targets", "cache_refresh_epochs", "attack_kind"},
+    "dard": {
+        "teacher_targets",
+        "cache_refresh_epochs",
+        "attack_kind",
+        "alpha",
+        "temperature",
+        "adv_weight",
+        "adv_targets",
+        "legacy_teacher_softmax",
+    },
+}
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The trainer options given on the command line; one that the method does not take is
+    an error rather than silently ignored."""
+    given: dict[str, Any] = {}
+    options = ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight")
+    for option in (*options, "adv_targets"):
+        if getattr(args, option) is not None:
+            given[option] = getattr(args, option)
+    if args.legacy_teacher_softmax:
+        given["legacy_teacher_softmax"] = True
+    allowed = _METHOD_OPTIONS[args.method]
+    refused = sorted(set(given) - allowed)
+    if refused:
+        names = ", ".join("--" + k.replace("_", "-") for k in refused)
+        raise CommandError(f"{names} does not apply to --method {args.method}")
+    if "teacher_targets" in allowed:
+        given["teacher_targets"] = args.teacher_targets
+    return given
+
+
+COMMANDS = {"train-teacher": run_train_teacher, "distill": run_distill}

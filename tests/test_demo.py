@@ -1,0 +1,61 @@
+"""`dard demo`'s stored reference rows: they are what the demo's own evaluation gives
+(checked afresh for the teacher's clean and FGSM rows), and they are shown only beside a
+student evaluated the same way."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from dard_plugin.cli import demo
+from dard_plugin.data import load_dataset
+from dard_plugin.evaluation import evaluate
+from dard_plugin.teachers import load_teacher
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return demo.load_reference()
+
+
+def test_the_reference_was_measured_with_the_demos_evaluation(reference) -> None:
+    assert reference["n_examples"] == demo.N_EVAL
+    assert reference["eps"] == demo.EPS
+    assert reference["attacks"] == [a for a in demo.ATTACKS if a != "clean"]
+    assert len(reference["provenance"]["git_commit"]) == 40
+    for row in reference["rows"]:
+        report = row["report"]
+        assert report["n_examples"] == demo.N_EVAL and report["eps"] == demo.EPS
+        assert sorted(report["per_attack"]) == sorted(reference["attacks"])
+        worst = min(report["clean_accuracy"], *report["per_attack"].values())
+        assert report["robust_accuracy"] <= worst
+
+
+def test_the_stored_teacher_row_is_reproduced(reference) -> None:
+    """The teacher's clean and FGSM accuracies, recomputed exactly as the demo evaluates
+    (first 500 test images, batch 256, seed 0), equal the stored ones."""
+    stored = reference["rows"][0]["report"]
+    teacher = load_teacher(demo.DEMO_TEACHER, dataset="fashion-mnist")
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=demo.N_EVAL)
+    fresh = evaluate(
+        teacher, x, y, eps=demo.EPS, attacks=["clean", "fgsm"], batch_size=256, seed=0
+    )
+    assert fresh.clean_accuracy == stored["clean_accuracy"]
+    assert fresh.per_attack["fgsm"] == stored["per_attack"]["fgsm"]
+
+
+def test_the_comparison_needs_the_same_evaluation(reference) -> None:
+    student = copy.deepcopy(reference["rows"][1]["report"])
+    table = demo.comparison_table(student, reference)
+    assert table is not None
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + len(reference["rows"]) + 1
+    assert lines[-1].startswith("| this student")
+    worst = f"{100 * student['robust_accuracy']:.1f}"
+    assert lines[-1].rstrip(" |").endswith(worst)
+    for field, value in (("n_examples", 16), ("eps", 0.2), ("seed", 1)):
+        other = dict(student, **{field: value})
+        assert demo.comparison_table(other, reference) is None, field
+    fewer = dict(student, per_attack={"fgsm": 0.5})
+    assert demo.comparison_table(fewer, reference) is None
