@@ -25,7 +25,7 @@ REFERENCE_FILE = Path(__file__).with_name("demo_reference.json")
 
 
 # The demo's settings (chosen on the validation split, experiments/demo_tuning.py)
-N_TRAIN, EPOCHS, LR = 10_000, 5, 0.04
+N_TRAIN, EPOCHS, LR = 10_000, 5, 0.02
 VAL_SPLIT, N_VAL, N_EVAL, EPS = 5_000, 500, 500, 0.1
 ATTACKS = ("clean", "fgsm", "pgd", "dpgd", "apgd-ce")
 
