@@ -15,6 +15,9 @@ from typing import Any
 METHODS = ("dard", "sat", "ard", "rslad")
 DATASETS = ("fashion-mnist", "cifar10", "cifar100")
 DEMO_TEACHER = "dard-fmnist-teacher"
+# every suite row has an L-inf and an L2 form, so these serve both --norm values
+DEFAULT_TRAINING_EVAL_ATTACKS = "clean,fgsm,pgd,dpgd,apgd-ce"  # distill / train-teacher
+DEFAULT_EVALUATE_ATTACKS = "clean,fgsm,pgd,dpgd,autoattack"  # evaluation.DEFAULT_ATTACKS
 
 logger = logging.getLogger("dard_plugin.cli")
 
@@ -69,9 +72,9 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
     parser.add_argument(
         "--eval-attacks",
-        default=None,
-        help="comma-separated attack names for the final evaluation (default: "
-        "clean,fgsm,pgd,dpgd,apgd-ce for Linf; clean,fgsm,pgd,apgd-ce for L2)",
+        default=DEFAULT_TRAINING_EVAL_ATTACKS,
+        help="comma-separated attack names for the final evaluation, in --norm (default: "
+        f"{DEFAULT_TRAINING_EVAL_ATTACKS}; every suite row has an L-inf and an L2 form)",
     )
 
 
@@ -111,16 +114,16 @@ def _load_model_source(args: argparse.Namespace) -> Any:
 def _check_model_source_args(args: argparse.Namespace) -> None:
     """``evaluate`` and ``attack``: the budget, the data folder and the output folder,
     before any model or data is loaded."""
-    from dard_plugin._validation import check_real
+    from dard_plugin._validation import check_eps_plausible, check_real
     from dard_plugin.data import dataset_info
-    from dard_plugin.evaluation._checks import check_eps_scale
 
     check_real("--eps", args.eps, low=0.0, low_inclusive=False)
-    check_eps_scale(
-        "--eps",
+    check_eps_plausible(
         args.eps,
+        (0.0, 1.0),
         norm=getattr(args, "norm", "Linf"),
         input_shape=dataset_info(args.dataset).input_shape,
+        name="--eps",
     )
     _check_data_root(args.data_root)
     if args.out is not None:
@@ -225,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
     _add_model_source(evaluate)
     evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
-    evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
+    evaluate.add_argument(
+        "--attacks",
+        default=DEFAULT_EVALUATE_ATTACKS,
+        help=f"comma-separated attack names, in --norm (default: {DEFAULT_EVALUATE_ATTACKS})",
+    )
     evaluate.add_argument(
         "--curve",
         default=None,
@@ -326,9 +333,6 @@ def _check_training_args(args: argparse.Namespace) -> None:
     check_choice("--norm", args.norm, ["Linf", "L2"])
     if args.eps is None:
         args.eps = 0.1 if args.norm == "Linf" else L2_TRAINING_EPS
-    if args.eval_attacks is None:
-        linf_only = "" if args.norm == "L2" else "dpgd,"
-        args.eval_attacks = f"clean,fgsm,pgd,{linf_only}apgd-ce"
     _check_data_root(args.data_root)
     check_real("--eps", args.eps, low=0.0, low_inclusive=False)
     if args.step_size is not None:
