@@ -189,30 +189,43 @@ def check_eps_plausible(
     *,
     norm: str = "Linf",
     num_features: int | None = None,
+    input_shape: Sequence[int] | None = None,
     name: str = "eps",
 ) -> None:
     """Refuse a budget that covers the whole input range; warn on an implausibly large one.
 
+    The one budget check of the package (the attacks, ``evaluate`` and the command line).
     The usual slip is ``eps=8`` for ``8/255``. For L-inf with bounds of range R: ``eps >= R``
     is a ``ValueError`` naming ``name`` and suggesting ``8/255``; ``eps > 0.3 R`` (above the
     largest L-inf budget in common use, MNIST's 0.3 on [0, 1]) gives a ``UserWarning``. For
     L2 the same two rules apply to the per-feature root-mean-square budget
-    ``eps / sqrt(num_features)`` (nothing is checked when ``num_features`` is unknown).
-    Unbounded inputs (``bounds=None``) are not checked. Per-sample or per-feature budgets
-    are judged by their largest value.
+    ``eps / sqrt(num_features)`` (so the error is ``eps >= R * sqrt(num_features)``, the L2
+    diameter of the box), suggesting 0.5 (CIFAR-10's L2 budget); ``num_features`` may be
+    given as the per-example ``input_shape``, and nothing is checked when neither is
+    known. Unbounded inputs (``bounds=None``) are not checked. Per-sample or per-feature
+    budgets are judged by their largest value.
     """
     if bounds is None:
         return
+    if input_shape is not None:
+        num_features = math.prod(input_shape)
     largest = float(eps.max()) if isinstance(eps, torch.Tensor) else float(eps)
+    full_range = bounds_range(bounds)
     if norm == "L2":
         if num_features is None:
             return
         per_feature = largest / math.sqrt(num_features)
-        unit = f" ({name} / sqrt({num_features}) = {per_feature:.4g} per feature)"
+        shape = f"inputs of shape {tuple(input_shape)}, " if input_shape is not None else ""
+        unit = (
+            f" ({name} / sqrt({num_features}) = {per_feature:.4g} per feature; the L2 "
+            f"diameter of the box is {full_range * math.sqrt(num_features):.4g} for "
+            f"{shape}{num_features} features)"
+        )
         suggestion = "0.5 (CIFAR-10's L2 budget)"
     else:
-        per_feature, unit, suggestion = largest, "", "8/255"
-    full_range = bounds_range(bounds)
+        per_feature, unit, suggestion = largest, "", "8/255 (CIFAR-10's L-inf budget)"
+        if largest >= 1:  # a budget in 0-255 pixel steps
+            suggestion = f"{largest:g}/255 = {largest / 255:.4g} (CIFAR-10's L-inf budget is 8/255)"
     if per_feature >= full_range:
         raise ValueError(
             f"{name}={largest:g}{unit} covers the whole input range {full_range:g} of the "

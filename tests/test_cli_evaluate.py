@@ -69,8 +69,34 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
 def test_eps_covering_the_range_is_refused_before_work(student_file, tmp_path) -> None:
     for command in ("evaluate", "attack"):
         done = dard(command, str(student_file), "--eps", "8", "--out", str(tmp_path / command))
-        assert_one_line_error(done, "--eps must be smaller than the input range", "8/255")
+        assert_one_line_error(done, "--eps=8 covers the whole input range", "8/255")
+    # L2: Fashion-MNIST's 28x28 box has L2 diameter 28
+    done = dard("evaluate", str(student_file), "--norm", "L2", "--eps", "28")
+    assert_one_line_error(done, "--eps=28", "L2 diameter of the box is 28", "0.5")
     assert not list(tmp_path.iterdir())
+
+
+def test_evaluate_in_l2_runs_every_row(tmp_path) -> None:
+    """Issue 13 item 4: `dard evaluate --norm L2` (once: only fgsm and pgd had L2 forms)."""
+    attacks = "clean,fgsm,pgd,bim,tpgd,cw,dpgd"
+    done = dard(
+        "evaluate",
+        "dard-fmnist-teacher",
+        "--norm",
+        "L2",
+        "--eps",
+        "1.5",
+        "--attacks",
+        attacks,
+        "--n-examples",
+        "4",
+        "--json",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["norm"] == "L2" and report["eps"] == 1.5
+    assert set(report["per_attack"]) == set(attacks.split(",")) - {"clean"}
 
 
 def test_missing_data_root_is_an_error(student_file, tmp_path) -> None:

@@ -38,9 +38,7 @@ def test_the_stored_teacher_row_is_reproduced(reference) -> None:
     stored = reference["rows"][0]["report"]
     teacher = load_teacher(demo.DEMO_TEACHER, dataset="fashion-mnist")
     x, y = load_dataset("fashion-mnist", train=False, n_examples=demo.N_EVAL)
-    fresh = evaluate(
-        teacher, x, y, eps=demo.EPS, attacks=["clean", "fgsm"], batch_size=256, seed=0
-    )
+    fresh = evaluate(teacher, x, y, eps=demo.EPS, attacks=["clean", "fgsm"], batch_size=256, seed=0)
     assert fresh.clean_accuracy == stored["clean_accuracy"]
     assert fresh.per_attack["fgsm"] == stored["per_attack"]["fgsm"]
 

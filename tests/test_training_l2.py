@@ -12,7 +12,8 @@ import torch
 from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
 
 from dard_plugin.attacks import pgd
-from dard_plugin.training import TRAINERS, AttackSettings, attacks, methods, validation
+from dard_plugin.evaluation import attacks as suite
+from dard_plugin.training import TRAINERS, AttackSettings, attacks, methods
 
 EPS = 1.0  # 8x8 grey images: 0.125 per feature root-mean-square
 
@@ -27,7 +28,7 @@ def spy(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
         calls.append({"images": images.detach().clone(), "result": result.detach(), **kw})
         return result
 
-    for module in (attacks, methods, validation):
+    for module in (attacks, methods, suite):  # suite: validation runs SuiteAttack.run
         monkeypatch.setattr(module, "projected_gradient_descent", recording)
 
 

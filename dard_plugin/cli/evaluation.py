@@ -15,12 +15,19 @@ from dard_plugin.cli.common import (
     distributed_setup,
 )
 
+# every suite row has an L-inf and an L2 form, so this serves both --norm values
+DEFAULT_EVALUATE_ATTACKS = "clean,fgsm,pgd,dpgd,autoattack"  # evaluation.DEFAULT_ATTACKS
+
 
 def add_parsers(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
     _add_model_source(evaluate)
     evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
-    evaluate.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
+    evaluate.add_argument(
+        "--attacks",
+        default=DEFAULT_EVALUATE_ATTACKS,
+        help=f"comma-separated attack names, in --norm (default: {DEFAULT_EVALUATE_ATTACKS})",
+    )
     evaluate.add_argument(
         "--curve",
         default=None,
@@ -85,16 +92,16 @@ def _load_model_source(args: argparse.Namespace) -> Any:
 def _check_model_source_args(args: argparse.Namespace) -> None:
     """``evaluate`` and ``attack``: the budget, the data folder and the output folder,
     before any model or data is loaded."""
-    from dard_plugin._validation import check_real
+    from dard_plugin._validation import check_eps_plausible, check_real
     from dard_plugin.data import dataset_info
-    from dard_plugin.evaluation._checks import check_eps_scale
 
     check_real("--eps", args.eps, low=0.0, low_inclusive=False)
-    check_eps_scale(
-        "--eps",
+    check_eps_plausible(
         args.eps,
+        (0.0, 1.0),
         norm=getattr(args, "norm", "Linf"),
         input_shape=dataset_info(args.dataset).input_shape,
+        name="--eps",
     )
     check_data_root(args.data_root)
     if args.out is not None:

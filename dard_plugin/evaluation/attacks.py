@@ -1,7 +1,8 @@
-"""The evaluation attack suite, as a table: every L-inf attack but AutoAttack is the
-package's one sign-gradient loop with another objective, step and start. Each row declares
-the norms it has a form for; AutoAttack (the original algorithm, through pyautoattack)
-lives in :mod:`dard_plugin.evaluation.autoattack`."""
+"""The evaluation attack suite, as a table: every attack but AutoAttack is the package's
+one projected-gradient loop (:func:`~dard_plugin.attacks.pgd.projected_gradient_descent`)
+with another objective, step and start, in L-inf (sign-gradient steps) or L2 (normalized
+gradient steps). Each row declares the norms it has a form for; AutoAttack (the original
+algorithm, through pyautoattack) lives in :mod:`dard_plugin.evaluation.autoattack`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dard_plugin._validation import Bounds, check_choice
 from dard_plugin.attacks.dpgd import dpgd_objective
-from dard_plugin.attacks.pgd import Objective, cross_entropy_objective, kl_objective, pgd_linf
+from dard_plugin.attacks.pgd import (
+    NORMS,
+    Objective,
+    cross_entropy_objective,
+    eval_mode,
+    kl_objective,
+    projected_gradient_descent,
+)
 
 logger = logging.getLogger(__name__)
 
 ObjectiveFactory = Callable[[nn.Module, torch.Tensor], Objective]
+STARTS = ("clean", "uniform", "gaussian")
+GAUSSIAN_START_STD = 0.001  # RSLAD's / TRADES' x + 0.001 N(0, 1)
 
 
 def _margin_objective(
@@ -32,32 +43,37 @@ def _margin_objective(
 
 
 def _trades_objective(model: nn.Module, images: torch.Tensor) -> Objective:
-    """TRADES' inner maximisation: KL(f(x) || f(x')) away from the clean prediction."""
-    with torch.no_grad():
+    """TRADES' inner maximisation: KL(f(x) || f(x')) away from the clean prediction (taken
+    in eval mode, as the loop runs the model: a model in train mode keeps its buffers)."""
+    with eval_mode(model), torch.no_grad():
         return kl_objective(F.softmax(model(images).float(), dim=1))
 
 
 @dataclass(frozen=True)
 class SuiteAttack:
-    """One row of the suite: an objective on the package's L-inf loop, its step size as a
-    fraction of eps, its steps and its start (``"clean"``, ``"uniform"`` or ``"gaussian"``:
-    x + 0.001 N(0, 1)).
+    """One row of the suite: an objective on the package's loop, its step size as a
+    fraction of eps, its steps, its start (``"clean"``; ``"uniform"``: uniform in the eps
+    ball of the norm, from the row's generator; ``"gaussian"``: x + 0.001 N(0, 1) from the
+    generator, clipped into the bounds) and the norms it has a form for.
 
-    ``l2_steps`` is the row's L2 form (``None``: the row has none, and asking for it is an
-    error naming the row and the norm); today the L2 form runs torchattacks' ``PGDL2``, seeded
-    from the row's generator."""
+    A row's L2 form is the same objective, step fraction, steps and start on the L2 loop
+    (normalized gradient step, projection onto the L2 ball); asking a row for a norm it has
+    no form for is an error naming the row and the norm."""
 
+    name: str
     description: str
     objective: ObjectiveFactory
     step_fraction: float
     steps: int
     start: str = "clean"
-    l2_steps: int | None = None  # None: no L2 version
+    norms: tuple[str, ...] = ("Linf",)
 
-    @property
-    def norms(self) -> tuple[str, ...]:
-        """The norms this row has a form for."""
-        return ("Linf", "L2") if self.l2_steps is not None else ("Linf",)
+    def __post_init__(self) -> None:
+        check_choice("start", self.start, STARTS)
+        if not self.norms or any(norm not in NORMS for norm in self.norms):
+            raise ValueError(
+                f"norms must be a non-empty tuple from {list(NORMS)}, got {self.norms}"
+            )
 
     def run(
         self,
@@ -67,52 +83,43 @@ class SuiteAttack:
         eps: float,
         norm: str,
         generator: torch.Generator,
+        bounds: Bounds = (0.0, 1.0),
     ) -> torch.Tensor:
+        """The row's adversarial examples of ``images`` in the ``norm`` ball of radius
+        ``eps``, inside ``bounds``; every random draw comes from ``generator``."""
         if norm not in self.norms:
-            raise ValueError(f"{self.description.split(':')[0]} has no {norm} form")
-        if norm == "L2":
-            return self._run_l2(model, images, labels, eps, generator)
+            raise ValueError(
+                f"attack {self.name!r} has no {norm} form in this suite (it supports "
+                f"{list(self.norms)})"
+            )
         start = None
         if self.start == "gaussian":
             noise = torch.randn(images.shape, generator=generator).to(images.device)
-            start = (images + 0.001 * noise).clamp(0, 1)
-        return pgd_linf(
+            start = _clip(images + GAUSSIAN_START_STD * noise, bounds)
+        return projected_gradient_descent(
             model,
             images,
             labels,
             self.objective(model, images),
+            norm=norm,
             eps=eps,
             alpha=eps * self.step_fraction,
             steps=self.steps,
             random_start=self.start == "uniform",
             generator=generator,
             start=start,
+            bounds=bounds,
         )
 
-    def _run_l2(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        eps: float,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        import torchattacks
 
-        attack = torchattacks.PGDL2(
-            model,
-            eps=eps,
-            alpha=eps * self.step_fraction,
-            steps=self.l2_steps,
-            random_start=self.start == "uniform",
-        )
-        # PGDL2 draws its random start from the global RNG: seed it from this batch's
-        # generator inside a fork, so the caller's RNG is untouched
-        devices = [images.device] if images.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=images.device.type):
-            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-            adversarial: torch.Tensor = attack(images, labels)
-        return adversarial
+def _clip(images: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    """Into ``bounds``: numbers or per-feature tensors."""
+    low, high = bounds
+    if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+        low_t = torch.as_tensor(low, dtype=images.dtype, device=images.device)
+        high_t = torch.as_tensor(high, dtype=images.dtype, device=images.device)
+        return torch.maximum(torch.minimum(images, high_t), low_t)
+    return images.clamp(float(low), float(high))
 
 
 def check_norm_supported(name: str, norm: str) -> None:
@@ -138,53 +145,75 @@ def _fixed(objective: Objective) -> ObjectiveFactory:
     return lambda model, images: objective
 
 
+BOTH = ("Linf", "L2")
 SUITE: dict[str, SuiteAttack] = {
-    "fgsm": SuiteAttack(
-        "FGSM: one step of size eps (FGM for L2)",
-        _fixed(cross_entropy_objective),
-        1.0,
-        1,
-        l2_steps=1,
-    ),
-    "pgd": SuiteAttack(
-        "PGD-20 on CE, step eps/4, uniform random start",
-        _fixed(cross_entropy_objective),
-        0.25,
-        20,
-        "uniform",
-        l2_steps=20,
-    ),
-    "bim": SuiteAttack(
-        "BIM: 20 steps of eps/10 on CE, no random start", _fixed(cross_entropy_objective), 0.1, 20
-    ),
-    "tpgd": SuiteAttack(
-        "T-PGD: TRADES KL(f(x)||f(x')), 10 steps of eps/4 from x + 0.001 N",
-        _trades_objective,
-        0.25,
-        10,
-        "gaussian",
-    ),
-    "cw": SuiteAttack(
-        "CW-Linf: margin loss, 30 steps of eps/4, uniform random start",
-        _fixed(_margin_objective),
-        0.25,
-        30,
-        "uniform",
-    ),
-    "dpgd": SuiteAttack(
-        "DPGD: 10 steps of eps/4 (METHOD.md's 2/255 : 8/255), per-sample Dice",
-        _fixed(dpgd_objective("sample")),
-        0.25,
-        10,
-    ),
+    row.name: row
+    for row in (
+        SuiteAttack(
+            "fgsm",
+            "FGSM: one step of size eps on CE (L2: FGM, one normalized-gradient step of eps)",
+            _fixed(cross_entropy_objective),
+            1.0,
+            1,
+            norms=BOTH,
+        ),
+        SuiteAttack(
+            "pgd",
+            "PGD-20 on CE, step eps/4, uniform random start in the eps ball (L2: PGD-L2)",
+            _fixed(cross_entropy_objective),
+            0.25,
+            20,
+            "uniform",
+            norms=BOTH,
+        ),
+        SuiteAttack(
+            "bim",
+            "BIM: 20 steps of eps/10 on CE, no random start (L2: BIM-L2)",
+            _fixed(cross_entropy_objective),
+            0.1,
+            20,
+            norms=BOTH,
+        ),
+        SuiteAttack(
+            "tpgd",
+            "T-PGD: TRADES KL(f(x)||f(x')), 10 steps of eps/4 from x + 0.001 N (L2: T-PGD-L2)",
+            _trades_objective,
+            0.25,
+            10,
+            "gaussian",
+            norms=BOTH,
+        ),
+        SuiteAttack(
+            "cw",
+            "CW: margin-loss PGD (best other logit minus true logit; RSLAD's and ARD's "
+            "CW-inf row, not the Carlini-Wagner optimisation attack), 30 steps of eps/4, "
+            "uniform random start (L2: the same loss on the L2 ball)",
+            _fixed(_margin_objective),
+            0.25,
+            30,
+            "uniform",
+            norms=BOTH,
+        ),
+        SuiteAttack(
+            "dpgd",
+            "DPGD: 10 steps of eps/4 (METHOD.md's 2/255 : 8/255), per-sample Dice, no random "
+            "start (L2: dpgd_l2's defaults, steps 10 and step eps/4, with per-sample Dice)",
+            _fixed(dpgd_objective("sample")),
+            0.25,
+            10,
+            norms=BOTH,
+        ),
+    )
 }
 # the trainers' per-epoch validation attack: cheaper than the suite's PGD-20
 PGD10 = SuiteAttack(
+    "pgd10",
     "PGD-10 on CE, step eps/4, uniform random start",
     _fixed(cross_entropy_objective),
     0.25,
     10,
     "uniform",
+    norms=BOTH,
 )
 
 

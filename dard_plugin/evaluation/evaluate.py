@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from dard_plugin._validation import (
     check_choice,
+    check_eps_plausible,
     check_images,
     check_int,
     check_label_range,
@@ -24,7 +25,7 @@ from dard_plugin._validation import (
     warn_if_probabilities,
 )
 from dard_plugin.evaluation import distributed
-from dard_plugin.evaluation._checks import check_eps_scale, check_input_shape
+from dard_plugin.evaluation._checks import check_input_shape
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
 from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, run_autoattack, state_file
 from dard_plugin.evaluation.report import RobustnessReport
@@ -95,8 +96,10 @@ def evaluate(
         attacks: names from ``clean``, ``fgsm``, ``pgd``, ``bim``, ``tpgd``, ``cw``,
             ``dpgd``, ``autoattack`` (standard: APGD-CE, APGD-T, FAB-T, Square) and
             AutoAttack's parts ``apgd-ce``, ``apgd-t``, ``fab-t``, ``square`` (run with the
-            standard version's settings). A suite attack with no form for ``norm`` is an
-            error naming it.
+            standard version's settings). Every suite row has an L-inf and an L2 form
+            (``norm="L2"``: FGM, PGD-L2, BIM-L2, T-PGD-L2, CW-L2, DPGD-L2 on the package's
+            L2 loop, AutoAttack's standard L2 version); a row with no form for ``norm``
+            would be an error naming it.
         batch_size: examples per batch; also AutoAttack's resume unit and the unit in
             which examples are shared out between ranks.
         n_examples: evaluate the first N examples only.
@@ -130,7 +133,7 @@ def evaluate(
     check_images("images", images, (0.0, 1.0))
     check_labels("labels", labels, images.shape[0])
     check_input_shape("images", model, images)
-    check_eps_scale("eps", eps, norm=norm, input_shape=tuple(images.shape[1:]))
+    check_eps_plausible(eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]))
     if n_examples is not None:
         check_int("n_examples", n_examples, minimum=1)
         if n_examples > images.shape[0]:
