@@ -207,15 +207,17 @@ def test_a_row_without_an_l2_form_is_refused_naming_it_and_the_norm(data, monkey
 
 def test_cli_default_attack_lists_have_l2_forms() -> None:
     main = importlib.import_module("dard_plugin.cli.main")
+    evaluation = importlib.import_module("dard_plugin.cli.evaluation")
+    training = importlib.import_module("dard_plugin.cli.training")
 
-    assert ",".join(DEFAULT_ATTACKS) == main.DEFAULT_EVALUATE_ATTACKS
-    for names in (main.DEFAULT_EVALUATE_ATTACKS, main.DEFAULT_TRAINING_EVAL_ATTACKS):
+    assert ",".join(DEFAULT_ATTACKS) == evaluation.DEFAULT_EVALUATE_ATTACKS
+    for names in (evaluation.DEFAULT_EVALUATE_ATTACKS, training.DEFAULT_TRAINING_EVAL_ATTACKS):
         assert "dpgd" in names.split(",")
         assert all("L2" in SUITE[n].norms for n in names.split(",") if n in SUITE)
     parser = main.build_parser()
     for command in ("distill", "train-teacher"):
         args = parser.parse_args([command, "--norm", "L2", "--out", "x"])
-        assert args.eval_attacks == main.DEFAULT_TRAINING_EVAL_ATTACKS
+        assert args.eval_attacks == training.DEFAULT_TRAINING_EVAL_ATTACKS
 
 
 @needs_fashion_mnist
