@@ -152,6 +152,23 @@ def test_demo_tiny(tmp_path) -> None:
     assert (tmp_path / "demo" / "report.md").is_file()
 
 
+def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> None:
+    """A second `dard demo` (a resume of a finished run) once crashed on the saved report,
+    whose RobustBench-style fields (eps as "0.1") are not the report's own; it must print
+    and return the same report as the first run, training nothing."""
+    tiny = ["demo", "--n-train", "128", "--epochs", "1", "--n-eval", "16", "--quiet"]
+    first = dard(*tiny, "--out", str(tmp_path / "demo"), "--json")
+    assert first.returncode == 0, first.stderr
+    student = (tmp_path / "demo" / "student.pt").read_bytes()
+    again = dard(*tiny, "--out", str(tmp_path / "demo"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["report"] == json.loads(first.stdout)["report"]
+    assert (tmp_path / "demo" / "student.pt").read_bytes() == student
+    shown = dard(*tiny, "--out", str(tmp_path / "demo"))
+    assert shown.returncode == 0, shown.stderr
+    assert "nothing to do" in shown.stdout and "worst case" in shown.stdout
+
+
 @pytest.mark.slow  # five CLI processes, one of which trains and evaluates (~35 s alone)
 def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -> None:
     """Issue 10: a second run into the same --out is refused (naming --resume and

@@ -183,9 +183,11 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
     out = args.out
     try:
         recorded = json.loads((out / "run.json").read_text())
-        report: dict[str, Any] = json.loads((out / "report.json").read_text())
+        # the report as a fresh run returns it (RobustnessReport.to_dict()), not the
+        # RobustBench-style fields around it
+        report: dict[str, Any] = json.loads((out / "report.json").read_text())["dard_plugin"]
         markdown = (out / "report.md").read_text()
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):  # absent or unreadable: evaluate again
         return None
     if recorded != _run_settings(args):
         return None
