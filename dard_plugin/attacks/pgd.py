@@ -3,8 +3,9 @@
 An attack is this loop plus an objective: ``objective(logits, labels, step, steps)`` returns
 the scalar to ascend (to descend when ``targeted``). DPGD (``attacks/dpgd.py``) plugs in the
 Dice objective; PGD plugs in cross-entropy. The norm decides three small hooks, each written
-once below: the ascent direction (the gradient's sign for L-inf, the gradient over its L2
-norm for L2), the projection onto the ball, and the random start (uniform in the ball).
+once in ``attacks/_geometry.py``: the ascent direction (the gradient's sign for L-inf, the
+gradient over its L2 norm for L2), the projection onto the ball, and the random start
+(uniform in the ball).
 :func:`pgd_linf` and :func:`pgd_l2` are the two public doors to the one loop.
 """
 
@@ -31,13 +32,21 @@ from dard_plugin._validation import (
     check_logits,
     check_real,
 )
+from dard_plugin.attacks._geometry import (
+    ascent_direction,
+    bounds_on,
+    broadcastable,
+    check_mask,
+    project,
+    random_in_ball,
+    sample_norms,
+)
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 Objective = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 # on_step(step, current adversarial images, gradient of the loss being ascended)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 NORMS = ("Linf", "L2")
-_DIVISION_EPS = 1e-10  # torchattacks' PGDL2 guard against a zero gradient norm
 
 
 def cross_entropy_objective(
@@ -244,7 +253,7 @@ def projected_gradient_descent(
     if decay is not None:
         decay = check_real("decay", decay, low=0.0)
     if mask is not None:
-        mask = _check_mask(mask, images)
+        mask = check_mask(mask, images)
     if start is not None:
         if random_start:
             raise ValueError("start and random_start=True are exclusive: pass one of them")
@@ -256,20 +265,20 @@ def projected_gradient_descent(
     # That keeps the projection exact for bf16/fp16 models.
     clean = images.detach().to(device)
     labels = labels.to(device)
-    eps_b = _broadcastable(eps, clean)
-    alpha_b = _broadcastable(alpha, clean)
-    bounds_b = _bounds_on(bounds, clean)
+    eps_b = broadcastable(eps, clean)
+    alpha_b = broadcastable(alpha, clean)
+    bounds_b = bounds_on(bounds, clean)
     mask_b = None if mask is None else mask.to(device=device, dtype=clean.dtype)
     direction = -1.0 if targeted else 1.0
 
     adversarial = clean.clone()
     if start is not None:
-        adversarial = _project(start.detach().to(clean), clean, eps_b, bounds_b, norm)
+        adversarial = project(start.detach().to(clean), clean, eps_b, bounds_b, norm)
     elif random_start:
-        noise = _random_in_ball(clean, eps_b, norm, generator)
+        noise = random_in_ball(clean, eps_b, norm, generator)
         if mask_b is not None:
             noise = noise * mask_b
-        adversarial = _project(clean + noise, clean, eps_b, bounds_b, norm)
+        adversarial = project(clean + noise, clean, eps_b, bounds_b, norm)
 
     momentum = torch.zeros_like(clean) if decay is not None else None
     with eval_mode(model), torch.enable_grad():
@@ -289,34 +298,12 @@ def projected_gradient_descent(
             if momentum is not None:
                 assert decay is not None
                 # ART's (and MI-FGSM's) accumulation of L1-normalized gradients
-                l1 = _sample_norms(gradient, 1.0)
+                l1 = sample_norms(gradient, 1.0)
                 momentum.mul_(decay).add_(gradient / torch.where(l1 == 0, 1.0, l1))
                 gradient = momentum
-            adversarial = adversarial + direction * alpha_b * _ascent(gradient, norm)
-            adversarial = _project(adversarial, clean, eps_b, bounds_b, norm)
+            adversarial = adversarial + direction * alpha_b * ascent_direction(gradient, norm)
+            adversarial = project(adversarial, clean, eps_b, bounds_b, norm)
     return adversarial.detach().to(images.device)
-
-
-def _check_mask(mask: object, images: torch.Tensor) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    if mask.ndim > images.ndim:
-        raise ValueError(
-            f"mask must broadcast against the images {tuple(images.shape)}, "
-            f"got shape {tuple(mask.shape)}"
-        )
-    try:
-        torch.broadcast_shapes(mask.shape, images.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"mask must broadcast against the images {tuple(images.shape)}, "
-            f"got shape {tuple(mask.shape)}"
-        ) from None
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"mask must be a bool or floating tensor, got {mask.dtype}")
-    if mask.is_floating_point() and bool((mask < 0).any()):
-        raise ValueError("mask must be non-negative (0 where a feature must not move)")
-    return mask
 
 
 def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:
@@ -326,97 +313,6 @@ def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.
             if tensor.is_floating_point():
                 return tensor.device, tensor.dtype
     return images.device, images.dtype
-
-
-def _broadcastable(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
-    """A number stays a number; a (B,) tensor becomes (B, 1, ..., 1); a tensor with the
-    images' number of dimensions is used as it is (it broadcasts)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to(device=like.device, dtype=like.dtype)
-        if value.ndim == 1:
-            return value.reshape((like.shape[0],) + (1,) * (like.ndim - 1))
-        return value
-    return value
-
-
-def _bounds_on(
-    bounds: Bounds | None, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | tuple[float, float] | None:
-    """Numbers stay numbers; per-feature bounds become tensors on the images' device."""
-    if bounds is None:
-        return None
-    low, high = bounds
-    if not isinstance(low, torch.Tensor) and not isinstance(high, torch.Tensor):
-        return (float(low), float(high))
-    return (
-        torch.as_tensor(low, device=like.device, dtype=like.dtype),
-        torch.as_tensor(high, device=like.device, dtype=like.dtype),
-    )
-
-
-def _sample_norms(values: torch.Tensor, p: float) -> torch.Tensor:
-    """The L_p norm of each sample, shaped (B, 1, ..., 1) to broadcast."""
-    norms = torch.linalg.vector_norm(values.flatten(1), ord=p, dim=1)
-    return norms.reshape((values.shape[0],) + (1,) * (values.ndim - 1))
-
-
-def _ascent(gradient: torch.Tensor, norm: str) -> torch.Tensor:
-    """The steepest-ascent direction of unit norm: the sign (L-inf) or g / ||g||_2 (L2)."""
-    if norm == "Linf":
-        return gradient.sign()
-    return gradient / (_sample_norms(gradient, 2.0) + _DIVISION_EPS)
-
-
-def _random_in_ball(
-    like: torch.Tensor,
-    eps: torch.Tensor | float,
-    norm: str,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """A point uniformly distributed in the ball of radius ``eps`` around 0, per sample,
-    drawn on the generator's own device."""
-    device = generator.device if generator is not None else like.device
-    if norm == "Linf":
-        noise = torch.rand(like.shape, generator=generator, device=device, dtype=like.dtype)
-        return (2.0 * noise - 1.0).to(like.device) * eps
-    # L2: a Gaussian direction (uniform on the sphere) and radius eps * U^(1/d)
-    features = like[0].numel()
-    direction = torch.randn(like.shape, generator=generator, device=device, dtype=like.dtype)
-    radius = torch.rand((like.shape[0],), generator=generator, device=device, dtype=like.dtype) ** (
-        1.0 / features
-    )
-    direction, radius = direction.to(like.device), radius.to(like.device)
-    unit = direction / _sample_norms(direction, 2.0).clamp_min(1e-12)
-    return unit * radius.reshape((-1,) + (1,) * (like.ndim - 1)) * eps
-
-
-def _project(
-    adversarial: torch.Tensor,
-    clean: torch.Tensor,
-    eps: torch.Tensor | float,
-    bounds: tuple[torch.Tensor, torch.Tensor] | tuple[float, float] | None,
-    norm: str,
-) -> torch.Tensor:
-    """Onto the eps ball around ``clean``, then into the bounds (which keeps it in the
-    ball: clipping only moves a feature towards the clean value, itself inside)."""
-    delta = adversarial - clean
-    if norm == "Linf":
-        if isinstance(eps, torch.Tensor):
-            delta = torch.maximum(torch.minimum(delta, eps), -eps)
-        else:
-            delta = delta.clamp(-eps, eps)
-    else:
-        norms = _sample_norms(delta, 2.0)
-        factor = torch.where(norms > 0, eps / norms, torch.ones_like(norms))
-        delta = delta * factor.clamp(max=1.0)
-    projected = clean + delta
-    if bounds is not None:
-        low, high = bounds
-        if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
-            projected = torch.maximum(torch.minimum(projected, high), low)  # type: ignore[arg-type]
-        else:
-            projected = projected.clamp(low, high)
-    return projected
 
 
 __all__ = [
