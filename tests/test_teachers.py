@@ -184,34 +184,59 @@ def test_list_teachers_has_published_accuracies() -> None:
         list_teachers("cifar10", "L1")
 
 
-def test_shipped_fashion_mnist_teacher() -> None:
+# each shipped teacher's model-card numbers: (clean %, AutoAttack % on the first 200)
+SHIPPED_CARDS = {
+    "dard-fmnist-teacher": (81.20, 73.00),
+    "dard-fmnist-teacher-strong": (82.54, 74.50),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CARDS))
+def test_shipped_fashion_mnist_teacher(name: str) -> None:
     from dard_plugin.data import load_dataset
     from dard_plugin.teachers.shipped import shipped_weights
 
-    assert shipped_weights("dard-fmnist-teacher").stat().st_size < 4_000_000  # a few MB
-    teacher = load_teacher("dard-fmnist-teacher", dataset="fashion-mnist")
+    assert shipped_weights(name).stat().st_size < 4_000_000  # a few MB
+    teacher = load_teacher(name, dataset="fashion-mnist")
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     x, y = load_dataset("fashion-mnist", train=False, n_examples=1000)
     with torch.no_grad():
         accuracy = float((teacher(x).argmax(1) == y).float().mean())
     assert accuracy > 0.75  # chance is 0.10
-    assert load_teacher("dard-fmnist-teacher") is not teacher  # dataset defaults to its own
+    assert load_teacher(name) is not teacher  # dataset defaults to its own
     with pytest.raises(ValueError, match="fashion-mnist"):
-        load_teacher("dard-fmnist-teacher", dataset="cifar10")
+        load_teacher(name, dataset="cifar10")
 
 
-def test_fashion_mnist_lists_the_shipped_teacher_with_measured_accuracies() -> None:
+def test_the_strong_teacher_is_measured_as_its_card_says() -> None:
+    """Its clean accuracy on all 10,000 test images, recomputed, is the card's."""
+    from dard_plugin.data import load_dataset
+
+    teacher = load_teacher("dard-fmnist-teacher-strong")
+    x, y = load_dataset("fashion-mnist", train=False)
+    with torch.no_grad():
+        correct = sum(
+            int((teacher(x[i : i + 2000]).argmax(1) == y[i : i + 2000]).sum())
+            for i in range(0, 10_000, 2000)
+        )
+    assert correct / 100 == SHIPPED_CARDS["dard-fmnist-teacher-strong"][0]
+
+
+def test_fashion_mnist_lists_the_shipped_teachers_with_measured_accuracies() -> None:
     """Once `list_teachers("fashion-mnist")` raised."""
-    (teacher,) = list_teachers("fashion-mnist")
-    assert teacher.name == "dard-fmnist-teacher" and teacher.source == "dard-plugin"
-    # the model card's measured numbers (docs/teachers/dard-fmnist-teacher.md)
-    card = (
-        Path(__file__).resolve().parents[1] / "docs/teachers/dard-fmnist-teacher.md"
-    ).read_text()
-    assert "| clean | 10,000 | 81.20% |" in card and "| 200 | 73.00% |" in card
-    assert (teacher.clean_acc, teacher.autoattack_acc) == (81.20, 73.00)
-    assert teacher.autoattack_examples == 200 and teacher.eps == "0.1"
-    assert teacher.architecture == "teacher-cnn"
+    listed = {t.name: t for t in list_teachers("fashion-mnist")}
+    assert sorted(listed) == sorted(SHIPPED_CARDS)
+    docs = Path(__file__).resolve().parents[1] / "docs/teachers"
+    for name, (clean, autoattack) in SHIPPED_CARDS.items():
+        teacher = listed[name]
+        assert teacher.source == "dard-plugin"
+        card = (docs / f"{name}.md").read_text()
+        assert (
+            f"| clean | 10,000 | {clean:.2f}% |" in card and f"| 200 | {autoattack:.2f}% |" in card
+        )
+        assert (teacher.clean_acc, teacher.autoattack_acc) == (clean, autoattack)
+        assert teacher.autoattack_examples == 200 and teacher.eps == "0.1"
+        assert teacher.architecture == "teacher-cnn"
     assert list_teachers("fashion-mnist", "L2") == []
     zoo = list_teachers("cifar10")
     assert all(t.source == "robustbench" for t in zoo)  # none shipped for CIFAR-10 yet
@@ -222,7 +247,13 @@ def test_unknown_teacher_named_with_the_closest_names(tmp_path) -> None:
     dataset instead of the name."""
     with pytest.raises(ValueError, match=r"got 'NoSuchTeacher' for dataset 'fashion-mnist'"):
         load_teacher("NoSuchTeacher", dataset="fashion-mnist", model_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"Did you mean dard-fmnist-teacher\?"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"Did you mean dard-fmnist-teacher, dard-fmnist-teacher-strong\?"
+            r".*shipped: dard-fmnist-teacher, dard-fmnist-teacher-strong\)"
+        ),
+    ):
         load_teacher("dard-fmnist-teachr", dataset="fashion-mnist", model_dir=tmp_path)
     with pytest.raises(ValueError, match=r"Did you mean Wong2020Fast\?"):
         load_teacher("Wong2020Fst", dataset="fashion-mnist", model_dir=tmp_path)

@@ -134,11 +134,13 @@ def unknown_teacher_error(name: str, dataset: str | None) -> ValueError:
     the closest known names."""
     close = difflib.get_close_matches(name, known_teacher_names(), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}? (the closest known names)" if close else ""
+    from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
+
     where = f" for dataset {dataset!r}" if dataset else ""
     return ValueError(
         f"teacher must be a teacher shipped with dard-plugin or a RobustBench model name, "
         f"got {name!r}{where}.{hint} See `dard teachers --dataset DATASET` (shipped: "
-        "dard-fmnist-teacher) or give a checkpoint file"
+        f"{', '.join(SHIPPED_TEACHERS)}) or give a checkpoint file"
     )
 
 
