@@ -502,8 +502,9 @@ class Study:
     def run(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
+        only = set(self.args.only or [])
         for index, (kind, name, work) in enumerate(self.plan(), start=1):
-            if self.load(kind, name) is not None:
+            if self.load(kind, name) is not None or (only and name not in only):
                 continue
             logger.info("unit %d: %s/%s", index, kind, name)
             work()
@@ -653,6 +654,13 @@ def main() -> None:
     parser.add_argument("--report", default="docs/results.md")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated unit names (e.g. grid-dard-online-lr0.04): run only these, "
+        "so that a second process can take units the first will not reach for a while",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     unknown = sorted(set(args.phase) - set(PHASES))
