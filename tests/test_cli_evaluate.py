@@ -53,15 +53,20 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     """Once refused: "invalid choice: 'fashion-mnist'"."""
     done = dard("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
     assert done.returncode == 0, done.stderr
-    (row,) = json.loads(done.stdout)
-    assert row["name"] == "dard-fmnist-teacher" and row["source"] == "dard-plugin"
-    assert (row["clean_acc"], row["autoattack_acc"], row["autoattack_examples"]) == (
-        81.2,
-        73.0,
-        200,
-    )
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert sorted(rows) == ["dard-fmnist-teacher", "dard-fmnist-teacher-strong"]
+    measured = {
+        name: (row["clean_acc"], row["autoattack_acc"], row["autoattack_examples"])
+        for name, row in rows.items()
+    }
+    assert measured == {
+        "dard-fmnist-teacher": (81.2, 73.0, 200),
+        "dard-fmnist-teacher-strong": (82.54, 74.5, 200),
+    }
+    assert all(row["source"] == "dard-plugin" for row in rows.values())
     text = dard("teachers", "--dataset", "fashion-mnist")
-    assert "dard-fmnist-teacher" in text.stdout and "measured (AA: 200 images)" in text.stdout
+    assert "dard-fmnist-teacher-strong" in text.stdout
+    assert "measured (AA: 200 images)" in text.stdout
     zoo = dard("teachers", "--quiet")
     assert "RobustBench (published)" in zoo.stdout
 
@@ -127,7 +132,7 @@ def test_unknown_teacher_names_named_with_closest(tmp_path) -> None:
     done = dard("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))
     assert_one_line_error(done, "got 'NoSuchTeacher' for dataset 'fashion-mnist'")
     done = dard("evaluate", "dard-fmnist-teachr")
-    assert_one_line_error(done, "Did you mean dard-fmnist-teacher?")
+    assert_one_line_error(done, "Did you mean dard-fmnist-teacher, dard-fmnist-teacher-strong?")
 
 
 def test_unwritable_out_is_checked_first(student_file, tmp_path) -> None:
