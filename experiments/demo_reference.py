@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fashion_mnist_study import provenance
+from fashion_mnist_study import command_line, provenance
 
 from dard_plugin.cli import demo, main
 from dard_plugin.training.checkpointing import write_json
@@ -73,7 +73,7 @@ def main_() -> None:
         demo.REFERENCE_FILE,
         {
             "about": "dard demo's reference rows: see experiments/demo_reference.py",
-            "command": " ".join(["python", "experiments/demo_reference.py", *sys.argv[1:]]),
+            "command": command_line(),
             "sat_command": "dard " + " ".join(sat_argv),
             "n_examples": demo.N_EVAL,
             "eps": demo.EPS,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fashion_mnist_study import provenance
+from fashion_mnist_study import command_line, provenance
 
 from dard_plugin.recipes import distill
 from dard_plugin.teachers import load_teacher
@@ -76,7 +76,7 @@ def main() -> None:
             path,
             {
                 "unit": name,
-                "command": " ".join(["python", "experiments/demo_tuning.py", *sys.argv[1:]]),
+                "command": command_line(),
                 "settings": {
                     "method": args.method,
                     "teacher_targets": "cached" if args.method == "dard" else None,

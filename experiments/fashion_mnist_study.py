@@ -162,9 +162,11 @@ def provenance() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    return " ".join(
-        shlex.quote(a) for a in ["python", "experiments/fashion_mnist_study.py", *sys.argv[1:]]
-    )
+    """The command that is running, with the script's path relative to the repository
+    (this study or another experiment script importing this function)."""
+    script = Path(sys.argv[0]).resolve()
+    shown = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+    return " ".join(shlex.quote(a) for a in ["python", shown, *sys.argv[1:]])
 
 
 # ---------------------------------------------------------------------- the runs
