@@ -55,6 +55,10 @@ study takes well under an hour (``--device cuda``).
 
     python experiments/fashion_mnist_study.py --phase grid        # CPU, resumable
     python experiments/fashion_mnist_study.py --report-only       # rewrite the report
+
+Several processes may run the same command at once (one thread each is the best use of a
+small CPU machine): each unit is claimed with a lock file in ``--work``, and every process
+re-plans after each unit, so they share the units without running one twice.
 """
 
 from __future__ import annotations
@@ -425,14 +429,16 @@ class Study:
         return LONG_EPOCHS if gain >= LONGER_IS_BETTER else GRID_EPOCHS
 
     def final_runs(self) -> list[Run]:
+        """Seed-major: every method and teacher at seed 0, then at seed 1, ..., so that a
+        study stopped part-way has a complete comparison at the seeds it reached."""
         runs = []
-        for method in METHODS:
-            lr, epochs = self.selected_lr(method), self.selected_epochs(method)
-            if lr is None or epochs is None:
-                continue
-            options = {"teacher_targets": "cached"} if method == "dard" else {}
-            for teacher in TEACHERS if method != "sat" else ("shipped",):
-                for seed in SEEDS:
+        for seed in SEEDS:
+            for method in METHODS:
+                lr, epochs = self.selected_lr(method), self.selected_epochs(method)
+                if lr is None or epochs is None:
+                    continue
+                options = {"teacher_targets": "cached"} if method == "dard" else {}
+                for teacher in TEACHERS if method != "sat" else ("shipped",):
                     runs.append(
                         Run(
                             f"final-{teacher}-{method}-s{seed}",
@@ -489,29 +495,84 @@ class Study:
                             )
                         )
                     )
-        if "final" in phases:
-            for run in self.final_runs():
-                units.append(
-                    ("test", run.name, lambda run=run: self.evaluate(run, autoattack=run.seed == 0))
-                )
+        # The final phase's first seed, then the ablation, then the other seeds: the
+        # ablation answers "why" and should not wait for the third seed.
+        final = (
+            [
+                ("test", run.name, lambda run=run: self.evaluate(run, autoattack=run.seed == 0))
+                for run in self.final_runs()
+            ]
+            if "final" in phases
+            else []
+        )
+        first_seed = [u for u in final if u[1].endswith(f"-s{SEEDS[0]}")]
+        units += first_seed
         if "ablation" in phases:
             for run in self.ablation_runs():
                 units.append(
                     ("test", run.name, lambda run=run: self.evaluate(run, autoattack=True))
                 )
+        units += [u for u in final if u not in first_seed]
         return units
 
+    def claim(self, kind: str, name: str) -> Path | None:
+        """Take a unit for this process: a lock file in ``--work`` made with O_EXCL, so that
+        several processes running the same plan share its units. A lock whose process is
+        gone (killed, machine restarted) is taken over. None when another live process
+        holds the unit."""
+        lock = self.work / f"{kind}-{name}.lock"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    return None
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return lock
+        return None
+
     def run(self) -> None:
+        """Run the plan's units in order, re-planning after each one (a finished grid or
+        epochs unit makes later units known), skipping finished units and units another
+        process holds."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
         only = set(self.args.only or [])
-        for index, (kind, name, work) in enumerate(self.plan(), start=1):
-            if self.load(kind, name) is not None or (only and name not in only):
-                continue
-            logger.info("unit %d: %s/%s", index, kind, name)
-            work()
-            write_report(self.args.report, self.out)
+        while True:
+            for kind, name, work in self.plan():
+                if self.load(kind, name) is not None or (only and name not in only):
+                    continue
+                lock = self.claim(kind, name)
+                if lock is None:
+                    continue
+                try:
+                    if self.load(kind, name) is None:  # another process may have ended it
+                        logger.info("unit %s/%s (pid %d)", kind, name, os.getpid())
+                        work()
+                        write_report(self.args.report, self.out)
+                finally:
+                    lock.unlink(missing_ok=True)
+                break  # re-plan
+            else:
+                break
         write_report(self.args.report, self.out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------- the report
