@@ -216,6 +216,44 @@ def final_value(history: list[dict[str, Any]], key: str = "pgd_accuracy") -> flo
     return float(history[-1][key])
 
 
+# ---------------------------------------------------------------------- selection
+Loader = Callable[[str, str], "dict[str, Any] | None"]
+
+
+def selected_lr(load: Loader, method: str) -> float | None:
+    """The grid's learning rate with the best final validation PGD-10 accuracy (clean
+    accuracy breaks ties); None until the method's grid is complete."""
+    scores = []
+    for lr in LRS:
+        unit = load("train", f"grid-{method}-lr{lr:g}")
+        if unit is None:
+            return None
+        history = unit["history"]
+        scores.append((final_value(history), final_value(history, "clean_accuracy"), lr))
+    return max(scores)[2]
+
+
+def longer_gain(load: Loader, method: str) -> float | None:
+    """Final validation PGD-10 after ``LONG_EPOCHS`` minus after ``GRID_EPOCHS``, at the
+    selected learning rate; None until both runs exist."""
+    lr = selected_lr(load, method)
+    if lr is None:
+        return None
+    short = load("train", f"grid-{method}-lr{lr:g}")
+    long = load("train", f"epochs-{method}-lr{lr:g}")
+    if short is None or long is None:
+        return None
+    return final_value(long["history"]) - final_value(short["history"])
+
+
+def selected_epochs(load: Loader, method: str) -> int | None:
+    """``LONG_EPOCHS`` where it gains at least ``LONGER_IS_BETTER``, else ``GRID_EPOCHS``."""
+    gain = longer_gain(load, method)
+    if gain is None:
+        return None
+    return LONG_EPOCHS if gain >= LONGER_IS_BETTER else GRID_EPOCHS
+
+
 class Study:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -309,13 +347,10 @@ class Study:
         self.record("train", run.name, payload, time.perf_counter() - started)
         return self.load("train", run.name) or payload
 
-    def evaluate(self, run: Run, *, autoattack: bool) -> None:
-        if self.load("test", run.name) is not None:
-            return
-        self.train(run)
-        model = load_model(str(self.student_path(run.name)), device=self.device)
+    def test_suite(self, model: nn.Module, name: str, *, autoattack: bool) -> dict[str, Any]:
+        """The final evaluation: the suite on the first ``N_EVAL`` test images and, if
+        asked, AutoAttack standard on the first ``N_AA``."""
         x, y = self.test
-        started = time.perf_counter()
         suite = evaluate(
             model,
             x,
@@ -325,9 +360,9 @@ class Study:
             n_examples=N_EVAL,
             batch_size=500,
             device=self.device,
-            model_name=run.name,
+            model_name=name,
         )
-        payload: dict[str, Any] = {"run": asdict(run), "suite": suite.to_dict()}
+        payload: dict[str, Any] = {"suite": suite.to_dict()}
         if autoattack:
             aa = evaluate(
                 model,
@@ -338,11 +373,32 @@ class Study:
                 n_examples=N_AA,
                 batch_size=500,
                 device=self.device,
-                model_name=run.name,
-                state_path=self.work / f"aa-{run.name}.json",
+                model_name=name,
+                state_path=self.work / f"aa-{name}.json",
             )
             payload["autoattack"] = aa.to_dict()
+        return payload
+
+    def evaluate(self, run: Run, *, autoattack: bool) -> None:
+        if self.load("test", run.name) is not None:
+            return
+        self.train(run)
+        model = load_model(str(self.student_path(run.name)), device=self.device)
+        started = time.perf_counter()
+        payload = {"run": asdict(run), **self.test_suite(model, run.name, autoattack=autoattack)}
         self.record("test", run.name, payload, time.perf_counter() - started)
+
+    def evaluate_teacher(self, key: str) -> None:
+        """A teacher on the students' test images and attacks: the reference the students
+        are distilled from, and the teacher-to-SAT gap."""
+        if self.load("test", f"teacher-{key}") is not None:
+            return
+        started = time.perf_counter()
+        payload = {
+            "teacher": TEACHERS[key],
+            **self.test_suite(self.teacher(key), f"teacher-{key}", autoattack=True),
+        }
+        self.record("test", f"teacher-{key}", payload, time.perf_counter() - started)
 
     def train_teacher(self) -> None:
         """The strong teacher (phase 0) and its test-set numbers for the model card."""
@@ -405,28 +461,10 @@ class Study:
 
     # ------------------------------------------------------------------ selection
     def selected_lr(self, method: str) -> float | None:
-        """The grid's learning rate with the best final validation PGD-10 accuracy
-        (clean accuracy breaks ties); None until the method's grid is complete."""
-        scores = []
-        for lr in LRS:
-            name = f"grid-{method}-lr{lr:g}"
-            unit = self.load("train", name)
-            if unit is None:
-                return None
-            history = unit["history"]
-            scores.append((final_value(history), final_value(history, "clean_accuracy"), lr))
-        return max(scores)[2]
+        return selected_lr(self.load, method)
 
     def selected_epochs(self, method: str) -> int | None:
-        lr = self.selected_lr(method)
-        if lr is None:
-            return None
-        short = self.load("train", f"grid-{method}-lr{lr:g}")
-        long = self.load("train", f"epochs-{method}-lr{lr:g}")
-        if short is None or long is None:
-            return None
-        gain = final_value(long["history"]) - final_value(short["history"])
-        return LONG_EPOCHS if gain >= LONGER_IS_BETTER else GRID_EPOCHS
+        return selected_epochs(self.load, method)
 
     def final_runs(self) -> list[Run]:
         """Seed-major: every method and teacher at seed 0, then at seed 1, ..., so that a
@@ -507,6 +545,11 @@ class Study:
         )
         first_seed = [u for u in final if u[1].endswith(f"-s{SEEDS[0]}")]
         units += first_seed
+        if "final" in phases:
+            units += [
+                ("test", f"teacher-{key}", lambda key=key: self.evaluate_teacher(key))
+                for key in TEACHERS
+            ]
         if "ablation" in phases:
             for run in self.ablation_runs():
                 units.append(
@@ -590,25 +633,110 @@ def _units(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def _mean_spread(values: list[float]) -> str:
     if not values:
         return "—"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
+    mean, std = _mean_std(values)
+    if std is None:
         return f"{100 * mean:.1f} (1 seed)"
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{100 * mean:.1f} ± {100 * spread:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def compare(a: list[float], b: list[float]) -> tuple[float, str]:
+    """``mean(a) - mean(b)`` and the verdict the report may state: a difference is called
+    only where it exceeds the sum of the two seed spreads (sample standard deviations);
+    with fewer than two seeds on either side nothing is called."""
+    mean_a, std_a = _mean_std(a)
+    mean_b, std_b = _mean_std(b)
+    diff = mean_a - mean_b
+    if std_a is None or std_b is None:
+        return diff, "not called (1 seed)"
+    if abs(diff) > std_a + std_b:
+        return diff, "higher" if diff > 0 else "lower"
+    return diff, "within the spread"
+
+
+def _final_tests(units: dict[str, dict[str, Any]], teacher: str, method: str) -> list[Any]:
+    prefix = f"test/final-{teacher}-{method}-s"
+    return [u for name, u in sorted(units.items()) if name.startswith(prefix)]
+
+
+CURVE_EPOCHS = (1, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30)
+
+
+def _curve_runs(units: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The validation curves behind the choice of epochs: each method's selected grid run
+    and its ``LONG_EPOCHS`` run, and the online-targets checks."""
+
+    def load(kind: str, name: str) -> dict[str, Any] | None:
+        return units.get(f"{kind}/{name}")
+
+    runs = []
+    for method in METHODS:
+        lr = selected_lr(load, method)
+        if lr is None:
+            continue
+        for kind, epochs in (("grid", GRID_EPOCHS), ("epochs", LONG_EPOCHS)):
+            unit = load("train", f"{kind}-{method}-lr{lr:g}")
+            if unit is not None:
+                runs.append((f"{METHOD_LABELS[method]}, lr {lr:g}, {epochs} epochs", unit))
+    for lr in ONLINE_CHECK_LRS:
+        unit = load("train", f"grid-dard-online-lr{lr:g}")
+        if unit is not None:
+            runs.append((f"DARD (online targets), lr {lr:g}, {GRID_EPOCHS} epochs", unit))
+    return runs
+
+
+def plot_curves(units: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Validation PGD-10 accuracy per epoch of the runs behind the choice of epochs."""
+    runs = _curve_runs(units)
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for label, unit in runs:
+        history = unit["history"]
+        axes.plot(
+            [h["epoch"] for h in history],
+            [100 * h["pgd_accuracy"] for h in history],
+            linestyle="--" if len(history) <= GRID_EPOCHS else "-",
+            label=label,
+        )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation PGD-10 accuracy (%)")
+    axes.legend(fontsize=6)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def report_section(out: Path) -> str:
     units = _units(out)
+
+    def load(kind: str, name: str) -> dict[str, Any] | None:
+        return units.get(f"{kind}/{name}")
+
     lines = [
         "### Validation grid (final-epoch accuracy on the validation split, %)",
         "",
-        "clean / PGD-10 after the last epoch; selected = best PGD-10 (clean breaks ties).",
+        f"clean / PGD-10 after the last of {GRID_EPOCHS} epochs, seed 0, shipped teacher; "
+        "selected = best PGD-10 (clean breaks ties).",
         "",
-        "| method | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " |",
-        "| --- | " + " | ".join("---:" for _ in LRS) + " |",
+        "| method | " + " | ".join(f"lr {lr:g}" for lr in LRS) + " | selected |",
+        "| --- | " + " | ".join("---:" for _ in LRS) + " | ---: |",
     ]
     for method in (*METHODS, "dard-online"):
         cells = []
@@ -621,38 +749,134 @@ def report_section(out: Path) -> str:
                 f"{_pct(final_value(unit['history']))}"
             )
         label = "DARD (online targets)" if method == "dard-online" else METHOD_LABELS[method]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lr = selected_lr(load, method) if method in METHODS else None
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {'—' if lr is None else f'{lr:g}'} |"
+        )
+
+    lines += [
+        "",
+        "### Epochs (validation PGD-10 accuracy per epoch, %, at the selected learning rate)",
+        "",
+        f"The {LONG_EPOCHS}-epoch budget is kept where its final validation PGD-10 exceeds "
+        f"the {GRID_EPOCHS}-epoch run's by at least {100 * LONGER_IS_BETTER:g} point. "
+        "The lr drops x0.1 at 60% and 80% of the epochs. Plot: `study-curves.png`.",
+        "",
+        "| run | " + " | ".join(f"ep {e}" for e in CURVE_EPOCHS) + " |",
+        "| --- | " + " | ".join("---:" for _ in CURVE_EPOCHS) + " |",
+    ]
+    for label, unit in _curve_runs(units):
+        by_epoch = {h["epoch"]: h["pgd_accuracy"] for h in unit["history"]}
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_pct(by_epoch[e]) if e in by_epoch else "" for e in CURVE_EPOCHS)
+            + " |"
+        )
+    lines += [
+        "",
+        "| method | lr | gain of 30 over 15 epochs | epochs used |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for method in METHODS:
+        lr, gain = selected_lr(load, method), longer_gain(load, method)
+        epochs = selected_epochs(load, method)
+        lines.append(
+            f"| {METHOD_LABELS[method]} | {'—' if lr is None else f'{lr:g}'} | "
+            f"{'—' if gain is None else f'{100 * gain:+.1f}'} | "
+            f"{'—' if epochs is None else epochs} |"
+        )
+
     lines += [
         "",
         "### Final comparison (test images; mean ± sample std over seeds, %)",
         "",
-        "| teacher | method | clean | worst case (suite) | AutoAttack (seed 0) | seeds |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        f"Suite on the first {N_EVAL} test images (clean, FGSM, PGD-20, DPGD, APGD-CE, "
+        f"APGD-T; worst case per sample); AutoAttack standard on the first {N_AA}, seed 0 "
+        "only. Teachers: one model each, same images and attacks.",
+        "",
+        "| teacher | model | clean | PGD-20 | APGD-T | worst case (suite) "
+        "| AutoAttack (seed 0) | seeds |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for key, name in TEACHERS.items():
+        unit = load("test", f"teacher-{key}")
+        if unit is not None:
+            suite = unit["suite"]
+            lines.append(
+                f"| {key} | teacher `{name}` | {_pct(suite['clean_accuracy'])} | "
+                f"{_pct(suite['per_attack']['pgd'])} | {_pct(suite['per_attack']['apgd-t'])} | "
+                f"{_pct(suite['robust_accuracy'])} | "
+                f"{_pct(unit['autoattack']['robust_accuracy'])} | — |"
+            )
     for teacher in TEACHERS:
         for method in METHODS:
             if method == "sat" and teacher != "shipped":
                 continue
-            tests = [
-                u
-                for name, u in units.items()
-                if name.startswith(f"test/final-{teacher}-{method}-s")
-            ]
+            tests = _final_tests(units, teacher, method)
             if not tests:
                 continue
-            clean = [t["suite"]["clean_accuracy"] for t in tests]
-            worst = [t["suite"]["robust_accuracy"] for t in tests]
             aa = [t["autoattack"]["robust_accuracy"] for t in tests if "autoattack" in t]
             lines.append(
-                f"| {'none' if method == 'sat' else teacher} | "
-                f"{METHOD_LABELS[method]} | {_mean_spread(clean)} | "
-                f"{_mean_spread(worst)} | {_mean_spread(aa)} | {len(tests)} |"
+                f"| {'none' if method == 'sat' else teacher} | {METHOD_LABELS[method]} | "
+                + " | ".join(
+                    _mean_spread(values)
+                    for values in (
+                        [t["suite"]["clean_accuracy"] for t in tests],
+                        [t["suite"]["per_attack"]["pgd"] for t in tests],
+                        [t["suite"]["per_attack"]["apgd-t"] for t in tests],
+                        [t["suite"]["robust_accuracy"] for t in tests],
+                        aa,
+                    )
+                )
+                + f" | {len(tests)} |"
             )
+
+    lines += [
+        "",
+        "### DARD against each method (test; difference of seed means, points)",
+        "",
+        "A difference is called only where it exceeds the sum of the two seed spreads.",
+        "",
+        "| teacher | DARD minus | clean | verdict | worst case | verdict | seeds |",
+        "| --- | --- | ---: | --- | ---: | --- | --- |",
+    ]
+    for teacher in TEACHERS:
+        dard = _final_tests(units, teacher, "dard")
+        if not dard:
+            continue
+        for other in ("sat", "ard", "rslad"):
+            tests = _final_tests(units, "shipped" if other == "sat" else teacher, other)
+            if not tests:
+                continue
+            row = [f"| {teacher} | {METHOD_LABELS[other]}"]
+            for key in ("clean_accuracy", "robust_accuracy"):
+                diff, verdict = compare(
+                    [t["suite"][key] for t in dard], [t["suite"][key] for t in tests]
+                )
+                row.append(f"{100 * diff:+.1f} | {verdict}")
+            lines.append(" | ".join(row) + f" | {len(dard)} vs {len(tests)} |")
+    sat = _final_tests(units, "shipped", "sat")
+    gaps = []
+    for key in TEACHERS:
+        unit = load("test", f"teacher-{key}")
+        if unit is not None and sat:
+            mean, _ = _mean_std([t["suite"]["robust_accuracy"] for t in sat])
+            gaps.append(
+                f"`{TEACHERS[key]}` {_pct(unit['suite']['robust_accuracy'])} against SAT "
+                f"{_pct(mean)}: a gap of {100 * (unit['suite']['robust_accuracy'] - mean):.1f}"
+            )
+    if gaps:
+        lines += ["", "Teacher-to-SAT gap (worst case, test): " + "; ".join(gaps) + "."]
+
     lines += [
         "",
         "### Where DARD's adversarial soft labels come from (test images, %)",
         "",
-        "| variant | teacher fooled on x_T (last epoch) | clean | worst case | AutoAttack |",
+        f"DARD, online targets, shipped teacher, selected lr, {ABLATION_EPOCHS} epochs, "
+        "seed 0. Fooled: the share of training images whose teacher DPGD example x_T the "
+        "teacher misclassifies (mean over the last epoch's batches).",
+        "",
+        "| variant | teacher fooled on x_T | clean | worst case | AutoAttack |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for variant, label in ADV_TARGETS.items():
@@ -690,6 +914,7 @@ def write_report(report_path: str | None, out: Path) -> None:
     if not report_path or not any(out.glob("*.json")):
         return
     block = "\n".join([BEGIN, "", report_section(out), END])
+    plot_curves(_units(out), out.parent / "study-curves.png")
     path = Path(report_path)
     text = path.read_text() if path.is_file() else ""
     if BEGIN in text and END in text:

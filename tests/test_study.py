@@ -1,0 +1,167 @@
+"""experiments/fashion_mnist_study.py without training: how processes share units (lock
+files), the order of the final phase, the selection rules and the report's verdicts, on
+synthetic unit files."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+SPEC = importlib.util.spec_from_file_location(
+    "fashion_mnist_study", REPO_ROOT / "experiments" / "fashion_mnist_study.py"
+)
+assert SPEC is not None and SPEC.loader is not None
+study = importlib.util.module_from_spec(SPEC)
+sys.modules["fashion_mnist_study"] = study
+SPEC.loader.exec_module(study)
+
+
+def make_study(tmp_path: Path, phases: str = "grid,epochs,final,ablation") -> Any:
+    args = argparse.Namespace(
+        phase=phases.split(","),
+        out=str(tmp_path / "out"),
+        work=str(tmp_path / "work"),
+        device="cpu",
+        report="",
+        only=None,
+        verbose=False,
+    )
+    s = study.Study(args)
+    s.out.mkdir(parents=True, exist_ok=True)
+    s.work.mkdir(parents=True, exist_ok=True)
+    return s
+
+
+PROVENANCE = {
+    "git_commit": "0" * 40,
+    "git_dirty": False,
+    "machine": {"cuda": None, "torch_threads": 1},
+}
+
+
+def write_unit(out: Path, kind: str, name: str, **payload: Any) -> None:
+    body = {"unit": f"{kind}/{name}", "provenance": PROVENANCE, **payload}
+    (out / f"{kind}-{name}.json").write_text(json.dumps(body))
+
+
+def history(pgd: list[float], clean: float = 0.8) -> list[dict[str, float]]:
+    return [{"epoch": i + 1, "pgd_accuracy": p, "clean_accuracy": clean} for i, p in enumerate(pgd)]
+
+
+def complete_grid(out: Path, best: dict[str, float]) -> None:
+    """Every grid unit; ``best[method]`` gets PGD 0.6, the others 0.5."""
+    for method in study.METHODS:
+        for lr in study.LRS:
+            value = 0.6 if lr == best[method] else 0.5
+            write_unit(out, "train", f"grid-{method}-lr{lr:g}", history=history([0.4, value]))
+
+
+def test_a_unit_is_claimed_once_and_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
+    first, second = make_study(tmp_path), make_study(tmp_path)
+    lock = first.claim("train", "grid-sat-lr0.04")
+    assert lock is not None and lock.read_text() == str(os.getpid())
+    assert second.claim("train", "grid-sat-lr0.04") is None  # held by a live process
+    assert second.claim("train", "grid-ard-lr0.04") is not None  # other units are free
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lock.write_text(dead)  # the holder was killed
+    taken = second.claim("train", "grid-sat-lr0.04")
+    assert taken is not None and taken.read_text() == str(os.getpid())
+
+
+def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_seed_0(
+    tmp_path: Path,
+) -> None:
+    s = make_study(tmp_path)
+    best = {"sat": 0.04, "ard": 0.015, "rslad": 0.1, "dard": 0.005}
+    complete_grid(s.out, best)
+    assert [s.selected_lr(m) for m in study.METHODS] == [best[m] for m in study.METHODS]
+    assert s.final_runs() == []  # no epochs check yet: the final phase is not known
+    for method, long_final in (("sat", 0.62), ("ard", 0.605), ("rslad", 0.7), ("dard", 0.5)):
+        lr = best[method]
+        write_unit(s.out, "train", f"epochs-{method}-lr{lr:g}", history=history([0.4, long_final]))
+    # +2 points -> 30 epochs; +0.5 -> 15; +10 -> 30; -10 -> 15
+    assert [s.selected_epochs(m) for m in study.METHODS] == [30, 15, 30, 15]
+    names = [name for _, name, _ in s.plan()]
+    finals = [n for n in names if n.startswith(("final-", "ablation-", "teacher-"))]
+    seed0 = [n for n in finals if n.endswith("-s0")]
+    assert len(seed0) == 7  # SAT once, the three distillers with both teachers
+    assert finals[:7] == seed0
+    assert finals[7:9] == ["teacher-shipped", "teacher-strong"]
+    assert finals[9:13] == [f"ablation-{v}" for v in study.ADV_TARGETS]
+    assert [n[-3:] for n in finals[13:]] == ["-s1"] * 7 + ["-s2"] * 7
+    runs = {r.name: r for r in s.final_runs()}
+    assert runs["final-strong-rslad-s2"].epochs == 30
+    assert runs["final-strong-rslad-s2"].lr == 0.1
+    assert runs["final-shipped-dard-s1"].options == {"teacher_targets": "cached"}
+
+
+def test_run_skips_units_another_process_holds_and_stops(tmp_path: Path) -> None:
+    s = make_study(tmp_path, phases="grid")
+    complete_grid(s.out, {m: 0.04 for m in study.METHODS})
+    for lr in study.ONLINE_CHECK_LRS:  # the two online units are held by a live process
+        (s.work / f"train-grid-dard-online-lr{lr:g}.lock").write_text(str(os.getppid()))
+    s.run()  # returns at once: nothing to train
+    assert not list(s.out.glob("train-grid-dard-online*"))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "verdict"),
+    [
+        ([0.60, 0.61, 0.62], [0.50, 0.51, 0.52], "higher"),  # 10 points, spreads 1 + 1
+        ([0.50, 0.51, 0.52], [0.60, 0.61, 0.62], "lower"),
+        ([0.60, 0.61, 0.62], [0.595, 0.60, 0.605], "within the spread"),
+        ([0.60], [0.50, 0.51, 0.52], "not called (1 seed)"),
+    ],
+)
+def test_a_difference_is_called_only_beyond_the_seed_spread(
+    a: list[float], b: list[float], verdict: str
+) -> None:
+    diff, said = study.compare(a, b)
+    assert diff == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+    assert said == verdict
+
+
+def test_report_tables_from_units(tmp_path: Path) -> None:
+    s = make_study(tmp_path)
+    complete_grid(s.out, {m: 0.04 for m in study.METHODS})
+
+    def suite(clean: float, robust: float) -> dict[str, Any]:
+        return {
+            "clean_accuracy": clean,
+            "robust_accuracy": robust,
+            "per_attack": {"pgd": robust + 0.01, "apgd-t": robust},
+        }
+
+    for seed, (sat, dard) in enumerate([(0.60, 0.50), (0.61, 0.51), (0.62, 0.52)]):
+        extra = {"autoattack": {"robust_accuracy": sat}} if seed == 0 else {}
+        write_unit(s.out, "test", f"final-shipped-sat-s{seed}", suite=suite(0.78, sat), **extra)
+        write_unit(s.out, "test", f"final-shipped-dard-s{seed}", suite=suite(0.80, dard))
+    write_unit(
+        s.out,
+        "test",
+        "teacher-shipped",
+        suite=suite(0.81, 0.71),
+        autoattack={"robust_accuracy": 0.72},
+    )
+    text = study.report_section(s.out)
+    assert "| none | SAT (PGD-AT) | 78.0 ± 0.0 | 62.0 ± 1.0 | 61.0 ± 1.0 | 61.0 ± 1.0 |" in text
+    assert "61.0 ± 1.0 | 60.0 (1 seed) | 3 |" in text
+    assert "| shipped | SAT (PGD-AT) | +2.0 | higher | -10.0 | lower | 3 vs 3 |" in text
+    assert "against SAT 61.0: a gap of 10.0" in text
+    assert "| shipped | teacher `dard-fmnist-teacher` | 81.0 | 72.0 | 71.0 | 71.0 | 72.0 |" in text
+    study.write_report(str(tmp_path / "results.md"), s.out)
+    assert (s.out.parent / "study-curves.png").stat().st_size > 0
