@@ -25,7 +25,7 @@ sys.modules["fashion_mnist_study"] = study
 SPEC.loader.exec_module(study)
 
 
-def make_study(tmp_path: Path, phases: str = "grid,epochs,final,ablation") -> Any:
+def make_study(tmp_path: Path, phases: str = "grid,epochs,final,diagnosis,ablation") -> Any:
     args = argparse.Namespace(
         phase=phases.split(","),
         out=str(tmp_path / "out"),
@@ -101,8 +101,15 @@ def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_see
     assert len(seed0) == 7  # SAT once, the three distillers with both teachers
     assert finals[:7] == seed0
     assert finals[7:9] == ["teacher-shipped", "teacher-strong"]
+    assert [n for n in names if n.startswith("diag-")] == [
+        f"diag-dard-{key}-lr0.005" for key in study.DIAGNOSES
+    ]
+    assert names.index("teacher-strong") < names.index("diag-dard-tau1-lr0.005")
+    assert names.index("diag-dard-w1-lr0.005") < names.index("ablation-teacher-adv")
     assert finals[9:13] == [f"ablation-{v}" for v in study.ADV_TARGETS]
     assert [n[-3:] for n in finals[13:]] == ["-s1"] * 7 + ["-s2"] * 7
+    diag = {r.name: r for r in s.diagnosis_runs()}
+    assert diag["diag-dard-alpha0-lr0.005"].options == {"teacher_targets": "cached", "alpha": 0.0}
     runs = {r.name: r for r in s.final_runs()}
     assert runs["final-strong-rslad-s2"].epochs == 30
     assert runs["final-strong-rslad-s2"].lr == 0.1
@@ -157,7 +164,10 @@ def test_report_tables_from_units(tmp_path: Path) -> None:
         suite=suite(0.81, 0.71),
         autoattack={"robust_accuracy": 0.72},
     )
+    write_unit(s.out, "train", "diag-dard-tau1-lr0.04", history=history([0.4, 0.65], clean=0.79))
     text = study.report_section(s.out)
+    assert "| tau 1 instead of 3 (sharper soft labels) | 79.0 | 65.0 | +5.0 |" in text
+    assert "| SAT at its selected lr 0.04 | 80.0 | 60.0 | +0.0 |" in text
     assert "| none | SAT (PGD-AT) | 78.0 ± 0.0 | 62.0 ± 1.0 | 61.0 ± 1.0 | 61.0 ± 1.0 |" in text
     assert "61.0 ± 1.0 | 60.0 (1 seed) | 3 |" in text
     assert "| shipped | SAT (PGD-AT) | +2.0 | higher | -10.0 | lower | 3 vs 3 |" in text
