@@ -108,6 +108,13 @@ def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_see
     assert names.index("diag-dard-w1-lr0.005") < names.index("ablation-teacher-adv")
     assert finals[9:13] == [f"ablation-{v}" for v in study.ADV_TARGETS]
     assert [n[-3:] for n in finals[13:]] == ["-s1"] * 7 + ["-s2"] * 7
+    for lr, value in zip(study.ONLINE_CHECK_LRS, (0.61, 0.62), strict=True):
+        write_unit(s.out, "train", f"grid-dard-online-lr{lr:g}", history=history([0.4, value]))
+    last = s.plan()[-1][1]
+    online = s.online_final_run()
+    assert last == online.name == "final-shipped-dard-online-s0"
+    assert (online.lr, online.epochs) == (study.ONLINE_CHECK_LRS[1], 15)
+    assert online.options == {"teacher_targets": "online"}
     diag = {r.name: r for r in s.diagnosis_runs()}
     assert diag["diag-dard-alpha0-lr0.005"].options == {"teacher_targets": "cached", "alpha": 0.0}
     runs = {r.name: r for r in s.final_runs()}
