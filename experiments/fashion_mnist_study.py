@@ -40,16 +40,17 @@ and resumes a killed training run from its checkpoint):
    on the student's adversarial example, and the paper's with the true one-hot where the
    teacher is fooled; with the fooled fraction per epoch.
 
-Compute plan, 2-core CPU (2 threads), from unit costs measured here (SAT 12 s per epoch of
-10,000 images, DARD cached 20 s plus 25 s per cache build, ARD and RSLAD about 18 s, DARD
-online about 75 s; validation on 2,000 images about 4 s per epoch; the final suite on
-1,000 images about 150 s, AutoAttack standard on 200 about 120 s per student):
+Compute plan, 2-core CPU, first written from unit costs measured with 2 threads (SAT 12 s
+per epoch of 10,000 images, DARD cached 20 s plus 25 s per cache build, ARD and RSLAD about
+18 s, DARD online about 75 s; the final suite on 1,000 images about 150 s, AutoAttack
+standard on 200 about 120 s per student):
 
     phase      units                         minutes each   total (min)
     teacher    1 (55,000 images, 6 epochs)   ~60            60
     grid       16 + 2 online                 3-6 / 20       ~75 + 40
     epochs     4 (30 epochs)                 6-12           ~35
-    final      24 (4 methods x 3 seeds x 2)  5-9 + 4.5      ~290
+    final      21 + 2 teachers + 1 online    5-9 + 4.5      ~290
+    diagnosis  3 (cached, 15 epochs)         ~5             ~15
     ablation   4 (online)                    ~20 + 4.5      ~100
     total                                                   ~10 hours
 
@@ -57,6 +58,13 @@ That is more than the six hours the issue allows, so the plan is cut where it co
 the final phase evaluates AutoAttack for seed 0 only (the suite, with APGD-T, for every
 seed), which saves about 80 minutes, and the ablation uses 12 epochs. On a GPU the whole
 study takes well under an hour (``--device cuda``).
+
+Measured since (two processes of one thread each on the 2 cores, wall time per unit, as
+recorded in the JSON files): 30-epoch training SAT 661-1,149 s, RSLAD 800 s, ARD 1,475 s,
+DARD cached 1,374 s (of which the target cache 130 s); DARD online 170-190 s per epoch
+(2,855 s for 15 epochs); the final evaluation of a student 472 s (suite 240 s, of which
+APGD-T 201 s; AutoAttack on 200 images 232 s). The study's CPU cost is therefore about
+twice the first plan: about 20 core-hours in all, spread over several sessions.
 
     python experiments/fashion_mnist_study.py --phase grid        # CPU, resumable
     python experiments/fashion_mnist_study.py --report-only       # rewrite the report
