@@ -533,35 +533,34 @@ class Study:
             options={"teacher_targets": "online"},
         )
 
-    def ablation_runs(self) -> list[Run]:
+    def dard_variants(self, options: dict[str, dict[str, Any]], epochs: int) -> list[Run]:
+        """DARD at its selected learning rate, seed 0, shipped teacher, one run per
+        ``name: trainer options``; empty until DARD's grid is complete."""
         lr = self.selected_lr("dard")
         if lr is None:
             return []
-        return [
-            Run(
-                f"ablation-{variant}",
-                "dard",
-                lr,
-                ABLATION_EPOCHS,
-                options={"teacher_targets": "online", "adv_targets": variant},
-            )
-            for variant in ADV_TARGETS
-        ]
+        return [Run(name, "dard", lr, epochs, options=o) for name, o in options.items()]
+
+    def ablation_runs(self) -> list[Run]:
+        return self.dard_variants(
+            {
+                f"ablation-{variant}": {"teacher_targets": "online", "adv_targets": variant}
+                for variant in ADV_TARGETS
+            },
+            ABLATION_EPOCHS,
+        )
 
     def diagnosis_runs(self) -> list[Run]:
         lr = self.selected_lr("dard")
         if lr is None:
             return []
-        return [
-            Run(
-                f"diag-dard-{key}-lr{lr:g}",
-                "dard",
-                lr,
-                GRID_EPOCHS,
-                options={"teacher_targets": "cached", **options},
-            )
-            for key, (options, _) in DIAGNOSES.items()
-        ]
+        return self.dard_variants(
+            {
+                f"diag-dard-{key}-lr{lr:g}": {"teacher_targets": "cached", **options}
+                for key, (options, _) in DIAGNOSES.items()
+            },
+            GRID_EPOCHS,
+        )
 
     # ------------------------------------------------------------------ the plan
     def plan(self) -> list[tuple[str, str, Callable[[], Any]]]:

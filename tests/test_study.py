@@ -86,6 +86,8 @@ def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_see
     tmp_path: Path,
 ) -> None:
     s = make_study(tmp_path)
+    early = [name for _, name, _ in s.plan()]  # no grid yet: only what needs no selection
+    assert not [n for n in early if n.startswith(("epochs-", "final-", "diag-", "ablation-"))]
     best = {"sat": 0.04, "ard": 0.015, "rslad": 0.1, "dard": 0.005}
     complete_grid(s.out, best)
     assert [s.selected_lr(m) for m in study.METHODS] == [best[m] for m in study.METHODS]
