@@ -97,6 +97,7 @@ from torch import nn
 
 from dard_plugin.data import load_dataset
 from dard_plugin.evaluation import evaluate
+from dard_plugin.evaluation.report import write_text_atomically
 from dard_plugin.recipes import distill, load_model
 from dard_plugin.teachers import load_teacher
 from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
@@ -518,13 +519,14 @@ class Study:
         stand-in's verdict the online one's? Last in the plan (about 1.5 hours on 1 CPU
         thread)."""
         epochs = self.selected_epochs("dard")
+        if epochs is None:
+            return None
         scores = []
         for lr in ONLINE_CHECK_LRS:
             unit = self.load("train", f"grid-dard-online-lr{lr:g}")
-            if unit is None or epochs is None:
+            if unit is None:
                 return None
             scores.append((final_value(unit["history"]), lr))
-        assert epochs is not None
         return Run(
             "final-shipped-dard-online-s0",
             "dard",
@@ -590,18 +592,14 @@ class Study:
                             )
                         )
                     )
+
         # The final phase's first seed, then the ablation, then the other seeds: the
         # ablation answers "why" and should not wait for the third seed.
-        final = (
-            [
-                ("test", run.name, lambda run=run: self.evaluate(run, autoattack=run.seed == 0))
-                for run in self.final_runs()
-            ]
-            if "final" in phases
-            else []
-        )
-        first_seed = [u for u in final if u[1].endswith(f"-s{SEEDS[0]}")]
-        units += first_seed
+        def final_unit(run: Run) -> tuple[str, str, Callable[[], Any]]:
+            return ("test", run.name, lambda: self.evaluate(run, autoattack=run.seed == 0))
+
+        finals = self.final_runs() if "final" in phases else []
+        units += [final_unit(run) for run in finals if run.seed == SEEDS[0]]
         if "final" in phases:
             units += [
                 ("test", f"teacher-{key}", lambda key=key: self.evaluate_teacher(key))
@@ -614,10 +612,10 @@ class Study:
                 units.append(
                     ("test", run.name, lambda run=run: self.evaluate(run, autoattack=True))
                 )
-        units += [u for u in final if u not in first_seed]
+        units += [final_unit(run) for run in finals if run.seed != SEEDS[0]]
         online = self.online_final_run() if "final" in phases else None
-        if online is not None:
-            units.append(("test", online.name, lambda: self.evaluate(online, autoattack=True)))
+        if online is not None:  # seed 0, so with AutoAttack
+            units.append(final_unit(online))
         return units
 
     def claim(self, kind: str, name: str) -> Path | None:
@@ -689,10 +687,13 @@ def _pct(value: float | None) -> str:
 
 
 def _units(out: Path) -> dict[str, dict[str, Any]]:
-    return {
-        json.loads(p.read_text())["unit"]: json.loads(p.read_text())
-        for p in sorted(out.glob("*.json"))
-    }
+    units = (json.loads(p.read_text()) for p in sorted(out.glob("*.json")))
+    return {unit["unit"]: unit for unit in units}
+
+
+def _loader(units: dict[str, dict[str, Any]]) -> Loader:
+    """``Study.load`` over units already read."""
+    return lambda kind, name: units.get(f"{kind}/{name}")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -736,10 +737,7 @@ CURVE_EPOCHS = (1, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30)
 def _curve_runs(units: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """The validation curves behind the choice of epochs: each method's selected grid run
     and its ``LONG_EPOCHS`` run, and the online-targets checks."""
-
-    def load(kind: str, name: str) -> dict[str, Any] | None:
-        return units.get(f"{kind}/{name}")
-
+    load = _loader(units)
     runs = []
     for method in METHODS:
         lr = selected_lr(load, method)
@@ -785,12 +783,10 @@ def plot_curves(units: dict[str, dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def report_section(out: Path) -> str:
-    units = _units(out)
-
-    def load(kind: str, name: str) -> dict[str, Any] | None:
-        return units.get(f"{kind}/{name}")
-
+def report_section(out: Path, units: dict[str, dict[str, Any]] | None = None) -> str:
+    """The generated tables from the unit files in ``out`` (or ``units`` already read)."""
+    units = _units(out) if units is None else units
+    load = _loader(units)
     lines = [
         "### Validation grid (final-epoch accuracy on the validation split, %)",
         "",
@@ -1008,17 +1004,16 @@ def write_report(report_path: str | None, out: Path) -> None:
     """Rewrite the generated part of ``report_path`` (between the markers)."""
     if not report_path or not any(out.glob("*.json")):
         return
-    block = "\n".join([BEGIN, "", report_section(out), END])
-    plot_curves(_units(out), out.parent / "study-curves.png")
+    units = _units(out)
+    block = "\n".join([BEGIN, "", report_section(out, units), END])
+    plot_curves(units, out.parent / "study-curves.png")
     path = Path(report_path)
     text = path.read_text() if path.is_file() else ""
     if BEGIN in text and END in text:
         text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
     else:
         text = (text + "\n" if text else "") + block + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomically(path, text)
 
 
 def main() -> None:
