@@ -682,6 +682,10 @@ def _alive(pid: int) -> bool:
 BEGIN, END = "<!-- fashion_mnist_study:begin -->", "<!-- fashion_mnist_study:end -->"
 
 
+def _cpu_label(threads: int) -> str:
+    return f"CPU ({threads} torch thread{'' if threads == 1 else 's'} per process)"
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
@@ -986,7 +990,7 @@ def report_section(out: Path, units: dict[str, dict[str, Any]] | None = None) ->
     machines = sorted(
         {
             u["provenance"]["machine"]["cuda"]
-            or f"CPU ({u['provenance']['machine']['torch_threads']} threads)"
+            or _cpu_label(u["provenance"]["machine"]["torch_threads"])
             for u in units.values()
         }
     )
