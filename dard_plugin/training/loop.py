@@ -155,48 +155,55 @@ class TrainingLoop(Trainer):
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._train_model = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
 
-        for epoch in range(start_epoch, nb_epochs):
-            started = time.perf_counter()
-            batches = source.epoch(epoch)
-            self._generator.manual_seed(_epoch_seed(self.seed, epoch))
-            fork_devices = [self.device] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=fork_devices, device_type=self.device.type):
-                torch.manual_seed(_epoch_seed(self.seed, epoch))
-                key = {"data": fingerprint["data"], "teacher": fingerprint["teacher"]}
-                if self.targets.cached and self.targets.due(epoch, key):
-                    assert source.known is not None
-                    self._build_cache(*source.known, epoch=epoch, key=key)
-                record: dict[str, Any] = {"epoch": epoch + 1}
-                record.update(self._run_epoch(batches, source.length, epoch, nb_epochs, rank))
-            record["lr"] = float(self.optimizer.param_groups[0]["lr"])
-            if scheduler is not None:
-                scheduler.step()
-            record["seconds"] = time.perf_counter() - started
-            if validation is not None and rank == 0:
-                assert self.eval_eps is not None
-                record.update(
-                    validate(
-                        self.student,
-                        *validation,
-                        attack=self.eval_attack,
-                        eps=self.eval_eps,
-                        batch_size=self.eval_batch_size,
-                        device=self.device,
-                        seed=self.seed,
-                        bounds=self.bounds,
-                        norm=self.eval_norm,
+        try:
+            for epoch in range(start_epoch, nb_epochs):
+                started = time.perf_counter()
+                batches = source.epoch(epoch)
+                self._generator.manual_seed(_epoch_seed(self.seed, epoch))
+                fork_devices = [self.device] if self.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=fork_devices, device_type=self.device.type):
+                    torch.manual_seed(_epoch_seed(self.seed, epoch))
+                    key = {"data": fingerprint["data"], "teacher": fingerprint["teacher"]}
+                    if self.targets.cached and self.targets.due(epoch, key):
+                        assert source.known is not None
+                        self._build_cache(*source.known, epoch=epoch, key=key)
+                    record: dict[str, Any] = {"epoch": epoch + 1}
+                    record.update(self._run_epoch(batches, source.length, epoch, nb_epochs, rank))
+                record["lr"] = float(self.optimizer.param_groups[0]["lr"])
+                if scheduler is not None:
+                    scheduler.step()
+                record["seconds"] = time.perf_counter() - started
+                if validation is not None and rank == 0:
+                    assert self.eval_eps is not None
+                    record.update(
+                        validate(
+                            self.student,
+                            *validation,
+                            attack=self.eval_attack,
+                            eps=self.eval_eps,
+                            batch_size=self.eval_batch_size,
+                            device=self.device,
+                            seed=self.seed,
+                            bounds=self.bounds,
+                            norm=self.eval_norm,
+                        )
                     )
-                )
-            self.history.append(record)
-            if rank == 0:
-                logger.info(
-                    "%s epoch %d/%d: %s",
-                    self.method,
-                    epoch + 1,
-                    nb_epochs,
-                    ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)),
-                )
-                self._save(epoch + 1, scheduler, fingerprint)
+                self.history.append(record)
+                if rank == 0:
+                    logger.info(
+                        "%s epoch %d/%d: %s",
+                        self.method,
+                        epoch + 1,
+                        nb_epochs,
+                        ", ".join(
+                            f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)
+                        ),
+                    )
+                    self._save(epoch + 1, scheduler, fingerprint)
+        finally:
+            # let go of the DDP wrapper (it holds the process group): left for interpreter
+            # exit, after destroy_process_group, its teardown can abort the process
+            self._train_model = self.student
         return self.history
 
     def _run_epoch(

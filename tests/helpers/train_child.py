@@ -8,6 +8,7 @@ KILL_AT_ATTACK_CALL > 0 makes the process SIGKILL itself at that student attack 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import PrototypeLinear, TinyCNN, make_prototype_data
@@ -58,6 +60,9 @@ def main() -> None:
         x, y, batch_size=16, nb_epochs=3, scheduler=scheduler, validation_data=(x[:16], y[:16])
     )
     suffix = f".rank{rank}" if distributed else ""
+    gc.collect()
+    wrappers = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+    history.append({"ddp_wrappers_alive": len(wrappers)})
     torch.save(student.state_dict(), f"{weights_out}{suffix}")
     Path(f"{weights_out}{suffix}.json").write_text(json.dumps(history))
     if distributed:
