@@ -112,11 +112,13 @@ def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_see
     assert [n[-3:] for n in finals[13:]] == ["-s1"] * 7 + ["-s2"] * 7
     for lr, value in zip(study.ONLINE_CHECK_LRS, (0.61, 0.62), strict=True):
         write_unit(s.out, "train", f"grid-dard-online-lr{lr:g}", history=history([0.4, value]))
-    last = s.plan()[-1][1]
-    online = s.online_final_run()
-    assert last == online.name == "final-shipped-dard-online-s0"
-    assert (online.lr, online.epochs) == (study.ONLINE_CHECK_LRS[1], 15)
-    assert online.options == {"teacher_targets": "online"}
+    last = [name for _, name, _ in s.plan()[-3:]]
+    online = s.online_final_runs()
+    assert last == [run.name for run in online]
+    assert last == [f"final-shipped-dard-online-s{seed}" for seed in study.SEEDS]
+    assert [run.seed for run in online] == list(study.SEEDS)
+    assert {(run.lr, run.epochs) for run in online} == {(study.ONLINE_CHECK_LRS[1], 15)}
+    assert all(run.options == {"teacher_targets": "online"} for run in online)
     diag = {r.name: r for r in s.diagnosis_runs()}
     assert diag["diag-dard-alpha0-lr0.005"].options == {"teacher_targets": "cached", "alpha": 0.0}
     runs = {r.name: r for r in s.final_runs()}
