@@ -527,11 +527,12 @@ class Study:
             if unit is None:
                 return []
             scores.append((final_value(unit["history"]), lr))
+        best_lr = max(scores)[1]
         return [
             Run(
                 f"final-shipped-dard-online-s{seed}",
                 "dard",
-                max(scores)[1],
+                best_lr,
                 epochs,
                 seed=seed,
                 options={"teacher_targets": "online"},
