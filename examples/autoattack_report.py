@@ -38,8 +38,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
     if args.checkpoint is not None:
         if args.arch is None:
             raise SystemExit("--checkpoint needs --arch (one of: " + ", ".join(list_models()) + ")")
-        classes = DATASETS[args.dataset].num_classes
-        model = load_checkpoint(args.checkpoint, args.arch, num_classes=classes)
+        model = load_checkpoint(args.checkpoint, args.arch, dataset=args.dataset)
         return model, Path(args.checkpoint).stem
     teacher = load_teacher(
         args.model,

@@ -28,7 +28,7 @@ import torch
 from _common import parse_args
 
 from dard_plugin import DARDTrainer, evaluate, load_teacher
-from dard_plugin.data import dataset_info, load_dataset, standard_augment
+from dard_plugin.data import DatasetNotFoundError, dataset_info, load_dataset, standard_augment
 from dard_plugin.models import create, list_models
 
 
@@ -84,10 +84,17 @@ def main() -> None:
         x_test, y_test = synthetic(args.n_test, num_classes, seed=args.seed + 1)
         augment = None
     else:
-        x_train, y_train = load_dataset(args.dataset, root=args.data_root, n_examples=args.n_train)
-        x_test, y_test = load_dataset(
-            args.dataset, train=False, root=args.data_root, n_examples=args.n_test
-        )
+        try:
+            x_train, y_train = load_dataset(
+                args.dataset, root=args.data_root, n_examples=args.n_train
+            )
+            x_test, y_test = load_dataset(
+                args.dataset, train=False, root=args.data_root, n_examples=args.n_test
+            )
+        except DatasetNotFoundError as error:
+            raise SystemExit(
+                f"{error}\nOffline without {args.dataset}? --synthetic runs on random images."
+            ) from None
         augment = standard_augment(args.dataset, seed=args.seed)
 
     torch.manual_seed(args.seed)  # the student's initial weights
