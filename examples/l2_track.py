@@ -70,7 +70,11 @@ def main() -> None:
     student.eval()  # the trainer leaves the student in train mode
 
     x_test, y_test = load_dataset("fashion-mnist", train=False, n_examples=args.n_test)
-    for name, model in (("student", student), ("teacher", teacher)):
+    models = {
+        "student": (student, f"DARD small-cnn student (L2 {args.eps:g})"),
+        "teacher": (teacher, "dard-fmnist-teacher"),
+    }
+    for file_stem, (model, model_name) in models.items():
         report = evaluate(
             model,
             x_test,
@@ -79,12 +83,10 @@ def main() -> None:
             norm="L2",
             attacks=("clean", "fgsm", "pgd", "dpgd", "apgd-ce"),
             seed=args.seed,
-            model_name=f"DARD small-cnn student (L2 {args.eps:g})"
-            if name == "student"
-            else "dard-fmnist-teacher",
+            model_name=model_name,
             verbose=False,
         )
-        report.to_json(out / f"{name}.json")
+        report.to_json(out / f"{file_stem}.json")
         print(report.to_markdown())
     print(f"written: {out / 'student.json'}, {out / 'teacher.json'}")
 
