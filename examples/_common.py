@@ -1,13 +1,32 @@
-"""Shared by the examples: a quickly trained Fashion-MNIST classifier to attack."""
+"""Shared by the examples: the ``--fast`` switch, and a quickly trained Fashion-MNIST
+classifier to attack."""
 
 from __future__ import annotations
+
+import argparse
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dard_plugin.data import get_loader, load_dataset
+from dard_plugin.data import get_loader, load_dataset, set_loader_epoch
 from dard_plugin.models import create
+
+
+def parse_args(parser: argparse.ArgumentParser, fast: dict[str, Any]) -> argparse.Namespace:
+    """Parse the command line. ``--fast`` (what CI runs) replaces the defaults by ``fast``;
+    options given on the command line still win."""
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="a smoke run of a few seconds (what the tests run); its numbers mean little",
+    )
+    args = parser.parse_args()
+    if args.fast:
+        parser.set_defaults(**fast)
+        args = parser.parse_args()
+    return args
 
 
 def quick_model(n_train: int, epochs: int, seed: int = 0) -> nn.Module:
@@ -20,7 +39,7 @@ def quick_model(n_train: int, epochs: int, seed: int = 0) -> nn.Module:
     loader = get_loader("fashion-mnist", n_examples=n_train, batch_size=128, seed=seed)
     model.train()
     for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
+        set_loader_epoch(loader, epoch)
         for images, labels in loader:
             optimizer.zero_grad()
             F.cross_entropy(model(images), labels).backward()

@@ -1,7 +1,8 @@
-"""DPGD in an ART workflow: DicePGD on a PyTorchClassifier, then inside ART's own
-AdversarialTrainer.
+"""DPGD in an ART workflow: DicePGD on a PyTorchClassifier beside ART's PGD, then as the
+attack of ART's own AdversarialTrainer, on a small Fashion-MNIST CNN (offline).
 
     python examples/dpgd_art.py --n-train 5000 --n-test 500
+    python examples/dpgd_art.py --fast     # seconds: 2000 training, 64 test images
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 
 import numpy as np
 import torch
-from _common import quick_model, test_slice
+from _common import parse_args, quick_model, test_slice
 from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.defences.trainer import AdversarialTrainer
 from art.estimators.classification import PyTorchClassifier
@@ -21,12 +22,17 @@ from dard_plugin.data import load_dataset
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--eps", type=float, default=0.1)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--n-adv-train", type=int, default=2000, help="images for ART's AdversarialTrainer"
+    )
+    args = parse_args(parser, fast={"n_train": 2000, "n_test": 64, "epochs": 1, "n_adv_train": 256})
 
     model = quick_model(args.n_train, args.epochs)
     classifier = PyTorchClassifier(
@@ -57,7 +63,7 @@ def main() -> None:
     print(f"  ART PGD (CE): robust accuracy {accuracy(pgd.generate(x, y)):.3f} at eps {args.eps}")
 
     # DicePGD as the attack of ART's own adversarial trainer (one short epoch)
-    train_x, train_y = load_dataset("fashion-mnist", n_examples=min(args.n_train, 2000))
+    train_x, train_y = load_dataset("fashion-mnist", n_examples=args.n_adv_train)
     trainer = AdversarialTrainer(
         classifier,
         attacks=DicePGD(classifier, eps=args.eps, eps_step=args.eps / 4, max_iter=3),
