@@ -87,7 +87,9 @@ class AdversarialTrainerBase(TrainingLoop):
             end of every epoch. Checked for writability before training.
         resume: continue from ``checkpoint_dir``; refused, listing the differing fields,
             when the checkpoint's run had other settings (method, loss and attack
-            hyper-parameters, optimizer and scheduler, batch size, seed, data, teacher).
+            hyper-parameters, optimizer and scheduler, batch size, seed, data, teacher),
+            and refused before any work when it has trained more epochs than ``fit``'s
+            ``nb_epochs`` (a run is never shortened; the same number returns it as it is).
         history_path: also write the per-epoch history to this JSON file.
         verbose: tqdm progress bar per epoch.
     """
