@@ -128,14 +128,6 @@ class Checkpointer:
                 "checkpoint; the CLI: --overwrite or another --out"
             )
 
-    def load(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-        """The saved state to resume, None when there is none; refused when it was written
-        by a run with another fingerprint (:meth:`check_fingerprint`)."""
-        state = self.read()
-        if state is not None:
-            self.check_fingerprint(state, fingerprint)
-        return state
-
     def save(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
         if self.history_path is not None:
             write_json(self.history_path, history)
