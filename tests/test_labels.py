@@ -154,11 +154,13 @@ def test_validation_labels_of_shape_n_by_1_are_class_indices() -> None:
         (lambda y: torch.cat([y[:-1], torch.tensor([10])]), r"y must be class indices in \[0, 9\]"),
     ],
 )
-def test_fit_refuses_wrong_labels_before_any_work(tmp_path, labels, match) -> None:
-    """Issue 25 items 3 and 4, and a bad label in the last batch: found before training."""
+@pytest.mark.parametrize("targets", ["online", "cached"])
+def test_fit_refuses_wrong_labels_before_any_work(tmp_path, labels, match, targets) -> None:
+    """Issue 25 items 3 and 4, and a bad label in the last batch: found before training or
+    the teacher-target cache (once found mid-epoch or mid-cache)."""
     x, y, _ = make_prototype_data(n=32, num_classes=10)
     y = y.clamp(max=4)  # classes 0-4 only: a width-5 one-hot is possible
-    trainer, teacher, student = dard(tmp_path)
+    trainer, teacher, student = dard(tmp_path, teacher_targets=targets)
     before = state_snapshot(student)
     with pytest.raises(ValueError, match=match):
         trainer.fit(x, labels(y), batch_size=16, nb_epochs=1)
@@ -180,6 +182,24 @@ def test_validation_labels_are_refused_before_any_work(tmp_path) -> None:
             trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x, labels))
         assert teacher.calls == 0
         assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_make_loader_loader_is_checked_whole(tmp_path) -> None:
+    from dard_plugin.data import make_loader
+
+    x, y, _ = make_prototype_data(n=32)
+    bad = torch.cat([y[:-1], torch.tensor([10])])  # the last image's label, last batch
+    trainer, teacher, _ = dard(tmp_path, teacher_targets="cached")
+    with pytest.raises(ValueError, match=r"training loader's labels must be class indices"):
+        trainer.fit_generator(make_loader(x, bad, batch_size=16), nb_epochs=1)
+    assert teacher.calls == 0 and not (tmp_path / "ckpt").exists()
+    reference, _, reference_student = dard(teacher_targets="cached")
+    reference.fit_generator(make_loader(x, y, batch_size=16), nb_epochs=1)
+    trainer, _, student = dard(teacher_targets="cached")
+    trainer.fit_generator(make_loader(x, one_hot(y), batch_size=16), nb_epochs=1)
+    assert torch.equal(trainer.targets.cache["teacher_adv"], reference.targets.cache["teacher_adv"])
+    expected = state_snapshot(reference_student)
+    assert all(torch.equal(v, expected[k]) for k, v in state_snapshot(student).items())
 
 
 class DictBatches(torch.utils.data.Dataset):
