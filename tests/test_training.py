@@ -264,8 +264,8 @@ def test_bad_fit_inputs_fail_before_training(tmp_path) -> None:
     )
     cases = [
         ((x + 1, y), {}, ValueError, r"x must lie in \[0"),
-        ((x, y + 10), {}, ValueError, "labels must be class indices"),
-        ((x, y[:-1]), {}, ValueError, "one label per image"),
+        ((x, y + 10), {}, ValueError, r"y must be class indices in \[0, 9\]"),
+        ((x, y[:-1]), {}, ValueError, r"y must have shape \(32,\).*one label per example"),
         ((x, y), {"nb_epochs": 0}, ValueError, "nb_epochs"),
         ((x, y), {"batch_size": 0}, ValueError, "batch_size"),
         ((x, y), {"validation_data": (x, y + 20)}, ValueError, "validation_data"),

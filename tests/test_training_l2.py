@@ -92,3 +92,88 @@ def test_a_bad_norm_is_refused_before_work(norm: object) -> None:
         )
     after = state_snapshot(student)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def l2_student() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    student = TinyCNN()
+    return student, torch.optim.SGD(student.parameters(), lr=0.05)
+
+
+def test_validation_follows_a_torchattacks_l2_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: an L2 run validated with L-inf at the L2 budget (accuracy 0, a warning)."""
+    import torchattacks
+
+    x, y, _ = make_prototype_data(n=32, noise=0.3)
+    student, optimizer = l2_student()
+    attack = torchattacks.PGDL2(student, eps=EPS, alpha=EPS / 4, steps=2)
+    trainer = TRAINERS["sat"](student, optimizer=optimizer, attack=attack, verbose=False)
+    assert (trainer.eval_norm, trainer.eval_eps) == ("L2", EPS)
+    calls: list[dict[str, Any]] = []
+    spy(monkeypatch, calls)  # the torchattacks training attack is not the package's loop
+    trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x[:16], y[:16]))
+    assert [(c["norm"], c["eps"]) for c in calls] == [("L2", EPS)]
+    apgd = torchattacks.APGD(student, norm="L2", eps=EPS, steps=2)
+    assert TRAINERS["sat"](student, optimizer=optimizer, attack=apgd).eval_norm == "L2"
+    linf = torchattacks.PGD(student, eps=0.1, alpha=0.05, steps=2)
+    assert TRAINERS["sat"](student, optimizer=optimizer, attack=linf).eval_norm == "Linf"
+
+
+def test_an_explicit_eval_norm_wins_and_needs_its_own_eps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, y, _ = make_prototype_data(n=32, noise=0.3)
+    student, optimizer = l2_student()
+    before = state_snapshot(student)
+    attack = {"norm": "L2", "eps": EPS, "steps": 2}
+    trainer = TRAINERS["sat"](
+        student, optimizer=optimizer, attack=attack, eval_norm="Linf", verbose=False
+    )
+    assert trainer.eval_eps is None  # the L2 budget is no L-inf budget
+    with pytest.raises(ValueError, match=r"eval_eps must be given.*eval_norm='Linf'.*'L2'"):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x[:16], y[:16]))
+    assert all(torch.equal(before[k], v) for k, v in state_snapshot(student).items())
+    trainer = TRAINERS["sat"](
+        student, optimizer=optimizer, attack=attack, eval_norm="Linf", eval_eps=0.1, verbose=False
+    )
+    calls: list[dict[str, Any]] = []
+    spy(monkeypatch, calls)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=(x[:16], y[:16]))
+    assert [(c["norm"], c["eps"]) for c in calls] == [("L2", EPS)] * 2 + [("Linf", 0.1)]
+    with pytest.raises(ValueError, match="eval_norm"):
+        TRAINERS["sat"](student, optimizer=optimizer, eval_norm="l2")
+
+
+@pytest.mark.parametrize("norm", ["L2", "Linf"])
+def test_a_partial_teacher_attack_inherits_the_run_norm(
+    norm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25: ``teacher_attack={"steps": 3}`` in an L2 run made the teacher's DPGD L-inf
+    at 8/255; it now takes the run's norm, and that norm's defaults for what it omits."""
+    x, y, prototypes = make_prototype_data(n=16, noise=0.3)
+    student, optimizer = l2_student()
+    eps = EPS if norm == "L2" else 0.1
+    trainer = TRAINERS["dard"](
+        student,
+        PrototypeLinear(prototypes).eval(),
+        optimizer=optimizer,
+        attack={"norm": norm, "eps": eps, "steps": 2},
+        teacher_attack={"steps": 3},
+        verbose=False,
+    )
+    assert trainer.teacher_attack == AttackSettings(norm=norm, steps=3)
+    expected_eps = 1.5 if norm == "L2" else 8 / 255  # the norm's default budget
+    calls: list[dict[str, Any]] = []
+    spy(monkeypatch, calls)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    teacher_calls = [c for c in calls if c["steps"] == 3]
+    assert len(teacher_calls) == 1 and len(calls) == 2
+    assert teacher_calls[0]["norm"] == norm and teacher_calls[0]["eps"] == expected_eps
+    explicit = TRAINERS["dard"](
+        student,
+        PrototypeLinear(prototypes).eval(),
+        optimizer=optimizer,
+        attack={"norm": "L2", "eps": EPS},
+        teacher_attack={"norm": "Linf", "eps": 0.1},
+    )
+    assert explicit.teacher_attack == AttackSettings(norm="Linf", eps=0.1)

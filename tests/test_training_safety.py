@@ -292,3 +292,90 @@ def test_cached_targets_follow_the_training_images() -> None:
         assert torch.allclose(trainer.targets.cache["teacher_nat"], teacher(other), atol=1e-6)
     loader = make_loader(other, other_y, batch_size=16)
     trainer.fit_generator(loader, nb_epochs=1)
+
+
+# ----------------------------------------------------------------- issue 25: no surprises
+class CountingTeacher(nn.Module):
+    """The prototype teacher, counting its forward calls ("never called" means zero)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        _, _, prototypes = make_prototype_data()
+        self.inner = PrototypeLinear(prototypes)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.inner(x)
+
+
+def counted_dard(tmp_path, **kwargs) -> tuple[DARDTrainer, CountingTeacher, nn.Module]:
+    student, optimizer = student_and_optimizer()
+    teacher = CountingTeacher().eval()
+    options = {"attack": ATTACK, "checkpoint_dir": tmp_path / "ckpt", "verbose": False}
+    options.update(kwargs)
+    return DARDTrainer(student, teacher, optimizer=optimizer, **options), teacher, student
+
+
+def test_resume_never_shortens_a_finished_run(tmp_path) -> None:
+    """Issue 25 item 6: nb_epochs=2 on a finished 3-epoch run returned the 3-epoch model."""
+    x, y, _ = make_prototype_data(n=32)
+    trainer, _, _ = counted_dard(tmp_path)
+    trainer.fit(x, y, batch_size=16, nb_epochs=3)
+    checkpoint = tmp_path / "ckpt" / "checkpoint.pt"
+    saved = checkpoint.read_bytes()
+    trainer, teacher, student = counted_dard(tmp_path, resume=True)
+    before = state_snapshot(student)
+    with pytest.raises(
+        ValueError, match=r"already trained 3 epochs, more than nb_epochs=2"
+    ) as error:
+        trainer.fit(x, y, batch_size=16, nb_epochs=2)
+    message = str(error.value)
+    assert "nb_epochs=3" in message and "resume=False" in message and str(checkpoint) in message
+    assert "--epochs 3" in message  # usable as it is from `dard distill --resume`
+    assert teacher.calls == 0 and checkpoint.read_bytes() == saved
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+    # the same number of epochs gives the finished run back, and trains nothing
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=3)
+    assert [h["epoch"] for h in history] == [1, 2, 3] and trainer.epochs_run == 0
+    assert checkpoint.read_bytes() == saved
+
+
+@pytest.mark.parametrize(
+    ("options", "fit_options", "match"),
+    [
+        # the student's eps: once found only after the whole teacher-target cache was built
+        (
+            {"attack": {"eps": 8.0, "alpha": 0.05, "steps": 1}, "teacher_attack": ATTACK},
+            {},
+            r"attack\['eps'\]=8 covers the whole input range",
+        ),
+        (
+            {"teacher_attack": {"eps": 8.0, "alpha": 0.05, "steps": 1}},
+            {},
+            r"teacher_attack\['eps'\]=8 covers the whole input range",
+        ),
+        (
+            {"attack": {"norm": "L2", "eps": 9.0, "steps": 1}},
+            {},
+            r"attack\['eps'\]=9 .*L2 diameter of the box is 8",
+        ),
+        # the validation budget and images: once found after epoch 1
+        ({"eval_eps": 8.0}, {"validation": "same"}, r"eval_eps=8 covers the whole input range"),
+        ({}, {"validation": "wrong shape"}, r"validation_data\[0\] must hold images of the "),
+    ],
+)
+@pytest.mark.parametrize("targets", ["online", "cached"])
+def test_every_check_runs_before_the_teacher_and_the_cache(
+    tmp_path, options, fit_options, match, targets
+) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    trainer, teacher, student = counted_dard(tmp_path, teacher_targets=targets, **options)
+    before = state_snapshot(student)
+    shapes = {"same": (x, y), "wrong shape": (x[:, :, :7, :7], y)}
+    validation = shapes.get(fit_options.get("validation", ""))
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1, validation_data=validation)
+    assert teacher.calls == 0
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+    assert not (tmp_path / "ckpt").exists()

@@ -10,17 +10,17 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dard_plugin._labels import read_labels
 from dard_plugin._validation import (
     check_choice,
     check_eps_plausible,
     check_images,
     check_int,
-    check_label_range,
-    check_labels,
     check_real,
     warn_if_probabilities,
 )
@@ -74,7 +74,7 @@ def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device)
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
     *,
     eps: float,
     norm: str = "Linf",
@@ -93,6 +93,9 @@ def evaluate(
     gives; ``robust_accuracy`` is the per-sample worst case over all of them.
 
     Args:
+        labels: class indices of shape (N,) or (N, 1), or one-hot rows of shape
+            (N, num_classes): the package's one label rule (``dard_plugin/_labels.py``),
+            the same as the trainers'; checked in full before any attack runs.
         attacks: names from ``clean``, ``fgsm``, ``pgd``, ``bim``, ``tpgd``, ``cw``,
             ``dpgd``, ``autoattack`` (standard: APGD-CE, APGD-T, FAB-T, Square) and
             AutoAttack's parts ``apgd-ce``, ``apgd-t``, ``fab-t``, ``square`` (run with the
@@ -131,7 +134,8 @@ def evaluate(
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_images("images", images, (0.0, 1.0))
-    check_labels("labels", labels, images.shape[0])
+    given_labels = read_labels("labels", labels, num_examples=images.shape[0])
+    indices = given_labels.indices
     check_input_shape("images", model, images)
     check_eps_plausible(eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]))
     if n_examples is not None:
@@ -141,11 +145,11 @@ def evaluate(
                 f"n_examples must be at most {images.shape[0]} (the number of "
                 f"images given), got {n_examples}"
             )
-        images, labels = images[:n_examples], labels[:n_examples]
+        images, indices = images[:n_examples], indices[:n_examples]
     world_size, rank = distributed.process_group()
     fingerprint = ""
     if state_path is not None or world_size > 1:
-        data_print = distributed.fingerprint_tensors(images, labels)
+        data_print = distributed.fingerprint_tensors(images, indices)
         model_print = distributed.fingerprint_model(model)
         fingerprint = data_print + model_print
     if world_size > 1:  # before anything that could differ between ranks
@@ -176,11 +180,11 @@ def evaluate(
             _sanity_checks(model, images, device)
             with torch.no_grad():
                 logits = model(images[:1].to(device))
-            check_label_range("labels", labels, logits.shape[1])
+            given_labels.check_classes(logits.shape[1])
             correct, seconds = _run_all(
                 model,
                 images[shard],
-                labels[shard],
+                indices[shard],
                 eps=eps,
                 norm=norm,
                 attacks=attacks,

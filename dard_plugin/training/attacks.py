@@ -131,6 +131,27 @@ def build_attack(
     return functools.partial(function, settings, bounds)
 
 
+def declared_norm(attack: object, settings: AttackSettings | None) -> str | None:
+    """The norm of a training attack where it is known: its settings' norm, or that of a
+    torchattacks attack (its ``norm`` attribute, as ``APGD``'s; ``L2`` for the classes
+    named ``...L2``; ``Linf`` for the other attacks with an ``eps``, torchattacks'
+    convention); None for a callable or an attack with neither."""
+    if settings is not None:
+        return settings.norm
+    from torchattacks.attack import Attack
+
+    if not isinstance(attack, Attack):
+        return None
+    norm = getattr(attack, "norm", None)
+    if norm in NORMS:
+        return str(norm)
+    if type(attack).__name__.endswith("L2"):
+        return "L2"
+    if norm is None and isinstance(getattr(attack, "eps", None), (int, float)):
+        return "Linf"
+    return None
+
+
 def resolve_attack(
     attack: object,
     *,

@@ -5,6 +5,11 @@ their indices, for cached teacher targets and the data fingerprint), a torch ``D
 an ART ``DataGenerator`` or any iterable of ``(images, labels)`` pairs or dicts. It knows
 whether the source can be replayed each epoch, and inspects the first batch without losing
 it (a one-shot iterator keeps that batch for the first epoch).
+
+Labels follow the package's one rule (``dard_plugin/_labels.py``), batch by batch: the
+first batch's, and all labels of a loader whose data are known, are checked against the
+number of classes as soon as the trainer knows it (:meth:`BatchSource.set_num_classes`,
+before any training step); a later batch of a generator is checked when it comes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dard_plugin._labels import ClassLabels, read_labels
 from dard_plugin.data.loaders import (
     BatchAugment,
     EpochBatchSampler,
@@ -37,33 +43,31 @@ class Batch:
     indices: torch.Tensor | None = None
 
 
-def as_tensors(x: Any, y: Any, x_name: str, y_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float images and int64 class indices (one-hot rows become indices)."""
+def as_images(x: Any, name: str) -> torch.Tensor:
+    """Float images from an array or a tensor (their range is checked by the trainer)."""
     images = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    labels = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     if not images.is_floating_point():
-        raise TypeError(f"{x_name} must hold floating point images")
-    images = images.float()
-    if labels.ndim == 2:  # one-hot, as ART passes them
-        labels = labels.argmax(dim=1)
-    if labels.dtype.is_floating_point and not bool(torch.all(labels == labels.round())):
-        raise ValueError(f"{y_name} must hold integer class indices or one-hot rows")
-    labels = labels.long()
-    if labels.shape != images.shape[:1]:
-        raise ValueError(
-            f"{y_name} must have one label per image: {images.shape[0]} images, "
-            f"labels of shape {tuple(labels.shape)}"
-        )
-    return images, labels
+        raise TypeError(f"{name} must hold floating point images, got dtype {images.dtype}")
+    return images.float()
 
 
 class BatchSource:
     """Batches (on the CPU, as the source gives them) of one training source."""
 
-    def __init__(self, source: Any, *, keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        *,
+        keys: Sequence[str] | None = None,
+        labels: ClassLabels | None = None,
+    ) -> None:
+        """``labels``: the labels already read of a loader from ``make_loader`` (``fit``'s
+        ``y``), checked with the classes as the loader's would be."""
         from art.data_generators import DataGenerator
 
         self.keys = keys
+        self.num_classes: int | None = None
+        self._unchecked: list[ClassLabels] = []  # read before the classes were known
         self._get_batch: Any = None  # an ART generator that only has get_batch()
         self._pending: Iterator[Batch] | None = None  # a one-shot source's first epoch
         self.length: int | None = None
@@ -72,7 +76,12 @@ class BatchSource:
         self._indexed = False
         if isinstance(sampler, EpochBatchSampler) and isinstance(dataset, TensorPairs):
             self._indexed = True
-            self.known = (dataset.images, dataset.labels)
+            images = dataset.images
+            whole = labels or read_labels(
+                "the training loader's labels", dataset.labels, num_examples=images.shape[0]
+            )
+            self._unchecked.append(whole)
+            self.known = (images, whole.indices)
         self.source = source
         if isinstance(source, DataGenerator):
             if source.size is not None:
@@ -107,6 +116,14 @@ class BatchSource:
                 f"read only once, so nb_epochs must be 1 (got nb_epochs={nb_epochs}); pass a "
                 "DataLoader, a list of batches or another re-iterable source to train longer"
             )
+
+    def set_num_classes(self, num_classes: int) -> None:
+        """Check every label read so far (the first batch's, a known loader's) against the
+        model's number of classes; later batches are checked as they come."""
+        for labels in self._unchecked:
+            labels.check_classes(num_classes)
+        self._unchecked.clear()
+        self.num_classes = num_classes
 
     def first(self) -> Batch:
         """The first batch, without losing it for training."""
@@ -153,17 +170,28 @@ class BatchSource:
     def _raw(self) -> Iterator[Batch]:
         if self._indexed:
             collate, dataset = self.source.collate_fn, self.source.dataset
-            for indices in self.source.sampler:  # the DataLoader's own path, with indices
+            # the DataLoader's own path, with indices
+            for number, indices in enumerate(self.source.sampler, start=1):
                 images, labels = collate(dataset[indices])
-                yield Batch(images, labels, indices)
+                yield Batch(images, self._labels(labels, images, number), indices)
             return
-        if self._get_batch is not None:
-            for _ in range(self.length or 0):
-                yield self._to_batch(self._get_batch())
-            return
-        for item in self.source:
-            yield self._to_batch(item)
+        items = (
+            (self._get_batch() for _ in range(self.length or 0))
+            if self._get_batch is not None
+            else iter(self.source)
+        )
+        for number, item in enumerate(items, start=1):
+            yield self._to_batch(item, number)
 
-    def _to_batch(self, item: Any) -> Batch:
-        images, labels = as_tensors(*unpack_batch(item, self.keys), "images", "labels")
-        return Batch(images, labels)
+    def _to_batch(self, item: Any, number: int) -> Batch:
+        x, y = unpack_batch(item, self.keys)
+        images = as_images(x, f"the images of training batch {number}")
+        return Batch(images, self._labels(y, images, number))
+
+    def _labels(self, labels: Any, images: torch.Tensor, number: int) -> torch.Tensor:
+        name = f"the labels of training batch {number}"
+        read = read_labels(name, labels, num_examples=images.shape[0])
+        if self.num_classes is None:
+            self._unchecked.append(read)
+            return read.indices
+        return read.check_classes(self.num_classes)

@@ -95,22 +95,38 @@ class Checkpointer:
         if self.history_path is not None:
             check_writable_file("history_path", self.history_path)
 
-    def load(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-        """The saved state to resume, None when there is none; refused (``ValueError``
-        listing the fields) when it was written by a run with another fingerprint."""
+    def read(self) -> dict[str, Any] | None:
+        """The saved state, None when there is none (a corrupt file is a ``ValueError``)."""
         path = self.path
         if path is None or not path.is_file():
             return None
-        state = load_checkpoint_state(path)
+        return load_checkpoint_state(path)
+
+    def check_epochs(self, state: dict[str, Any], nb_epochs: int) -> None:
+        """A run is continued, or returned as it is, never shortened: a checkpoint with more
+        epochs than ``nb_epochs`` is refused (before any work)."""
+        done = int(state["epoch"])
+        if done > nb_epochs:
+            raise ValueError(
+                f"resume refused: {self.path} holds a run that has already trained {done} "
+                f"epochs, more than nb_epochs={nb_epochs}, and a run is never shortened. Pass "
+                f"nb_epochs={done} to get that run back as it is, or more to continue it; to "
+                f"train {nb_epochs} epochs afresh, pass resume=False (the run is overwritten) "
+                f"or another checkpoint_dir. The CLI: --epochs {done} or more, or --overwrite "
+                "or another --out"
+            )
+
+    def check_fingerprint(self, state: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+        """Refused (``ValueError`` listing the fields) when ``state`` was written by a run
+        with another fingerprint."""
         found = differences(state["fingerprint"], fingerprint)
         if found:
             raise ValueError(
-                f"resume refused: {path} was written by a different configuration; differing "
-                f"fields: {'; '.join(found)}. To start afresh, pass resume=False (the run is "
-                "overwritten), use another checkpoint_dir, or delete the checkpoint; the CLI: "
-                "--overwrite or another --out"
+                f"resume refused: {self.path} was written by a different configuration; "
+                f"differing fields: {'; '.join(found)}. To start afresh, pass resume=False "
+                "(the run is overwritten), use another checkpoint_dir, or delete the "
+                "checkpoint; the CLI: --overwrite or another --out"
             )
-        return state
 
     def save(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
         if self.history_path is not None:

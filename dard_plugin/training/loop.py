@@ -19,10 +19,11 @@ from art.defences.trainer.trainer import Trainer
 from torch import nn
 from tqdm.auto import tqdm
 
-from dard_plugin._validation import check_label_range
+from dard_plugin._labels import ClassLabels, read_labels
+from dard_plugin._validation import check_eps_plausible
 from dard_plugin.training import models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
-from dard_plugin.training.batches import Batch, BatchSource, as_tensors
+from dard_plugin.training.batches import Batch, BatchSource, as_images
 from dard_plugin.training.checkpointing import Checkpointer
 from dard_plugin.training.fingerprints import (
     model_fingerprint,
@@ -68,7 +69,10 @@ class TrainingLoop(Trainer):
     verbose: bool
     eval_attack: str
     eval_eps: float | None
+    eval_eps_missing: str
     eval_norm: str
+    attack_eps: float | None
+    attack_norm: str | None
     eval_batch_size: int
     history: list[dict[str, Any]]
     _channels_last_request: bool | None
@@ -124,19 +128,27 @@ class TrainingLoop(Trainer):
             )
         if rank == 0:
             self.checkpointer.check_writable()
-        validation = None
-        if validation_data is not None:
-            validation = as_tensors(*validation_data, "validation_data[0]", "validation_data[1]")
-            self._check_images("validation_data[0]", validation[0])
+        saved = self.checkpointer.read() if self.resume else None
+        if saved is not None:
+            self.checkpointer.check_epochs(saved, nb_epochs)
+        validation = self._read_validation(validation_data)
         first = source.first()
         self._input_shape = tuple(first.images.shape[1:])
-        self._num_classes = models.check_first_batch(
-            self.student, self.teacher, first.images, first.labels, self.bounds
-        )
+        if validation is not None and tuple(validation[0].shape[1:]) != self._input_shape:
+            raise ValueError(
+                f"validation_data[0] must hold images of the training images' shape "
+                f"{self._input_shape}, got {tuple(validation[0].shape)}: per-example shape "
+                f"{tuple(validation[0].shape[1:])}"
+            )
+        self._check_budgets(self._input_shape, validating=validation is not None)
+        # the student's classes check every label known so far before the teacher runs
+        self._num_classes = models.student_classes(self.student, first.images, self.bounds)
+        source.set_num_classes(self._num_classes)
+        validation_labels = None
         if validation is not None:
-            check_label_range("validation_data[1]", validation[1], self._num_classes)
-        if self.eval_eps is None and validation is not None:
-            raise ValueError("eval_eps must be given: the attack's eps is unknown")
+            validation_labels = validation[1].check_classes(self._num_classes)
+        if self.teacher is not None:
+            models.check_teacher(self.teacher, first.images, self._num_classes)
         fingerprint = self._fingerprint(source, scheduler, batch_size)
 
         self.student.to(self.device)
@@ -148,7 +160,7 @@ class TrainingLoop(Trainer):
             self.device,
             self._channels_last_request,
         )
-        start_epoch = self._restore(scheduler, fingerprint)
+        start_epoch = self._restore(scheduler, fingerprint, saved)
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
         if world > 1:
@@ -174,11 +186,12 @@ class TrainingLoop(Trainer):
                     scheduler.step()
                 record["seconds"] = time.perf_counter() - started
                 if validation is not None and rank == 0:
-                    assert self.eval_eps is not None
+                    assert self.eval_eps is not None and validation_labels is not None
                     record.update(
                         validate(
                             self.student,
-                            *validation,
+                            validation[0],
+                            validation_labels,
                             attack=self.eval_attack,
                             eps=self.eval_eps,
                             batch_size=self.eval_batch_size,
@@ -259,6 +272,45 @@ class TrainingLoop(Trainer):
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
+    # ----------------------------------------------------------------- checks
+    def attack_budgets(self) -> list[tuple[str, float, str]]:
+        """``(name, eps, norm)`` of every attack the method runs in training whose budget is
+        known, checked for plausibility before the first batch trains."""
+        settings = self.attack_settings
+        if settings is not None:
+            return [("attack['eps']", settings.budget, settings.norm)]
+        if self.attack_eps is not None and self.attack_norm is not None:
+            return [("attack.eps", self.attack_eps, self.attack_norm)]
+        return []
+
+    def _check_budgets(self, input_shape: tuple[int, ...], *, validating: bool) -> None:
+        """Every budget (training attacks, validation) against the bounds and the input
+        shape, before the teacher runs, the cache is built or a batch trains."""
+        budgets = self.attack_budgets()
+        if validating:
+            assert self.eval_eps is not None
+            budgets.append(("eval_eps", self.eval_eps, self.eval_norm))
+        for name, eps, norm in budgets:
+            check_eps_plausible(eps, self.bounds, norm=norm, input_shape=input_shape, name=name)
+
+    def _read_validation(
+        self, validation_data: tuple[Any, Any] | None
+    ) -> tuple[torch.Tensor, ClassLabels] | None:
+        """The validation images (checked) and labels (read by the label rule)."""
+        if validation_data is None:
+            return None
+        if self.eval_eps is None:
+            raise ValueError(f"eval_eps must be given to validate: {self.eval_eps_missing}")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(
+                "validation_data must be a pair (images, labels), got "
+                f"{type(validation_data).__name__}"
+            )
+        images = as_images(validation_data[0], "validation_data[0]")
+        self._check_images("validation_data[0]", images)
+        labels = read_labels("validation_data[1]", validation_data[1], num_examples=images.shape[0])
+        return images, labels
+
     # ----------------------------------------------------------------- checkpoints
     def _fingerprint(
         self, source: BatchSource, scheduler: Any, batch_size: int | None
@@ -275,13 +327,15 @@ class TrainingLoop(Trainer):
             f"{sum(p.numel() for p in self.student.parameters())} parameters",
         }
 
-    def _restore(self, scheduler: Any, fingerprint: dict[str, Any]) -> int:
+    def _restore(
+        self, scheduler: Any, fingerprint: dict[str, Any], state: dict[str, Any] | None
+    ) -> int:
         if not self.resume:
             return 0
-        state = self.checkpointer.load(fingerprint)
         if state is None:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
             return 0
+        self.checkpointer.check_fingerprint(state, fingerprint)
         self.student.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:

@@ -148,8 +148,11 @@ class DARDTrainer(AdversarialTrainerBase):
         temperature: ``tau`` (3.0), applied to the teacher's logits.
         adv_weight: ``w`` (0.5: the paper's average of the two terms).
         teacher_attack: settings of the teacher's DPGD (default: the student attack's
-            settings, or METHOD.md's defaults when those are unknown); an L2 student
-            attack with no ``teacher_attack`` gives the teacher an L2 DPGD too.
+            settings, or the run's norm's defaults when those are unknown). A partial dict
+            takes the run's norm (the student attack's) when it names none, and that norm's
+            defaults for what it omits: ``{"steps": 20}`` in an L2 run is an L2 DPGD at
+            eps 1.5 (``L2_TRAINING_EPS``), step eps / 4, 20 steps; in an L-inf run, at
+            METHOD.md's 8/255 and 2/255.
         adv_targets: where ``q_adv`` comes from, one of ``ADV_TARGETS`` (module docstring);
             default ``"teacher-adv"``, the paper's.
         legacy_teacher_softmax: reproduce the original scripts' defect (temperature softmax
@@ -188,10 +191,27 @@ class DARDTrainer(AdversarialTrainerBase):
             ("teacher_nat", "teacher_adv") if uses_teacher_attack else ("teacher_nat",)
         )
         super().__init__(classifier, teacher, **kwargs)
-        if teacher_attack is not None:
-            self.teacher_attack = AttackSettings.from_mapping(teacher_attack)
-        else:
-            self.teacher_attack = self.attack_settings or AttackSettings()
+        self.teacher_attack = self._teacher_attack_settings(teacher_attack)
+
+    def _teacher_attack_settings(self, given: Mapping[str, Any] | None) -> AttackSettings:
+        """The student's settings when none are given; a partial dict takes the run's norm
+        where it names none, and that norm's defaults for the rest."""
+        run_norm = self.attack_norm or "Linf"
+        if given is None:
+            return self.attack_settings or AttackSettings(norm=run_norm)
+        if not isinstance(given, Mapping):
+            raise TypeError(
+                "teacher_attack must be a dict of settings (norm, eps, alpha, steps), got "
+                f"{type(given).__name__}"
+            )
+        return AttackSettings.from_mapping({"norm": run_norm, **given})
+
+    def attack_budgets(self) -> list[tuple[str, float, str]]:
+        budgets = super().attack_budgets()
+        settings = self.teacher_attack
+        if "teacher_adv" in self.teacher_output_names and settings != self.attack_settings:
+            budgets.append(("teacher_attack['eps']", settings.budget, settings.norm))
+        return budgets
 
     def config(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,6 @@
 """The student and the teacher: taken from what the user passes, checked against the first
-batch before any training step, and put in channels-last format where both can run it."""
+batch before any training step (the student first: its number of classes checks the labels
+before the teacher runs), and put in channels-last format where both can run it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dard_plugin._validation import check_images, check_label_range
+from dard_plugin._validation import check_images
 
 logger = logging.getLogger(__name__)
 
@@ -71,47 +72,46 @@ def unpack_teacher(teacher: Any, student_source: Any, owner: str) -> nn.Module:
     return model.eval()
 
 
-def check_first_batch(
-    student: nn.Module,
-    teacher: nn.Module | None,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    bounds: tuple[float, float],
-) -> int:
-    """Shapes and classes of student and teacher agree with the data, before any training
-    step; returns the number of classes."""
+def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[float, float]) -> int:
+    """The student's number of classes, from its logits on two images of the first batch
+    (eval mode, no gradient, its mode restored): the labels are checked against it before
+    the teacher runs or any training step."""
     check_images("images", images, bounds)
     shape = tuple(images.shape[1:])
     sample = images[:2].to(module_device(student))
-    with torch.no_grad():
-        was_training = student.training
-        student.eval()
-        try:
+    was_training = student.training
+    student.eval()
+    try:
+        with torch.no_grad():
             student_out = student(sample)
+    except RuntimeError as error:
+        raise ValueError(f"the student cannot take inputs of shape {shape}: {error}") from None
+    finally:
+        student.train(was_training)
+    if student_out.ndim != 2:
+        raise ValueError(
+            f"the student must return (batch, classes) logits, got {tuple(student_out.shape)}"
+        )
+    return int(student_out.shape[1])
+
+
+def check_teacher(teacher: nn.Module, images: torch.Tensor, num_classes: int) -> None:
+    """The teacher takes the training inputs and has the student's number of classes."""
+    shape = tuple(images.shape[1:])
+    sample = images[:2].to(next(iter(teacher.parameters()), images).device)
+    with torch.no_grad():
+        try:
+            teacher_out = teacher(sample)
         except RuntimeError as error:
-            raise ValueError(f"the student cannot take inputs of shape {shape}: {error}") from None
-        finally:
-            student.train(was_training)
-        if student_out.ndim != 2:
             raise ValueError(
-                f"the student must return (batch, classes) logits, got {tuple(student_out.shape)}"
-            )
-        if teacher is not None:
-            teacher_device = next(iter(teacher.parameters()), sample).device
-            try:
-                teacher_out = teacher(sample.to(teacher_device))
-            except RuntimeError as error:
-                raise ValueError(
-                    f"the teacher cannot take the training inputs of shape {shape}: {error}"
-                ) from None
-            if teacher_out.shape[1:] != student_out.shape[1:]:
-                raise ValueError(
-                    f"teacher and student disagree on the number of classes: teacher "
-                    f"{teacher_out.shape[1]}, student {student_out.shape[1]}"
-                )
-    num_classes = int(student_out.shape[1])
-    check_label_range("labels", labels, num_classes)
-    return num_classes
+                f"the teacher cannot take the training inputs of shape {shape}: {error}"
+            ) from None
+    if teacher_out.ndim != 2 or teacher_out.shape[1] != num_classes:
+        raise ValueError(
+            f"teacher and student disagree on the number of classes: teacher "
+            f"{teacher_out.shape[1] if teacher_out.ndim == 2 else tuple(teacher_out.shape)}, "
+            f"student {num_classes}"
+        )
 
 
 def settle_memory_format(

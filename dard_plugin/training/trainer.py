@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dard_plugin._labels import read_labels
 from dard_plugin._validation import (
     check_bool,
     check_bounds,
@@ -29,10 +30,11 @@ from dard_plugin._validation import (
     check_int,
     check_real,
 )
+from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
-from dard_plugin.training.attacks import AttackSettings, resolve_attack
-from dard_plugin.training.batches import Batch, BatchSource, as_tensors
+from dard_plugin.training.attacks import AttackSettings, declared_norm, resolve_attack
+from dard_plugin.training.batches import Batch, BatchSource, as_images
 from dard_plugin.training.checkpointing import Checkpointer
 from dard_plugin.training.loop import TrainingLoop, distributed
 from dard_plugin.training.targets import TEACHER_TARGETS, TeacherTargets
@@ -74,14 +76,20 @@ class AdversarialTrainerBase(TrainingLoop):
             teacher. ``None`` (default): on whenever both models run a channels-last batch
             (checked on the first batch).
         eval_attack: validation attack, ``"pgd"`` (PGD-10 on CE, random start) or
-            ``"dpgd"``, at the training eps (``eval_eps`` when the attack's eps is unknown),
-            in the training attack's norm (``attack={"norm": "L2"}``: L2; L-inf otherwise).
+            ``"dpgd"``, run after each epoch on ``validation_data``.
+        eval_eps: its budget. Default: the training attack's eps, when known and when the
+            validation norm is the training attack's; otherwise it must be given.
+        eval_norm: its norm, ``"Linf"`` or ``"L2"``. Default: the run's norm, that of the
+            attack settings (``attack={"norm": "L2"}``) or of a torchattacks attack that
+            declares one (``PGDL2``, ``APGD(norm="L2")``, ...); L-inf when it is unknown.
         checkpoint_dir: write ``checkpoint.pt`` (model, optimizer, scheduler, history,
             cached targets, the run's fingerprint) and ``history.json`` atomically at the
             end of every epoch. Checked for writability before training.
         resume: continue from ``checkpoint_dir``; refused, listing the differing fields,
             when the checkpoint's run had other settings (method, loss and attack
-            hyper-parameters, optimizer and scheduler, batch size, seed, data, teacher).
+            hyper-parameters, optimizer and scheduler, batch size, seed, data, teacher),
+            and refused before any work when it has trained more epochs than ``fit``'s
+            ``nb_epochs`` (a run is never shortened; the same number returns it as it is).
         history_path: also write the per-epoch history to this JSON file.
         verbose: tqdm progress bar per epoch.
     """
@@ -106,6 +114,7 @@ class AdversarialTrainerBase(TrainingLoop):
         channels_last: bool | None = None,
         eval_attack: str = "pgd",
         eval_eps: float | None = None,
+        eval_norm: str | None = None,
         eval_batch_size: int = 256,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
@@ -161,11 +170,25 @@ class AdversarialTrainerBase(TrainingLoop):
         self.uses_method_attack = attack is None or (
             isinstance(attack, Mapping) and "kind" not in attack
         )
+        self.attack_eps = attack_eps
+        # the run's norm: the attack settings', or what a torchattacks attack declares
+        self.attack_norm = declared_norm(attack, self.attack_settings)
         if eval_eps is not None:
             check_real("eval_eps", eval_eps, low=0.0, low_inclusive=False)
-        self.eval_eps = eval_eps if eval_eps is not None else attack_eps
-        # validation runs in the training attack's norm (L-inf when it is unknown)
-        self.eval_norm = self.attack_settings.norm if self.attack_settings else "Linf"
+        if eval_norm is not None:
+            check_choice("eval_norm", eval_norm, NORMS)
+        # validation follows the run's norm (L-inf when it is unknown) unless told otherwise,
+        # and then the training attack's eps only where the norms agree
+        self.eval_norm = eval_norm or self.attack_norm or "Linf"
+        same_norm = self.eval_norm == (self.attack_norm or "Linf")
+        self.eval_eps = eval_eps if eval_eps is not None else (attack_eps if same_norm else None)
+        self.eval_eps_missing = (
+            f"eval_norm={self.eval_norm!r} is not the training attack's norm "
+            f"{self.attack_norm!r}, so the training eps does not apply; pass eval_eps, the "
+            "validation budget in that norm"
+            if not same_norm
+            else "the training attack's eps is unknown; pass eval_eps, the validation budget"
+        )
         self.history: list[dict[str, Any]] = []
         self._generator = torch.Generator()
         self._classifier_wrapper: Any = None
@@ -198,18 +221,21 @@ class AdversarialTrainerBase(TrainingLoop):
         augment: BatchAugment | None = None,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        """Train on arrays ``x`` (N, C, H, W) inside ``bounds`` and labels ``y`` (indices
-        or one-hot). ``scheduler`` steps once per epoch. Returns the per-epoch history."""
+        """Train on arrays ``x`` (N, C, H, W) inside ``bounds`` and labels ``y`` (class
+        indices of shape (N,) or (N, 1), or one-hot rows as wide as the model has classes:
+        ``dard_plugin/_labels.py``). All of ``x`` and ``y`` are checked before training.
+        ``scheduler`` steps once per epoch. Returns the per-epoch history."""
         if kwargs:
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         check_int("batch_size", batch_size, minimum=1)
         check_int("nb_epochs", nb_epochs, minimum=1)
-        images, labels = as_tensors(x, y, "x", "y")
+        images = as_images(x, "x")
         self._check_images("x", images)
+        labels = read_labels("y", y, num_examples=images.shape[0])  # classes: on the probe
         world, rank = distributed()
         loader = make_loader(
             images,
-            labels,
+            labels.indices,
             batch_size=batch_size,
             shuffle=True,
             augment=augment,
@@ -217,7 +243,8 @@ class AdversarialTrainerBase(TrainingLoop):
             num_replicas=world,
             rank=rank,
         )
-        return self._train(BatchSource(loader), nb_epochs, scheduler, validation_data, batch_size)
+        source = BatchSource(loader, labels=labels)
+        return self._train(source, nb_epochs, scheduler, validation_data, batch_size)
 
     def fit_generator(
         self,
