@@ -100,8 +100,8 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     parser.add_argument(
         "--validate-on-test",
         action="store_true",
-        help="hold nothing out and validate on the first --n-val test images (before 0.x "
-        "the default): a curve to watch, not to choose settings on",
+        help="hold nothing out and validate on the first --n-val test images (the old "
+        "default): a curve to watch, not to choose settings on",
     )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
