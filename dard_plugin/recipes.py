@@ -36,6 +36,10 @@ DEFAULT_EPS: dict[str, dict[str, float]] = {
 }
 
 
+# the size of each dataset's training split, for checks made before it is loaded
+TRAINING_SPLIT_SIZE = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+
+
 def default_eps(dataset: str, norm: str) -> float:
     """The default budget of ``dataset`` under ``norm`` (see :data:`DEFAULT_EPS`)."""
     check_choice("dataset", dataset, list(DEFAULT_EPS))
@@ -208,6 +212,18 @@ def check_distill_settings(
             raise ValueError(
                 f"{name('n_val')} must be at most {name('val_split')} ({val_split}, the "
                 f"held-out images it validates on), got {n_val}"
+            )
+        size = TRAINING_SPLIT_SIZE.get(dataset)
+        if size is not None and val_split >= size:
+            raise ValueError(
+                f"{name('val_split')} must leave training images: the {dataset} training "
+                f"split has {size}, got {val_split}"
+            )
+        if size is not None and n_train is not None and n_train > size - val_split:
+            raise ValueError(
+                f"{name('n_train')} must be at most {size - val_split} (the {dataset} "
+                f"training split's {size} images less {name('val_split')} {val_split} held "
+                f"out for validation), got {n_train}"
             )
     if lr is not None:
         check_real(name("lr"), lr, low=0.0, low_inclusive=False)

@@ -391,6 +391,9 @@ def test_distill_checks_eps_before_loading_the_teacher(nothing_loaded, capsys, t
     assert code == 2 and "--eps=28" in err, err
     code, _, err = run_main(capsys, "distill", "--n-train", "-5", "--out", str(out))
     assert code == 2 and "--n-train must be" in err, err
+    # the default hold-out leaves 55,000 of Fashion-MNIST's 60,000 images to train on
+    code, _, err = run_main(capsys, "distill", "--n-train", "60000", "--out", str(out))
+    assert code == 2 and "--n-train must be at most 55000" in err and "--val-split 5000" in err
     assert nothing_loaded == [] and not out.exists()
 
 
