@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dard_plugin._validation import check_choice, check_int, check_real
+from dard_plugin._validation import check_choice, check_eps_plausible, check_int, check_real
 from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
@@ -24,6 +24,27 @@ from dard_plugin.training.checkpointing import save_checkpoint, write_json
 from dard_plugin.training.loop import distributed
 
 logger = logging.getLogger(__name__)
+
+# The default budget per dataset and norm, shared by distill(), `dard distill`,
+# `dard train-teacher` and `dard evaluate`: Fashion-MNIST's are the package's own (L-inf 0.1,
+# the shipped teacher's; L2 1.5 = L2_TRAINING_EPS, 0.054 per pixel in RMS); CIFAR's are
+# RobustBench's (L-inf 8/255, L2 0.5).
+DEFAULT_EPS: dict[str, dict[str, float]] = {
+    "fashion-mnist": {"Linf": 0.1, "L2": L2_TRAINING_EPS},
+    "cifar10": {"Linf": 8 / 255, "L2": 0.5},
+    "cifar100": {"Linf": 8 / 255, "L2": 0.5},
+}
+
+
+# the size of each dataset's training split, for checks made before it is loaded
+TRAINING_SPLIT_SIZE = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+
+
+def default_eps(dataset: str, norm: str) -> float:
+    """The default budget of ``dataset`` under ``norm`` (see :data:`DEFAULT_EPS`)."""
+    check_choice("dataset", dataset, list(DEFAULT_EPS))
+    check_choice("norm", norm, NORMS)
+    return DEFAULT_EPS[dataset][norm]
 
 
 def save_model(path: Path, model: nn.Module, arch: str, num_classes: int) -> None:
@@ -114,6 +135,129 @@ def remove_run(out_dir: str | Path) -> None:
         checkpoint.rmdir()
 
 
+# how an argument of distill() is named on the command line, where the names differ
+_FLAGS = {"student_arch": "--arch", "out_dir": "--out"}
+
+
+def _arg(name: str, cli: bool) -> str:
+    """``name`` as the user wrote it: ``n_train`` in Python, ``--n-train`` on the command
+    line."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-")) if cli else name
+
+
+def _switch(name: str, cli: bool) -> str:
+    """A boolean option as the user turns it on: ``resume=True`` or ``--resume``."""
+    return _arg(name, cli) if cli else f"{name}=True"
+
+
+def epochs_done(out_dir: str | Path) -> int | None:
+    """The epochs the run in ``out_dir`` has trained (its checkpoint's history, else its
+    ``history.json``), or None when there is no readable record."""
+    import json
+
+    out = Path(out_dir)
+    for path in (out / "checkpoint" / "history.json", out / "history.json"):
+        try:
+            records = json.loads(path.read_text())
+            return max(int(record["epoch"]) for record in records)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def check_distill_settings(
+    *,
+    method: str,
+    dataset: str,
+    student_arch: str,
+    n_train: int | None,
+    n_val: int,
+    val_split: int | None,
+    epochs: int,
+    batch_size: int,
+    lr: float | None,
+    eps: float | None,
+    step_size: float | None,
+    steps: int,
+    norm: str,
+    out_dir: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    cli: bool = False,
+) -> float:
+    """Every check of :func:`distill`'s settings that needs no data, model or teacher: run
+    first by :func:`distill` and by ``dard distill`` / ``dard train-teacher`` (``cli=True``
+    names the command-line flags), before anything is loaded. Returns the budget (``eps``,
+    or :func:`default_eps` when None).
+
+    Among them: a resume (of a finished or an unfinished run in ``out_dir``) with fewer
+    ``epochs`` than the run has already trained is refused, since it could only return
+    the longer run's model under the shorter run's settings."""
+
+    def name(key: str) -> str:
+        return _arg(key, cli)
+
+    check_choice(name("method"), method, list(TRAINERS))
+    info = dataset_info(dataset)
+    check_choice(name("student_arch"), student_arch, list(REGISTRY))
+    check_choice(name("norm"), norm, NORMS)
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("steps", steps)):
+        check_int(name(key), value, minimum=1)
+    check_int(name("n_val"), n_val, minimum=1)
+    if n_train is not None:
+        check_int(name("n_train"), n_train, minimum=1)
+    if val_split is not None:
+        check_int(name("val_split"), val_split, minimum=1)
+        if n_val > val_split:
+            raise ValueError(
+                f"{name('n_val')} must be at most {name('val_split')} ({val_split}, the "
+                f"held-out images it validates on), got {n_val}"
+            )
+        size = TRAINING_SPLIT_SIZE.get(dataset)
+        if size is not None and val_split >= size:
+            raise ValueError(
+                f"{name('val_split')} must leave training images: the {dataset} training "
+                f"split has {size}, got {val_split}"
+            )
+        if size is not None and n_train is not None and n_train > size - val_split:
+            raise ValueError(
+                f"{name('n_train')} must be at most {size - val_split} (the {dataset} "
+                f"training split's {size} images less {name('val_split')} {val_split} held "
+                f"out for validation), got {n_train}"
+            )
+    if lr is not None:
+        check_real(name("lr"), lr, low=0.0, low_inclusive=False)
+    if eps is None:
+        eps = default_eps(dataset, norm)
+    check_real(name("eps"), eps, low=0.0, low_inclusive=False)
+    check_eps_plausible(eps, (0.0, 1.0), norm=norm, input_shape=info.input_shape, name=name("eps"))
+    if step_size is not None:
+        check_real(name("step_size"), step_size, low=0.0, low_inclusive=False)
+    if resume and overwrite:
+        raise ValueError(f"{name('resume')} and {name('overwrite')} exclude each other: choose one")
+    if out_dir is None:
+        return float(eps)
+    out = Path(out_dir)
+    _check_writable(out, name("out_dir"))
+    found = existing_run(out)
+    if found is not None and not (resume or overwrite):
+        raise ValueError(
+            f"{name('out_dir')} {out} already holds a {found} run: pass "
+            f"{_switch('resume', cli)} to continue it (a finished run with the same settings "
+            f"trains nothing), {_switch('overwrite', cli)} to replace it, or another "
+            f"{name('out_dir')}"
+        )
+    done = epochs_done(out) if found is not None and resume else None
+    if done is not None and epochs < done:
+        given = f"--epochs {epochs}" if cli else f"epochs={epochs}"
+        raise ValueError(
+            f"{given} is fewer than the {done} epochs the {found} run in {out} has already "
+            f"trained: a resume cannot undo epochs; pass {_switch('overwrite', cli)} to "
+            f"train {epochs} epochs afresh, or another {name('out_dir')}"
+        )
+    return float(eps)
+
+
 def distill(
     *,
     method: str = "dard",
@@ -145,8 +289,8 @@ def distill(
     of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
     ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. ``norm``
     (``"Linf"`` or ``"L2"``) is the threat model of the training attack, DARD's teacher
-    DPGD and the per-epoch validation; ``eps`` defaults to 0.1 for L-inf and
-    :data:`~dard_plugin.training.attacks.L2_TRAINING_EPS` (1.5) for L2. The default
+    DPGD and the per-epoch validation; ``eps`` defaults to :func:`default_eps` (Fashion-MNIST:
+    0.1 for L-inf, 1.5 for L2; CIFAR: 8/255 and 0.5). The default
     learning rate is 0.05 for SAT and 0.01 for the distillation methods, whose KL terms are
     scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a small CNN student diverged
     on Fashion-MNIST in a 2-epoch check (loss 6.3, chance accuracy; 0.01 reached 55% clean).
@@ -163,31 +307,33 @@ def distill(
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
     training-curve plot ``training.png``. An ``out_dir`` that already holds a run is
     refused unless ``resume`` (continue it; a finished run with the same settings trains
-    nothing) or ``overwrite`` (delete the run's files first).
+    nothing; fewer ``epochs`` than the run has trained is refused) or ``overwrite`` (delete
+    the run's files first).
+
+    Every setting is checked (:func:`check_distill_settings`) before any data is loaded.
     """
-    check_choice("method", method, list(TRAINERS))
+    eps = check_distill_settings(
+        method=method,
+        dataset=dataset,
+        student_arch=student_arch,
+        n_train=n_train,
+        n_val=n_val,
+        val_split=val_split,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        norm=norm,
+        out_dir=out_dir,
+        resume=resume,
+        overwrite=overwrite,
+    )
     info = dataset_info(dataset)
-    check_choice("student_arch", student_arch, list(REGISTRY))
-    check_int("epochs", epochs, minimum=1)
-    check_choice("norm", norm, NORMS)
-    if eps is None:
-        eps = 0.1 if norm == "Linf" else L2_TRAINING_EPS
-    check_real("eps", eps, low=0.0, low_inclusive=False)
     if method != "sat" and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
     out = Path(out_dir) if out_dir is not None else None
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: choose one")
-    if out is not None:
-        _check_writable(out)
-        found = existing_run(out)
-        if found is not None and not (resume or overwrite):
-            raise ValueError(
-                f"out_dir {out} already holds a {found} run: pass resume=True to continue it "
-                "(a finished run with the same settings trains nothing) or overwrite=True to "
-                "replace it"
-            )
-
     if val_split is None:
         x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
         x_val, y_val = load_dataset(dataset, train=False, n_examples=n_val, root=data_root)

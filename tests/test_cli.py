@@ -330,3 +330,193 @@ def test_a_bad_norm_or_data_root_is_refused_before_work(tmp_path) -> None:
     done = dard("train-teacher", "--data-root", str(missing), *TINY_TRAIN, "--out", str(out))
     assert_one_line_error(done, "--data-root", "does not exist")
     assert not out.exists()
+
+
+# In-process checks (no subprocess): every argument is checked before any teacher or data
+# is loaded, so these run in well under a second each once imported.
+
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Fails a test that loads a teacher or data: records every attempt."""
+    import dard_plugin.data
+    import dard_plugin.recipes
+
+    loaded: list[str] = []
+
+    def refuse(what: str):
+        def loader(*args, **kwargs):
+            loaded.append(what)
+            raise RuntimeError(f"{what} loaded before the arguments were checked")
+
+        return loader
+
+    monkeypatch.setattr(dard_plugin.recipes, "load_model", refuse("teacher"))
+    monkeypatch.setattr(dard_plugin.recipes, "load_dataset", refuse("data"))
+    monkeypatch.setattr(dard_plugin.data, "load_dataset", refuse("data"))
+    return loaded
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    from dard_plugin.cli.main import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_python_distill_refuses_a_negative_n_train_before_loading_data(
+    nothing_loaded, tmp_path
+) -> None:
+    """Issue 25, item 5: n_train=-5 once trained on 59,995 images, every validation image
+    among them."""
+    from dard_plugin.recipes import distill
+
+    for n_train in (-5, 0):
+        with pytest.raises(ValueError, match="n_train must be"):
+            distill(method="sat", val_split=5000, n_train=n_train, verbose=False)
+    with pytest.raises(ValueError, match=r"n_val must be at most val_split \(100, .*got 200"):
+        distill(method="sat", val_split=100, n_val=200, verbose=False)
+    with pytest.raises(ValueError, match="eps=8 covers the whole input range"):
+        distill(method="sat", eps=8, out_dir=tmp_path / "never", verbose=False)
+    assert nothing_loaded == [] and not (tmp_path / "never").exists()
+
+
+def test_distill_checks_eps_before_loading_the_teacher(nothing_loaded, capsys, tmp_path) -> None:
+    out = tmp_path / "never"
+    for eps in ("8", "0", "nan"):
+        code, _, err = run_main(capsys, "distill", "--eps", eps, "--out", str(out))
+        assert code == 2 and "--eps" in err and "loaded before" not in err, err
+    code, _, err = run_main(capsys, "distill", "--norm", "L2", "--eps", "28", "--out", str(out))
+    assert code == 2 and "--eps=28" in err, err
+    code, _, err = run_main(capsys, "distill", "--n-train", "-5", "--out", str(out))
+    assert code == 2 and "--n-train must be" in err, err
+    # the default hold-out leaves 55,000 of Fashion-MNIST's 60,000 images to train on
+    code, _, err = run_main(capsys, "distill", "--n-train", "60000", "--out", str(out))
+    assert code == 2 and "--n-train must be at most 55000" in err and "--val-split 5000" in err
+    assert nothing_loaded == [] and not out.exists()
+
+
+def _fake_run(out: Path, epochs: int, finished: bool = True) -> None:
+    """A folder as distill leaves it: the checkpoint's history (and student.pt)."""
+    (out / "checkpoint").mkdir(parents=True)
+    history = [{"epoch": e, "loss": 1.0} for e in range(1, epochs + 1)]
+    (out / "checkpoint" / "history.json").write_text(json.dumps(history))
+    (out / "checkpoint" / "checkpoint.pt").write_bytes(b"")
+    if finished:
+        (out / "student.pt").write_bytes(b"")
+        (out / "history.json").write_text(json.dumps(history))
+
+
+def test_resume_with_fewer_epochs_than_the_run_trained_is_refused_first(
+    nothing_loaded, capsys, tmp_path
+) -> None:
+    """Issue 25, item 7: `dard distill --resume --epochs 5` on a finished 6-epoch run once
+    exited 0 and wrote epochs 5 into run.json beside the 6-epoch student."""
+    from dard_plugin.recipes import distill
+
+    finished, unfinished = tmp_path / "finished", tmp_path / "unfinished"
+    _fake_run(finished, 6)
+    _fake_run(unfinished, 3, finished=False)
+    before = sorted(p.name for p in finished.rglob("*"))
+    code, _, err = run_main(capsys, "distill", "--resume", "--epochs", "5", "--out", str(finished))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    for fragment in ("--epochs 5", "6 epochs", "finished run", "--overwrite", "another --out"):
+        assert fragment in lines[0], lines[0]
+    code, _, err = run_main(
+        capsys, "train-teacher", "--resume", "--epochs", "2", "--out", str(unfinished)
+    )
+    assert code == 2 and "--epochs 2" in err and "3 epochs" in err and "unfinished" in err
+    with pytest.raises(ValueError, match=r"epochs=5 is fewer than the 6 epochs.*overwrite=True"):
+        distill(method="sat", resume=True, epochs=5, out_dir=finished, verbose=False)
+    assert nothing_loaded == []
+    assert sorted(p.name for p in finished.rglob("*")) == before
+
+
+def test_resume_refuses_fewer_epochs_and_continues_with_more(tmp_path) -> None:
+    """The same on a real (tiny) run: fewer epochs refused, more epochs continue it."""
+    from dard_plugin.recipes import distill
+
+    tiny = {"method": "sat", "n_train": 64, "n_val": 16, "val_split": 100, "steps": 1}
+    tiny.update({"batch_size": 32, "out_dir": tmp_path / "run", "verbose": False})
+    # 1 and 2 epochs share the learning-rate milestones, so a resume may continue
+    first = distill(epochs=1, **tiny)
+    assert [h["epoch"] for h in first.history] == [1]
+    more = distill(epochs=2, resume=True, **tiny)
+    assert [h["epoch"] for h in more.history] == [1, 2] and more.epochs_run == 1
+    with pytest.raises(ValueError, match="epochs=1 is fewer than the 2 epochs"):
+        distill(epochs=1, resume=True, **tiny)
+
+
+def test_method_sat_refuses_teacher_options_and_runs_without_them(
+    nothing_loaded, capsys, tmp_path
+) -> None:
+    from dard_plugin.cli.common import DEFAULT_TEACHER
+    from dard_plugin.cli.main import build_parser
+    from dard_plugin.cli.training import _choose_teacher
+
+    out = str(tmp_path / "never")
+    for given in (["--teacher", "Wong2020Fast"], ["--teacher-targets", "cached"]):
+        code, _, err = run_main(capsys, "distill", "--method", "sat", *given, "--out", out)
+        assert code == 2 and f"{given[0]} does not apply to --method sat" in err, err
+    # no teacher flag: the plain command is valid, its teacher options stay unset
+    plain = build_parser().parse_args(["distill", "--method", "sat", "--out", out])
+    _choose_teacher(plain)
+    assert plain.teacher is None and plain.teacher_targets is None
+    dard_args = build_parser().parse_args(["distill", "--out", out])
+    _choose_teacher(dard_args)
+    assert (dard_args.teacher, dard_args.teacher_targets) == (DEFAULT_TEACHER, "online")
+    assert nothing_loaded == []
+
+
+def test_distill_holds_out_validation_images_by_default(capsys, tmp_path) -> None:
+    from dard_plugin.cli.main import build_parser
+    from dard_plugin.cli.training import (
+        DEFAULT_VAL_SPLIT,
+        _announce_validation,
+        _check_training_args,
+    )
+
+    def checked(*argv: str):
+        args = build_parser().parse_args(["distill", *argv, "--out", str(tmp_path / "r")])
+        _check_training_args(args)
+        return args
+
+    assert checked().val_split == DEFAULT_VAL_SPLIT == 5000
+    assert checked("--n-val", "6000").val_split == 6000
+    assert checked("--val-split", "2000").val_split == 2000
+    assert checked("--validate-on-test").val_split is None
+    assert checked("--val-split", "0", "--validate-on-test").val_split is None
+    with pytest.raises(Exception, match=r"--val-split 0 holds nothing out.*--validate-on-test"):
+        checked("--val-split", "0")
+    with pytest.raises(Exception, match="drop --val-split 2000"):
+        checked("--val-split", "2000", "--validate-on-test")
+    args = checked()
+    args.quiet = False
+    _announce_validation(args)
+    line = capsys.readouterr().out.strip()
+    assert line.count("\n") == 0 and "1000 of 5000 images held out" in line
+    assert "fashion-mnist training split" in line
+
+
+def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
+    """`dard evaluate --norm L2` once defaulted to 0.1 while `dard distill --norm L2` used
+    1.5."""
+    from dard_plugin.cli.evaluation import _check_model_source_args
+    from dard_plugin.cli.main import build_parser
+    from dard_plugin.cli.training import _check_training_args
+    from dard_plugin.recipes import default_eps
+
+    for dataset, norm, expected in (
+        ("fashion-mnist", "Linf", 0.1),
+        ("fashion-mnist", "L2", 1.5),
+        ("cifar10", "Linf", 8 / 255),
+        ("cifar10", "L2", 0.5),
+    ):
+        common = ["--dataset", dataset, "--norm", norm]
+        evaluate = build_parser().parse_args(["evaluate", "m.pt", *common])
+        _check_model_source_args(evaluate)
+        distill = build_parser().parse_args(["distill", *common, "--out", str(tmp_path / "r")])
+        _check_training_args(distill)
+        assert evaluate.eps == distill.eps == default_eps(dataset, norm) == expected

@@ -184,3 +184,92 @@ def test_evaluate_under_torchrun_equals_one_process(tmp_path) -> None:
     assert two["per_sample"] == one["per_sample"] and two["per_attack"] == one["per_attack"]
     assert two["robust_accuracy"] == one["robust_accuracy"]
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["report.json", "report.md"]
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    """The command in this process (no subprocess start-up)."""
+    from dard_plugin.cli.main import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_evaluate_refuses_an_out_holding_an_evaluation(student_file, capsys, tmp_path) -> None:
+    """Issue 25, item 9: `dard evaluate A --out X` then `dard evaluate B --out X` once
+    replaced A's report silently; now refused as `dard distill` refuses, unless --overwrite
+    (or --resume of an interrupted evaluation)."""
+    from dard_plugin.models import create
+    from dard_plugin.recipes import save_model
+
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_model(other, create("small-cnn", num_classes=10), "small-cnn", 10)
+    out = tmp_path / "eval"
+    tiny = ["--attacks", "clean,fgsm", "--n-examples", "8", "--quiet", "--out", str(out)]
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *tiny)
+    assert code == 0, err
+    first = (out / "report.json").read_text()
+    assert json.loads(first)["name"] == "student"
+
+    code, _, err = run_main(capsys, "evaluate", str(other), *tiny)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    for fragment in ("already holds a finished evaluation", "report.json", "--overwrite"):
+        assert fragment in lines[0], lines[0]
+    assert (out / "report.json").read_text() == first  # untouched
+    code, _, err = run_main(capsys, "evaluate", str(other), *tiny, "--resume")
+    assert code == 2 and "nothing to resume" in err, err
+    code, _, err = run_main(capsys, "evaluate", str(other), *tiny, "--resume", "--overwrite")
+    assert code == 2 and "exclude each other" in err, err
+
+    code, _, err = run_main(capsys, "evaluate", str(other), *tiny, "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["name"] == "other"
+
+
+def test_evaluate_resume_needs_an_interrupted_evaluation(student_file, capsys, tmp_path) -> None:
+    """AutoAttack's state files left by an interrupted evaluation: refused without
+    --resume, continued with it (the state is then removed)."""
+    out = tmp_path / "eval"
+    out.mkdir()
+    state = out / "autoattack-state.apgd-ce.json"
+    state.write_text("{}")
+    tiny = ["--attacks", "clean", "--n-examples", "8", "--quiet", "--out", str(out)]
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *tiny)
+    assert code == 2 and "an interrupted evaluation" in err and "--resume" in err, err
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *tiny, "--resume")
+    assert code == 0, err
+    assert (out / "report.json").is_file()
+    code, _, err = run_main(capsys, "evaluate", str(student_file), "--resume", "--quiet")
+    assert code == 2 and "--resume needs --out" in err, err
+
+
+def test_attack_names_its_own_n_flag(student_file, capsys, tmp_path) -> None:
+    """`dard attack --n 20000` once answered about "n_examples"."""
+    out = str(tmp_path / "a")
+    code, _, err = run_main(capsys, "attack", str(student_file), "--n", "20000", "--out", out)
+    assert code == 2 and "--n must be at most 10000" in err and "n_examples" not in err, err
+    code, _, err = run_main(capsys, "attack", str(student_file), "--n", "0", "--out", out)
+    assert code == 2 and "--n must be" in err, err
+
+
+def test_curve_eps_values_are_checked_before_any_evaluation(student_file, capsys, tmp_path):
+    out = tmp_path / "curve"
+    code, _, err = run_main(
+        capsys, "evaluate", str(student_file), "--curve", "0.05,8", "--out", str(out)
+    )
+    assert code == 2 and "--curve=8 covers the whole input range" in err, err
+    assert not (out / "report.json").exists()
+
+
+def test_json_output_is_strict(student_file, capsys) -> None:
+    code, text, err = run_main(
+        capsys, "evaluate", str(student_file), "--attacks", "fgsm", "--n-examples", "8", "--json"
+    )
+    assert code == 0, err
+
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    assert 0.0 <= json.loads(text, parse_constant=refuse)["clean_accuracy"] <= 1.0

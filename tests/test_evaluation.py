@@ -278,3 +278,105 @@ def test_torchrun_environment_without_a_process_group_is_an_error(monkeypatch, l
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(RuntimeError, match=r"half set up.*MASTER_ADDR"):
         check_torchrun_environment()
+
+
+class BoundaryLinear(torch.nn.Module):
+    """Two classes split by the hyperplane mean(x) = 0.5: logits +-20 (mean(x) - 0.5)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 20.0 * (x.flatten(1).mean(1) - 0.5)
+        return torch.stack([score, -score], dim=1)
+
+
+def _near_the_boundary(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images 0.01 either side of the boundary (well inside an eps of 0.1), labels set so
+    that the first half is misclassified clean."""
+    side = torch.tensor([1.0, -1.0]).repeat(n // 2)
+    images = (0.5 + 0.01 * side).reshape(n, 1, 1, 1).expand(n, 1, 8, 8).contiguous()
+    predicted = (side < 0).long()  # class 0 where mean > 0.5
+    labels = predicted.clone()
+    labels[: n // 2] = 1 - labels[: n // 2]
+    return images, labels
+
+
+def test_a_sample_misclassified_clean_is_never_robust_whatever_the_attacks_listed() -> None:
+    """Issue 25, item 8: T-PGD pushes away from the clean prediction, so it moves a
+    misclassified sample near the boundary to the right class; the worst case must still
+    count it as not robust, with or without "clean" in the list."""
+    model = BoundaryLinear().eval()
+    images, labels = _near_the_boundary()
+    with torch.no_grad():
+        clean = model(images).argmax(1) == labels
+    assert clean.tolist() == [False] * 8 + [True] * 8
+    alone = evaluate(model, images, labels, eps=0.1, attacks=("tpgd",), verbose=False)
+    listed = evaluate(model, images, labels, eps=0.1, attacks=("clean", "tpgd"), verbose=False)
+    under_tpgd = torch.tensor([c == "1" for c in alone.per_sample["tpgd"]])
+    assert (under_tpgd & ~clean).any()  # the attack does turn wrong into right here
+    expected = float((under_tpgd & clean).float().mean())
+    assert alone.robust_accuracy == listed.robust_accuracy == expected
+    assert alone.robust_accuracy <= alone.clean_accuracy == 0.5
+    assert alone.per_attack == listed.per_attack  # the row itself: accuracy under T-PGD
+
+
+def test_worst_case_rule_needs_the_clean_flags() -> None:
+    from dard_plugin.evaluation import worst_case
+
+    flags = {"clean": torch.tensor([False, True, True]), "pgd": torch.tensor([True, True, False])}
+    assert worst_case(flags).tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="clean"):
+        worst_case({"pgd": torch.tensor([True])})
+
+
+def test_robustness_curve_checks_every_eps_before_evaluating(monkeypatch, linear_setup) -> None:
+    import dard_plugin.evaluation as evaluation
+
+    model, x, y = linear_setup
+    calls = []
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: calls.append(k["eps"]))
+    with pytest.raises(ValueError, match=r"eps_values\[2\]"):
+        robustness_curve(model, x, y, [0.01, 0.02, 8.0], attacks=("clean",), verbose=False)
+    with pytest.raises(ValueError, match=r"eps_values\[1\]"):
+        robustness_curve(model, x, y, [0.01, -0.1], attacks=("clean",), verbose=False)
+    assert calls == []
+
+
+def _strict_loads(text: str):
+    def refuse(constant: str):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_report_without_clean_listed_is_strict_json(tmp_path, linear_setup) -> None:
+    """Issue 25: a report without "clean" once wrote NaN, which strict parsers reject."""
+    model, x, y = linear_setup
+    report = evaluate(model, x, y, eps=0.03, attacks=("fgsm",), verbose=False)
+    payload = _strict_loads(report.to_json(tmp_path / "report.json"))
+    assert _strict_loads((tmp_path / "report.json").read_text()) == payload
+    with torch.no_grad():
+        clean = float((model(x).argmax(1) == y).float().mean())
+    assert payload["dard_plugin"]["clean_accuracy"] == clean
+    assert payload["clean_acc"] == f"{100 * clean:.2f}"
+
+
+def test_the_shared_json_writer_writes_null_for_numbers_that_are_not_finite(tmp_path) -> None:
+    import math
+
+    from dard_plugin._json import dumps_strict
+    from dard_plugin.training.checkpointing import write_json
+
+    history = [{"epoch": 1, "loss": math.nan, "pgd_accuracy": 0.5, "grad": [math.inf, 1.0]}]
+    text = dumps_strict(history)
+    assert _strict_loads(text) == [
+        {"epoch": 1, "loss": None, "pgd_accuracy": 0.5, "grad": [None, 1.0]}
+    ]
+    write_json(tmp_path / "history.json", history)
+    assert _strict_loads((tmp_path / "history.json").read_text()) == _strict_loads(text)
+
+
+def test_ranks_that_disagree_are_shown_in_full() -> None:
+    from dard_plugin.evaluation.distributed import describe_disagreement
+
+    first, second = "a" * 63 + "0", "a" * 63 + "1"  # fingerprints that differ at the end
+    text = describe_disagreement([first, second, first])
+    assert f"ranks [0, 2]: {first}" in text and f"ranks [1]: {second}" in text

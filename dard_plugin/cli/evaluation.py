@@ -41,7 +41,19 @@ def add_parsers(commands: Any) -> None:
         type=Path,
         default=None,
         help="folder for JSON and markdown; also keeps AutoAttack's resumable state "
-        "(one file per attack set and rank) while the evaluation runs",
+        "(one file per attack set and rank) while the evaluation runs. An --out holding "
+        "an evaluation (or a run's report) is refused unless --resume or --overwrite",
+    )
+    evaluate.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted evaluation in --out from AutoAttack's saved state "
+        "(refused where --out holds a finished report: --overwrite replaces it)",
+    )
+    evaluate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the evaluation files in --out (report, curve, AutoAttack state) first",
     )
     evaluate.epilog = (
         "Under torchrun (torchrun --nproc_per_node N -m dard_plugin evaluate ...) each rank "
@@ -63,7 +75,13 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
-    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="budget in [0,1] pixels (default per dataset and norm, as dard distill's: "
+        "Fashion-MNIST 0.1 for Linf, 1.5 for L2; CIFAR 8/255 and 0.5)",
+    )
 
 
 def _load_model_source(args: argparse.Namespace) -> Any:
@@ -94,18 +112,68 @@ def _check_model_source_args(args: argparse.Namespace) -> None:
     before any model or data is loaded."""
     from dard_plugin._validation import check_eps_plausible, check_real
     from dard_plugin.data import dataset_info
+    from dard_plugin.recipes import default_eps
 
+    norm = getattr(args, "norm", "Linf")
+    if args.eps is None:
+        args.eps = default_eps(args.dataset, norm)
     check_real("--eps", args.eps, low=0.0, low_inclusive=False)
     check_eps_plausible(
         args.eps,
         (0.0, 1.0),
-        norm=getattr(args, "norm", "Linf"),
+        norm=norm,
         input_shape=dataset_info(args.dataset).input_shape,
         name="--eps",
     )
     check_data_root(args.data_root)
     if args.out is not None:
         check_out_writable(args.out)
+
+
+# what `dard evaluate` writes in --out (AutoAttack's state files match STATE_PATTERN)
+EVALUATION_FILES = ("report.json", "report.md", "curve.png")
+STATE_NAME = "autoattack-state.json"
+STATE_PATTERN = "autoattack-state.*.json"
+
+
+def _check_existing_evaluation(args: argparse.Namespace) -> None:
+    """As ``dard distill`` does: an --out holding an evaluation (a report, a curve, or
+    AutoAttack's state of an interrupted one) is refused unless ``--resume`` (continue the
+    interrupted evaluation; nothing to resume in a finished one) or ``--overwrite``
+    (delete those files first, after every check)."""
+    if args.resume and args.overwrite:
+        raise CommandError("--resume and --overwrite exclude each other: choose one")
+    if args.out is None:
+        if args.resume or args.overwrite:
+            flag = "--resume" if args.resume else "--overwrite"
+            raise CommandError(f"{flag} needs --out (the folder of the evaluation)")
+        return
+    reports = [name for name in EVALUATION_FILES if (args.out / name).is_file()]
+    states = sorted(p.name for p in args.out.glob(STATE_PATTERN)) if args.out.is_dir() else []
+    if args.overwrite or not (reports or states):
+        return
+    if args.resume and not reports:
+        return
+    found = ", ".join(reports + states)
+    if args.resume:
+        raise CommandError(
+            f"--out {args.out} holds a finished evaluation ({found}): nothing to resume; "
+            "pass --overwrite to replace it, or another --out"
+        )
+    kind = "a finished" if reports else "an interrupted"
+    resume = "" if reports else "--resume to continue it, "
+    raise CommandError(
+        f"--out {args.out} already holds {kind} evaluation ({found}): pass {resume}"
+        "--overwrite to replace it, or another --out"
+    )
+
+
+def _remove_evaluation(out: Path) -> None:
+    """Delete the files ``dard evaluate`` writes in ``out``, and nothing else."""
+    for name in EVALUATION_FILES:
+        (out / name).unlink(missing_ok=True)
+    for path in out.glob(STATE_PATTERN):
+        path.unlink()
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,8 +190,15 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     check_int("--n-examples", args.n_examples, minimum=1)
     check_int("--batch-size", args.batch_size, minimum=1)
     curve = _parse_curve(args)
+    _check_existing_evaluation(args)
     check_torchrun_environment()
     world, rank = distributed_setup(args)
+    if args.overwrite and rank == 0:
+        _remove_evaluation(args.out)
+    if world > 1:
+        from dard_plugin.cli.common import barrier
+
+        barrier()  # no rank starts before rank 0 has removed the old files
     try:
         return _evaluate_sharded(args, attacks, curve, rank)
     finally:
@@ -143,7 +218,7 @@ def _evaluate_sharded(
     model = _load_model_source(args)
     x, y = load_dataset(args.dataset, train=False, n_examples=args.n_examples, root=args.data_root)
     name = Path(args.model).stem
-    state = args.out / "autoattack-state.json" if args.out is not None else None
+    state = args.out / STATE_NAME if args.out is not None else None
     options: dict[str, Any] = {
         "attacks": attacks,
         "norm": args.norm,
@@ -191,6 +266,12 @@ def _parse_curve(args: argparse.Namespace) -> list[float]:
         raise CommandError(f"--curve must be comma-separated numbers, got {args.curve!r}") from None
     if not values or any(v <= 0 for v in values):
         raise CommandError(f"--curve values must be > 0, got {args.curve!r}")
+    from dard_plugin._validation import check_eps_plausible
+    from dard_plugin.data import dataset_info
+
+    shape = dataset_info(args.dataset).input_shape
+    for value in values:  # every budget before the first evaluation
+        check_eps_plausible(value, (0.0, 1.0), norm=args.norm, input_shape=shape, name="--curve")
     return values
 
 
@@ -198,12 +279,23 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from dard_plugin._validation import check_int, check_real
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.data import load_dataset
 
     _check_model_source_args(args)
+    check_int("--n", args.n, minimum=1)
+    check_int("--steps", args.steps, minimum=1)
+    if args.step_size is not None:
+        check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
+    x, y = load_dataset(args.dataset, train=False, root=args.data_root)
+    if args.n > x.shape[0]:
+        raise CommandError(
+            f"--n must be at most {x.shape[0]} (the size of the {args.dataset} test split), "
+            f"got {args.n}"
+        )
+    x, y = x[: args.n].clone(), y[: args.n].clone()
     model = _load_model_source(args)
-    x, y = load_dataset(args.dataset, train=False, n_examples=args.n, root=args.data_root)
     device = args.device or "cpu"
     step = args.step_size if args.step_size is not None else args.eps / 4
     adversarial = dpgd(

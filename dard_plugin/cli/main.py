@@ -5,7 +5,6 @@ inside each command, so that ``dard --help`` answers at once."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -51,5 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dard {args.command}: error: {error}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        from dard_plugin._json import dumps_strict
+
+        print(dumps_strict(result, default=str))
     return 0

@@ -23,6 +23,9 @@ from dard_plugin.cli.common import (
 logger = logging.getLogger("dard_plugin.cli")
 # every suite row has an L-inf and an L2 form, so this serves both --norm values
 DEFAULT_TRAINING_EVAL_ATTACKS = "clean,fgsm,pgd,dpgd,apgd-ce"
+# training images held out for per-epoch validation unless --val-split or --validate-on-test
+# says otherwise: the study's and the demo's 5,000 (of Fashion-MNIST's 60,000)
+DEFAULT_VAL_SPLIT = 5000
 
 
 def add_parsers(commands: Any) -> None:
@@ -35,13 +38,19 @@ def add_parsers(commands: Any) -> None:
     distill.add_argument("--method", default="dard", choices=METHODS)
     distill.add_argument(
         "--teacher",
-        default=DEFAULT_TEACHER,
-        help="shipped teacher, RobustBench name, or checkpoint file",
+        default=None,
+        help=f"shipped teacher, RobustBench name, or checkpoint file (default: {DEFAULT_TEACHER}; "
+        "refused with --method sat, which trains without a teacher)",
     )
     distill.add_argument("--teacher-arch", default=None, help="architecture of a checkpoint")
     distill.add_argument("--threat-model", default="Linf")
     distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
-    distill.add_argument("--teacher-targets", default="online", choices=("online", "cached"))
+    distill.add_argument(
+        "--teacher-targets",
+        default=None,
+        choices=("online", "cached"),
+        help="the teacher's soft labels computed every batch (online, default) or once (cached)",
+    )
     distill.add_argument(
         "--cache-refresh-epochs",
         type=int,
@@ -85,7 +94,14 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
         type=int,
         default=None,
         help="hold out the last N training images and validate on the first --n-val of "
-        "them (default: validate on the first --n-val test images)",
+        f"them (default: {DEFAULT_VAL_SPLIT}, or --n-val if larger); training draws "
+        "--n-train images from the rest",
+    )
+    parser.add_argument(
+        "--validate-on-test",
+        action="store_true",
+        help="hold nothing out and validate on the first --n-val test images (the old "
+        "default): a curve to watch, not to choose settings on",
     )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -105,7 +121,8 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
         "--eps",
         type=float,
         default=None,
-        help="budget in [0,1] pixels (default: 0.1 for Linf, 1.5 for L2)",
+        help="budget in [0,1] pixels (default per dataset and norm: Fashion-MNIST 0.1 for "
+        "Linf, 1.5 for L2; CIFAR 8/255 and 0.5)",
     )
     parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     parser.add_argument("--steps", type=int, default=10)
@@ -127,32 +144,59 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
 
 
 def _check_training_args(args: argparse.Namespace) -> None:
-    """Every argument checked before any data, model or teacher is loaded."""
-    from dard_plugin._validation import check_choice, check_int, check_real
+    """Every argument checked before any data, model or teacher is loaded: the checks of
+    :func:`~dard_plugin.recipes.distill` (shared, naming the flags) and the command's own."""
+    from dard_plugin._validation import check_choice, check_int
     from dard_plugin.evaluation import ATTACK_NAMES
-    from dard_plugin.models import REGISTRY
-    from dard_plugin.training.attacks import L2_TRAINING_EPS
+    from dard_plugin.recipes import check_distill_settings
 
-    check_choice("--arch", args.arch, list(REGISTRY))
     check_choice("--norm", args.norm, ["Linf", "L2"])
-    if args.eps is None:
-        args.eps = 0.1 if args.norm == "Linf" else L2_TRAINING_EPS
     check_data_root(args.data_root)
-    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
-    if args.step_size is not None:
-        check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
-    for name in ("epochs", "batch_size", "steps", "n_val", "n_eval"):
-        check_int(f"--{name.replace('_', '-')}", getattr(args, name), minimum=1)
-    if args.n_train is not None:
-        check_int("--n-train", args.n_train, minimum=1)
-    if args.val_split is not None:
-        check_int("--val-split", args.val_split, minimum=1)
-    if args.lr is not None:
-        check_real("--lr", args.lr, low=0.0, low_inclusive=False)
+    _choose_validation(args)
+    check_int("--n-eval", args.n_eval, minimum=1)
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
-    _check_out(args.out)
-    _check_existing_run(args)
+    args.eps = check_distill_settings(
+        method=getattr(args, "method", "sat"),
+        dataset=args.dataset,
+        student_arch=args.arch,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        val_split=args.val_split,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eps=args.eps,
+        step_size=args.step_size,
+        steps=args.steps,
+        norm=args.norm,
+        out_dir=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        cli=True,
+    )
+
+
+def _choose_validation(args: argparse.Namespace) -> None:
+    """Per-epoch validation on held-out training images by default (``--val-split``, or
+    :data:`DEFAULT_VAL_SPLIT` / ``--n-val`` if larger); on test images only when
+    ``--validate-on-test`` asks for it, since a curve on test images must not be used to
+    choose epochs or learning rates."""
+    if args.validate_on_test:
+        if args.val_split:
+            raise CommandError(
+                f"--validate-on-test validates on test images and holds nothing out: drop "
+                f"--val-split {args.val_split} (or drop --validate-on-test)"
+            )
+        args.val_split = None
+        return
+    if args.val_split is None:
+        args.val_split = max(DEFAULT_VAL_SPLIT, args.n_val)
+    elif args.val_split == 0:
+        raise CommandError(
+            "--val-split 0 holds nothing out, so validation would run on test images: pass "
+            "--validate-on-test to ask for that, or a --val-split of at least --n-val"
+        )
 
 
 _NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
@@ -161,21 +205,6 @@ _NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", 
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The command's settings as recorded in ``run.json`` beside its results."""
     return {k: str(v) for k, v in sorted(vars(args).items()) if k not in _NOT_RUN_SETTINGS}
-
-
-def _check_existing_run(args: argparse.Namespace) -> None:
-    """An --out that holds a run is refused unless --resume or --overwrite."""
-    from dard_plugin.recipes import existing_run
-
-    if args.resume and args.overwrite:
-        raise CommandError("--resume and --overwrite exclude each other: choose one")
-    found = existing_run(args.out)
-    if found is not None and not (args.resume or args.overwrite):
-        raise CommandError(
-            f"--out {args.out} already holds a {found} run: pass --resume to continue it (or "
-            "do nothing if it finished with the same settings), --overwrite to replace it, "
-            "or another --out"
-        )
 
 
 def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -197,10 +226,21 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
     return report
 
 
-def _check_out(folder: Path) -> None:
-    from dard_plugin.recipes import _check_writable
-
-    _check_writable(folder)
+def _announce_validation(args: argparse.Namespace) -> None:
+    """The one line that says where per-epoch validation images come from."""
+    if args.json or args.quiet:
+        return
+    if args.val_split is None:
+        print(
+            f"validation: the first {args.n_val} {args.dataset} test images (--validate-on-test:"
+            " watch this curve, do not choose settings on it)"
+        )
+    else:
+        print(
+            f"validation: {args.n_val} of {args.val_split} images held out from the end of the "
+            f"{args.dataset} training split (--val-split {args.val_split}); training uses "
+            "none of them"
+        )
 
 
 def _train(
@@ -209,6 +249,8 @@ def _train(
     from dard_plugin.recipes import distill
 
     world, rank = distributed_setup(args)
+    if rank == 0:
+        _announce_validation(args)
     try:
         result = distill(
             method=method,
@@ -312,9 +354,26 @@ def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
     return _train(args, method="sat", teacher=None)
 
 
+def _choose_teacher(args: argparse.Namespace) -> None:
+    """The teacher options: refused with ``--method sat`` (which has no teacher) when the
+    user gave them, else their defaults filled in."""
+    teacher_options = ("teacher", "teacher_arch", "teacher_targets")
+    if args.method == "sat":
+        given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
+        if given:
+            raise CommandError(
+                f"{', '.join(given)} does not apply to --method sat, which trains without a "
+                "teacher: drop it, or choose a distillation --method"
+            )
+        return
+    args.teacher = args.teacher or DEFAULT_TEACHER
+    args.teacher_targets = args.teacher_targets or "online"
+
+
 def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.recipes import load_model
 
+    _choose_teacher(args)
     _check_training_args(args)
     method_kwargs = _method_options(args)
     teacher = None

@@ -9,9 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from dard_plugin._validation import check_choice, check_eps_plausible, check_real
 from dard_plugin.evaluation.attacks import SUITE
 from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS
-from dard_plugin.evaluation.evaluate import ATTACK_NAMES, DEFAULT_ATTACKS, evaluate
+from dard_plugin.evaluation.evaluate import (
+    ATTACK_NAMES,
+    DEFAULT_ATTACKS,
+    NORMS,
+    evaluate,
+    worst_case,
+)
 from dard_plugin.evaluation.report import RobustnessReport, eps_string, plot_robustness_curve
 
 
@@ -22,9 +29,18 @@ def robustness_curve(
     eps_values: Sequence[float],
     **kwargs: Any,
 ) -> list[RobustnessReport]:
-    """:func:`evaluate` at each budget in ``eps_values`` (for :func:`plot_robustness_curve`)."""
-    if not eps_values:
+    """:func:`evaluate` at each budget in ``eps_values`` (for :func:`plot_robustness_curve`).
+    Every budget is checked before the first evaluation."""
+    if isinstance(eps_values, (str, bytes)) or not eps_values:
         raise ValueError("eps_values must hold at least one budget")
+    norm = kwargs.get("norm", "Linf")
+    check_choice("norm", norm, NORMS)
+    for index, eps in enumerate(eps_values):
+        name = f"eps_values[{index}]"
+        check_real(name, eps, low=0.0, low_inclusive=False)
+        check_eps_plausible(
+            eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]), name=name
+        )
     return [evaluate(model, images, labels, eps=eps, **kwargs) for eps in eps_values]
 
 
@@ -38,4 +54,5 @@ __all__ = [
     "evaluate",
     "plot_robustness_curve",
     "robustness_curve",
+    "worst_case",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dard_plugin._json import dumps_strict
 from dard_plugin.evaluation.report import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class AutoAttackState:
                 for k, v in sorted(self.chunks.items())
             },
         }
-        write_text_atomically(self.path, json.dumps(payload))
+        write_text_atomically(self.path, dumps_strict(payload, indent=None))
 
 
 def run_autoattack(

@@ -116,12 +116,20 @@ def check_agreement(parts: dict[str, str], world_size: int) -> None:
     for key in parts:
         values = [g[key] if g is not None else None for g in gathered]
         if len(set(values)) > 1:
-            groups = {v: [r for r, x in enumerate(values) if x == v] for v in values}
-            described = "; ".join(f"ranks {ranks}: {str(v)[:12]}" for v, ranks in groups.items())
             raise ValueError(
-                f"the ranks disagree on the {key} to evaluate ({described}): every rank must "
-                f"load the same {key} (same files, same n_examples, same order)"
+                f"the ranks disagree on the {key} to evaluate ({describe_disagreement(values)})"
+                f": every rank must load the same {key} (same files, same n_examples, same "
+                "order)"
             )
+
+
+def describe_disagreement(values: list[str | None]) -> str:
+    """Which ranks hold which value, each value in full (fingerprints that differ only
+    after their first characters, and argument lists, must be told apart)."""
+    groups: dict[str | None, list[int]] = {}
+    for rank, value in enumerate(values):
+        groups.setdefault(value, []).append(rank)
+    return "; ".join(f"ranks {ranks}: {value}" for value, ranks in groups.items())
 
 
 def gather_flags(flags: dict[str, torch.Tensor], world_size: int) -> dict[str, torch.Tensor]:

@@ -90,7 +90,11 @@ def evaluate(
     """Clean and robust accuracy of ``model`` on ``images`` (in [0, 1]) at budget ``eps``.
 
     Every attack runs on all examples, so ``per_attack[name]`` is what that attack alone
-    gives; ``robust_accuracy`` is the per-sample worst case over all of them.
+    gives (accuracy on its adversarial examples); ``robust_accuracy`` is the per-sample
+    worst case over all of them and the clean prediction (:func:`worst_case`). The clean
+    pass runs whether or not ``"clean"`` is listed (one forward pass): a sample
+    misclassified clean is never robust, even where an attack that ignores the label
+    (T-PGD) moves it to the right class, and ``clean_accuracy`` is always reported.
 
     Args:
         labels: class indices of shape (N,) or (N, 1), or one-hot rows of shape
@@ -203,6 +207,17 @@ def evaluate(
     return _report(correct, seconds, images.shape[0], eps, norm, seed, model_name, sharding)
 
 
+def worst_case(correct: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The per-sample robustness flags: classified correctly clean and under every attack.
+    The one rule of the package's robust accuracy; ``correct`` must hold ``"clean"``."""
+    if "clean" not in correct:
+        raise ValueError(
+            f"the worst case needs the clean flags, got only {list(correct)}: a sample "
+            "misclassified clean is never robust"
+        )
+    return torch.stack(list(correct.values())).all(dim=0)
+
+
 def _report(
     correct: dict[str, torch.Tensor],
     seconds: dict[str, float],
@@ -214,10 +229,9 @@ def _report(
     sharding: distributed.Sharding,
 ) -> RobustnessReport:
     """The report from the per-sample flags of all examples."""
-    worst = torch.stack(list(correct.values())).all(dim=0)
-    clean = correct.get("clean")
+    worst = worst_case(correct)
     report = RobustnessReport(
-        clean_accuracy=float(clean.float().mean()) if clean is not None else float("nan"),
+        clean_accuracy=float(correct["clean"].float().mean()),
         per_attack={k: float(v.float().mean()) for k, v in correct.items() if k != "clean"},
         robust_accuracy=float(worst.float().mean()),
         eps=float(eps),
@@ -257,10 +271,12 @@ def _run_all(
     sharding: distributed.Sharding,
     fingerprint: str,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Per-sample flags of this rank's shard (``images``), attack by attack."""
+    """Per-sample flags of this rank's shard (``images``), attack by attack, and always the
+    clean flags first (the worst case needs them)."""
     correct: dict[str, torch.Tensor] = {}
     seconds: dict[str, float] = {}
-    for name in tqdm(list(dict.fromkeys(attacks)), desc="evaluation", disable=not verbose):
+    names = list(dict.fromkeys(["clean", *attacks]))
+    for name in tqdm(names, desc="evaluation", disable=not verbose):
         started = time.perf_counter()
         if name == "autoattack" or name in AUTOATTACK_PARTS:
             parts = AUTOATTACK_PARTS if name == "autoattack" else (name,)

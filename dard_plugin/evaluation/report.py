@@ -11,6 +11,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from dard_plugin._json import dumps_strict
+
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
@@ -41,9 +43,12 @@ def eps_string(eps: float) -> str:
 @dataclass
 class RobustnessReport:
     """Accuracies in [0, 1]. ``robust_accuracy`` is the per-sample worst case over every
-    attack run (a sample counts only if it is classified correctly clean and under each
-    attack): the number to quote. ``per_sample[name]`` holds one character per example,
-    ``1`` where it was classified correctly (clean, or under that attack). ``world_size``
+    attack run and the clean prediction (a sample counts only if it is classified correctly
+    clean and under each attack, whether or not ``"clean"`` was listed): the number to
+    quote. ``per_attack[name]`` is the accuracy on that attack's examples alone (it can
+    exceed ``clean_accuracy`` for an attack that ignores the labels, such as T-PGD).
+    ``per_sample[name]`` holds one character per example, ``1`` where it was classified
+    correctly (clean, or under that attack). ``world_size``
     and ``shards`` (each rank's ``[start, stop)`` of the examples) say how the work was
     split over ``torch.distributed`` ranks (1 and one shard in a single process)."""
 
@@ -79,7 +84,7 @@ class RobustnessReport:
         payload["robust_acc"] = f"{100 * self.robust_accuracy:.2f}"
         payload["n_examples"] = self.n_examples
         payload["dard_plugin"] = self.to_dict()
-        text = json.dumps(payload, indent=2)
+        text = dumps_strict(payload)
         if path is not None:
             write_text_atomically(path, text)
         return text

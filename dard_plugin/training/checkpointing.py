@@ -4,7 +4,6 @@ refusal to resume a run whose fingerprint differs. Files load with ``weights_onl
 from __future__ import annotations
 
 import collections
-import json
 import os
 import pickle
 import tempfile
@@ -45,7 +44,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    text = json.dumps(payload, indent=2)
+    """``payload`` as strict JSON (non-finite numbers as ``null``), written atomically."""
+    from dard_plugin._json import dumps_strict
+
+    text = dumps_strict(payload)
     atomic_write_bytes(path, lambda stream: stream.write(text.encode()))
 
 
