@@ -28,9 +28,9 @@ from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS
 if TYPE_CHECKING:
     from dard_plugin.art.dice_pgd import DicePGD
 
-# ART's norm values -> the package's loop; other p >= 1 are valid in ART but have no
-# steepest-ascent step here (ART itself only rescales for them)
-SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf", 2.0: "L2"}
+# ART's norm values -> the package's loop (L1 with ART's own L1 geometry); other p >= 1
+# are valid in ART but have no steepest-ascent step here (ART itself only rescales for them)
+SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf", 2.0: "L2", 1.0: "L1"}
 
 
 def norm_value(norm: object) -> float:
@@ -67,7 +67,7 @@ def check_parameters(attack: DicePGD) -> None:
             raise ValueError(f"`{name}` must be finite, got {getattr(attack, name)!r}")
     if norm_value(attack.norm) not in SUPPORTED_NORMS:
         raise ValueError(
-            f"DicePGD supports norm in {['inf', np.inf, 2]}, got {attack.norm!r} (ART's other "
+            f"DicePGD supports norm in {['inf', np.inf, 2, 1]}, got {attack.norm!r} (ART's other "
             "p >= 1 only rescale the gradient; no Dice variant is defined for them)"
         )
     if not isinstance(attack.random_eps, bool):
@@ -156,15 +156,15 @@ def per_batch(
 def for_norm(
     value: float | torch.Tensor, batch: torch.Tensor, norm: object
 ) -> float | torch.Tensor:
-    """For L2 an array budget must be one value per sample (ART: "weighted L_p ball not
-    supported with finite norm"); it becomes a (B,) tensor for the loop."""
+    """For L2 and L1 an array budget must be one value per sample (ART: "weighted L_p
+    ball not supported with finite norm"); it becomes a (B,) tensor for the loop."""
     if not isinstance(value, torch.Tensor) or norm_value(norm) == float("inf"):
         return value
     full = value.expand(batch.shape).reshape(batch.shape[0], -1)
     if not bool((full == full[:, :1]).all()):
         raise ValueError(
-            "with norm=2, eps and eps_step arrays must hold one value per sample (a "
-            "weighted L2 ball is not supported, as in ART)"
+            f"with norm={norm}, eps and eps_step arrays must hold one value per sample (a "
+            "weighted L1 or L2 ball is not supported, as in ART)"
         )
     return full[:, 0].contiguous()
 

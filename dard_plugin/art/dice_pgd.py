@@ -44,11 +44,13 @@ class DicePGD(EvasionAttack):
         classifier with ``nb_classes=2``: the two-class view ``[0, z]`` is attacked); its
         ``preprocessing`` (e.g. mean/std standardisation) and ``clip_values`` (numbers or
         per-feature arrays) are honoured.
-    :param norm: ``np.inf``, ``"inf"`` or ``2`` (validated like ART's: a real ``p >= 1``;
-        other values of p are refused with the supported list). With 2, the L2 loop of the
-        package (normalized gradient step, projection onto the L2 ball, clip); the defaults
-        of ``eps`` and ``eps_step`` are the L-inf ones, so pass L2 budgets explicitly (e.g.
-        0.5 and 0.125 on CIFAR-10).
+    :param norm: ``np.inf``, ``"inf"``, ``2`` or ``1`` (validated like ART's: a real
+        ``p >= 1``; other values of p are refused with the supported list). With 2, the L2
+        loop of the package (normalized gradient step, projection onto the L2 ball, clip);
+        with 1, ART's L1 geometry (the feature of largest gradient magnitude moves by
+        ``eps_step``, clip, rescale onto the L1 ball). The defaults of ``eps`` and
+        ``eps_step`` are the L-inf ones, so pass L2 or L1 budgets explicitly (e.g. 0.5 and
+        0.125 for L2 on CIFAR-10).
     :param eps: maximum perturbation: a number or an array broadcasting against ``x``
         (per feature; an array whose first dimension is the number of samples and with
         ``x``'s dimensions is per sample, as in ART).
@@ -243,7 +245,7 @@ class DicePGD(EvasionAttack):
         n, m = batch.shape[0], int(np.prod(batch.shape[1:]))
         if not isinstance(eps, torch.Tensor):
             noise = random_sphere(n, m, float(eps), self.norm)
-        elif eps.ndim == 1:  # L2, one radius per sample: the unit ball, scaled
+        elif eps.ndim == 1:  # L2 or L1, one radius per sample: the unit ball, scaled
             noise = random_sphere(n, m, 1.0, self.norm) * eps.cpu().numpy()[:, None]
         else:
             radius = np.broadcast_to(eps.cpu().numpy(), batch.shape).reshape(n, m)
