@@ -182,6 +182,8 @@ def check_images(name: str, images: object, bounds: Bounds | None) -> torch.Tens
 
 LARGEST_COMMON_LINF_EPS = 0.3  # MNIST's L-inf budget, the largest in common use, on [0, 1]
 _EQUAL_TOLERANCE = 1e-6  # a float32 rounding of the range still counts as the range
+# the start of the warnings check_eps_plausible gives, for a face that judged the budget once
+BUDGET_WARNING = r".*(equals the whole input range|is above 0\.3 of the input range)"
 
 
 def check_eps_plausible(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -548,3 +550,21 @@ def test_random_eps_with_some_zero_budgets(prototype_model, data) -> None:
     assert np.array_equal(x_adv[0], x[0])
     assert (np.abs(x_adv - x).reshape(len(x), -1).max(1) <= eps.ravel() + 1e-6).all()
     assert not np.array_equal(x_adv, x)
+
+
+def test_generate_does_not_repeat_the_budget_warning(prototype_model, data) -> None:
+    # judged once, when the parameters are set; not again per batch or per random_eps draw
+    x, y = data
+    for eps, random_eps in ((0.5, False), (1.0, False), (1.0, True)):
+        with pytest.warns(UserWarning, match=f"eps={eps:g}"):
+            attack = DicePGD(
+                classifier_for(prototype_model),
+                eps=eps,
+                eps_step=0.1,
+                random_eps=random_eps,
+                batch_size=8,
+                verbose=False,
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            attack.generate(x, y)

@@ -15,6 +15,7 @@ parameters' checks and conversions are in ``art/_parameters.py``.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from art.summary_writer import SummaryWriter
 from art.utils import random_sphere, to_categorical
 from tqdm.auto import tqdm
 
+from dard_plugin._validation import BUDGET_WARNING
 from dard_plugin.art import _parameters as parameters
 from dard_plugin.art._classifier import ClassifierLogits, clip_values_torch
 from dard_plugin.attacks.dpgd import dpgd_objective
@@ -162,7 +164,11 @@ class DicePGD(EvasionAttack):
         logits = ClassifierLogits(self.estimator)
         x_all = torch.from_numpy(np.ascontiguousarray(x, dtype=ART_NUMPY_DTYPE))
         adversarial = torch.empty_like(x_all)
-        with eval_mode(self.estimator.model):  # ART attacks run the estimator in inference mode
+        # ART attacks run the estimator in inference mode. The budget was judged (and any
+        # warning given) when the parameters were set; the loop's own judgement of each
+        # batch's (or each random_eps draw's) budget would only repeat it.
+        with eval_mode(self.estimator.model), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=BUDGET_WARNING, category=UserWarning)
             starts = range(0, x.shape[0], self.batch_size)
             for batch_id, start in enumerate(
                 tqdm(starts, desc="DicePGD", disable=not self.verbose)
