@@ -83,12 +83,12 @@ def check_budget(
                     f"first dimension 1 or {batch_size}, got {tuple(value.shape)}"
                 )
         elif value.ndim != 1 or (batch_size is not None and value.shape[0] != batch_size):
-            expected = f"(batch_size,) = ({batch_size},)"
+            expected = "a number or one value per sample, shape (batch_size,)"
+            if batch_size is not None:
+                expected += f" = ({batch_size},)"
             if image_ndim is not None:
-                expected += f" or a {image_ndim}-d tensor that broadcasts against the images"
-            raise ValueError(
-                f"{name} as a tensor must have shape {expected}, got {tuple(value.shape)}"
-            )
+                expected += f", or a {image_ndim}-d tensor that broadcasts against the images"
+            raise ValueError(f"{name} must be {expected}; got shape {tuple(value.shape)}")
         if not value.is_floating_point():
             raise TypeError(f"{name} as a tensor must be floating point, got {value.dtype}")
         bad = ~torch.isfinite(value) | ((value <= 0) if positive else (value < 0))
@@ -181,6 +181,9 @@ def check_images(name: str, images: object, bounds: Bounds | None) -> torch.Tens
 
 
 LARGEST_COMMON_LINF_EPS = 0.3  # MNIST's L-inf budget, the largest in common use, on [0, 1]
+_EQUAL_TOLERANCE = 1e-6  # a float32 rounding of the range still counts as the range
+# the start of the warnings check_eps_plausible gives, for a face that judged the budget once
+BUDGET_WARNING = r".*(equals the whole input range|is above 0\.3 of the input range)"
 
 
 def check_eps_plausible(
@@ -191,19 +194,29 @@ def check_eps_plausible(
     num_features: int | None = None,
     input_shape: Sequence[int] | None = None,
     name: str = "eps",
+    l2_hint: str = 'norm="L2"',
 ) -> None:
-    """Refuse a budget that covers the whole input range; warn on an implausibly large one.
+    """Refuse a budget larger than the whole input range; warn on one equal to it or
+    implausibly large.
 
-    The one budget check of the package (the attacks, ``evaluate`` and the command line).
-    The usual slip is ``eps=8`` for ``8/255``. For L-inf with bounds of range R: ``eps >= R``
-    is a ``ValueError`` naming ``name`` and suggesting ``8/255``; ``eps > 0.3 R`` (above the
-    largest L-inf budget in common use, MNIST's 0.3 on [0, 1]) gives a ``UserWarning``. For
-    L2 the same two rules apply to the per-feature root-mean-square budget
-    ``eps / sqrt(num_features)`` (so the error is ``eps >= R * sqrt(num_features)``, the L2
-    diameter of the box), suggesting 0.5 (CIFAR-10's L2 budget); ``num_features`` may be
-    given as the per-example ``input_shape``, and nothing is checked when neither is
-    known. Unbounded inputs (``bounds=None``) are not checked. Per-sample or per-feature
-    budgets are judged by their largest value.
+    The one budget check of the package (the attacks, their faces, the trainers through
+    the attacks, ``evaluate`` and the command line). Budgets are judged per feature
+    against the range R of the bounds: the budget itself for L-inf, the root mean square
+    ``eps / sqrt(num_features)`` for L2 and the mean ``eps / num_features`` for L1, so the
+    whole range is R for L-inf and the box's L2 (``R * sqrt(d)``) or L1 (``R * d``)
+    diameter otherwise.
+
+    - above the whole range: a ``ValueError`` naming ``name`` and the likely slip (a budget
+      in 0-255 pixel units, ``eps=8`` for ``8/255``; an L2 budget given to the L-inf
+      attack, switched on by ``l2_hint`` in the caller's words);
+    - equal to it (within a float32 rounding): accepted, as ART's PGD accepts it (ART's own
+      tests pass ``eps=1.0`` on [0, 1]), with a ``UserWarning`` naming the same slips;
+    - above 0.3 R (the largest L-inf budget in common use, MNIST's 0.3 on [0, 1]): a
+      ``UserWarning``.
+
+    For L2 and L1, ``num_features`` may be given as the per-example ``input_shape``;
+    nothing is checked when neither is known. Unbounded inputs (``bounds=None``) are not
+    checked. Per-sample or per-feature budgets are judged by their largest value.
     """
     if bounds is None:
         return
@@ -211,36 +224,69 @@ def check_eps_plausible(
         num_features = math.prod(input_shape)
     largest = float(eps.max()) if isinstance(eps, torch.Tensor) else float(eps)
     full_range = bounds_range(bounds)
-    if norm == "L2":
+    if norm in ("L2", "L1"):
         if num_features is None:
             return
-        per_feature = largest / math.sqrt(num_features)
+        scale = math.sqrt(num_features) if norm == "L2" else float(num_features)
+        per_feature = largest / scale
         shape = f"inputs of shape {tuple(input_shape)}, " if input_shape is not None else ""
+        measure = (
+            f"{name} / sqrt({num_features}) = {per_feature:.4g} per feature"
+            if norm == "L2"
+            else f"{name} / {num_features} = {per_feature:.4g} per feature"
+        )
         unit = (
-            f" ({name} / sqrt({num_features}) = {per_feature:.4g} per feature; the L2 "
-            f"diameter of the box is {full_range * math.sqrt(num_features):.4g} for "
+            f" ({measure}; the {norm} diameter of the box is {full_range * scale:.4g} for "
             f"{shape}{num_features} features)"
         )
-        suggestion = "0.5 (CIFAR-10's L2 budget)"
+        slips = (
+            "did you mean 0.5 (CIFAR-10's L2 budget)?"
+            if norm == "L2"
+            else "did you mean 12 (CIFAR-10's L1 budget)?"
+        )
     else:
-        per_feature, unit, suggestion = largest, "", "8/255 (CIFAR-10's L-inf budget)"
-        if largest >= 1:  # a budget in 0-255 pixel steps
-            suggestion = f"{largest:g}/255 = {largest / 255:.4g} (CIFAR-10's L-inf budget is 8/255)"
-    if per_feature >= full_range:
+        unit = ""
+        per_feature = largest
+        slips = _linf_slips(largest, full_range, l2_hint)
+    if per_feature > full_range * (1 + _EQUAL_TOLERANCE):
         raise ValueError(
             f"{name}={largest:g}{unit} covers the whole input range {full_range:g} of the "
-            f"bounds: every input is reachable. Budgets are in the units of the inputs "
-            f"(pixel values in [0, 1]); did you mean {suggestion}?"
+            f"bounds and more: every input is reachable. Budgets are in the units of the "
+            f"inputs (pixel values in [0, 1]); {slips}"
         )
-    # the tolerance keeps a float32 0.3 (0.30000001) from warning
-    if per_feature > LARGEST_COMMON_LINF_EPS * full_range * (1 + 1e-6):
+    if per_feature >= full_range * (1 - _EQUAL_TOLERANCE):
         warnings.warn(
-            f"{name}={largest:g}{unit} is above {LARGEST_COMMON_LINF_EPS:g} of the input range "
-            f"{full_range:g}, larger than any {norm} budget in common use; did you mean "
-            f"{suggestion}?",
+            f"{name}={largest:g}{unit} equals the whole input range {full_range:g} of the "
+            f"bounds: every input in the bounds is reachable, so the budget constrains "
+            f"nothing. Accepted (ART's PGD accepts it too); if it is a slip, {slips}",
             UserWarning,
             stacklevel=_caller_stacklevel(),
         )
+        return
+    # the tolerance keeps a float32 0.3 (0.30000001) from warning
+    if per_feature > LARGEST_COMMON_LINF_EPS * full_range * (1 + _EQUAL_TOLERANCE):
+        warnings.warn(
+            f"{name}={largest:g}{unit} is above {LARGEST_COMMON_LINF_EPS:g} of the input range "
+            f"{full_range:g}, larger than any {norm} budget in common use; {slips}",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+
+
+def _linf_slips(eps: float, full_range: float, l2_hint: str) -> str:
+    """The likely slips behind a large L-inf budget: a whole number on [0, 1] inputs is a
+    budget in 0-255 pixel units; any other value may be an L2 budget."""
+    common = "L-inf budgets in common use are 8/255 (CIFAR-10) and 0.3 (MNIST)"
+    pixel_units = full_range <= 1 + _EQUAL_TOLERANCE and 1 <= eps <= 255 and eps == round(eps)
+    l2 = f"if {eps:g} is an L2 budget, use the L2 attack ({l2_hint})"
+    if pixel_units:
+        pixels = (
+            f"did you mean {eps:g}/255 = {eps / 255:.4g} (a budget in 0-255 pixel units; {common})"
+        )
+        return f"{pixels}, or, {l2}?" if eps <= 2 else f"{pixels}?"
+    if eps > LARGEST_COMMON_LINF_EPS * full_range:
+        return f"{l2}; {common}."
+    return f"did you mean 8/255 ({common})?"
 
 
 def _caller_stacklevel() -> int:

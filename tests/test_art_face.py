@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -474,6 +476,13 @@ def test_implausible_eps_refused_or_warned_at_construction(prototype_model) -> N
     classifier = classifier_for(prototype_model)
     with pytest.raises(ValueError, match=r"eps=8 covers the whole input range.*8/255"):
         DicePGD(classifier, eps=8, eps_step=2)
+    # an L2-sized budget under L-inf names ART's L2 switch, not "1.5/255"
+    with pytest.raises(ValueError, match=r"L2 budget.*norm=2") as error:
+        DicePGD(classifier, eps=1.5, eps_step=0.1)
+    assert "1.5/255" not in str(error.value)
+    # eps equal to the range (ART's own tests): accepted, with a warning naming the slips
+    with pytest.warns(UserWarning, match=r"eps=1 equals the whole input range.*norm=2"):
+        DicePGD(classifier, eps=1.0, eps_step=0.1)
     with pytest.warns(UserWarning, match="eps=0.5"):
         DicePGD(classifier, eps=0.5, eps_step=0.1)
     wide = classifier_for(prototype_model, clip_values=(0.0, 255.0))
@@ -489,3 +498,73 @@ def test_estimator_mode_of_every_submodule_restored(tiny_cnn, data) -> None:
     DicePGD(classifier_for(tiny_cnn), verbose=False).generate(x, y)
     assert {name: m.training for name, m in tiny_cnn.named_modules()} == before
     assert_state_equal(tiny_cnn, snapshot)
+
+
+def test_eps_equal_to_the_range_runs_as_arts_pgd_does(prototype_model, data) -> None:
+    x, y = data
+    classifier = classifier_for(prototype_model)
+    with pytest.warns(UserWarning, match="equals the whole input range"):
+        x_adv = DicePGD(classifier, eps=1.0, eps_step=0.1, max_iter=3, verbose=False).generate(x, y)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and not np.array_equal(x_adv, x)
+
+
+@pytest.mark.parametrize(
+    ("eps", "eps_step"),
+    [(0.1, float("nan")), (0.1, float("inf")), (np.array([0.1]), np.array([np.nan]))],
+)
+def test_non_finite_eps_step_is_named_eps_step(prototype_model, eps, eps_step) -> None:
+    with pytest.raises(ValueError, match=r"`eps_step` must be finite") as error:
+        DicePGD(classifier_for(prototype_model), eps=eps, eps_step=eps_step)
+    assert "alpha" not in str(error.value)
+    with pytest.raises(ValueError, match=r"`eps` must be finite"):
+        DicePGD(classifier_for(prototype_model), eps=float("nan"))
+
+
+@pytest.mark.parametrize("norm", [np.inf, 2])
+@pytest.mark.parametrize("eps", [0, 0.0, np.zeros((1, 8, 8))])
+def test_random_eps_with_a_zero_budget_leaves_x_unchanged(prototype_model, data, norm, eps):
+    x, y = data
+    eps_step = 0.1 if np.ndim(eps) == 0 else np.full((1, 8, 8), 0.1)
+    attack = DicePGD(
+        classifier_for(prototype_model),
+        norm=norm,
+        eps=eps,
+        eps_step=eps_step,
+        random_eps=True,
+        num_random_init=1,
+        verbose=False,
+    )
+    assert np.array_equal(attack.generate(x, y), x)
+
+
+def test_random_eps_with_some_zero_budgets(prototype_model, data) -> None:
+    x, y = data
+    eps = np.linspace(0.0, 0.1, x.shape[0]).reshape(-1, 1, 1, 1)
+    np.random.seed(0)
+    attack = DicePGD(
+        classifier_for(prototype_model), eps=eps, eps_step=eps / 4 + 1e-3, random_eps=True
+    )
+    attack.set_params(verbose=False)
+    x_adv = attack.generate(x, y)
+    assert np.isfinite(x_adv).all()
+    assert np.array_equal(x_adv[0], x[0])
+    assert (np.abs(x_adv - x).reshape(len(x), -1).max(1) <= eps.ravel() + 1e-6).all()
+    assert not np.array_equal(x_adv, x)
+
+
+def test_generate_does_not_repeat_the_budget_warning(prototype_model, data) -> None:
+    # judged once, when the parameters are set; not again per batch or per random_eps draw
+    x, y = data
+    for eps, random_eps in ((0.5, False), (1.0, False), (1.0, True)):
+        with pytest.warns(UserWarning, match=f"eps={eps:g}"):
+            attack = DicePGD(
+                classifier_for(prototype_model),
+                eps=eps,
+                eps_step=0.1,
+                random_eps=random_eps,
+                batch_size=8,
+                verbose=False,
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            attack.generate(x, y)

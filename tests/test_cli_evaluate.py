@@ -76,8 +76,8 @@ def test_eps_covering_the_range_is_refused_before_work(student_file, tmp_path) -
         done = dard(command, str(student_file), "--eps", "8", "--out", str(tmp_path / command))
         assert_one_line_error(done, "--eps=8 covers the whole input range", "8/255")
     # L2: Fashion-MNIST's 28x28 box has L2 diameter 28
-    done = dard("evaluate", str(student_file), "--norm", "L2", "--eps", "28")
-    assert_one_line_error(done, "--eps=28", "L2 diameter of the box is 28", "0.5")
+    done = dard("evaluate", str(student_file), "--norm", "L2", "--eps", "29")
+    assert_one_line_error(done, "--eps=29", "L2 diameter of the box is 28", "0.5")
     assert not list(tmp_path.iterdir())
 
 

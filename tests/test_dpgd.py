@@ -427,13 +427,40 @@ def test_round_off_outside_the_bounds_is_clipped_not_refused(prototype_model) ->
 
 
 # --------------------------------------------------------------------------- issue 11
-@pytest.mark.parametrize("eps", [8.0, 1.0, torch.tensor([0.01, 2.0])])
-def test_budget_covering_the_whole_range_is_refused(prototype_model, eps) -> None:
+@pytest.mark.parametrize("eps", [8.0, 1.0001, torch.tensor([0.01, 2.0])])
+def test_budget_above_the_whole_range_is_refused(prototype_model, eps) -> None:
     images, labels, _ = make_prototype_data(n=2)
     counting = CountingModel(prototype_model)
     with pytest.raises(ValueError, match=r"eps=.* covers the whole input range.*8/255"):
         dpgd(counting, images, labels, eps=eps)
     assert counting.calls == 0
+
+
+@pytest.mark.parametrize("eps", [1.0, torch.tensor([0.01, 1.0])])
+def test_budget_equal_to_the_range_runs_with_a_warning_naming_the_slips(
+    prototype_model, eps
+) -> None:
+    # ART's own tests pass eps=1.0 with clip_values (0, 1): accepted, as ART's PGD does
+    images, labels, _ = make_prototype_data(n=2)
+    with pytest.warns(UserWarning, match=r"eps=1 equals the whole input range") as record:
+        adversarial = dpgd(prototype_model, images, labels, eps=eps, steps=2)
+    message = str(record[0].message)
+    assert "0-255 pixel units" in message and "1/255" in message  # the pixel-unit slip
+    assert 'norm="L2"' in message  # the L2-budget-under-L-inf slip
+    assert bool((adversarial >= 0).all() & (adversarial <= 1).all())
+    assert not torch.equal(adversarial, images)
+
+
+def test_an_l2_sized_budget_under_linf_names_the_l2_attack(prototype_model) -> None:
+    images, labels, _ = make_prototype_data(n=2)
+    with pytest.raises(ValueError, match="covers the whole input range") as error:
+        dpgd(prototype_model, images, labels, eps=1.5)
+    message = str(error.value)
+    assert "1.5/255" not in message
+    assert "L2 budget" in message and 'norm="L2"' in message and "8/255" in message
+    # a whole number is the pixel-unit slip
+    with pytest.raises(ValueError, match=r"did you mean 8/255 = 0.03137"):
+        dpgd(prototype_model, images, labels, eps=8)
 
 
 def test_implausibly_large_budget_warns_and_common_ones_do_not(prototype_model) -> None:
@@ -456,12 +483,22 @@ def test_plausibility_check_scales_with_the_range_and_norm() -> None:
         check_eps_plausible(255.0 * 0.99 + 10, (0.0, 255.0))
     with pytest.warns(UserWarning):
         check_eps_plausible(100.0, (0.0, 255.0))
+    with pytest.warns(UserWarning, match="equals the whole input range 255"):
+        check_eps_plausible(255.0, (0.0, 255.0))
+    with pytest.warns(UserWarning, match="equals the whole input range 2"):
+        check_eps_plausible(2.0, (-1.0, 1.0))
+    # float32 rounding of the range still counts as equal
+    with pytest.warns(UserWarning, match="equals"):
+        check_eps_plausible(torch.tensor([1.0], dtype=torch.float32), (0.0, 1.0))
     # L2: the per-feature root mean square budget eps / sqrt(d)
     check_eps_plausible(3.0, (0.0, 1.0), norm="L2", num_features=784)
-    with pytest.raises(ValueError, match="sqrt"):
-        check_eps_plausible(28.0, (0.0, 1.0), norm="L2", num_features=784)
     with pytest.warns(UserWarning, match="L2"):
         check_eps_plausible(10.0, (0.0, 1.0), norm="L2", num_features=784)
+    # at the L2 diameter exactly: accepted with a warning
+    with pytest.warns(UserWarning, match="equals the whole input range"):
+        check_eps_plausible(28.0, (0.0, 1.0), norm="L2", num_features=784)
+    with pytest.raises(ValueError, match="sqrt"):
+        check_eps_plausible(28.01, (0.0, 1.0), norm="L2", num_features=784)
 
 
 # --------------------------------------------------------------------------- the loop's options

@@ -148,10 +148,22 @@ def test_dpgd_l2_lowers_accuracy_and_leaves_the_model_as_found(tiny_cnn) -> None
     assert accuracy < 0.5
 
 
+def test_per_pixel_l2_budget_message_states_the_accepted_shapes(setup) -> None:
+    model, images, labels = setup
+    with pytest.raises(ValueError) as error:
+        dpgd_l2(model, images, labels, eps=torch.full((24, 1, 8, 8), 0.5))
+    message = str(error.value)
+    assert "None" not in message
+    assert "a number or one value per sample, shape (batch_size,)" in message
+    assert "got shape (24, 1, 8, 8)" in message
+
+
 def test_l2_budget_plausibility(setup) -> None:
     model, images, labels = setup  # 64 features: the box diagonal is 8
     with pytest.raises(ValueError, match="covers the whole input range"):
-        dpgd_l2(model, images, labels, eps=8.0)
+        dpgd_l2(model, images, labels, eps=8.5)
+    with pytest.warns(UserWarning, match="equals the whole input range"):
+        dpgd_l2(model, images, labels, eps=8.0, steps=1)
     with pytest.warns(UserWarning, match="L2"):
         dpgd_l2(model, images, labels, eps=3.0, steps=1)
     with pytest.raises(ValueError, match="eps"):  # a per-feature L2 budget means nothing
@@ -291,4 +303,6 @@ def test_art_norm_validation_and_plausibility(setup) -> None:
     classifier = classifier_for(setup[0])
     assert DicePGD(classifier, norm=2, eps=0.5, eps_step=0.1).norm == 2
     with pytest.raises(ValueError, match="covers the whole input range"):
+        DicePGD(classifier, norm=2, eps=8.5, eps_step=1.0)
+    with pytest.warns(UserWarning, match="equals the whole input range"):
         DicePGD(classifier, norm=2, eps=8.0, eps_step=1.0)

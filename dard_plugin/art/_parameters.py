@@ -28,9 +28,9 @@ from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS
 if TYPE_CHECKING:
     from dard_plugin.art.dice_pgd import DicePGD
 
-# ART's norm values -> the package's loop; other p >= 1 are valid in ART but have no
-# steepest-ascent step here (ART itself only rescales for them)
-SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf", 2.0: "L2"}
+# ART's norm values -> the package's loop (L1 with ART's own L1 geometry); other p >= 1
+# are valid in ART but have no steepest-ascent step here (ART itself only rescales for them)
+SUPPORTED_NORMS: dict[float, str] = {float("inf"): "Linf", 2.0: "L2", 1.0: "L1"}
 
 
 def norm_value(norm: object) -> float:
@@ -60,9 +60,14 @@ def check_parameters(attack: DicePGD) -> None:
         raise ValueError(f"`num_random_init` must be >= 0, got {attack.num_random_init}")
     # ART's own checks, with ART's messages and exception types
     ProjectedGradientDescentCommon._check_params(attack)
+    # ART lets NaN and inf through (its comparisons are False for NaN): named here, before
+    # the loop would name its own argument (alpha)
+    for name in ("eps", "eps_step"):
+        if not np.isfinite(getattr(attack, name)).all():
+            raise ValueError(f"`{name}` must be finite, got {getattr(attack, name)!r}")
     if norm_value(attack.norm) not in SUPPORTED_NORMS:
         raise ValueError(
-            f"DicePGD supports norm in {['inf', np.inf, 2]}, got {attack.norm!r} (ART's other "
+            f"DicePGD supports norm in {['inf', np.inf, 2, 1]}, got {attack.norm!r} (ART's other "
             "p >= 1 only rescale the gradient; no Dice variant is defined for them)"
         )
     if not isinstance(attack.random_eps, bool):
@@ -85,7 +90,11 @@ def check_parameters(attack: DicePGD) -> None:
         width = float(np.max(np.asarray(bounds[1]) - np.asarray(bounds[0])))
         features = int(np.prod(attack.estimator.input_shape))
         check_eps_plausible(
-            largest, (0.0, width), norm=loop_norm(attack.norm), num_features=features
+            largest,
+            (0.0, width),
+            norm=loop_norm(attack.norm),
+            num_features=features,
+            l2_hint="norm=2",
         )
 
 
@@ -112,18 +121,23 @@ def draw_eps(
     eps: float | np.ndarray, eps_step: float | np.ndarray, random_eps: bool
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
     """ART's ``random_eps``: eps from a normal truncated to [0, eps] with scale eps/2,
-    drawn from numpy's global generator; eps_step keeps its ratio to eps."""
+    drawn from numpy's global generator; eps_step keeps its ratio to eps. A zero budget
+    (where nothing may move, and ART divides by zero) stays zero with its eps_step."""
     if not random_eps:
         return eps, eps_step
-    ratio = eps_step / eps
     if isinstance(eps, (int, float)):
+        if eps == 0:
+            return 0.0, eps_step
         distribution = truncnorm(0.0, 2.0, loc=0.0, scale=eps / 2)
-        drawn: float | np.ndarray = float(np.round(distribution.rvs(1)[0], 10))
-    else:
-        scale = eps / 2
-        distribution = truncnorm(np.zeros_like(eps), eps / scale, loc=0.0, scale=scale)
-        drawn = np.round(distribution.rvs(size=eps.shape), 10)
-    return drawn, ratio * drawn
+        drawn = float(np.round(distribution.rvs(1)[0], 10))
+        return drawn, eps_step / eps * drawn
+    positive = eps > 0
+    safe = np.where(positive, eps, 1.0)  # zero budgets drawn at a dummy scale, then dropped
+    scale = safe / 2
+    distribution = truncnorm(np.zeros_like(safe), safe / scale, loc=0.0, scale=scale)
+    drawn_array = np.where(positive, np.round(distribution.rvs(size=eps.shape), 10), 0.0)
+    step = np.where(positive, eps_step / safe * drawn_array, eps_step)
+    return drawn_array, step
 
 
 def per_batch(
@@ -142,15 +156,15 @@ def per_batch(
 def for_norm(
     value: float | torch.Tensor, batch: torch.Tensor, norm: object
 ) -> float | torch.Tensor:
-    """For L2 an array budget must be one value per sample (ART: "weighted L_p ball not
-    supported with finite norm"); it becomes a (B,) tensor for the loop."""
+    """For L2 and L1 an array budget must be one value per sample (ART: "weighted L_p
+    ball not supported with finite norm"); it becomes a (B,) tensor for the loop."""
     if not isinstance(value, torch.Tensor) or norm_value(norm) == float("inf"):
         return value
     full = value.expand(batch.shape).reshape(batch.shape[0], -1)
     if not bool((full == full[:, :1]).all()):
         raise ValueError(
-            "with norm=2, eps and eps_step arrays must hold one value per sample (a "
-            "weighted L2 ball is not supported, as in ART)"
+            f"with norm={norm}, eps and eps_step arrays must hold one value per sample (a "
+            "weighted L1 or L2 ball is not supported, as in ART)"
         )
     return full[:, 0].contiguous()
 

@@ -15,6 +15,7 @@ parameters' checks and conversions are in ``art/_parameters.py``.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from art.summary_writer import SummaryWriter
 from art.utils import random_sphere, to_categorical
 from tqdm.auto import tqdm
 
+from dard_plugin._validation import BUDGET_WARNING
 from dard_plugin.art import _parameters as parameters
 from dard_plugin.art._classifier import ClassifierLogits, clip_values_torch
 from dard_plugin.attacks.dpgd import dpgd_objective
@@ -44,11 +46,13 @@ class DicePGD(EvasionAttack):
         classifier with ``nb_classes=2``: the two-class view ``[0, z]`` is attacked); its
         ``preprocessing`` (e.g. mean/std standardisation) and ``clip_values`` (numbers or
         per-feature arrays) are honoured.
-    :param norm: ``np.inf``, ``"inf"`` or ``2`` (validated like ART's: a real ``p >= 1``;
-        other values of p are refused with the supported list). With 2, the L2 loop of the
-        package (normalized gradient step, projection onto the L2 ball, clip); the defaults
-        of ``eps`` and ``eps_step`` are the L-inf ones, so pass L2 budgets explicitly (e.g.
-        0.5 and 0.125 on CIFAR-10).
+    :param norm: ``np.inf``, ``"inf"``, ``2`` or ``1`` (validated like ART's: a real
+        ``p >= 1``; other values of p are refused with the supported list). With 2, the L2
+        loop of the package (normalized gradient step, projection onto the L2 ball, clip);
+        with 1, ART's L1 geometry (the feature of largest gradient magnitude moves by
+        ``eps_step``, clip, rescale onto the L1 ball). The defaults of ``eps`` and
+        ``eps_step`` are the L-inf ones, so pass L2 or L1 budgets explicitly (e.g. 0.5 and
+        0.125 for L2 on CIFAR-10).
     :param eps: maximum perturbation: a number or an array broadcasting against ``x``
         (per feature; an array whose first dimension is the number of samples and with
         ``x``'s dimensions is per sample, as in ART).
@@ -160,7 +164,11 @@ class DicePGD(EvasionAttack):
         logits = ClassifierLogits(self.estimator)
         x_all = torch.from_numpy(np.ascontiguousarray(x, dtype=ART_NUMPY_DTYPE))
         adversarial = torch.empty_like(x_all)
-        with eval_mode(self.estimator.model):  # ART attacks run the estimator in inference mode
+        # ART attacks run the estimator in inference mode. The budget was judged (and any
+        # warning given) when the parameters were set; the loop's own judgement of each
+        # batch's (or each random_eps draw's) budget would only repeat it.
+        with eval_mode(self.estimator.model), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=BUDGET_WARNING, category=UserWarning)
             starts = range(0, x.shape[0], self.batch_size)
             for batch_id, start in enumerate(
                 tqdm(starts, desc="DicePGD", disable=not self.verbose)
@@ -243,7 +251,7 @@ class DicePGD(EvasionAttack):
         n, m = batch.shape[0], int(np.prod(batch.shape[1:]))
         if not isinstance(eps, torch.Tensor):
             noise = random_sphere(n, m, float(eps), self.norm)
-        elif eps.ndim == 1:  # L2, one radius per sample: the unit ball, scaled
+        elif eps.ndim == 1:  # L2 or L1, one radius per sample: the unit ball, scaled
             noise = random_sphere(n, m, 1.0, self.norm) * eps.cpu().numpy()[:, None]
         else:
             radius = np.broadcast_to(eps.cpu().numpy(), batch.shape).reshape(n, m)

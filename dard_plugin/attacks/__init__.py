@@ -1,4 +1,4 @@
-"""Attacks: the projected gradient loop (L-inf and L2), DPGD on it, and DPGD's torchattacks
+"""Attacks: the projected gradient loop (L-inf, L2 and L1), DPGD on it, and DPGD's torchattacks
 faces.
 
 ``DPGD`` and ``DPGDL2`` (the torchattacks classes) are imported on first use, so that
@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dard_plugin.attacks.dpgd import DPGD_L2_EPS, DPGD_REDUCTIONS, dpgd, dpgd_l2, dpgd_objective
+from dard_plugin.attacks.dpgd import (
+    DPGD_L2_EPS,
+    DPGD_REDUCTIONS,
+    dpgd,
+    dpgd_l1,
+    dpgd_l2,
+    dpgd_objective,
+)
 from dard_plugin.attacks.pgd import (
+    LOOP_NORMS,
     NORMS,
     cross_entropy_objective,
     eval_mode,
     kl_objective,
+    pgd_l1,
     pgd_l2,
     pgd_linf,
     projected_gradient_descent,
@@ -28,13 +37,16 @@ __all__ = [
     "DPGDL2",
     "DPGD_L2_EPS",
     "DPGD_REDUCTIONS",
+    "LOOP_NORMS",
     "NORMS",
     "cross_entropy_objective",
     "dpgd",
+    "dpgd_l1",
     "dpgd_l2",
     "dpgd_objective",
     "eval_mode",
     "kl_objective",
+    "pgd_l1",
     "pgd_l2",
     "pgd_linf",
     "projected_gradient_descent",

@@ -1,6 +1,7 @@
 """DPGD: Dice Projected Gradient Descent (METHOD.md §1), the typed torch core.
 
-DPGD is the loop of ``attacks/pgd.py`` (:func:`dpgd`: L-inf; :func:`dpgd_l2`: L2) driven
+DPGD is the loop of ``attacks/pgd.py`` (:func:`dpgd`: L-inf; :func:`dpgd_l2`: L2;
+:func:`dpgd_l1`: L1) driven
 by ``losses.dpgd_loss``: at step t the loss is
 ``(1 - t/2T) * Dice(still correct) + t/2T * Dice(already fooled)``. The torchattacks
 classes (``attacks/torchattacks_dpgd.py``) and the ART attack (``dard_plugin.art``) are
@@ -14,7 +15,7 @@ import functools
 import torch
 
 from dard_plugin._validation import check_bool, check_budget, check_choice, check_real
-from dard_plugin.attacks.pgd import Model, Objective, pgd_l2, pgd_linf
+from dard_plugin.attacks.pgd import Model, Objective, pgd_l1, pgd_l2, pgd_linf
 from dard_plugin.losses.dpgd import dpgd_loss
 
 DPGD_REDUCTIONS = ("batch", "sample")
@@ -129,6 +130,47 @@ def dpgd_l2(
     if alpha is None:
         alpha = l2_default_step(eps)
     return pgd_l2(
+        model,
+        images,
+        labels,
+        dpgd_objective(reduction, targeted=targeted),
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+    )
+
+
+def dpgd_l1(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eps: float | torch.Tensor,
+    alpha: float | torch.Tensor,
+    steps: int = 10,
+    random_start: bool = False,
+    reduction: str = "batch",
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
+    """Dice Projected Gradient Descent, L1: the DPGD objective on :func:`pgd_l1`, with
+    ART's L1 geometry (one feature moved by ``alpha`` per step, clip, rescale onto the L1
+    ball).
+
+    Args:
+        eps: L1 budget, a number or a (B,) tensor; no default (no L1 budget is standard
+            for this geometry).
+        alpha: step size: how far the one feature of largest gradient magnitude moves per
+            step; no default.
+        random_start: start uniformly in the L1 ball (then clipped).
+        The rest as :func:`dpgd`.
+    """
+    return pgd_l1(
         model,
         images,
         labels,

@@ -1,12 +1,12 @@
-"""The projected gradient loop every attack of this package runs, for L-inf and L2.
+"""The projected gradient loop every attack of this package runs, for L-inf, L2 and L1.
 
 An attack is this loop plus an objective: ``objective(logits, labels, step, steps)`` returns
 the scalar to ascend (to descend when ``targeted``). DPGD (``attacks/dpgd.py``) plugs in the
 Dice objective; PGD plugs in cross-entropy. The norm decides three small hooks, each written
 once in ``attacks/_geometry.py``: the ascent direction (the gradient's sign for L-inf, the
-gradient over its L2 norm for L2), the projection onto the ball, and the random start
-(uniform in the ball).
-:func:`pgd_linf` and :func:`pgd_l2` are the two public doors to the one loop.
+gradient over its L2 norm for L2, one signed coordinate for L1), the projection onto the
+ball, and the random start (uniform in the ball).
+:func:`pgd_linf`, :func:`pgd_l2` and :func:`pgd_l1` are the public doors to the one loop.
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 Objective = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 # on_step(step, current adversarial images, gradient of the loss being ascended)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+# the threat models of the package's training and evaluation
 NORMS = ("Linf", "L2")
+# the norms the loop itself runs: L1 too, with ART's geometry (ART's PGD takes norm=1)
+LOOP_NORMS = ("Linf", "L2", "L1")
 
 
 def cross_entropy_objective(
@@ -213,6 +216,54 @@ def pgd_l2(
     )
 
 
+def pgd_l1(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    objective: Objective,
+    *,
+    eps: float | torch.Tensor,
+    alpha: float | torch.Tensor,
+    steps: int,
+    random_start: bool = False,
+    targeted: bool = False,
+    bounds: Bounds | None = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    decay: float | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Projected steps inside the L1 ball of radius ``eps``, with ART's L1 geometry.
+
+    Each step moves the one feature of largest gradient magnitude by ``alpha`` in the
+    direction of its gradient sign, clips into the bounds, then rescales the perturbation
+    ``d`` onto the ball, ``d * min(1, eps / ||d||_1)`` per sample: ART 1.20.1's
+    ``ProjectedGradientDescent`` with ``norm=1`` (its default rescaling projection, not the
+    exact Euclidean one). The random start is uniform in the L1 ball, then clipped.
+
+    Arguments as :func:`pgd_l2` (``eps`` and ``alpha`` a number or one value per sample).
+    """
+    return projected_gradient_descent(
+        model,
+        images,
+        labels,
+        objective,
+        norm="L1",
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
+        targeted=targeted,
+        bounds=bounds,
+        generator=generator,
+        start=start,
+        mask=mask,
+        decay=decay,
+        on_step=on_step,
+    )
+
+
 def projected_gradient_descent(
     model: Model,
     images: torch.Tensor,
@@ -232,9 +283,9 @@ def projected_gradient_descent(
     decay: float | None = None,
     on_step: StepCallback | None = None,
 ) -> torch.Tensor:
-    """The one loop behind :func:`pgd_linf` (``norm="Linf"``) and :func:`pgd_l2`
-    (``norm="L2"``); see those for the arguments."""
-    check_choice("norm", norm, NORMS)
+    """The one loop behind :func:`pgd_linf` (``norm="Linf"``), :func:`pgd_l2`
+    (``norm="L2"``) and :func:`pgd_l1` (``norm="L1"``); see those for the arguments."""
+    check_choice("norm", norm, LOOP_NORMS)
     bounds = check_bounds("bounds", bounds)
     images = check_images("images", images, bounds)
     batch_size = images.shape[0]
@@ -316,6 +367,7 @@ def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.
 
 
 __all__ = [
+    "LOOP_NORMS",
     "NORMS",
     "Model",
     "Objective",
@@ -323,6 +375,7 @@ __all__ = [
     "cross_entropy_objective",
     "eval_mode",
     "kl_objective",
+    "pgd_l1",
     "pgd_l2",
     "pgd_linf",
     "projected_gradient_descent",

@@ -69,7 +69,8 @@ class DPGD(Attack):
         super().__init__("DPGD", model)
         self.eps = check_budget("eps", eps, batch_size=None, positive=False)
         self.alpha = check_budget("alpha", alpha, batch_size=None, positive=True)
-        check_eps_plausible(self.eps, (0.0, 1.0))  # torchattacks' inputs are in [0, 1]
+        # torchattacks' inputs are in [0, 1]
+        check_eps_plausible(self.eps, (0.0, 1.0), l2_hint="dard_plugin.attacks.DPGDL2")
         self.steps = check_int("steps", steps, minimum=1)
         self.random_start = check_bool("random_start", random_start)
         self.reduction = check_choice("reduction", reduction, DPGD_REDUCTIONS)
