@@ -101,7 +101,8 @@ class Sizes:
     flop_batch: int
     profile_steps: int
     aa_images: int
-    aa_chunk: int
+    aa_first_chunk: int  # measures the rate
+    aa_chunk: int  # at most, after the first
     aa_attack: str
     budget_s: float
     aa_share: float  # of the budget, at most
@@ -116,11 +117,12 @@ GPU = Sizes(
     batch_size=256,
     n_train=2560,
     large_batches=(512, 1024),
-    teacher_batches=(256, 1024, 4096),
+    teacher_batches=(256, 1024, 2048),
     n_cache=4096,
     flop_batch=16,
     profile_steps=3,
     aa_images=1000,
+    aa_first_chunk=50,
     aa_chunk=250,
     aa_attack="autoattack",
     budget_s=450.0,
@@ -140,6 +142,7 @@ SMOKE = Sizes(
     flop_batch=2,
     profile_steps=1,
     aa_images=4,
+    aa_first_chunk=2,
     aa_chunk=2,
     aa_attack="apgd-ce",  # AutoAttack's first part: the same code path, seconds on CPU
     budget_s=120.0,
@@ -231,6 +234,7 @@ class Benchmark:
         self.peak: float | None = None
         self.gemm_tflops: float | None = None
         self.flops: dict[str, dict[str, float]] = {}
+        self.compiled_row_seconds: list[float] = []
         self.result: dict[str, Any] = {
             "benchmark": "gpu_smoke",
             "issue": 24,
@@ -350,7 +354,7 @@ class Benchmark:
                 trainer._step(batch)
             counted = {"step": counter.get_total_flops() / size}
             if name == "dard_cached":
-                with flop_counter() as counter, trainer._attack_settings():
+                with flop_counter() as counter, trainer._step_settings():
                     trainer.teacher_outputs(batch.images, batch.labels)
                 counted["cache_build"] = counter.get_total_flops() / size
             self.flops[name] = counted
@@ -428,10 +432,14 @@ class Benchmark:
         started = time.perf_counter()
         try:
             values = self.throughput(config)
-        except Exception:
+        except Exception:  # out of memory, a compiler error: recorded, the next row runs
             values = {"error": traceback.format_exc()}
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         values["seconds"] = time.perf_counter() - started
         self.result["configurations"][config.name] = values
+        if config.compiles:
+            self.compiled_row_seconds.append(values["seconds"])
         self.save()
         shown = {k: v for k, v in values.items() if k not in ("options",)}
         print(config.name, json.dumps(shown, default=str)[:1500], flush=True)
@@ -444,25 +452,29 @@ class Benchmark:
             if self.remaining() < 15:
                 values[f"teacher_batch_{size}"] = "skipped: budget"
                 continue
-            trainer = self.trainer(
-                "dard", {"teacher_targets": "cached", "teacher_batch_size": size}
-            )
-            trainer.fit(x[: 2 * size], y[: 2 * size], batch_size=size, nb_epochs=1)  # warm-up
-            if self.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(self.device)
-            seconds = timed(
-                lambda t=trainer, s=size: t._build_cache(x, y, epoch=0, key={"build": s}),
-                self.device,
-            )
-            values[f"teacher_batch_{size}"] = {
-                "images_per_second": len(x) / seconds,
-                "seconds_per_cifar10_build": CIFAR_TRAIN_IMAGES * seconds / len(x),
-                **(
-                    {"peak_memory_gib": torch.cuda.max_memory_allocated(self.device) / 2**30}
-                    if self.device.type == "cuda"
-                    else {}
-                ),
-            }
+            try:
+                values[f"teacher_batch_{size}"] = self._cache_build(x, y, size)
+            except Exception:  # out of memory, say: recorded, and the next size runs
+                values[f"teacher_batch_{size}"] = {"error": traceback.format_exc()}
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        return values
+
+    def _cache_build(self, x: torch.Tensor, y: torch.Tensor, size: int) -> dict[str, Any]:
+        trainer = self.trainer("dard", {"teacher_targets": "cached", "teacher_batch_size": size})
+        # warm-up: a cache of one teacher batch, then training at the usual batch size
+        trainer.fit(x[:size], y[:size], batch_size=self.sizes.batch_size, nb_epochs=1)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        seconds = timed(
+            lambda: trainer._build_cache(x, y, epoch=0, key={"build": size}), self.device
+        )
+        values = {
+            "images_per_second": len(x) / seconds,
+            "seconds_per_cifar10_build": CIFAR_TRAIN_IMAGES * seconds / len(x),
+        }
+        if self.device.type == "cuda":
+            values["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         return values
 
     def autoattack(self) -> dict[str, Any]:
@@ -480,12 +492,16 @@ class Benchmark:
                     for i in range(0, len(images), 256)
                 ]
             )
+        # a small first chunk measures the rate; later chunks are sized to fit what is left
         chunks: list[dict[str, Any]] = []
-        last = 0.0
-        for start in range(0, len(images), sizes.aa_chunk):
-            if chunks and time.perf_counter() + 1.2 * last > ends:
-                break
-            part = slice(start, start + sizes.aa_chunk)
+        start, size, rate = 0, sizes.aa_first_chunk, 0.0
+        while start < len(images):
+            if chunks:
+                fits = int(rate * (ends - time.perf_counter()) / 1.2)
+                size = min(sizes.aa_chunk, fits, len(images) - start)
+                if size < min(sizes.aa_first_chunk, len(images) - start):
+                    break
+            part = slice(start, start + size)
             started = time.perf_counter()
             report = evaluate(
                 model,
@@ -493,14 +509,16 @@ class Benchmark:
                 labels[part],
                 eps=8 / 255,
                 attacks=["clean", sizes.aa_attack],
-                batch_size=sizes.aa_chunk,
+                batch_size=size,
                 device=self.device,
                 verbose=False,
             )
             last = time.perf_counter() - started
+            start += size
+            rate = start / (sum(c["seconds"] for c in chunks) + last)
             chunks.append(
                 {
-                    "images": len(labels[part]),
+                    "images": size,
                     "seconds": last,
                     "seconds_by_attack": report.seconds,
                     "robust_accuracy": report.robust_accuracy,
@@ -568,10 +586,13 @@ class Benchmark:
             ],
         }
         if cuda:  # kernels only (operators' device time includes their kernels)
-            kernels = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
-            busy = sum(device_self(e) for e in kernels) / 1e6
-            values["device_busy_seconds"] = busy
-            values["device_busy_fraction"] = busy / wall if wall else None
+            try:
+                kernels = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
+                busy = sum(device_self(e) for e in kernels) / 1e6
+                values["device_busy_seconds"] = busy
+                values["device_busy_fraction"] = busy / wall if wall else None
+            except Exception:  # the table above is the main result
+                values["device_busy_error"] = traceback.format_exc()
         return values
 
     # ------------------------------------------------------------------ the plan
@@ -652,7 +673,9 @@ class Benchmark:
         for index, config in enumerate(fast):
             if index == 2:  # after the compiled and the large-batch rows: the cache builds
                 self.part("cache_builds", self.cache_builds, needs_s=needs(20))
-            self.run_configuration(config, needs_s=needs(60 if config.compiles else 10))
+            # a compiled row needs at least what the longest compiled row took (compilation)
+            compiled_row = max([60.0, *(1.2 * t for t in self.compiled_row_seconds)])
+            self.run_configuration(config, needs_s=needs(compiled_row if config.compiles else 10))
         if self.device.type == "cuda":
             self.result["max_memory_allocated_gib"] = (
                 torch.cuda.max_memory_allocated(self.device) / 2**30

@@ -36,8 +36,9 @@ from torch import nn
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 # Whether the compiled attack step is the faster one, by device type (the auto default).
-# CPU: measured slower here for small models (compilation dominates short runs). CUDA: not
-# measured yet (issue 24); plain until benchmarks/gpu_smoke.py shows otherwise.
+# CPU: 0.91x the time per DPGD call on a small CNN, but 82 s to compile, which short runs
+# never win back (docs/performance.md). CUDA: not measured yet (issue 24); plain until
+# benchmarks/gpu_smoke.py shows otherwise.
 FASTEST: dict[str, bool] = {"cpu": False, "cuda": False}
 # Graphs per compiled function: (model, batch shape) pairs times the two compilations of
 # the step counter (static at the first call, symbolic after); the default 8 is too few

@@ -236,7 +236,7 @@ class TrainingLoop(Trainer):
         return {name: float(total) / max(count, 1) for name, total in totals.items()}
 
     def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with self._attack_settings():
+        with self._step_settings():
             targets = self.targets.for_batch(batch, self.teacher_outputs, self.device)
             self.student.eval()
             adversarial = self.craft_adversarial(batch, targets)
@@ -251,14 +251,14 @@ class TrainingLoop(Trainer):
         self, images: torch.Tensor, labels: torch.Tensor, *, epoch: int, key: dict[str, Any]
     ) -> None:
         def outputs(x: torch.Tensor, y: torch.Tensor) -> Mapping[str, torch.Tensor]:
-            with self._attack_settings():
+            with self._step_settings():
                 return self.teacher_outputs(self._to_device(x), y.to(self.device))
 
         batch_size = self.teacher_batch_size or self.eval_batch_size
         self.targets.build(images, labels, outputs, epoch=epoch, key=key, batch_size=batch_size)
 
     @contextlib.contextmanager
-    def _attack_settings(self) -> Iterator[None]:
+    def _step_settings(self) -> Iterator[None]:
         """bf16 autocast (``amp``) and the compiled attack step (``compile_attack``)."""
         with (
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
