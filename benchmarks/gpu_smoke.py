@@ -62,6 +62,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dard_plugin.attacks._fast import compiled_step_calls
 from dard_plugin.models import create
 from dard_plugin.training import TRAINERS
 from dard_plugin.training.batches import Batch
@@ -389,6 +390,10 @@ class Benchmark:
             "steady_epoch_seconds": steady,
             "seconds_per_cifar10_epoch": CIFAR_TRAIN_IMAGES / images_per_second,
         }
+        if trainer.compile_attack:  # did the compiled step run (or fall back)?
+            values["compiled_step_calls_student"] = compiled_step_calls(trainer.student)
+            if trainer.teacher is not None:  # the shared teacher's, over all rows so far
+                values["compiled_step_calls_teacher"] = compiled_step_calls(trainer.teacher)
         if self.device.type == "cuda":
             values["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         key = next(

@@ -82,6 +82,27 @@ def test_compiled_attack_step_trains_the_same_weights() -> None:
     assert _fast.compiled_step_calls(students[True])["compiled"] > 0
 
 
+def test_a_failing_compiler_falls_back_to_the_plain_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    x, y, _ = make_prototype_data(n=6)
+    model = tiny_model(0)
+    plain = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+
+    def broken_compiler(*args: object) -> None:
+        raise torch._dynamo.exc.Unsupported("an operation the compiler cannot handle")
+
+    with _fast.compiled_attacks(), caplog.at_level("WARNING"):
+        step = _fast.gradient_function(_loss_gradient, model)
+        step.compiled = broken_compiler  # type: ignore[attr-defined]
+        first = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+        second = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+    torch.testing.assert_close(first, plain, rtol=0, atol=0)
+    torch.testing.assert_close(second, plain, rtol=0, atol=0)
+    assert _fast.compiled_step_calls(model) == {"compiled": 0, "plain": 6}
+    assert sum("compiling the attack step failed" in r.message for r in caplog.records) == 1
+
+
 # ------------------------------------------------------------------ options
 def test_compile_option_resolves_per_device_and_checks_its_input() -> None:
     for device_type, fastest in _fast.FASTEST.items():

@@ -15,7 +15,9 @@ training batch) and the plain function for any other (the last, smaller batch of
 epoch), so a graph is never recompiled for one odd batch and a captured CUDA graph never
 sees another shape. The plain function also runs the first step of the first call per
 model and shape, with the loop's checks of the model's output before the objective, so a
-wrong model fails with the same clear error as on the plain path.
+wrong model fails with the same clear error as on the plain path. Should the compiler
+itself fail (an operation it cannot handle), a warning is logged and the plain function
+runs from then on.
 
 ``compile_attack=None`` (the trainers' default) resolves through :data:`FASTEST` per
 device type: the plain path everywhere until a measurement shows the compiled one faster
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 # Whether the compiled attack step is the faster one, by device type (the auto default).
@@ -96,6 +101,7 @@ class _StaticShapeStep:
         self.shape: tuple[int, ...] | None = None  # the one compiled shape
         self.checked: set[tuple[int, ...]] = set()
         self.calls = {"compiled": 0, "plain": 0}  # for tests and benchmarks
+        self.failed = False  # the compiler failed once: plain from then on
 
     def __call__(
         self,
@@ -118,11 +124,24 @@ class _StaticShapeStep:
             return self.plain(
                 model, objective, adversarial, labels, step, steps, model_dtype, check
             )
-        self.calls["compiled"] += 1
-        with _compile_config():
-            logits, gradient = self.compiled(
-                model, objective, adversarial, labels, step, steps, model_dtype, None
+        if self.failed:
+            self.calls["plain"] += 1
+            return self.plain(
+                model, objective, adversarial, labels, step, steps, model_dtype, check
             )
+        try:
+            with _compile_config():
+                logits, gradient = self.compiled(
+                    model, objective, adversarial, labels, step, steps, model_dtype, None
+                )
+        except torch._dynamo.exc.TorchDynamoException:  # the compiler, not the model, failed
+            logger.warning("compiling the attack step failed; the plain step runs", exc_info=True)
+            self.failed = True
+            self.calls["plain"] += 1
+            return self.plain(
+                model, objective, adversarial, labels, step, steps, model_dtype, check
+            )
+        self.calls["compiled"] += 1
         if check is not None:
             check(logits)
         return logits, gradient
