@@ -1,6 +1,6 @@
 """GPU speed at CIFAR scale (issue 24): one prepared run for a lent GPU machine.
 
-Within a global time budget (``--budget-s``, default 450 s: the run ends inside 8 minutes
+Within a global time budget (``--budget-s``, default 420 s: the run ends inside 8 minutes
 on one H200), in this order, each part written to the JSON as soon as it ends (a run cut
 short still reports what finished; an error in one configuration is recorded and the next
 runs; what the budget leaves no time for is listed under ``skipped``, with the reason):
@@ -21,11 +21,11 @@ runs; what the budget leaves no time for is listed under ``skipped``, with the r
    the budget allows (the JSON says how many ran).
 5. ``profile``: ``torch.profiler`` over a few DARD-online steps: the top operators by
    device time, and the fraction of the wall time the device was busy.
-6. ``configurations`` (fast paths), each against its plain row: the compiled attack step
-   (``compile_attack=True``; ``compile_mode="reduce-overhead"`` adds CUDA graphs), larger
-   batches, cuDNN autotuning (``torch.backends.cudnn.benchmark``), without channels-last
-   and without bf16 (what those two give), and the cache build at larger
-   ``teacher_batch_size``.
+6. ``configurations`` (fast paths), each against its plain row, cheap ones first: larger
+   batches, cuDNN autotuning (``torch.backends.cudnn.benchmark``), the cache build at
+   larger ``teacher_batch_size`` (``cache_builds``); then the compiled attack step
+   (``compile_attack=True``; ``compile_mode="reduce-overhead"`` adds CUDA graphs), and
+   without channels-last and without bf16 (what those two give).
 
 Run on the device (docs/performance.md, "GPU measurement pending", has the full command
 with the wheels it needs)::
@@ -126,7 +126,7 @@ GPU = Sizes(
     aa_first_chunk=50,
     aa_chunk=250,
     aa_attack="autoattack",
-    budget_s=450.0,
+    budget_s=420.0,
     aa_share=0.25,
     gemm_size=8192,
 )
@@ -616,14 +616,9 @@ class Benchmark:
         self.part("profile", self.profile, needs_s=needs(10))
 
         online = METHODS["dard_online"][1]
-        fast = [
-            Configuration(
-                "dard_online_compiled",
-                "dard",
-                {**online, "compile_attack": True},
-                compiles=True,
-                plain="dard_online",
-            ),
+        # the cheap rows first (larger batches, cuDNN autotuning, the cache builds), then
+        # the compiled ones (minutes of compilation each at this size), most telling first
+        cheap = [
             *[
                 Configuration(
                     f"dard_online_batch_{b}",
@@ -641,8 +636,14 @@ class Benchmark:
                 cudnn_benchmark=True,
                 plain="dard_online",
             ),
+        ]
+        later = [
             Configuration(
-                "sat_compiled", "sat", {"compile_attack": True}, compiles=True, plain="sat"
+                "dard_online_compiled",
+                "dard",
+                {**online, "compile_attack": True},
+                compiles=True,
+                plain="dard_online",
             ),
             Configuration(
                 "dard_online_no_channels_last",
@@ -654,12 +655,16 @@ class Benchmark:
                 "dard_online_fp32", "dard", {**online, "amp": False}, plain="dard_online"
             ),
             Configuration(
+                "sat_compiled", "sat", {"compile_attack": True}, compiles=True, plain="sat"
+            ),
+            Configuration(
                 "dard_online_compiled_cuda_graphs",
                 "dard",
                 {**online, "compile_attack": True, "compile_mode": "reduce-overhead"},
                 compiles=True,
                 plain="dard_online",
             ),
+            Configuration("sat_cudnn_benchmark", "sat", {}, cudnn_benchmark=True, plain="sat"),
             Configuration(
                 "dard_cached_compiled",
                 "dard",
@@ -673,14 +678,14 @@ class Benchmark:
             Configuration(
                 "rslad_compiled", "rslad", {"compile_attack": True}, compiles=True, plain="rslad"
             ),
-            Configuration("sat_cudnn_benchmark", "sat", {}, cudnn_benchmark=True, plain="sat"),
         ]
-        for index, config in enumerate(fast):
-            if index == 2:  # after the compiled and the large-batch rows: the cache builds
-                self.part("cache_builds", self.cache_builds, needs_s=needs(20))
+        for config in cheap:
+            self.run_configuration(config, needs_s=needs(15))
+        self.part("cache_builds", self.cache_builds, needs_s=needs(20))
+        for config in later:
             # a compiled row needs at least what the longest compiled row took (compilation)
-            compiled_row = max([60.0, *(1.2 * t for t in self.compiled_row_seconds)])
-            self.run_configuration(config, needs_s=needs(compiled_row if config.compiles else 10))
+            compiled_row = max([90.0, *(1.2 * t for t in self.compiled_row_seconds)])
+            self.run_configuration(config, needs_s=needs(compiled_row if config.compiles else 25))
         if self.device.type == "cuda":
             self.result["max_memory_allocated_gib"] = (
                 torch.cuda.max_memory_allocated(self.device) / 2**30
@@ -695,7 +700,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU, seconds")
-    parser.add_argument("--budget-s", type=float, default=None, help="default 450 (smoke 120)")
+    parser.add_argument("--budget-s", type=float, default=None, help="default 420 (smoke 120)")
     parser.add_argument("--repeats", type=int, default=2, help="steady epochs per row (median)")
     parser.add_argument("--top-ops", type=int, default=25)
     parser.add_argument("--commit", default=None, help="recorded (default: git rev-parse HEAD)")
