@@ -422,7 +422,7 @@ class Benchmark:
         return values
 
     def run_configuration(self, config: Configuration, needs_s: float) -> None:
-        if config.compiles and self.args.smoke:
+        if config.compiles and self.args.smoke and not self.args.smoke_compiled:
             self.skip(
                 config.name,
                 "--smoke: compiling takes tens of seconds on CPU "
@@ -700,6 +700,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU, seconds")
+    parser.add_argument(
+        "--smoke-compiled",
+        action="store_true",
+        help="--smoke with the compiled rows too (about two minutes of compiling on CPU)",
+    )
     parser.add_argument("--budget-s", type=float, default=None, help="default 420 (smoke 120)")
     parser.add_argument("--repeats", type=int, default=2, help="steady epochs per row (median)")
     parser.add_argument("--top-ops", type=int, default=25)
