@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.attacks.dpgd import DPGD_L2_EPS, DPGD_REDUCTIONS, dpgd, dpgd_l2, dpgd_objective
 from dard_plugin.attacks.pgd import (
     NORMS,
@@ -29,6 +30,7 @@ __all__ = [
     "DPGD_L2_EPS",
     "DPGD_REDUCTIONS",
     "NORMS",
+    "compiled_attacks",
     "cross_entropy_objective",
     "dpgd",
     "dpgd_l2",

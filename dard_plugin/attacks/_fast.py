@@ -83,7 +83,15 @@ def resolve_compile(request: bool | None, device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def compiled_attacks(enabled: bool = True, *, mode: str | None = None) -> Iterator[None]:
-    """Inside the block, the attack loop's gradient step runs compiled (``enabled``)."""
+    """Inside the block, the package's attack functions (:func:`~dard_plugin.attacks.dpgd`,
+    ``dpgd_l2``, ``pgd_linf``, ``pgd_l2``) run their gradient step compiled when the model
+    is an ``nn.Module`` (``enabled``; ``mode``: ``torch.compile``'s). The torchattacks and
+    ART faces pass the loop a callable, which stays plain. The trainers' ``compile_attack``
+    option sets it for their attacks::
+
+        with compiled_attacks():
+            adversarial = dpgd(model, images, labels)
+    """
     mode = check_compile_mode(mode)
     token = _ACTIVE.set(CompileSettings(mode) if enabled else None)
     try:
