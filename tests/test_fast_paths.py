@@ -3,7 +3,8 @@
 students' attacks, and the teacher's cache built in larger batches.
 
 The two compiled tests compile real graphs with ``torch.compile`` (inductor, C++ on CPU):
-about 20 to 40 s on one core in all, most of it the first compilation in the process.
+about 50 s of wall time on one loaded core with an empty inductor cache (24 s of CPU), most
+of it the first compilation in the process; about 15 s with a warm cache.
 """
 
 from __future__ import annotations
