@@ -17,8 +17,9 @@ runs; what the budget leaves no time for is listed under ``skipped``, with the r
    per 50,000-image epoch, achieved TFLOP/s, fraction of the bf16 peak, peak memory.
 4. ``autoattack``: AutoAttack standard through ``dard_plugin.evaluation.evaluate`` on a
    WideResNet-28-10 (random weights; labels are its own clean predictions, so every image
-   is attacked), up to ``--aa-images`` images in chunks, as many chunks as its share of
-   the budget allows (the JSON says how many ran).
+   is attacked), up to 1,000 images: a first chunk of 50 measures the rate, then chunks
+   of up to 250 as long as its share of the budget (a quarter) allows (the JSON says how
+   many ran).
 5. ``profile``: ``torch.profiler`` over a few DARD-online steps: the top operators by
    device time, and the fraction of the wall time the device was busy.
 6. ``configurations`` (fast paths), each against its plain row, cheap ones first: larger
