@@ -1,49 +1,169 @@
-"""GPU smoke check at CIFAR shape, one prepared run for a lent GPU machine.
+"""GPU speed at CIFAR scale (issue 24): one prepared run for a lent GPU machine.
 
-Sections (each one timed and written to the JSON as soon as it ends, so a run cut short
-still reports what finished; an error in one section is recorded and the next one runs):
+Within a global time budget (``--budget-s``, default 420 s: the run ends inside 8 minutes
+on one H200), in this order, each part written to the JSON as soon as it ends (a run cut
+short still reports what finished; an error in one configuration is recorded and the next
+runs; what the budget leaves no time for is listed under ``skipped``, with the reason):
 
-1. ``cuda``: the card, bf16 support, a bf16 autocast forward.
-2. ``attacks``: DPGD and torchattacks.PGD images per second on a ResNet-18 (fp32, bf16),
-   the paired ratio DPGD / PGD, and the epsilon ball checked on the output.
-3. ``trainers``: images per second of SAT and DARD (online and cached targets), fp32 and
-   bf16, ResNet-18 student and PreActResNet-18 teacher (random weights: throughput only),
-   synthetic 3x32x32 data.
-4. ``recipe``: the CIFAR-10 recipe's configuration, ResNet-18 student and WRN-34-10 teacher
-   (RSLAD's teacher architecture), bf16: DARD online and cached, ARD, RSLAD and SAT, and the
-   cache build; from these, seconds per 50,000-image epoch.
-5. ``art_madry``: ART's AdversarialTrainerMadryPGD against our SATTrainer on the GPU (fp32,
-   same ResNet-18, same steps).
+1. ``environment``: the card, its driver, the torch / CUDA / cuDNN build, the commit, the
+   card's dense bf16 peak from the datasheet table below, and a measured bf16 GEMM rate
+   (8192^3 products), the practical ceiling.
+2. ``flops``: FLOPs per training image of each method, measured with
+   ``torch.utils.flop_counter.FlopCounterMode`` over one training step (DARD cached: the
+   step, and the cache build's teacher FLOPs per image separately).
+3. ``configurations`` (plain): SAT, ARD, RSLAD, DARD online and DARD cached; ResNet-18
+   student, WideResNet-34-10 teacher, synthetic 3x32x32 data, random weights (throughput
+   only), the trainers' defaults on CUDA (bf16 autocast, channels-last): images/s, seconds
+   per 50,000-image epoch, achieved TFLOP/s, fraction of the bf16 peak, peak memory.
+4. ``autoattack``: AutoAttack standard through ``dard_plugin.evaluation.evaluate`` on a
+   WideResNet-28-10 (random weights; labels are its own clean predictions, so every image
+   is attacked), up to 1,000 images: a first chunk of 50 measures the rate, then chunks
+   of up to 250 as long as its share of the budget (a quarter) allows (the JSON says how
+   many ran).
+5. ``profile``: ``torch.profiler`` over a few DARD-online steps: the top operators by
+   device time, and the fraction of the wall time the device was busy.
+6. ``configurations`` (fast paths), each against its plain row, cheap ones first: larger
+   batches, cuDNN autotuning (``torch.backends.cudnn.benchmark``), the cache build at
+   larger ``teacher_batch_size`` (``cache_builds``); then the compiled attack step
+   (``compile_attack=True``; ``compile_mode="reduce-overhead"`` adds CUDA graphs), and
+   without channels-last and without bf16 (what those two give).
 
-    python benchmarks/gpu_smoke.py --out $OUT/gpu_smoke.json
+Run on the device (docs/performance.md, "GPU measurement pending", has the full command
+with the wheels it needs)::
 
-It also runs on CPU at tiny sizes, to check the script itself:
+    python3 benchmarks/gpu_smoke.py --out $OUT/gpu_smoke.json
 
-    python benchmarks/gpu_smoke.py --device cpu --batch-size 4 --n-train 8 --tiny --out /tmp/s.json
+A CPU check of the script itself, tiny models, a few seconds (``tests/test_gpu_smoke.py``
+runs it)::
+
+    python benchmarks/gpu_smoke.py --smoke --out /tmp/gpu_smoke.json
+
+Peaks (dense bf16 tensor-core TFLOP/s, from NVIDIA's datasheets, which list twice these
+numbers "with sparsity"): H100 SXM and H200 SXM 989.4; H100 NVL and H200 NVL 835.5; H100
+PCIe 756.5; A100 312. The 790 TFLOP/s the issue used is the bf16 8192^3 GEMM rate measured
+on this workplace's H200s (769 to 798), the practical ceiling; the JSON gives both
+fractions (``fraction_of_datasheet_peak``, ``fraction_of_measured_gemm``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
+import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torchattacks
 from torch import nn
 
-from dard_plugin.attacks.dpgd import dpgd
+from dard_plugin.attacks._fast import compiled_step_calls
 from dard_plugin.models import create
 from dard_plugin.training import TRAINERS
+from dard_plugin.training.batches import Batch
 
 CIFAR_TRAIN_IMAGES = 50_000
+# dense bf16 tensor-core TFLOP/s by card name (longest name first; see the docstring)
+BF16_PEAK_TFLOPS = {
+    "H200 NVL": 835.5,
+    "H100 NVL": 835.5,
+    "H100 PCIe": 756.5,
+    "H200": 989.4,
+    "H100": 989.4,
+    "A100": 312.0,
+}
+METHODS = {
+    "sat": ("sat", {}),
+    "ard": ("ard", {}),
+    "rslad": ("rslad", {}),
+    "dard_online": ("dard", {"teacher_targets": "online"}),
+    "dard_cached": ("dard", {"teacher_targets": "cached"}),
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything that differs between the GPU run and the CPU smoke run."""
+
+    student: tuple[str, dict[str, int]]
+    teacher: tuple[str, dict[str, int]]
+    autoattack_model: tuple[str, dict[str, int]]
+    steps: int
+    batch_size: int
+    n_train: int
+    large_batches: tuple[int, ...]
+    teacher_batches: tuple[int, ...]
+    n_cache: int
+    flop_batch: int
+    profile_steps: int
+    aa_images: int
+    aa_first_chunk: int  # measures the rate
+    aa_chunk: int  # at most, after the first
+    aa_attack: str
+    budget_s: float
+    aa_share: float  # of the budget, at most
+    gemm_size: int
+
+
+GPU = Sizes(
+    student=("resnet18", {}),
+    teacher=("wide-resnet", {"depth": 34, "width": 10}),
+    autoattack_model=("wide-resnet", {"depth": 28, "width": 10}),
+    steps=10,
+    batch_size=256,
+    n_train=2560,
+    large_batches=(512, 1024),
+    teacher_batches=(256, 1024, 2048),
+    n_cache=4096,
+    flop_batch=16,
+    profile_steps=3,
+    aa_images=1000,
+    aa_first_chunk=50,
+    aa_chunk=250,
+    aa_attack="autoattack",
+    budget_s=420.0,
+    aa_share=0.25,
+    gemm_size=8192,
+)
+SMOKE = Sizes(
+    student=("wide-resnet", {"depth": 10, "width": 1}),
+    teacher=("wide-resnet", {"depth": 10, "width": 1}),
+    autoattack_model=("wide-resnet", {"depth": 10, "width": 1}),
+    steps=2,
+    batch_size=4,
+    n_train=8,
+    large_batches=(8,),
+    teacher_batches=(4, 8),
+    n_cache=8,
+    flop_batch=2,
+    profile_steps=1,
+    aa_images=4,
+    aa_first_chunk=2,
+    aa_chunk=2,
+    aa_attack="apgd-ce",  # AutoAttack's first part: the same code path, seconds on CPU
+    budget_s=120.0,
+    aa_share=0.25,
+    gemm_size=256,
+)
+
+
+@dataclass
+class Configuration:
+    """One throughput measurement: a method and the options that make its fast path."""
+
+    name: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None
+    cudnn_benchmark: bool = False
+    compiles: bool = False  # torch.compile: skipped in --smoke, needs a larger budget share
+    plain: str | None = None  # the row it is compared against
 
 
 def synchronize(device: torch.device) -> None:
@@ -59,242 +179,544 @@ def timed(function: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def build(name: str, device: torch.device, seed: int = 0, **kwargs: Any) -> nn.Module:
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        return create(name, num_classes=10, **kwargs).to(device)
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
-class Smoke:
+class _NoModuleTracking:
+    """Stands in for FlopCounterMode's module tracker, whose hooks on every module's inputs
+    break ``torch.autograd.grad`` on a leaf input (the attacks' adversarial images): the
+    counts are the same, only the per-module breakdown is lost."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _NoModuleTracking:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def flop_counter() -> Any:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    if hasattr(counter, "mod_tracker"):
+        counter.mod_tracker = _NoModuleTracking()
+    return counter
+
+
+def _command_output(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+class Benchmark:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.sizes = SMOKE if args.smoke else GPU
+        budget = args.budget_s if args.budget_s is not None else self.sizes.budget_s
+        self.budget = budget
+        self.deadline = time.perf_counter() + budget
         self.device = torch.device(args.device)
         generator = torch.Generator().manual_seed(0)
-        self.images = torch.rand(args.n_train, 3, 32, 32, generator=generator)
-        self.labels = torch.randint(0, 10, (args.n_train,), generator=generator)
+        n = max(self.sizes.n_train, self.sizes.n_cache, max(self.sizes.large_batches) * 2)
+        self.images = torch.rand(n, 3, 32, 32, generator=generator)
+        self.labels = torch.randint(0, 10, (n,), generator=generator)
+        self.teacher: nn.Module | None = None
+        self.peak: float | None = None
+        self.gemm_tflops: float | None = None
+        self.flops: dict[str, dict[str, float]] = {}
+        self.compiled_row_seconds: list[float] = []
         self.result: dict[str, Any] = {
             "benchmark": "gpu_smoke",
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "device": str(self.device),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
+            "issue": 24,
+            "smoke": bool(args.smoke),
+            "budget_s": budget,
+            "sizes": {k: v for k, v in vars(self.sizes).items()},
+            "configurations": {},
+            "skipped": [],
         }
+
+    # ------------------------------------------------------------------ bookkeeping
+    def remaining(self) -> float:
+        return self.deadline - time.perf_counter()
 
     def save(self) -> None:
         self.args.out.parent.mkdir(parents=True, exist_ok=True)
-        self.args.out.write_text(json.dumps(self.result, indent=2))
+        self.args.out.write_text(json.dumps(self.result, indent=2, default=str))
 
-    def section(self, name: str, function: Callable[[], dict[str, Any]]) -> None:
+    def skip(self, name: str, reason: str) -> None:
+        self.result["skipped"].append({"name": name, "reason": reason})
+        self.save()
+        print(f"skipped {name}: {reason}", flush=True)
+
+    def part(self, name: str, function: Callable[[], dict[str, Any]], needs_s: float) -> None:
+        if needs_s > 0 and self.remaining() < needs_s:
+            self.skip(name, f"{self.remaining():.0f} s of the budget left, needs ~{needs_s:.0f}")
+            return
         started = time.perf_counter()
         try:
             values = function()
-        except Exception:  # recorded, and the next section still runs
+        except Exception:  # recorded; the next part still runs
             values = {"error": traceback.format_exc()}
-        values["section_seconds"] = time.perf_counter() - started
+        values["seconds"] = time.perf_counter() - started
         self.result[name] = values
         self.save()
-        print(name, json.dumps(values, indent=2), flush=True)
+        print(name, json.dumps(values, indent=2, default=str)[:3000], flush=True)
 
-    # ------------------------------------------------------------------ sections
-    def cuda(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"cuda_available": torch.cuda.is_available()}
-        if self.device.type == "cuda":
-            values["gpu"] = torch.cuda.get_device_name(self.device)
-            values["bf16_supported"] = torch.cuda.is_bf16_supported()
-            values["capability"] = list(torch.cuda.get_device_capability(self.device))
-        model = build("resnet18", self.device).eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16):
-            logits = model(self.images[:8].to(self.device))
-        values["bf16_autocast_logits_dtype"] = str(logits.dtype)
-        values["bf16_logits_finite"] = bool(torch.isfinite(logits).all())
-        return values
+    def build(self, spec: tuple[str, dict[str, int]], seed: int) -> nn.Module:
+        name, options = spec
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return create(name, num_classes=10, **options).to(self.device)
 
-    def attacks(self) -> dict[str, Any]:
-        args, device = self.args, self.device
-        model = build("resnet18", device).eval()
-        batch = self.images[: args.batch_size].to(device)
-        labels = self.labels[: args.batch_size].to(device)
-        eps, alpha = 8 / 255, 2 / 255
-        values: dict[str, Any] = {}
-        for precision in ("fp32", "bf16"):
-            amp = precision == "bf16"
-            pgd = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=10, random_start=False)
+    def shared_teacher(self) -> nn.Module:
+        if self.teacher is None:  # one teacher object: its compiled graphs are reused
+            self.teacher = self.build(self.sizes.teacher, seed=2).eval()
+        return self.teacher
 
-            def run_dpgd(amp: bool = amp) -> torch.Tensor:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    return dpgd(model, batch, labels, eps=eps, alpha=alpha, steps=10)
-
-            def run_pgd(amp: bool = amp, pgd: Any = pgd) -> torch.Tensor:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    return pgd(batch, labels)
-
-            run_dpgd(), run_pgd()  # warm-up
-            pairs = [(timed(run_dpgd, device), timed(run_pgd, device)) for _ in range(args.repeats)]
-            values[f"dpgd_images_per_second_{precision}"] = args.batch_size / statistics.median(
-                p[0] for p in pairs
-            )
-            values[f"pgd_images_per_second_{precision}"] = args.batch_size / statistics.median(
-                p[1] for p in pairs
-            )
-            values[f"dpgd_over_pgd_{precision}"] = statistics.median(p[0] / p[1] for p in pairs)
-            adversarial = run_dpgd()
-            values[f"dpgd_max_perturbation_{precision}"] = float((adversarial - batch).abs().max())
-            values[f"dpgd_in_unit_range_{precision}"] = bool(
-                adversarial.min() >= 0 and adversarial.max() <= 1
-            )
-        values["eps"] = eps
-        return values
-
-    def _throughput(
-        self,
-        method: str,
-        student_arch: str,
-        teacher: nn.Module | None,
-        amp: bool,
-        n_epochs: int = 1,
-        **options: Any,
-    ) -> dict[str, float]:
-        args, device = self.args, self.device
-        student = build(student_arch, device, seed=1)
+    def trainer(self, method: str, options: dict[str, Any]) -> Any:
+        student = self.build(self.sizes.student, seed=1)
         optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
         cls = TRAINERS[method]
-        positional = (student,) if teacher is None else (student, teacher)
-        trainer = cls(
-            *positional, optimizer=optimizer, device=device, amp=amp, verbose=False, **options
+        positional = (student,) if not cls.needs_teacher else (student, self.shared_teacher())
+        attack = {"steps": self.sizes.steps}
+        return cls(
+            *positional,
+            optimizer=optimizer,
+            device=self.device,
+            attack=attack,
+            verbose=False,
+            **options,
         )
-        first = timed(
-            lambda: trainer.fit(self.images, self.labels, batch_size=args.batch_size, nb_epochs=1),
-            device,
-        )
-        times = []
-        for _ in range(n_epochs):  # each fit runs one more epoch; a cache is built once
-            times.append(
-                timed(
-                    lambda: trainer.fit(
-                        self.images, self.labels, batch_size=args.batch_size, nb_epochs=1
+
+    # ------------------------------------------------------------------ parts
+    def environment(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available()
+            else None,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "device": str(self.device),
+            "commit": self.args.commit
+            or _command_output(["git", "rev-parse", "HEAD"])
+            or "unknown (pass --commit)",
+        }
+        if self.device.type == "cuda":
+            properties = torch.cuda.get_device_properties(self.device)
+            name = torch.cuda.get_device_name(self.device)
+            values.update(
+                {
+                    "gpu": name,
+                    "memory_gib": properties.total_memory / 2**30,
+                    "multiprocessors": properties.multi_processor_count,
+                    "capability": list(torch.cuda.get_device_capability(self.device)),
+                    "bf16_supported": torch.cuda.is_bf16_supported(),
+                    "driver": _command_output(
+                        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
                     ),
-                    device,
-                )
+                }
             )
-        steady = statistics.median(times)
+            self.peak = next((p for key, p in BF16_PEAK_TFLOPS.items() if key in name), None)
+            values["bf16_datasheet_peak_tflops"] = self.peak
+        # the practical ceiling: a large bf16 matrix product on random data
+        n = self.sizes.gemm_size
+        a = torch.randn(n, n, device=self.device, dtype=torch.bfloat16)
+        b = torch.randn(n, n, device=self.device, dtype=torch.bfloat16)
+        for _ in range(3):
+            a @ b
+        seconds = statistics.median(timed(lambda: a @ b, self.device) for _ in range(10))
+        self.gemm_tflops = 2 * n**3 / seconds / 1e12
+        values["bf16_gemm_tflops_measured"] = self.gemm_tflops
+        values["bf16_gemm_size"] = n
+        return values
+
+    def count_flops(self) -> dict[str, Any]:
+        size = self.sizes.flop_batch
+        x, y = self.images[:size], self.labels[:size]
+        for name, (method, options) in METHODS.items():
+            trainer = self.trainer(method, options)
+            trainer.fit(x, y, batch_size=size, nb_epochs=1)  # set-up (and DARD's cache)
+            batch = Batch(trainer._to_device(x), y.to(self.device), torch.arange(size))
+            with flop_counter() as counter:
+                trainer._step(batch)
+            counted = {"step": counter.get_total_flops() / size}
+            if name == "dard_cached":
+                with flop_counter() as counter, trainer._step_settings():
+                    trainer.teacher_outputs(batch.images, batch.labels)
+                counted["cache_build"] = counter.get_total_flops() / size
+            self.flops[name] = counted
         return {
-            "images_per_second": args.n_train / steady,
+            name: {f"{k}_gflops_per_image": v / 1e9 for k, v in c.items()}
+            for name, c in self.flops.items()
+        }
+
+    def throughput(self, config: Configuration) -> dict[str, Any]:
+        batch_size = config.batch_size or self.sizes.batch_size
+        n = max(self.sizes.n_train, 2 * batch_size)
+        x, y = self.images[:n], self.labels[:n]
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with cudnn_benchmark(config.cudnn_benchmark):
+            trainer = self.trainer(config.method, config.options)
+            fit = lambda: trainer.fit(x, y, batch_size=batch_size, nb_epochs=1)  # noqa: E731
+            first = timed(fit, self.device)  # warm-up, compilation, the cache build
+            steady = statistics.median(timed(fit, self.device) for _ in range(self.args.repeats))
+        images_per_second = n / steady
+        values: dict[str, Any] = {
+            "method": config.method,
+            "options": config.options,
+            "batch_size": batch_size,
+            "cudnn_benchmark": config.cudnn_benchmark,
+            "amp": trainer.amp,
+            "channels_last": trainer.channels_last,
+            "compile_attack": trainer.compile_attack,
+            "images": n,
+            "images_per_second": images_per_second,
             "first_epoch_seconds": first,
             "steady_epoch_seconds": steady,
-            "channels_last": trainer.channels_last,
+            "seconds_per_cifar10_epoch": CIFAR_TRAIN_IMAGES / images_per_second,
         }
-
-    def trainers(self) -> dict[str, Any]:
-        teacher = build("preact-resnet18", self.device, seed=2).eval()
-        values: dict[str, Any] = {}
-        for precision in ("fp32", "bf16"):
-            amp = precision == "bf16"
-            values[f"sat_{precision}"] = self._throughput("sat", "resnet18", None, amp)
-            for mode in ("online", "cached"):
-                values[f"dard_{mode}_{precision}"] = self._throughput(
-                    "dard", "resnet18", teacher, amp, teacher_targets=mode
-                )
-        return values
-
-    def recipe(self) -> dict[str, Any]:
-        teacher_kwargs = {"depth": 16, "width": 2} if self.args.tiny else {"depth": 34, "width": 10}
-        teacher = build("wide-resnet", self.device, seed=2, **teacher_kwargs).eval()
-        values: dict[str, Any] = {
-            "teacher": f"wide-resnet {teacher_kwargs}",
-            "student": "resnet18",
-            "precision": "bf16",
-        }
-        runs = {
-            "sat": ("sat", None, {}),
-            "ard": ("ard", teacher, {}),
-            "rslad": ("rslad", teacher, {}),
-            "dard_online": ("dard", teacher, {"teacher_targets": "online"}),
-            "dard_cached": ("dard", teacher, {"teacher_targets": "cached"}),
-        }
-        for key, (method, model, options) in runs.items():
-            measured = self._throughput(method, "resnet18", model, True, **options)
-            measured["seconds_per_cifar10_epoch"] = (
-                CIFAR_TRAIN_IMAGES / measured["images_per_second"]
-            )
-            if key == "dard_cached":
-                build_seconds = measured["first_epoch_seconds"] - measured["steady_epoch_seconds"]
-                measured["cache_build_seconds_per_cifar10"] = (
-                    build_seconds * CIFAR_TRAIN_IMAGES / self.args.n_train
-                )
-            values[key] = measured
-        return values
-
-    def art_madry(self) -> dict[str, Any]:
-        from art.defences.trainer import AdversarialTrainerMadryPGD
-        from art.estimators.classification import PyTorchClassifier
-
-        args, device = self.args, self.device
-        n = args.n_train
-        ours = self._throughput(
-            "sat",
-            "resnet18",
+        if trainer.compile_attack:  # did the compiled step run (or fall back)?
+            values["compiled_step_calls_student"] = compiled_step_calls(trainer.student)
+            if trainer.teacher is not None:  # the shared teacher's, over all rows so far
+                values["compiled_step_calls_teacher"] = compiled_step_calls(trainer.teacher)
+        if self.device.type == "cuda":
+            values["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        key = next(
+            (
+                k
+                for k, (m, o) in METHODS.items()
+                if m == config.method
+                and o.get("teacher_targets") == config.options.get("teacher_targets")
+            ),
             None,
-            False,
-            n_epochs=args.repeats,
-            attack={"eps": 8 / 255, "alpha": 2 / 255, "steps": 10},
         )
-        student = build("resnet18", device, seed=1)
-        classifier = PyTorchClassifier(
-            model=student,
-            loss=nn.CrossEntropyLoss(),
-            optimizer=torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9),
-            input_shape=(3, 32, 32),
-            nb_classes=10,
-            clip_values=(0.0, 1.0),
-            device_type="gpu" if device.type == "cuda" else "cpu",
+        step_flops = self.flops.get(key or "", {}).get("step")
+        if step_flops is not None:
+            achieved = step_flops * images_per_second / 1e12
+            values["tflops_achieved"] = achieved
+            if self.peak:
+                values["fraction_of_datasheet_peak"] = achieved / self.peak
+            if self.gemm_tflops:
+                values["fraction_of_measured_gemm"] = achieved / self.gemm_tflops
+        if config.plain and config.plain in self.result["configurations"]:
+            plain = self.result["configurations"][config.plain]
+            if "images_per_second" in plain:
+                values["speed_up_over_" + config.plain] = (
+                    images_per_second / plain["images_per_second"]
+                )
+        return values
+
+    def run_configuration(self, config: Configuration, needs_s: float) -> None:
+        if config.compiles and self.args.smoke and not self.args.smoke_compiled:
+            self.skip(
+                config.name,
+                "--smoke: compiling takes tens of seconds on CPU "
+                "(tests/test_fast_paths.py checks the compiled step)",
+            )
+            return
+        if self.remaining() < needs_s:
+            self.skip(
+                config.name, f"{self.remaining():.0f} s of the budget left, needs ~{needs_s:.0f}"
+            )
+            return
+        started = time.perf_counter()
+        try:
+            values = self.throughput(config)
+        except Exception:  # out of memory, a compiler error: recorded, the next row runs
+            values = {"error": traceback.format_exc()}
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        values["seconds"] = time.perf_counter() - started
+        self.result["configurations"][config.name] = values
+        if config.compiles:
+            self.compiled_row_seconds.append(values["seconds"])
+        self.save()
+        shown = {k: v for k, v in values.items() if k not in ("options",)}
+        print(config.name, json.dumps(shown, default=str)[:1500], flush=True)
+
+    def cache_builds(self) -> dict[str, Any]:
+        """The DARD cache build alone, at each ``teacher_batch_size``."""
+        x, y = self.images[: self.sizes.n_cache], self.labels[: self.sizes.n_cache]
+        values: dict[str, Any] = {"images": len(x)}
+        for size in self.sizes.teacher_batches:
+            if self.remaining() < 15:
+                values[f"teacher_batch_{size}"] = "skipped: budget"
+                continue
+            try:
+                values[f"teacher_batch_{size}"] = self._cache_build(x, y, size)
+            except Exception:  # out of memory, say: recorded, and the next size runs
+                values[f"teacher_batch_{size}"] = {"error": traceback.format_exc()}
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        return values
+
+    def _cache_build(self, x: torch.Tensor, y: torch.Tensor, size: int) -> dict[str, Any]:
+        trainer = self.trainer("dard", {"teacher_targets": "cached", "teacher_batch_size": size})
+        # warm-up: a cache of one teacher batch, then training at the usual batch size
+        trainer.fit(x[:size], y[:size], batch_size=self.sizes.batch_size, nb_epochs=1)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        seconds = timed(
+            lambda: trainer._build_cache(x, y, epoch=0, key={"build": size}), self.device
         )
-        madry = AdversarialTrainerMadryPGD(
-            classifier,
-            nb_epochs=1,
-            batch_size=args.batch_size,
-            eps=8 / 255,
-            eps_step=2 / 255,
-            max_iter=10,
-            num_random_init=1,
-        )
-        x = self.images.numpy()
-        y = np.eye(10, dtype=np.float32)[self.labels.numpy()]
-        madry.fit(x, y)  # warm-up
-        art_seconds = statistics.median(
-            timed(lambda: madry.fit(x, y), device) for _ in range(args.repeats)
-        )
+        values = {
+            "images_per_second": len(x) / seconds,
+            "seconds_per_cifar10_build": CIFAR_TRAIN_IMAGES * seconds / len(x),
+        }
+        if self.device.type == "cuda":
+            values["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return values
+
+    def autoattack(self) -> dict[str, Any]:
+        from dard_plugin.evaluation import evaluate
+
+        sizes = self.sizes
+        budget = min(sizes.aa_share * self.budget, self.remaining() - 5)
+        ends = time.perf_counter() + budget
+        model = self.build(sizes.autoattack_model, seed=3).eval()
+        images = self.images[: sizes.aa_images]
+        with torch.no_grad():  # its own predictions as labels: every image is attacked
+            labels = torch.cat(
+                [
+                    model(images[i : i + 256].to(self.device)).argmax(1).cpu()
+                    for i in range(0, len(images), 256)
+                ]
+            )
+        # a small first chunk measures the rate; later chunks are sized to fit what is left
+        chunks: list[dict[str, Any]] = []
+        start, size, rate = 0, sizes.aa_first_chunk, 0.0
+        while start < len(images):
+            if chunks:
+                fits = int(rate * (ends - time.perf_counter()) / 1.2)
+                size = min(sizes.aa_chunk, fits, len(images) - start)
+                if size < min(sizes.aa_first_chunk, len(images) - start):
+                    break
+            part = slice(start, start + size)
+            started = time.perf_counter()
+            report = evaluate(
+                model,
+                images[part],
+                labels[part],
+                eps=8 / 255,
+                attacks=["clean", sizes.aa_attack],
+                batch_size=size,
+                device=self.device,
+                verbose=False,
+            )
+            last = time.perf_counter() - started
+            start += size
+            rate = start / (sum(c["seconds"] for c in chunks) + last)
+            chunks.append(
+                {
+                    "images": size,
+                    "seconds": last,
+                    "seconds_by_attack": report.seconds,
+                    "robust_accuracy": report.robust_accuracy,
+                }
+            )
+        done = sum(c["images"] for c in chunks)
+        seconds = sum(c["seconds"] for c in chunks)
         return {
-            "our_sat_images_per_second": ours["images_per_second"],
-            "art_madry_images_per_second": n / art_seconds,
-            "art_madry_over_our_sat": art_seconds / ours["steady_epoch_seconds"],
-            "our_sat_channels_last": ours["channels_last"],
+            "model": f"{sizes.autoattack_model[0]} {sizes.autoattack_model[1]} (random weights)",
+            "attack": sizes.aa_attack,
+            "eps": 8 / 255,
+            "precision": "fp32 (TF32 convolutions where cuDNN allows, torch's default)",
+            "images_asked": len(images),
+            "images_done": done,
+            "fewer_than_asked": done < len(images),
+            "images_per_second": done / seconds if seconds else None,
+            "robust_accuracy": sum(c["robust_accuracy"] * c["images"] for c in chunks) / done,
+            "chunks": chunks,
+            "note": "throughput depends on how many images survive each attack (every "
+            "survivor goes through the next); robust_accuracy says how many did here",
         }
 
+    def profile(self) -> dict[str, Any]:
+        from torch.profiler import ProfilerActivity, profile
 
-def main() -> None:
+        method, options = METHODS["dard_online"]
+        trainer = self.trainer(method, options)
+        size = self.sizes.batch_size
+        x, y = self.images[:size], self.labels[:size]
+        trainer.fit(x, y, batch_size=size, nb_epochs=1)  # warm-up
+        batch = Batch(trainer._to_device(x), y.to(self.device), torch.arange(size))
+        cuda = self.device.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        synchronize(self.device)
+        started = time.perf_counter()
+        with profile(activities=activities) as profiler:
+            for _ in range(self.sizes.profile_steps):
+                trainer._step(batch)
+            synchronize(self.device)
+        wall = time.perf_counter() - started
+
+        def device_self(event: Any) -> float:
+            for name in ("self_device_time_total", "self_cuda_time_total"):
+                if hasattr(event, name):
+                    return float(getattr(event, name))
+            return 0.0
+
+        events = list(profiler.key_averages())
+        key = device_self if cuda else (lambda e: float(e.self_cpu_time_total))
+        top = sorted(events, key=key, reverse=True)[: self.args.top_ops]
+        values: dict[str, Any] = {
+            "configuration": "dard_online (plain)",
+            "steps": self.sizes.profile_steps,
+            "batch_size": size,
+            "wall_seconds": wall,
+            "sorted_by": "self device time" if cuda else "self CPU time",
+            "top_ops": [
+                {
+                    "name": e.key,
+                    "calls": e.count,
+                    "self_device_ms": device_self(e) / 1e3,
+                    "self_cpu_ms": e.self_cpu_time_total / 1e3,
+                }
+                for e in top
+            ],
+        }
+        if cuda:  # kernels only (operators' device time includes their kernels)
+            try:
+                kernels = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
+                busy = sum(device_self(e) for e in kernels) / 1e6
+                values["device_busy_seconds"] = busy
+                values["device_busy_fraction"] = busy / wall if wall else None
+            except Exception:  # the table above is the main result
+                values["device_busy_error"] = traceback.format_exc()
+        return values
+
+    # ------------------------------------------------------------------ the plan
+    def run(self) -> None:
+        self.started = time.perf_counter()
+        sizes = self.sizes
+
+        def needs(seconds: float) -> float:  # the least budget a part needs to start
+            return 1.0 if self.args.smoke else seconds
+
+        self.part("environment", self.environment, needs_s=0)
+        self.part("flops", self.count_flops, needs_s=needs(15))
+        for name, (method, options) in METHODS.items():
+            self.run_configuration(Configuration(name, method, dict(options)), needs_s=needs(10))
+        self.part("autoattack", self.autoattack, needs_s=needs(20))
+        self.part("profile", self.profile, needs_s=needs(10))
+
+        online = METHODS["dard_online"][1]
+        # the cheap rows first (larger batches, cuDNN autotuning, the cache builds), then
+        # the compiled ones (minutes of compilation each at this size), most telling first
+        cheap = [
+            *[
+                Configuration(
+                    f"dard_online_batch_{b}",
+                    "dard",
+                    dict(online),
+                    batch_size=b,
+                    plain="dard_online",
+                )
+                for b in sizes.large_batches
+            ],
+            Configuration(
+                "dard_online_cudnn_benchmark",
+                "dard",
+                dict(online),
+                cudnn_benchmark=True,
+                plain="dard_online",
+            ),
+        ]
+        later = [
+            Configuration(
+                "dard_online_compiled",
+                "dard",
+                {**online, "compile_attack": True},
+                compiles=True,
+                plain="dard_online",
+            ),
+            Configuration(
+                "dard_online_no_channels_last",
+                "dard",
+                {**online, "channels_last": False},
+                plain="dard_online",
+            ),
+            Configuration(
+                "dard_online_fp32", "dard", {**online, "amp": False}, plain="dard_online"
+            ),
+            Configuration(
+                "sat_compiled", "sat", {"compile_attack": True}, compiles=True, plain="sat"
+            ),
+            Configuration(
+                "dard_online_compiled_cuda_graphs",
+                "dard",
+                {**online, "compile_attack": True, "compile_mode": "reduce-overhead"},
+                compiles=True,
+                plain="dard_online",
+            ),
+            Configuration("sat_cudnn_benchmark", "sat", {}, cudnn_benchmark=True, plain="sat"),
+            Configuration(
+                "dard_cached_compiled",
+                "dard",
+                {"teacher_targets": "cached", "compile_attack": True},
+                compiles=True,
+                plain="dard_cached",
+            ),
+            Configuration(
+                "ard_compiled", "ard", {"compile_attack": True}, compiles=True, plain="ard"
+            ),
+            Configuration(
+                "rslad_compiled", "rslad", {"compile_attack": True}, compiles=True, plain="rslad"
+            ),
+        ]
+        for config in cheap:
+            self.run_configuration(config, needs_s=needs(15))
+        self.part("cache_builds", self.cache_builds, needs_s=needs(20))
+        for config in later:
+            # a compiled row needs at least what the longest compiled row took (compilation)
+            compiled_row = max([90.0, *(1.2 * t for t in self.compiled_row_seconds)])
+            self.run_configuration(config, needs_s=needs(compiled_row if config.compiles else 25))
+        if self.device.type == "cuda":
+            self.result["max_memory_allocated_gib"] = (
+                torch.cuda.max_memory_allocated(self.device) / 2**30
+            )
+        self.result["total_seconds"] = time.perf_counter() - self.started
+        self.save()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--n-train", type=int, default=2560)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny models on CPU, seconds")
     parser.add_argument(
-        "--tiny",
+        "--smoke-compiled",
         action="store_true",
-        help="a WRN-16-2 teacher in the recipe section (script check on CPU)",
+        help="--smoke with the compiled rows too (about two minutes of compiling on CPU)",
     )
-    parser.add_argument("--sections", default="cuda,attacks,trainers,recipe,art_madry")
+    parser.add_argument("--budget-s", type=float, default=None, help="default 420 (smoke 120)")
+    parser.add_argument("--repeats", type=int, default=2, help="steady epochs per row (median)")
+    parser.add_argument("--top-ops", type=int, default=25)
+    parser.add_argument("--commit", default=None, help="recorded (default: git rev-parse HEAD)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_smoke.json"))
-    args = parser.parse_args()
-    smoke = Smoke(args)
-    for name in args.sections.split(","):
-        smoke.section(name, getattr(smoke, name))
-    if smoke.device.type == "cuda":
-        smoke.result["max_memory_allocated_gib"] = (
-            torch.cuda.max_memory_allocated(smoke.device) / 2**30
-        )
-    smoke.save()
+    args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    benchmark = Benchmark(args)
+    benchmark.run()
+    return benchmark.result
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.attacks.dpgd import (
     DPGD_L2_EPS,
     DPGD_REDUCTIONS,
@@ -39,6 +40,7 @@ __all__ = [
     "DPGD_REDUCTIONS",
     "LOOP_NORMS",
     "NORMS",
+    "compiled_attacks",
     "cross_entropy_objective",
     "dpgd",
     "dpgd_l1",

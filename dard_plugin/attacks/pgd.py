@@ -32,6 +32,7 @@ from dard_plugin._validation import (
     check_logits,
     check_real,
 )
+from dard_plugin.attacks import _fast
 from dard_plugin.attacks._geometry import (
     ascent_direction,
     bounds_on,
@@ -332,15 +333,25 @@ def projected_gradient_descent(
         adversarial = project(clean + noise, clean, eps_b, bounds_b, norm)
 
     momentum = torch.zeros_like(clean) if decay is not None else None
+    gradient_at = _fast.gradient_function(_loss_gradient, model)  # compiled when asked
+
+    def check(logits: torch.Tensor) -> None:
+        check_logits(logits, batch_size)
+        check_label_range("labels", labels, logits.shape[1])
+
     with eval_mode(model), torch.enable_grad():
         for step in range(steps):
             adversarial.requires_grad_(True)
-            logits = model(adversarial.to(model_dtype))
-            if step == 0:
-                check_logits(logits, batch_size)
-                check_label_range("labels", labels, logits.shape[1])
-            loss = objective(logits, labels, step, steps)
-            (gradient,) = torch.autograd.grad(loss, adversarial)
+            _, gradient = gradient_at(
+                model,
+                objective,
+                adversarial,
+                labels,
+                step,
+                steps,
+                model_dtype,
+                check if step == 0 else None,
+            )
             adversarial = adversarial.detach()
             if mask_b is not None:
                 gradient = torch.where(mask_b == 0, torch.zeros_like(gradient), gradient)
@@ -355,6 +366,27 @@ def projected_gradient_descent(
             adversarial = adversarial + direction * alpha_b * ascent_direction(gradient, norm)
             adversarial = project(adversarial, clean, eps_b, bounds_b, norm)
     return adversarial.detach().to(images.device)
+
+
+def _loss_gradient(
+    model: Model,
+    objective: Objective,
+    adversarial: torch.Tensor,
+    labels: torch.Tensor,
+    step: int,
+    steps: int,
+    model_dtype: torch.dtype,
+    check: Callable[[torch.Tensor], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits at ``adversarial`` and the objective's gradient there: the model's part
+    of a step, which ``attacks/_fast.py`` may compile (``check``: the first step's checks
+    of the model's output, before the objective sees it)."""
+    logits = model(adversarial.to(model_dtype))
+    if check is not None:
+        check(logits)
+    loss = objective(logits, labels, step, steps)
+    (gradient,) = torch.autograd.grad(loss, adversarial)
+    return logits.detach(), gradient
 
 
 def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:

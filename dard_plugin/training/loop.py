@@ -8,9 +8,10 @@ attributes it uses are set by :class:`~dard_plugin.training.trainer.AdversarialT
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from dard_plugin._labels import ClassLabels, read_labels
 from dard_plugin._validation import check_eps_plausible
+from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource, as_images
@@ -63,6 +65,9 @@ class TrainingLoop(Trainer):
     checkpoint_dir: Path | None
     device: torch.device
     amp: bool
+    compile_attack: bool
+    compile_mode: str | None
+    teacher_batch_size: int | None
     channels_last: bool
     seed: int
     resume: bool
@@ -244,7 +249,7 @@ class TrainingLoop(Trainer):
         return {name: float(total) / max(count, 1) for name, total in totals.items()}
 
     def _step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with self._step_settings():
             targets = self.targets.for_batch(batch, self.teacher_outputs, self.device)
             self.student.eval()
             adversarial = self.craft_adversarial(batch, targets)
@@ -259,12 +264,20 @@ class TrainingLoop(Trainer):
         self, images: torch.Tensor, labels: torch.Tensor, *, epoch: int, key: dict[str, Any]
     ) -> None:
         def outputs(x: torch.Tensor, y: torch.Tensor) -> Mapping[str, torch.Tensor]:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            with self._step_settings():
                 return self.teacher_outputs(self._to_device(x), y.to(self.device))
 
-        self.targets.build(
-            images, labels, outputs, epoch=epoch, key=key, batch_size=self.eval_batch_size
-        )
+        batch_size = self.teacher_batch_size or self.eval_batch_size
+        self.targets.build(images, labels, outputs, epoch=epoch, key=key, batch_size=batch_size)
+
+    @contextlib.contextmanager
+    def _step_settings(self) -> Iterator[None]:
+        """bf16 autocast (``amp``) and the compiled attack step (``compile_attack``)."""
+        with (
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
+            compiled_attacks(self.compile_attack, mode=self.compile_mode),
+        ):
+            yield
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)

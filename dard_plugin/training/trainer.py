@@ -30,6 +30,7 @@ from dard_plugin._validation import (
     check_int,
     check_real,
 )
+from dard_plugin.attacks import _fast
 from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
@@ -82,6 +83,15 @@ class AdversarialTrainerBase(TrainingLoop):
         eval_norm: its norm, ``"Linf"`` or ``"L2"``. Default: the run's norm, that of the
             attack settings (``attack={"norm": "L2"}``) or of a torchattacks attack that
             declares one (``PGDL2``, ``APGD(norm="L2")``, ...); L-inf when it is unknown.
+        compile_attack: run the attacks' gradient step compiled with ``torch.compile``
+            (``attacks/_fast.py``; the same adversarial examples to float tolerance). None
+            (default): whichever path is the faster on the device (the plain one until
+            measured otherwise; ``docs/performance.md``).
+        compile_mode: ``torch.compile``'s mode for it: None (default) or
+            ``"reduce-overhead"`` (also CUDA graphs), ``"max-autotune-no-cudagraphs"``.
+        teacher_batch_size: images per teacher call when building cached targets (default:
+            ``eval_batch_size``); larger fills a large GPU better. DARD's batch-reduced Dice
+            makes the teacher's DPGD example depend on it, so it joins the fingerprint.
         checkpoint_dir: write ``checkpoint.pt`` (model, optimizer, scheduler, history,
             cached targets, the run's fingerprint) and ``history.json`` atomically at the
             end of every epoch. Checked for writability before training.
@@ -116,6 +126,9 @@ class AdversarialTrainerBase(TrainingLoop):
         eval_eps: float | None = None,
         eval_norm: str | None = None,
         eval_batch_size: int = 256,
+        compile_attack: bool | None = None,
+        compile_mode: str | None = None,
+        teacher_batch_size: int | None = None,
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
         history_path: str | Path | None = None,
@@ -148,6 +161,9 @@ class AdversarialTrainerBase(TrainingLoop):
         self.seed = check_int("seed", seed, minimum=0)
         self.eval_attack = check_choice("eval_attack", eval_attack, EVAL_ATTACKS)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
+        if teacher_batch_size is not None:
+            check_int("teacher_batch_size", teacher_batch_size, minimum=1)
+        self.teacher_batch_size = teacher_batch_size
         self.resume = check_bool("resume", resume)
         self.verbose = check_bool("verbose", verbose)
         if resume and checkpoint_dir is None:
@@ -159,6 +175,8 @@ class AdversarialTrainerBase(TrainingLoop):
             torch.device(device) if device is not None else models.module_device(self.student)
         )
         self.amp = check_bool("amp", self.device.type == "cuda" if amp is None else amp)
+        self.compile_attack = _fast.resolve_compile(compile_attack, self.device)
+        self.compile_mode = _fast.check_compile_mode(compile_mode)
         if channels_last is not None:
             check_bool("channels_last", channels_last)
         self._channels_last_request = channels_last
@@ -206,6 +224,12 @@ class AdversarialTrainerBase(TrainingLoop):
             "cache_refresh_epochs": self.cache_refresh_epochs,
             "attack": None if settings is None else vars(settings),
             "bounds": list(self.bounds),
+            # only when set, so that earlier runs' fingerprints (and resumes) still match
+            **(
+                {}
+                if self.teacher_batch_size is None
+                else {"teacher_batch_size": self.teacher_batch_size}
+            ),
         }
 
     # ----------------------------------------------------------------- ART interface

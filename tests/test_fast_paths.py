@@ -1,0 +1,233 @@
+"""The fast paths (issue 24), each against the plain path on CPU: the compiled attack step
+(``attacks/_fast.py``), bf16 autocast and channels-last through the teachers' and the
+students' attacks, and the teacher's cache built in larger batches.
+
+The two compiled tests compile real graphs with ``torch.compile`` (inductor, C++ on CPU):
+about 50 s of wall time on one loaded core with an empty inductor cache (24 s of CPU), most
+of it the first compilation in the process; about 15 s with a warm cache.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TinyCNN, make_prototype_data
+from torch import nn
+
+from dard_plugin.attacks import _fast
+from dard_plugin.attacks.dpgd import dpgd, dpgd_l2
+from dard_plugin.attacks.pgd import _loss_gradient, cross_entropy_objective, pgd_linf
+from dard_plugin.training import DARDTrainer, SATTrainer
+
+ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 3}
+
+
+def tiny_model(seed: int, channels: int = 1) -> nn.Module:
+    torch.manual_seed(seed)
+    return TinyCNN(channels=channels)
+
+
+# ------------------------------------------------------------------ the compiled step
+@pytest.mark.slow
+def test_compiled_attack_step_gives_the_plain_adversarial_examples() -> None:
+    x, y, _ = make_prototype_data(n=8)
+    model = tiny_model(0)
+    plain_linf = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=4)
+    plain_l2 = dpgd_l2(model, x, y, eps=1.0, steps=4)
+    plain_last = dpgd(model, x[:5], y[:5], eps=0.1, alpha=0.03, steps=4)
+    with _fast.compiled_attacks():
+        fast_linf = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=4)
+        calls_first = dict(_fast.compiled_step_calls(model))
+        fast_l2 = dpgd_l2(model, x, y, eps=1.0, steps=4)  # same step, another update
+        fast_last = dpgd(model, x[:5], y[:5], eps=0.1, alpha=0.03, steps=4)
+    calls = _fast.compiled_step_calls(model)
+    torch.testing.assert_close(fast_linf, plain_linf, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast_l2, plain_l2, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast_last, plain_last, rtol=0, atol=1e-6)
+    # the first step of the first call runs plain (the model's output checked first),
+    # the rest compiled; the smaller batch (the last of an epoch) runs plain throughout
+    assert calls_first == {"compiled": 3, "plain": 1}
+    assert calls == {"compiled": 7, "plain": 5}
+    assert (fast_linf - x).abs().max() <= 0.1 + 1e-6
+    # a plain callable (not a module) is not compiled
+    assert _fast.gradient_function(len, lambda t: t) is len  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_compiled_attack_step_trains_the_same_weights() -> None:
+    # DARD with online targets: the teacher's DPGD and the student's attack both compiled;
+    # 10 images in batches of 4: two full batches and a smaller last one (plain path)
+    x, y, _ = make_prototype_data(n=10)
+    teacher = tiny_model(5).eval()
+    students = {}
+    histories = {}
+    for compiled in (False, True):
+        student = tiny_model(1)
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+        trainer = DARDTrainer(
+            student,
+            teacher,
+            optimizer=optimizer,
+            attack=ATTACK,
+            compile_attack=compiled,
+            verbose=False,
+        )
+        histories[compiled] = trainer.fit(x, y, batch_size=4, nb_epochs=1)
+        students[compiled] = student
+    for name, value in students[False].state_dict().items():
+        torch.testing.assert_close(
+            students[True].state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name
+        )
+    assert histories[True][0]["loss"] == pytest.approx(histories[False][0]["loss"], rel=1e-5)
+    assert _fast.compiled_step_calls(teacher)["compiled"] > 0
+    assert _fast.compiled_step_calls(students[True])["compiled"] > 0
+
+
+def test_a_failing_compiler_falls_back_to_the_plain_step(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    x, y, _ = make_prototype_data(n=6)
+    model = tiny_model(0)
+    plain = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+
+    def broken_compiler(*args: object) -> None:
+        raise torch._dynamo.exc.Unsupported("an operation the compiler cannot handle")
+
+    with _fast.compiled_attacks(), caplog.at_level("WARNING"):
+        step = _fast.gradient_function(_loss_gradient, model)
+        step.compiled = broken_compiler  # type: ignore[attr-defined]
+        first = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+        second = dpgd(model, x, y, eps=0.1, alpha=0.03, steps=3)
+    torch.testing.assert_close(first, plain, rtol=0, atol=0)
+    torch.testing.assert_close(second, plain, rtol=0, atol=0)
+    assert _fast.compiled_step_calls(model) == {"compiled": 0, "plain": 6}
+    assert sum("compiling the attack step failed" in r.message for r in caplog.records) == 1
+
+
+# ------------------------------------------------------------------ options
+def test_compile_option_resolves_per_device_and_checks_its_input() -> None:
+    for device_type, fastest in _fast.FASTEST.items():
+        assert _fast.resolve_compile(None, torch.device(device_type)) is fastest
+    assert _fast.resolve_compile(True, torch.device("cpu")) is True
+    student = tiny_model(0)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    assert SATTrainer(student, optimizer=optimizer, verbose=False).compile_attack is False
+    with pytest.raises(TypeError, match="compile_attack"):
+        SATTrainer(student, optimizer=optimizer, compile_attack="yes")
+    with pytest.raises(ValueError, match="compile_mode"):
+        SATTrainer(student, optimizer=optimizer, compile_mode="fastest")
+    with pytest.raises(ValueError, match="teacher_batch_size"):
+        DARDTrainer(student, tiny_model(1).eval(), optimizer=optimizer, teacher_batch_size=0)
+
+
+def test_plain_path_outside_the_context_and_inside_when_off() -> None:
+    model = tiny_model(0)
+    plain = _loss_gradient
+    assert _fast.gradient_function(plain, model) is plain
+    with _fast.compiled_attacks(False):
+        assert _fast.gradient_function(plain, model) is plain
+    with _fast.compiled_attacks(True):
+        assert _fast.gradient_function(plain, model) is not plain
+    assert _fast.gradient_function(plain, model) is plain  # the context is left
+
+
+# ------------------------------------------------------------------ bf16 and channels-last
+class Recording(nn.Module):
+    """Records, for every forward, whether the batch is channels-last, whether bf16
+    autocast is on, and whether the call computes an input gradient (an attack step)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[bool, bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(
+            (
+                x.is_contiguous(memory_format=torch.channels_last),
+                torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16,
+                x.requires_grad,
+            )
+        )
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("teacher_targets", ["online", "cached"])
+def test_teacher_and_student_attacks_run_in_bf16_and_channels_last(teacher_targets: str) -> None:
+    x, y, _ = make_prototype_data(n=12)
+    teacher, student = Recording(tiny_model(5)).eval(), Recording(tiny_model(1))
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    trainer = DARDTrainer(
+        student,
+        teacher,
+        optimizer=optimizer,
+        attack=ATTACK,
+        amp=True,
+        channels_last=True,
+        teacher_targets=teacher_targets,
+        verbose=False,
+    )
+    trainer.fit(x, y, batch_size=4, nb_epochs=1)
+    teacher_attack = [c for c in teacher.calls if c[2]]
+    student_attack = [c for c in student.calls if c[2]]
+    # 3 DPGD steps per teacher call (3 batches online; one cache chunk of 12 cached)
+    assert len(teacher_attack) == (9 if teacher_targets == "online" else 3)
+    assert len(student_attack) >= 9
+    # the first call of each is the loop's memory-format probe (no autocast); every later
+    # teacher call (its DPGD steps, its soft labels) and every student attack step: both
+    assert not teacher.calls[0][1]
+    assert all(channels_last and bf16 for channels_last, bf16, _ in teacher.calls[1:])
+    assert all(channels_last and bf16 for channels_last, bf16, _ in student_attack)
+
+
+# ------------------------------------------------------------------ the teacher's batch
+def test_cached_targets_built_in_teacher_batches() -> None:
+    x, y, _ = make_prototype_data(n=12)
+    teacher = tiny_model(5).eval()
+    caches = {}
+    for teacher_batch_size in (None, 6):
+        student = tiny_model(1)
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+        trainer = DARDTrainer(
+            student,
+            teacher,
+            optimizer=optimizer,
+            attack=ATTACK,
+            teacher_targets="cached",
+            eval_batch_size=4,
+            teacher_batch_size=teacher_batch_size,
+            verbose=False,
+        )
+        trainer.fit(x, y, batch_size=4, nb_epochs=1)
+        assert trainer.targets.cache is not None
+        caches[teacher_batch_size] = trainer.targets.cache
+        in_fingerprint = trainer.config().get("teacher_batch_size")
+        assert in_fingerprint == teacher_batch_size  # absent (None) when not set
+        # the reference: the teacher's outputs computed chunk by chunk at that size
+        chunk = teacher_batch_size or 4
+        reference = [
+            trainer.teacher_outputs(x[i : i + chunk], y[i : i + chunk]) for i in range(0, 12, chunk)
+        ]
+        for name in ("teacher_nat", "teacher_adv"):
+            expected = torch.cat([part[name] for part in reference])
+            torch.testing.assert_close(caches[teacher_batch_size][name], expected)
+    # DPGD's batch-reduced Dice: the teacher's example depends on the chunk it is in
+    assert not torch.equal(caches[None]["teacher_adv"], caches[6]["teacher_adv"])
+    torch.testing.assert_close(caches[None]["teacher_nat"], caches[6]["teacher_nat"])
+
+
+def test_plain_pgd_unchanged_by_the_hook() -> None:
+    # the hook's plain path is the loop as before: PGD on a linear model, closed form
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x = torch.rand(5, 4)
+    y = torch.randint(0, 3, (5,))
+    adversarial = pgd_linf(model, x, y, cross_entropy_objective, eps=0.1, alpha=0.2, steps=1)
+    # one step with alpha >= eps lands on the sign of the gradient, clipped to [0, 1]
+    x_ref = x.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(x_ref), y)
+    (gradient,) = torch.autograd.grad(loss, x_ref)
+    expected = (x + 0.1 * gradient.sign()).clamp(0, 1)
+    torch.testing.assert_close(adversarial, expected)
+    assert model.weight.grad is None
