@@ -27,7 +27,13 @@ DEFAULT_TRAINING_EVAL_ATTACKS = "clean,fgsm,pgd,dpgd,apgd-ce"
 
 def add_parsers(commands: Any) -> None:
     train_teacher = commands.add_parser(
-        "train-teacher", help="PGD adversarial training (SAT) of a teacher"
+        "train-teacher", help="PGD adversarial training (SAT) of a teacher, or --natural"
+    )
+    train_teacher.add_argument(
+        "--natural",
+        action="store_true",
+        help="standard training on the natural images (no attack; --eps then sets only "
+        "the validation's and the evaluation's budget)",
     )
     _add_training(train_teacher, default_arch="teacher-cnn")
 
@@ -309,7 +315,7 @@ def _evaluate_into(
 
 def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
     _check_training_args(args)
-    return _train(args, method="sat", teacher=None)
+    return _train(args, method="natural" if args.natural else "sat", teacher=None)
 
 
 def run_distill(args: argparse.Namespace) -> dict[str, Any]:
