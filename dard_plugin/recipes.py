@@ -138,13 +138,16 @@ def distill(
     data_root: str | Path | None = None,
     verbose: bool = True,
     attack_kind: str | None = None,
+    eps_warmup_epochs: int | None = None,
     **method_kwargs: Any,
 ) -> DistillationResult:
     """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
     ``rslad``, or ``natural``: standard training, no attack, no teacher): SGD (momentum 0.9,
     weight decay 5e-4), learning rate x0.1 at 60% and 80% of the epochs, standard
     augmentation, attack step ``eps / 4`` unless given; ``attack_kind`` (``"dpgd"`` or
-    ``"pgd"``) replaces the method's own attack. ``norm`` (``"Linf"`` or ``"L2"``) is the
+    ``"pgd"``) replaces the method's own attack; ``eps_warmup_epochs`` ramps the student's
+    attack budget (and step) linearly over the first ``k`` epochs (``docs/training.md``).
+    ``norm`` (``"Linf"`` or ``"L2"``) is the
     threat model of the training attack, DARD's teacher DPGD and the per-epoch validation;
     ``eps`` defaults to 0.1 for L-inf and
     :data:`~dard_plugin.training.attacks.L2_TRAINING_EPS` (1.5) for L2. The default
@@ -175,6 +178,8 @@ def distill(
     if eps is None:
         eps = 0.1 if norm == "Linf" else L2_TRAINING_EPS
     check_real("eps", eps, low=0.0, low_inclusive=False)
+    if eps_warmup_epochs is not None:
+        check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
     trainer_cls = TRAINERS[method]
     if trainer_cls.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
@@ -225,6 +230,7 @@ def distill(
         checkpoint_dir=out / "checkpoint" if out else None,
         resume=resume,
         verbose=verbose,
+        eps_warmup_epochs=eps_warmup_epochs,
         **method_kwargs,
     )
     started = time.perf_counter()

@@ -115,6 +115,14 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     )
     parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--eps-warmup-epochs",
+        type=int,
+        default=None,
+        metavar="K",
+        help="ramp the training attack's eps (and step) linearly over the first K epochs: "
+        "epoch e uses eps * min(1, e / K) (default: no ramp)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument(
@@ -153,6 +161,10 @@ def _check_training_args(args: argparse.Namespace) -> None:
         check_int("--n-train", args.n_train, minimum=1)
     if args.val_split is not None:
         check_int("--val-split", args.val_split, minimum=1)
+    if args.eps_warmup_epochs is not None:
+        check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
+        if getattr(args, "natural", False):
+            raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
     if args.lr is not None:
         check_real("--lr", args.lr, low=0.0, low_inclusive=False)
     for attack in args.eval_attacks.split(","):
@@ -237,6 +249,7 @@ def _train(
             resume=args.resume,
             overwrite=args.overwrite,
             data_root=args.data_root,
+            eps_warmup_epochs=args.eps_warmup_epochs,
             verbose=not args.quiet and rank == 0,
             **method_kwargs,
         )

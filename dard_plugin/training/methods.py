@@ -54,6 +54,8 @@ class NaturalTrainer(AdversarialTrainerBase):
     needs_teacher = False
 
     def __init__(self, classifier: Any, **kwargs: Any) -> None:
+        if kwargs.get("eps_warmup_epochs") is not None:
+            raise ValueError("eps_warmup_epochs does not apply to natural training (no attack)")
         super().__init__(classifier, None, **kwargs)
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
