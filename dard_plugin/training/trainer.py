@@ -200,7 +200,7 @@ class AdversarialTrainerBase(TrainingLoop):
 
     def config(self) -> dict[str, Any]:
         """The method's settings that change the result (part of the run's fingerprint)."""
-        settings = self.attack_settings
+        settings = self.full_attack_settings  # the full budget, also mid-schedule
         return {
             "method": self.method,
             "seed": self.seed,
