@@ -37,14 +37,17 @@ def test_the_formula() -> None:
 
 
 def recording(cls: type) -> type:
-    """The method's trainer, recording the largest L-inf perturbation of each epoch."""
+    """The method's trainer, recording the largest perturbation of each epoch (L-inf, or
+    L2 per image when the attack is L2)."""
 
     class Recording(cls):  # type: ignore[misc, valid-type]
         def craft_adversarial(
             self, batch: Batch, targets: Mapping[str, torch.Tensor]
         ) -> torch.Tensor:
             adversarial = super().craft_adversarial(batch, targets)
-            largest = float((adversarial - batch.images).abs().max())
+            delta = (adversarial - batch.images).flatten(1)
+            l2 = self.attack_settings is not None and self.attack_settings.norm == "L2"
+            largest = float(delta.norm(dim=1).max() if l2 else delta.abs().max())
             self.largest[self.epoch_now] = max(self.largest.get(self.epoch_now, 0.0), largest)
             return adversarial
 
@@ -82,6 +85,19 @@ def test_each_epoch_attacks_within_and_up_to_its_scheduled_budget(method: str) -
     assert trainer.attack_settings == AttackSettings(**ATTACK)
     if method == "dard":
         assert trainer.teacher_attack == AttackSettings(**ATTACK)  # the teacher's: full
+
+
+def test_an_l2_attack_ramps_in_its_own_norm() -> None:
+    torch.manual_seed(0)
+    attack = {"norm": "L2", "eps": 1.0, "alpha": 0.5, "steps": 3}
+    trainer, x, y = make(
+        "sat", TinyCNN(), cls=recording(SATTrainer), attack=attack, eps_warmup_epochs=2
+    )
+    trainer.largest = {}
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=3)
+    assert [h["attack_eps"] for h in history] == pytest.approx([0.5, 1.0, 1.0])
+    for epoch, budget in enumerate([0.5, 1.0, 1.0]):
+        assert budget - 1e-3 <= trainer.largest[epoch] <= budget + 1e-5, trainer.largest
 
 
 def trained(k: int | None, epochs: int = 2, **kwargs) -> tuple[dict, list]:
