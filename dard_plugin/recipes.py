@@ -282,21 +282,26 @@ def distill(
     data_root: str | Path | None = None,
     verbose: bool = True,
     attack_kind: str | None = None,
+    eps_warmup_epochs: int | None = None,
     **method_kwargs: Any,
 ) -> DistillationResult:
     """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
-    ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
-    of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
-    ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. ``norm``
-    (``"Linf"`` or ``"L2"``) is the threat model of the training attack, DARD's teacher
-    DPGD and the per-epoch validation; ``eps`` defaults to :func:`default_eps` (Fashion-MNIST:
-    0.1 for L-inf, 1.5 for L2; CIFAR: 8/255 and 0.5). The default
-    learning rate is 0.05 for SAT and 0.01 for the distillation methods, whose KL terms are
-    scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a small CNN student diverged
-    on Fashion-MNIST in a 2-epoch check (loss 6.3, chance accuracy; 0.01 reached 55% clean).
-    The learning rate matters for the comparison: in ``experiments/fashion_mnist.py`` (10,000
-    images, 5 epochs) DARD at 0.02 beat 0.01 and 0.05, and SAT at 0.05 beat 0.01; see
-    ``docs/results.md`` before comparing methods at their defaults.
+    ``rslad``, or ``natural``: standard training, no attack, no teacher): SGD (momentum 0.9,
+    weight decay 5e-4), learning rate x0.1 at 60% and 80% of the epochs, standard
+    augmentation, attack step ``eps / 4`` unless given; ``attack_kind`` (``"dpgd"`` or
+    ``"pgd"``) replaces the method's own attack; ``eps_warmup_epochs`` ramps the student's
+    attack budget (and step) linearly over the first ``k`` epochs (``docs/training.md``).
+    ``norm`` (``"Linf"`` or ``"L2"``) is the
+    threat model of the training attack, DARD's teacher DPGD and the per-epoch validation;
+    ``eps`` defaults to :func:`default_eps` (Fashion-MNIST: 0.1 for L-inf, 1.5 for L2;
+    CIFAR: 8/255 and 0.5). The default
+    learning rate is 0.05 for SAT and natural training and 0.01 for the distillation
+    methods, whose KL terms are scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a
+    small CNN student diverged on Fashion-MNIST in a 2-epoch check (loss 6.3, chance
+    accuracy; 0.01 reached 55% clean). The learning rate matters for the comparison: in
+    ``experiments/fashion_mnist.py`` (10,000 images, 5 epochs) DARD at 0.02 beat 0.01 and
+    0.05, and SAT at 0.05 beat 0.01; see ``docs/results.md`` before comparing methods at
+    their defaults.
 
     Per-epoch validation (clean and PGD-10 on ``n_val`` images) runs on the first ``n_val``
     test images unless ``val_split`` is given: then the last ``val_split`` training images
@@ -331,7 +336,9 @@ def distill(
         overwrite=overwrite,
     )
     info = dataset_info(dataset)
-    if method != "sat" and teacher is None:
+    if eps_warmup_epochs is not None:
+        check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
+    if TRAINERS[method].needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
     out = Path(out_dir) if out_dir is not None else None
     if val_split is None:
@@ -344,7 +351,7 @@ def distill(
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         student = create(student_arch, num_classes=info.num_classes, dataset=dataset)
     if lr is None:
-        lr = 0.05 if method == "sat" else 0.01
+        lr = 0.01 if trainer_cls.needs_teacher else 0.05
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
@@ -358,8 +365,7 @@ def distill(
         attack["kind"] = attack_kind
     if out is not None and overwrite and distributed()[1] == 0:
         remove_run(out)
-    trainer_cls = TRAINERS[method]
-    args = (student,) if method == "sat" else (student, teacher)
+    args = (student, teacher) if trainer_cls.needs_teacher else (student,)
     trainer = trainer_cls(
         *args,
         optimizer=optimizer,
@@ -369,6 +375,7 @@ def distill(
         checkpoint_dir=out / "checkpoint" if out else None,
         resume=resume,
         verbose=verbose,
+        eps_warmup_epochs=eps_warmup_epochs,
         **method_kwargs,
     )
     started = time.perf_counter()

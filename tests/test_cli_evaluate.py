@@ -54,7 +54,11 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     done = dard("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)}
-    assert sorted(rows) == ["dard-fmnist-teacher", "dard-fmnist-teacher-strong"]
+    assert sorted(rows) == [
+        "dard-fmnist-teacher",
+        "dard-fmnist-teacher-natural",
+        "dard-fmnist-teacher-strong",
+    ]
     measured = {
         name: (row["clean_acc"], row["autoattack_acc"], row["autoattack_examples"])
         for name, row in rows.items()
@@ -62,6 +66,7 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     assert measured == {
         "dard-fmnist-teacher": (81.2, 73.0, 200),
         "dard-fmnist-teacher-strong": (82.54, 74.5, 200),
+        "dard-fmnist-teacher-natural": (92.75, 0.00, 200),
     }
     assert all(row["source"] == "dard-plugin" for row in rows.values())
     text = dard("teachers", "--dataset", "fashion-mnist")
@@ -132,7 +137,11 @@ def test_unknown_teacher_names_named_with_closest(tmp_path) -> None:
     done = dard("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))
     assert_one_line_error(done, "got 'NoSuchTeacher' for dataset 'fashion-mnist'")
     done = dard("evaluate", "dard-fmnist-teachr")
-    assert_one_line_error(done, "Did you mean dard-fmnist-teacher, dard-fmnist-teacher-strong?")
+    assert_one_line_error(
+        done,
+        "Did you mean dard-fmnist-teacher, dard-fmnist-teacher-strong, "
+        "dard-fmnist-teacher-natural?",
+    )
 
 
 def test_unwritable_out_is_checked_first(student_file, tmp_path) -> None:

@@ -32,7 +32,7 @@ def teacher_model() -> nn.Module:
 
 def make_trainer(method: str, student, optimizer, **kwargs):
     cls = TRAINERS[method]
-    teacher = None if method == "sat" else teacher_model()
+    teacher = teacher_model() if cls.needs_teacher else None
     args = (student,) if teacher is None else (student, teacher)
     return cls(*args, optimizer=optimizer, attack=ATTACK, verbose=False, **kwargs)
 

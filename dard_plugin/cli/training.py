@@ -30,7 +30,13 @@ DEFAULT_VAL_SPLIT = 5000
 
 def add_parsers(commands: Any) -> None:
     train_teacher = commands.add_parser(
-        "train-teacher", help="PGD adversarial training (SAT) of a teacher"
+        "train-teacher", help="PGD adversarial training (SAT) of a teacher, or --natural"
+    )
+    train_teacher.add_argument(
+        "--natural",
+        action="store_true",
+        help="standard training on the natural images (no attack; --eps then sets only "
+        "the validation's and the evaluation's budget)",
     )
     _add_training(train_teacher, default_arch="teacher-cnn")
 
@@ -126,6 +132,14 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
     )
     parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--eps-warmup-epochs",
+        type=int,
+        default=None,
+        metavar="K",
+        help="ramp the training attack's eps (and step) linearly over the first K epochs: "
+        "epoch e uses eps * min(1, e / K) (default: no ramp)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument(
@@ -154,6 +168,10 @@ def _check_training_args(args: argparse.Namespace) -> None:
     check_data_root(args.data_root)
     _choose_validation(args)
     check_int("--n-eval", args.n_eval, minimum=1)
+    if args.eps_warmup_epochs is not None:
+        check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
+        if getattr(args, "natural", False):
+            raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
     args.eps = check_distill_settings(
@@ -273,6 +291,7 @@ def _train(
             resume=args.resume,
             overwrite=args.overwrite,
             data_root=args.data_root,
+            eps_warmup_epochs=args.eps_warmup_epochs,
             verbose=not args.quiet and rank == 0,
             **method_kwargs,
         )
@@ -351,7 +370,7 @@ def _evaluate_into(
 
 def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
     _check_training_args(args)
-    return _train(args, method="sat", teacher=None)
+    return _train(args, method="natural" if args.natural else "sat", teacher=None)
 
 
 def _choose_teacher(args: argparse.Namespace) -> None:

@@ -39,11 +39,13 @@ def load_teacher(
     model_dir: str | Path = "./models",
     device: str | torch.device | None = None,
 ) -> nn.Module:
-    """A frozen robust teacher (eval mode, ``requires_grad=False``) by name.
+    """A frozen teacher (eval mode, ``requires_grad=False``) by name.
 
-    ``name`` is a teacher shipped with this package (``"dard-fmnist-teacher"`` or the
-    stronger ``"dard-fmnist-teacher-strong"``, for ``dataset="fashion-mnist"``; no file or
-    network needed; see :data:`SHIPPED_TEACHERS`) or a RobustBench zoo entry
+    ``name`` is a teacher shipped with this package (``"dard-fmnist-teacher"``, the
+    stronger ``"dard-fmnist-teacher-strong"``, or the naturally trained, not robust
+    ``"dard-fmnist-teacher-natural"`` (MTARD's second teacher), for
+    ``dataset="fashion-mnist"``; no file or network needed; see :data:`SHIPPED_TEACHERS`)
+    or a RobustBench zoo entry
     (e.g. ``"Wong2020Fast"``; ``dataset`` defaults to ``"cifar10"``), read from
     ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing.
     For a local checkpoint of your own, use :func:`load_checkpoint`.

@@ -59,6 +59,21 @@ SHIPPED_TEACHERS = {
         autoattack_acc=74.50,
         autoattack_examples=200,
     ),
+    "dard-fmnist-teacher-natural": ShippedTeacher(
+        arch="teacher-cnn",
+        dataset="fashion-mnist",
+        num_classes=10,
+        filename="dard-fmnist-teacher-natural.pt",
+        card="docs/teachers/dard-fmnist-teacher-natural.md",
+        # naturally trained (no attack): MTARD's second teacher, not a robust one. Measured,
+        # docs/teachers/dard-fmnist-teacher-natural.md: clean on all 10,000 test images,
+        # AutoAttack standard (seed 0) on the first 200, at the other teachers' eps
+        threat_model="Linf",
+        eps="0.1",
+        clean_acc=92.75,
+        autoattack_acc=0.00,
+        autoattack_examples=200,
+    ),
 }
 
 

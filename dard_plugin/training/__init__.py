@@ -7,13 +7,20 @@ from dard_plugin.training.methods import (
     ADV_TARGETS,
     ARDTrainer,
     DARDTrainer,
+    NaturalTrainer,
     RSLADTrainer,
     SATTrainer,
 )
 from dard_plugin.training.targets import TeacherTargets
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
 
-TRAINERS = {"sat": SATTrainer, "ard": ARDTrainer, "rslad": RSLADTrainer, "dard": DARDTrainer}
+TRAINERS: dict[str, type[AdversarialTrainerBase]] = {
+    "sat": SATTrainer,
+    "natural": NaturalTrainer,
+    "ard": ARDTrainer,
+    "rslad": RSLADTrainer,
+    "dard": DARDTrainer,
+}
 
 __all__ = [
     "ADV_TARGETS",
@@ -25,6 +32,7 @@ __all__ = [
     "BatchSource",
     "Checkpointer",
     "DARDTrainer",
+    "NaturalTrainer",
     "RSLADTrainer",
     "SATTrainer",
     "TeacherTargets",

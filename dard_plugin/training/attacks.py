@@ -9,6 +9,7 @@ default budget is :data:`L2_TRAINING_EPS` and its default step ``eps / 4``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -200,3 +201,23 @@ def resolve_attack(
         "attack must be None, a dict of settings (eps, alpha, steps), a torchattacks "
         f"attack built on the student, or a callable; got {type(attack).__name__}"
     )
+
+
+def warmup_factor(epoch: int, warmup_epochs: int | None) -> float:
+    """The fraction of the attack budget used in ``epoch`` (0-based) under a linear ramp
+    over the first ``warmup_epochs`` epochs: ``min(1, (epoch + 1) / warmup_epochs)``, 1.0
+    without a ramp. Epoch 1 trains at ``eps / k``, epoch ``k`` and later at ``eps``."""
+    if warmup_epochs is None:
+        return 1.0
+    return min(1.0, (epoch + 1) / warmup_epochs)
+
+
+def scheduled_settings(
+    settings: AttackSettings, epoch: int, warmup_epochs: int | None
+) -> AttackSettings:
+    """``settings`` with the budget and the step size both scaled by :func:`warmup_factor`
+    (so that the steps cover the smaller ball as they cover the full one)."""
+    factor = warmup_factor(epoch, warmup_epochs)
+    if factor == 1.0:
+        return settings
+    return dataclasses.replace(settings, eps=settings.budget * factor, alpha=settings.step * factor)

@@ -111,6 +111,11 @@ class TrainingLoop(Trainer):
     def _check_images(self, name: str, images: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def _schedule_attack(self, epoch: int | None) -> dict[str, float]:
+        """Set the student's attack for ``epoch`` (None: after training); the history's
+        entries for it (an epsilon schedule, see the trainer)."""
+        return {}
+
     def student_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The student's training forward (through DDP when distributed)."""
         logits: torch.Tensor = self._train_model(images)
@@ -185,7 +190,9 @@ class TrainingLoop(Trainer):
                         assert source.known is not None
                         self._build_cache(*source.known, epoch=epoch, key=key)
                     record: dict[str, Any] = {"epoch": epoch + 1}
+                    scheduled = self._schedule_attack(epoch)
                     record.update(self._run_epoch(batches, source.length, epoch, nb_epochs, rank))
+                    record.update(scheduled)
                 record["lr"] = float(self.optimizer.param_groups[0]["lr"])
                 if scheduler is not None:
                     scheduler.step()
@@ -222,6 +229,7 @@ class TrainingLoop(Trainer):
             # let go of the DDP wrapper (it holds the process group): left for interpreter
             # exit, after destroy_process_group, its teardown can abort the process
             self._train_model = self.student
+            self._schedule_attack(None)
         return self.history
 
     def _run_epoch(

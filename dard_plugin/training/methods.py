@@ -45,6 +45,28 @@ class SATTrainer(AdversarialTrainerBase):
         return loss, {}
 
 
+class NaturalTrainer(AdversarialTrainerBase):
+    """Standard (non-adversarial) training: ``CE(S(x), y)`` on the natural images, no
+    attack and no teacher. For naturally trained teachers (MTARD's second teacher); the
+    ``attack`` settings only set the validation's budget (``eval_eps``)."""
+
+    method = "natural"
+    needs_teacher = False
+
+    def __init__(self, classifier: Any, **kwargs: Any) -> None:
+        if kwargs.get("eps_warmup_epochs") is not None:
+            raise ValueError("eps_warmup_epochs does not apply to natural training (no attack)")
+        super().__init__(classifier, None, **kwargs)
+
+    def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return batch.images
+
+    def compute_loss(
+        self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return F.cross_entropy(self.student_logits(batch.images), batch.labels), {}
+
+
 class ARDTrainer(AdversarialTrainerBase):
     """ARD (Goldblum et al. 2020): ``a tau^2 KL(T(x)/tau || S(x')/tau) + (1-a) CE(S(x), y)``,
     ``x'`` = PGD on CE against the student from a random start."""

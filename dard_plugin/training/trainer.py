@@ -34,7 +34,13 @@ from dard_plugin.attacks import _fast
 from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
-from dard_plugin.training.attacks import AttackSettings, declared_norm, resolve_attack
+from dard_plugin.training.attacks import (
+    AttackSettings,
+    build_attack,
+    declared_norm,
+    resolve_attack,
+    scheduled_settings,
+)
 from dard_plugin.training.batches import Batch, BatchSource, as_images
 from dard_plugin.training.checkpointing import Checkpointer
 from dard_plugin.training.loop import TrainingLoop, distributed
@@ -102,6 +108,11 @@ class AdversarialTrainerBase(TrainingLoop):
             ``nb_epochs`` (a run is never shortened; the same number returns it as it is).
         history_path: also write the per-epoch history to this JSON file.
         verbose: tqdm progress bar per epoch.
+        eps_warmup_epochs: ramp the student's attack budget linearly over the first ``k``
+            epochs (off by default): epoch ``e`` (1-based) attacks with ``eps * min(1, e / k)``
+            and step ``alpha * min(1, e / k)``; the history records each epoch's
+            ``attack_eps``. Needs an attack with known settings (None or a dict); DARD's
+            teacher attack keeps its full budget. Part of the run's fingerprint.
     """
 
     method: ClassVar[str] = "base"
@@ -133,6 +144,7 @@ class AdversarialTrainerBase(TrainingLoop):
         resume: bool = False,
         history_path: str | Path | None = None,
         verbose: bool = True,
+        eps_warmup_epochs: int | None = None,
     ) -> None:
         super().__init__(classifier)
         self.student, self.optimizer, clip_values = models.unpack_student(classifier, optimizer)
@@ -184,6 +196,20 @@ class AdversarialTrainerBase(TrainingLoop):
         self.attack, self.attack_settings, attack_eps = resolve_attack(
             attack, default_kind=self.default_attack, student=self.student, bounds=self.bounds
         )
+        if eps_warmup_epochs is not None:
+            check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
+            if self.attack_settings is None:
+                raise ValueError(
+                    "eps_warmup_epochs needs an attack whose budget the trainer sets: None or "
+                    "a dict of settings, not a torchattacks attack or a callable"
+                )
+        self.eps_warmup_epochs = eps_warmup_epochs
+        self.full_attack, self.full_attack_settings = self.attack, self.attack_settings
+        self._attack_kind = (
+            attack.get("kind", self.default_attack)
+            if isinstance(attack, Mapping)
+            else self.default_attack
+        )
         # None, or settings without "kind": the method's own attack at those settings
         self.uses_method_attack = attack is None or (
             isinstance(attack, Mapping) and "kind" not in attack
@@ -216,7 +242,7 @@ class AdversarialTrainerBase(TrainingLoop):
 
     def config(self) -> dict[str, Any]:
         """The method's settings that change the result (part of the run's fingerprint)."""
-        settings = self.attack_settings
+        settings = self.full_attack_settings  # the full budget, also mid-schedule
         return {
             "method": self.method,
             "seed": self.seed,
@@ -230,7 +256,22 @@ class AdversarialTrainerBase(TrainingLoop):
                 if self.teacher_batch_size is None
                 else {"teacher_batch_size": self.teacher_batch_size}
             ),
+            # only when on, so that the fingerprints of runs without a schedule are unchanged
+            **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
         }
+
+    def _schedule_attack(self, epoch: int | None) -> dict[str, float]:
+        """Set the student's attack for ``epoch`` under ``eps_warmup_epochs`` (``None``: back
+        to the full budget); returns what the epoch's history records."""
+        if self.eps_warmup_epochs is None or self.full_attack_settings is None:
+            return {}
+        if epoch is None:
+            self.attack, self.attack_settings = self.full_attack, self.full_attack_settings
+            return {}
+        settings = scheduled_settings(self.full_attack_settings, epoch, self.eps_warmup_epochs)
+        self.attack_settings = settings
+        self.attack = build_attack(self._attack_kind, settings, self.bounds)
+        return {"attack_eps": settings.budget}
 
     # ----------------------------------------------------------------- ART interface
     def fit(

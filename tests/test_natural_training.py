@@ -1,0 +1,122 @@
+"""Standard (natural) training: ``NaturalTrainer`` is plain SGD on ``CE(S(x), y)``, with no
+attack; ``recipes.distill(method="natural")`` and ``dard train-teacher --natural`` run it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_prototype_data
+from torch import nn
+
+from dard_plugin.recipes import distill
+from dard_plugin.training import TRAINERS, NaturalTrainer
+
+
+def small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(256, 10),
+    )
+
+
+def test_natural_training_is_sgd_on_the_natural_cross_entropy() -> None:
+    x, y, _ = make_prototype_data(n=48)
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)]
+    model = small_model()
+    reference = copy.deepcopy(model)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    trainer = NaturalTrainer(model, optimizer=optimizer, verbose=False)
+    history = trainer.fit_generator(batches, nb_epochs=2)
+
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    reference.train()
+    losses = []
+    for _ in range(2):
+        epoch_losses = []
+        for images, labels in batches:
+            loss = F.cross_entropy(reference(images), labels)
+            reference_optimizer.zero_grad()
+            loss.backward()
+            reference_optimizer.step()
+            epoch_losses.append(float(loss.detach()))
+        losses.append(sum(epoch_losses) / len(epoch_losses))
+
+    # equal up to float rounding (the trainer may run channels-last): an attack, or a
+    # forward on other images, would move the weights by orders of magnitude more
+    for value, expected in zip(
+        model.state_dict().values(), reference.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(value, expected, rtol=1e-4, atol=1e-5)
+    assert [h["loss"] for h in history] == pytest.approx(losses, rel=1e-5)
+
+
+def test_natural_trainer_takes_no_teacher_and_is_registered() -> None:
+    assert TRAINERS["natural"] is NaturalTrainer and not NaturalTrainer.needs_teacher
+    with pytest.raises(TypeError):
+        NaturalTrainer(small_model(), small_model(), optimizer=None)  # type: ignore[misc]
+
+
+def test_distill_natural_needs_no_teacher_and_defaults_to_lr_0_05(tmp_path) -> None:
+    result = distill(
+        method="natural",
+        dataset="fashion-mnist",
+        student_arch="small-cnn",
+        n_train=64,
+        n_val=16,
+        epochs=1,
+        steps=1,
+        verbose=False,
+        out_dir=tmp_path / "run",
+    )
+    assert [h["epoch"] for h in result.history] == [1]
+    assert result.history[0]["lr"] == pytest.approx(0.05)
+    assert 0 <= result.history[0]["pgd_accuracy"] <= result.history[0]["clean_accuracy"]
+
+
+def test_train_teacher_natural_on_the_command_line(tmp_path) -> None:
+    out = tmp_path / "natural"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dard_plugin",
+            "train-teacher",
+            "--natural",
+            "--arch",
+            "small-cnn",
+            "--n-train",
+            "64",
+            "--epochs",
+            "1",
+            "--n-val",
+            "16",
+            "--n-eval",
+            "16",
+            "--eval-attacks",
+            "clean,pgd",
+            "--quiet",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "run.json").read_text())["natural"] == "True"
+    assert (out / "student.pt").is_file()
+    history = json.loads(done.stdout)["history"]
+    assert history[0]["lr"] == pytest.approx(0.05)
