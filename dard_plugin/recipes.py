@@ -338,7 +338,8 @@ def distill(
     info = dataset_info(dataset)
     if eps_warmup_epochs is not None:
         check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
-    if TRAINERS[method].needs_teacher and teacher is None:
+    trainer_cls = TRAINERS[method]
+    if trainer_cls.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
     out = Path(out_dir) if out_dir is not None else None
     if val_split is None:
