@@ -18,10 +18,10 @@ from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.teachers.checkpoints import load_weights
-from dard_plugin.training import TRAINERS
 from dard_plugin.training.attacks import L2_TRAINING_EPS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
 from dard_plugin.training.loop import distributed
+from dard_plugin.training.registry import METHODS, build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def distill(
     method: str = "dard",
     dataset: str = "fashion-mnist",
     teacher: nn.Module | None = None,
+    natural_teacher: nn.Module | None = None,
     student_arch: str = "small-cnn",
     n_train: int | None = None,
     n_val: int = 1000,
@@ -140,8 +141,10 @@ def distill(
     attack_kind: str | None = None,
     **method_kwargs: Any,
 ) -> DistillationResult:
-    """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
-    ``rslad``): SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
+    """Train ``student_arch`` on ``dataset`` with ``method`` (a name in
+    :data:`dard_plugin.training.registry.METHODS`: ``sat``, ``ard``, ``rslad``, ``dard``,
+    ``iad``, ``adaad``, ``adaad-igdm``, ``mtard``; MTARD also takes ``natural_teacher``):
+    SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80%
     of the epochs, standard augmentation, attack step ``eps / 4`` unless given;
     ``attack_kind`` (``"dpgd"`` or ``"pgd"``) replaces the method's own attack. ``norm``
     (``"Linf"`` or ``"L2"``) is the threat model of the training attack, DARD's teacher
@@ -165,7 +168,8 @@ def distill(
     refused unless ``resume`` (continue it; a finished run with the same settings trains
     nothing) or ``overwrite`` (delete the run's files first).
     """
-    check_choice("method", method, list(TRAINERS))
+    check_choice("method", method, list(METHODS))
+    spec = METHODS[method]
     info = dataset_info(dataset)
     check_choice("student_arch", student_arch, list(REGISTRY))
     check_int("epochs", epochs, minimum=1)
@@ -173,8 +177,12 @@ def distill(
     if eps is None:
         eps = 0.1 if norm == "Linf" else L2_TRAINING_EPS
     check_real("eps", eps, low=0.0, low_inclusive=False)
-    if method != "sat" and teacher is None:
+    if spec.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
+    if spec.needs_natural_teacher and natural_teacher is None:
+        raise ValueError(f"method {method!r} needs natural_teacher (a naturally trained model)")
+    if not spec.needs_natural_teacher and natural_teacher is not None:
+        raise ValueError(f"method {method!r} takes no natural_teacher")
     out = Path(out_dir) if out_dir is not None else None
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: choose one")
@@ -212,10 +220,11 @@ def distill(
         attack["kind"] = attack_kind
     if out is not None and overwrite and distributed()[1] == 0:
         remove_run(out)
-    trainer_cls = TRAINERS[method]
-    args = (student,) if method == "sat" else (student, teacher)
-    trainer = trainer_cls(
-        *args,
+    trainer = build_trainer(
+        method,
+        student,
+        teacher if spec.needs_teacher else None,
+        natural_teacher=natural_teacher,
         optimizer=optimizer,
         attack=attack,
         seed=seed,
