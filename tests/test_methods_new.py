@@ -409,6 +409,7 @@ def test_registry_drives_recipes_cli_and_docs() -> None:
     for name, spec in METHODS.items():
         assert spec.trainer.method == name.split("-")[0]
         assert spec.description and spec.source
+        assert spec.needs_teacher == spec.trainer.needs_teacher
     distill = build_parser()._subparsers._group_actions[0].choices["distill"]
     method_action = next(a for a in distill._actions if a.dest == "method")
     assert list(method_action.choices) == list(METHODS)

@@ -24,9 +24,10 @@ def run_child(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str
     )
 
 
-# DARD, and the later methods with their own attacks (MTARD: with its adaptive weights);
+# DARD, and the later methods with their own attacks (adaad-igdm runs AdaAD's attack and
+# loss, plus IGDM; MTARD its adaptive weights);
 # SAT, ARD and RSLAD share DARD's path through the loop
-RESUMED_METHODS = ["dard", "iad", "adaad", "adaad-igdm", "mtard"]
+RESUMED_METHODS = ["dard", "iad", "adaad-igdm", "mtard"]
 
 
 @pytest.mark.slow

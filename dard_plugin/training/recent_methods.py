@@ -368,8 +368,13 @@ class MTARDTrainer(AdversarialTrainerBase):
         """One step of MTARD's weight rule (see the class docstring); returns ``w``."""
         if self.first_loss_nat is None or self.first_loss_adv is None:
             self.first_loss_nat, self.first_loss_adv = loss_nat, loss_adv
-        relative_adv = (loss_adv / self.first_loss_adv) ** self.bert
-        relative_nat = (loss_nat / self.first_loss_nat) ** self.bert
+        # a first loss of exactly 0 (a student that already matches) has no scale: ratio 1
+        relative_adv = (
+            loss_adv / self.first_loss_adv if self.first_loss_adv > 0 else 1.0
+        ) ** self.bert
+        relative_nat = (
+            loss_nat / self.first_loss_nat if self.first_loss_nat > 0 else 1.0
+        ) ** self.bert
         lr = float(self.optimizer.param_groups[0]["lr"])
         rate = self.weight_lr * lr / self._initial_lr
         share = relative_nat / (relative_adv + relative_nat)

@@ -30,7 +30,10 @@ class MethodSpec:
     source: str  # repository, file and commit the defaults were read from
     needs_teacher: bool = True
     needs_natural_teacher: bool = False
-    online_only: bool = False  # teacher targets cannot be cached at all
+    # every teacher output depends on the student, so none can be cached (none of the
+    # methods here: each caches what does not depend on the student and computes the rest
+    # online, e.g. AdaAD's T(x') and MTARD's T_adv(x'))
+    online_only: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # preset trainer options
 
     @property
@@ -131,6 +134,8 @@ def build_trainer(
         raise ValueError(f"method {name!r} needs natural_teacher (a naturally trained teacher)")
     if not spec.needs_natural_teacher and natural_teacher is not None:
         raise ValueError(f"method {name!r} takes no natural_teacher")
+    if spec.online_only and kwargs.get("teacher_targets") == "cached":
+        raise ValueError(f"method {name!r} needs teacher_targets='online'")
     options = {**spec.options, **kwargs}
     if spec.needs_natural_teacher:
         options["natural_teacher"] = natural_teacher
