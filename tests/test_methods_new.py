@@ -569,3 +569,30 @@ def test_cli_refuses_mtard_without_a_natural_teacher(tmp_path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "--temperature" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["adaad-igdm", "mtard"])
+def test_recipes_distill_runs_from_python(method: str) -> None:
+    from dard_plugin.models import create
+    from dard_plugin.recipes import distill
+
+    torch.manual_seed(0)
+    teacher, natural = create("small-cnn", num_classes=10), create("small-cnn", num_classes=10)
+    result = distill(
+        method=method,
+        teacher=teacher.eval(),
+        natural_teacher=natural.eval() if method == "mtard" else None,
+        n_train=64,
+        n_val=16,
+        epochs=1,
+        steps=1,
+        batch_size=32,
+        verbose=False,
+    )
+    assert [h["epoch"] for h in result.history] == [1]
+    assert "pgd_accuracy" in result.history[0]
+    with pytest.raises(ValueError, match="natural_teacher"):
+        distill(method="mtard", teacher=teacher, n_train=64, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="takes no natural_teacher"):
+        distill(method="iad", teacher=teacher, natural_teacher=natural, verbose=False)
