@@ -596,3 +596,21 @@ def test_recipes_distill_runs_from_python(method: str) -> None:
         distill(method="mtard", teacher=teacher, n_train=64, epochs=1, verbose=False)
     with pytest.raises(ValueError, match="takes no natural_teacher"):
         distill(method="iad", teacher=teacher, natural_teacher=natural, verbose=False)
+
+
+def test_mtard_checks_the_natural_teacher_before_training() -> None:
+    x, y, _ = make_prototype_data(n=16)
+    student = Linear(0)
+    adversarial, _ = teachers()
+    five_classes = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).eval()
+    trainer = MTARDTrainer(
+        student,
+        adversarial,
+        five_classes,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+        verbose=False,
+    )
+    before = state_snapshot(student)
+    with pytest.raises(ValueError, match="number of classes"):
+        trainer.fit(x, y, batch_size=8, nb_epochs=1)
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())

@@ -148,6 +148,8 @@ class TrainingLoop(Trainer):
         self._num_classes = models.check_first_batch(
             self.student, self.teacher, first.images, first.labels, self.bounds
         )
+        for extra in self.frozen_models()[1:]:  # a second teacher (MTARD's natural one)
+            models.check_first_batch(self.student, extra, first.images, first.labels, self.bounds)
         if validation is not None:
             check_label_range("validation_data[1]", validation[1], self._num_classes)
         if self.eval_eps is None and validation is not None:
