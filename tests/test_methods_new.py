@@ -494,7 +494,8 @@ def test_short_training_makes_a_fashion_mnist_student_robust(method: str, fashio
     )
     trainer.fit(x, y, batch_size=64, nb_epochs=2)
     after = pgd_accuracy(student, x_test, y_test)
-    assert after > initial + 0.2, (initial, after)
+    # measured: from 0.0 to 0.225 (iad), 0.240 (adaad), 0.235 (adaad-igdm), 0.275 (mtard)
+    assert after > initial + 0.15, (initial, after)
 
 
 @pytest.mark.slow
