@@ -615,3 +615,29 @@ def test_mtard_checks_the_natural_teacher_before_training() -> None:
     with pytest.raises(ValueError, match="number of classes"):
         trainer.fit(x, y, batch_size=8, nb_epochs=1)
     assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["adaad", "adaad-igdm"])
+def test_adaad_batchnorm_statistics_see_the_batches_the_code_runs(method: str) -> None:
+    """AdaAD's main.py runs S(x) then S(x') in train mode (alpha 1 too); igdm.py runs
+    S(x + d) and S(x - d): the student's running statistics follow the same batches."""
+    import copy
+
+    x, y, _ = make_prototype_data(n=16)
+    torch.manual_seed(0)
+    student = TinyCNN()
+    reference = copy.deepcopy(student).train()
+    trainer = new_trainer(method, student)
+    trainer.epoch, trainer.nb_epochs = 0, 1
+    adversarial = (x + 0.05).clamp(0, 1)
+    student.train()
+    trainer.compute_loss(Batch(x, y, None), adversarial, {})
+    with torch.no_grad():
+        if method == "adaad":
+            reference(x)
+            reference(adversarial)
+        else:
+            reference(adversarial)
+            reference(x - (adversarial - x))
+    for key in ("features.1.running_mean", "features.1.running_var"):
+        assert torch.allclose(student.state_dict()[key], reference.state_dict()[key]), key

@@ -146,7 +146,9 @@ class AdaADTrainer(AdversarialTrainerBase):
     copied; the attack is the run's.
 
     The teacher's natural logits (``alpha < 1``) may be cached; ``T(x')`` depends on the
-    student and is always computed online.
+    student and is always computed online. As in ``main.py``, the student also runs on
+    ``x`` (train mode, before ``x'``) when ``alpha=1``, so that its BatchNorm statistics
+    see the clean batches; with IGDM, as in ``igdm.py``, it does not.
     """
 
     method = "adaad"
@@ -222,14 +224,21 @@ class AdaADTrainer(AdversarialTrainerBase):
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         assert self.teacher is not None
+        student_nat = None
+        if self.alpha < 1.0:
+            student_nat = self.student_logits(batch.images)
+        elif self.igdm == 0.0:
+            # main.py runs S(x) in train mode before S(x') even when a = 1, so BatchNorm's
+            # running statistics also see the clean batches (igdm.py does not)
+            with torch.no_grad():
+                self.student(batch.images)
         with torch.no_grad():
             teacher_adv = self.teacher(adversarial)
         student_adv = self.student_logits(adversarial)
-        natural = self.alpha < 1.0
         loss = adaad_loss(
-            self.student_logits(batch.images) if natural else None,
+            student_nat,
             student_adv,
-            targets["teacher_nat"] if natural else None,
+            targets["teacher_nat"] if student_nat is not None else None,
             teacher_adv,
             alpha=self.alpha,
             kl_reduction=self.kl_reduction,
