@@ -1,5 +1,7 @@
-"""Training cost: seconds per epoch of SATTrainer, DARDTrainer (cached and online teacher
-targets) and ART's AdversarialTrainerMadryPGD at equal attack steps.
+"""Training cost: seconds per epoch of every method of the registry (SAT, ARD, RSLAD,
+DARD with cached and online teacher targets, IAD, AdaAD, AdaAD + IGDM, MTARD; online
+targets unless said) and ART's AdversarialTrainerMadryPGD at equal attack steps, each
+also relative to SAT.
 
 Same process, same student architecture and data, interleaved rounds, medians. Each
 trainer object is created once; every round runs one more epoch of each, so the cached
@@ -11,6 +13,7 @@ targets are built once (reported separately) and the steady-state epoch is timed
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -26,7 +29,7 @@ from torch import nn
 
 from dard_plugin.data import load_dataset
 from dard_plugin.models import create
-from dard_plugin.training import DARDTrainer, SATTrainer
+from dard_plugin.training import METHODS, DARDTrainer, SATTrainer, build_trainer
 
 
 def fresh_student(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -48,6 +51,12 @@ def main() -> None:
         "--teacher",
         default="dard-fmnist-teacher",
         help="teacher name (shipped) or 'random' for a random teacher-cnn",
+    )
+    parser.add_argument(
+        "--natural-teacher",
+        default="random",
+        help="MTARD's natural teacher: a name load_teacher knows, or 'random' for a random "
+        "teacher-cnn (the cost does not depend on its weights)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training.json"))
     args = parser.parse_args()
@@ -80,6 +89,29 @@ def main() -> None:
     runners["DARDTrainer (online)"] = lambda: online.fit(
         x, y, batch_size=args.batch_size, nb_epochs=1
     )
+    if args.natural_teacher == "random":
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            natural = create("teacher-cnn", num_classes=10).eval()
+    else:
+        from dard_plugin import load_teacher
+
+        natural = load_teacher(args.natural_teacher)
+    for name, spec in METHODS.items():
+        if name in ("sat", "dard"):  # above, with both kinds of targets for DARD
+            continue
+        student, optimizer = fresh_student()
+        trainer = build_trainer(
+            name,
+            student,
+            teacher,
+            natural_teacher=natural if spec.needs_natural_teacher else None,
+            optimizer=optimizer,
+            **common,
+        )
+        runners[f"{spec.trainer.__name__} ({name})"] = functools.partial(
+            trainer.fit, x, y, batch_size=args.batch_size, nb_epochs=1
+        )
     student, optimizer = fresh_student()
     classifier = PyTorchClassifier(
         model=student,
@@ -137,6 +169,11 @@ def main() -> None:
     ratios = {
         "DARD cached / SAT": medians["DARDTrainer (cached)"] / sat_time,
         "DARD online / SAT": medians["DARDTrainer (online)"] / sat_time,
+        **{
+            f"{name.split('(')[1].rstrip(')')} / SAT": median / sat_time
+            for name, median in medians.items()
+            if "(" in name and not name.startswith(("DARD", "ART"))
+        },
         "ART Madry / our SAT": medians["ART AdversarialTrainerMadryPGD"] / sat_time,
         "ART Madry (channels-last model) / our SAT": medians[
             "ART AdversarialTrainerMadryPGD (channels-last model)"

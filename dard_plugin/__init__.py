@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from dard_plugin.attacks.torchattacks_dpgd import DPGD, DPGDL2
     from dard_plugin.evaluation import evaluate
     from dard_plugin.teachers import load_teacher
-    from dard_plugin.training import ARDTrainer, DARDTrainer, RSLADTrainer, SATTrainer
+    from dard_plugin.training import (
+        AdaADTrainer,
+        ARDTrainer,
+        DARDTrainer,
+        IADTrainer,
+        MTARDTrainer,
+        RSLADTrainer,
+        SATTrainer,
+    )
 
 __version__ = "0.1.0.dev0"
 
@@ -26,7 +34,10 @@ __all__ = [
     "DPGD",
     "DPGDL2",
     "ARDTrainer",
+    "AdaADTrainer",
     "DARDTrainer",
+    "IADTrainer",
+    "MTARDTrainer",
     "RSLADTrainer",
     "SATTrainer",
     "__version__",
@@ -49,6 +60,9 @@ _LAZY = {
     "SATTrainer": ("dard_plugin.training", "SATTrainer"),
     "ARDTrainer": ("dard_plugin.training", "ARDTrainer"),
     "RSLADTrainer": ("dard_plugin.training", "RSLADTrainer"),
+    "IADTrainer": ("dard_plugin.training", "IADTrainer"),
+    "AdaADTrainer": ("dard_plugin.training", "AdaADTrainer"),
+    "MTARDTrainer": ("dard_plugin.training", "MTARDTrainer"),
 }
 
 

@@ -18,10 +18,10 @@ from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.teachers.checkpoints import load_weights
-from dard_plugin.training import TRAINERS
 from dard_plugin.training.attacks import L2_TRAINING_EPS
 from dard_plugin.training.checkpointing import save_checkpoint, write_json
 from dard_plugin.training.loop import distributed
+from dard_plugin.training.registry import METHODS, build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def check_distill_settings(
     def name(key: str) -> str:
         return _arg(key, cli)
 
-    check_choice(name("method"), method, list(TRAINERS))
+    check_choice(name("method"), method, list(METHODS))
     info = dataset_info(dataset)
     check_choice(name("student_arch"), student_arch, list(REGISTRY))
     check_choice(name("norm"), norm, NORMS)
@@ -263,6 +263,7 @@ def distill(
     method: str = "dard",
     dataset: str = "fashion-mnist",
     teacher: nn.Module | None = None,
+    natural_teacher: nn.Module | None = None,
     student_arch: str = "small-cnn",
     n_train: int | None = None,
     n_val: int = 1000,
@@ -285,23 +286,25 @@ def distill(
     eps_warmup_epochs: int | None = None,
     **method_kwargs: Any,
 ) -> DistillationResult:
-    """Train ``student_arch`` on ``dataset`` with ``method`` (``dard``, ``sat``, ``ard``,
-    ``rslad``, or ``natural``: standard training, no attack, no teacher): SGD (momentum 0.9,
-    weight decay 5e-4), learning rate x0.1 at 60% and 80% of the epochs, standard
-    augmentation, attack step ``eps / 4`` unless given; ``attack_kind`` (``"dpgd"`` or
-    ``"pgd"``) replaces the method's own attack; ``eps_warmup_epochs`` ramps the student's
-    attack budget (and step) linearly over the first ``k`` epochs (``docs/training.md``).
-    ``norm`` (``"Linf"`` or ``"L2"``) is the
-    threat model of the training attack, DARD's teacher DPGD and the per-epoch validation;
-    ``eps`` defaults to :func:`default_eps` (Fashion-MNIST: 0.1 for L-inf, 1.5 for L2;
-    CIFAR: 8/255 and 0.5). The default
-    learning rate is 0.05 for SAT and natural training and 0.01 for the distillation
-    methods, whose KL terms are scaled by ``a * tau^2`` (6.3 for DARD's defaults): at 0.05 a
-    small CNN student diverged on Fashion-MNIST in a 2-epoch check (loss 6.3, chance
-    accuracy; 0.01 reached 55% clean). The learning rate matters for the comparison: in
-    ``experiments/fashion_mnist.py`` (10,000 images, 5 epochs) DARD at 0.02 beat 0.01 and
-    0.05, and SAT at 0.05 beat 0.01; see ``docs/results.md`` before comparing methods at
-    their defaults.
+    """Train ``student_arch`` on ``dataset`` with ``method`` (a name in
+    :data:`dard_plugin.training.registry.METHODS`: ``sat``, ``ard``, ``rslad``, ``dard``,
+    ``iad``, ``adaad``, ``adaad-igdm``, ``mtard``, or ``natural``: standard training, no
+    attack, no teacher; MTARD also takes ``natural_teacher``).
+
+    SGD (momentum 0.9, weight decay 5e-4), learning rate x0.1 at 60% and 80% of the epochs,
+    standard augmentation, attack step ``eps / 4`` unless given; ``attack_kind``
+    (``"dpgd"`` or ``"pgd"``) replaces the method's own attack; ``eps_warmup_epochs`` ramps
+    the student's attack budget (and step) linearly over the first ``k`` epochs
+    (``docs/training.md``). ``norm`` (``"Linf"`` or ``"L2"``) is the threat model of the
+    training attack, DARD's teacher DPGD and the per-epoch validation; ``eps`` defaults to
+    :func:`default_eps` (Fashion-MNIST: 0.1 for L-inf, 1.5 for L2; CIFAR: 8/255 and 0.5).
+    The default learning rate is 0.05 for SAT and natural training and 0.01 for the
+    distillation methods, whose KL terms are scaled by ``a * tau^2`` (6.3 for DARD's
+    defaults): at 0.05 a small CNN student diverged on Fashion-MNIST in a 2-epoch check
+    (loss 6.3, chance accuracy; 0.01 reached 55% clean). The learning rate matters for the
+    comparison: in ``experiments/fashion_mnist.py`` (10,000 images, 5 epochs) DARD at 0.02
+    beat 0.01 and 0.05, and SAT at 0.05 beat 0.01; see ``docs/results.md`` before comparing
+    methods at their defaults.
 
     Per-epoch validation (clean and PGD-10 on ``n_val`` images) runs on the first ``n_val``
     test images unless ``val_split`` is given: then the last ``val_split`` training images
@@ -338,9 +341,13 @@ def distill(
     info = dataset_info(dataset)
     if eps_warmup_epochs is not None:
         check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
-    trainer_cls = TRAINERS[method]
-    if trainer_cls.needs_teacher and teacher is None:
+    spec = METHODS[method]
+    if spec.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
+    if spec.needs_natural_teacher and natural_teacher is None:
+        raise ValueError(f"method {method!r} needs natural_teacher (a naturally trained model)")
+    if not spec.needs_natural_teacher and natural_teacher is not None:
+        raise ValueError(f"method {method!r} takes no natural_teacher")
     out = Path(out_dir) if out_dir is not None else None
     if val_split is None:
         x, y = load_dataset(dataset, n_examples=n_train, root=data_root)
@@ -352,7 +359,7 @@ def distill(
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         student = create(student_arch, num_classes=info.num_classes, dataset=dataset)
     if lr is None:
-        lr = 0.01 if trainer_cls.needs_teacher else 0.05
+        lr = 0.01 if spec.needs_teacher else 0.05
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
@@ -366,9 +373,11 @@ def distill(
         attack["kind"] = attack_kind
     if out is not None and overwrite and distributed()[1] == 0:
         remove_run(out)
-    args = (student, teacher) if trainer_cls.needs_teacher else (student,)
-    trainer = trainer_cls(
-        *args,
+    trainer = build_trainer(
+        method,
+        student,
+        teacher if spec.needs_teacher else None,
+        natural_teacher=natural_teacher,
         optimizer=optimizer,
         attack=attack,
         seed=seed,

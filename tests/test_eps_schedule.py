@@ -17,6 +17,7 @@ from dard_plugin.recipes import distill
 from dard_plugin.training import TRAINERS, AttackSettings, NaturalTrainer, SATTrainer
 from dard_plugin.training.attacks import scheduled_settings, warmup_factor
 from dard_plugin.training.batches import Batch
+from dard_plugin.training.registry import method_spec
 
 ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
 METHODS = sorted(m for m, cls in TRAINERS.items() if cls is not NaturalTrainer)
@@ -63,6 +64,8 @@ def make(method: str, student, *, cls: type | None = None, **kwargs):
     x, y, prototypes = make_prototype_data(n=32)
     teacher = PrototypeLinear(prototypes).eval() if TRAINERS[method].needs_teacher else None
     args = (student,) if teacher is None else (student, teacher)
+    if method_spec(method).needs_natural_teacher:  # MTARD: a second, "natural" teacher
+        kwargs["natural_teacher"] = PrototypeLinear(1.0 - prototypes).eval()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
     return cls(*args, optimizer=optimizer, seed=1, verbose=False, **kwargs), x, y
 

@@ -14,7 +14,14 @@ from torch import nn
 
 from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
 from dard_plugin.data import make_loader
-from dard_plugin.training import TRAINERS, ARDTrainer, DARDTrainer, SATTrainer
+from dard_plugin.training import (
+    METHODS,
+    TRAINERS,
+    ARDTrainer,
+    DARDTrainer,
+    SATTrainer,
+    build_trainer,
+)
 
 ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
 
@@ -31,10 +38,14 @@ def teacher_model() -> nn.Module:
 
 
 def make_trainer(method: str, student, optimizer, **kwargs):
-    cls = TRAINERS[method]
-    teacher = teacher_model() if cls.needs_teacher else None
-    args = (student,) if teacher is None else (student, teacher)
-    return cls(*args, optimizer=optimizer, attack=ATTACK, verbose=False, **kwargs)
+    spec = METHODS[method]
+    teacher = teacher_model() if spec.needs_teacher else None
+    if spec.needs_natural_teacher:
+        _, _, prototypes = make_prototype_data()
+        kwargs["natural_teacher"] = PrototypeLinear(1.0 - prototypes).eval()
+    return build_trainer(
+        method, student, teacher, optimizer=optimizer, attack=ATTACK, verbose=False, **kwargs
+    )
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:

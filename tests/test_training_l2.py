@@ -1,4 +1,4 @@
-"""Issue 13 item 3: SAT, ARD, RSLAD and DARD train with an L2 attack (``attack={"norm":
+"""Issue 13 item 3: every method of the registry trains with an L2 attack (``attack={"norm":
 "L2", ...}``) on the package's one L2 loop, for the student's attack and DARD's teacher DPGD,
 and validate in L2; a bad norm is refused before any work."""
 
@@ -13,7 +13,15 @@ from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapsh
 
 from dard_plugin.attacks import pgd
 from dard_plugin.evaluation import attacks as suite
-from dard_plugin.training import TRAINERS, AttackSettings, attacks, methods
+from dard_plugin.training import (
+    METHODS,
+    TRAINERS,
+    AttackSettings,
+    attacks,
+    build_trainer,
+    methods,
+    recent_methods,
+)
 
 EPS = 1.0  # 8x8 grey images: 0.125 per feature root-mean-square
 
@@ -28,11 +36,16 @@ def spy(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
         calls.append({"images": images.detach().clone(), "result": result.detach(), **kw})
         return result
 
-    for module in (attacks, methods, suite):  # suite: validation runs SuiteAttack.run
+    for module in (
+        attacks,
+        methods,
+        recent_methods,
+        suite,
+    ):  # suite: validation runs SuiteAttack.run
         monkeypatch.setattr(module, "projected_gradient_descent", recording)
 
 
-@pytest.mark.parametrize("method", ["sat", "ard", "rslad", "dard"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_l2_training_examples_lie_in_the_l2_ball_and_bounds(
     method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -41,9 +54,15 @@ def test_l2_training_examples_lie_in_the_l2_ball_and_bounds(
     student = TinyCNN()
     teacher = PrototypeLinear(prototypes).eval()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
-    args = (student,) if method == "sat" else (student, teacher)
-    trainer = TRAINERS[method](
-        *args, optimizer=optimizer, attack={"norm": "L2", "eps": EPS, "steps": 3}, verbose=False
+    natural = PrototypeLinear(1.0 - prototypes).eval()
+    trainer = build_trainer(
+        method,
+        student,
+        teacher if METHODS[method].needs_teacher else None,
+        natural_teacher=natural if METHODS[method].needs_natural_teacher else None,
+        optimizer=optimizer,
+        attack={"norm": "L2", "eps": EPS, "steps": 3},
+        verbose=False,
     )
     assert trainer.attack_settings == AttackSettings(eps=EPS, alpha=EPS / 4, steps=3, norm="L2")
     calls: list[dict[str, Any]] = []

@@ -24,19 +24,26 @@ def run_child(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str
     )
 
 
+# DARD, and the later methods with their own attacks (adaad-igdm runs AdaAD's attack and
+# loss, plus IGDM; MTARD its adaptive weights);
+# SAT, ARD and RSLAD share DARD's path through the loop
+RESUMED_METHODS = ["dard", "iad", "adaad-igdm", "mtard"]
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path) -> None:
-    straight = run_child(str(tmp_path / "a"), str(tmp_path / "a.pt"), "-1")
+@pytest.mark.parametrize("method", RESUMED_METHODS)
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, method: str) -> None:
+    straight = run_child(str(tmp_path / "a"), str(tmp_path / "a.pt"), "-1", method)
     assert straight.returncode == 0, straight.stderr
 
     # 3 batches per epoch: the 5th student attack is the middle of epoch 2
-    killed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "5")
+    killed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "5", method)
     assert killed.returncode == -signal.SIGKILL
     history = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1]  # the last complete epoch, nothing partial
     assert not list((tmp_path / "b").glob(".checkpoint.pt.*"))  # no temporary left over
 
-    resumed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "-1")
+    resumed = run_child(str(tmp_path / "b"), str(tmp_path / "b.pt"), "-1", method)
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(tmp_path / "a.pt", weights_only=True)
     b = torch.load(tmp_path / "b.pt", weights_only=True)
@@ -77,7 +84,8 @@ def test_resume_refuses_a_different_configuration(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_gloo(tmp_path) -> None:
+@pytest.mark.parametrize("method", ["dard", "adaad-igdm", "mtard"])
+def test_torchrun_two_processes_gloo(tmp_path, method: str) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -89,6 +97,7 @@ def test_torchrun_two_processes_gloo(tmp_path) -> None:
             str(tmp_path / "ckpt"),
             str(tmp_path / "w.pt"),
             "-1",
+            method,
         ],
         capture_output=True,
         text=True,
@@ -102,9 +111,10 @@ def test_torchrun_two_processes_gloo(tmp_path) -> None:
     # can abort the process (SIGABRT, seen once in CI)
     assert [h.pop()["ddp_wrappers_alive"] for h in histories] == [0, 0]
     assert [h["epoch"] for h in histories[0]] == [1, 2, 3]
-    assert {"loss", "loss_nat", "loss_adv", "lr", "clean_accuracy", "pgd_accuracy"} <= set(
-        histories[0][0]
+    terms = {"dard": {"loss_nat", "loss_adv"}, "adaad-igdm": {"loss_igdm"}}.get(
+        method, {"loss_nat", "loss_adv", "weight_nat"}
     )
+    assert {"loss", "lr", "clean_accuracy", "pgd_accuracy", *terms} <= set(histories[0][0])
     assert "clean_accuracy" not in histories[1][0]  # validation and logging on rank 0 only
     weights = [torch.load(tmp_path / f"w.pt.rank{r}", weights_only=True) for r in (0, 1)]
     # parameters stay in sync under DDP; BatchNorm statistics are broadcast from rank 0 at

@@ -7,7 +7,6 @@ import argparse
 import os
 from pathlib import Path
 
-METHODS = ("dard", "sat", "ard", "rslad")
 DATASETS = ("fashion-mnist", "cifar10", "cifar100")
 # the shipped teacher: the default of `dard distill --teacher` and the demo's teacher
 DEFAULT_TEACHER = "dard-fmnist-teacher"

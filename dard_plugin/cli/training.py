@@ -12,7 +12,6 @@ from typing import Any
 from dard_plugin.cli.common import (
     DATASETS,
     DEFAULT_TEACHER,
-    METHODS,
     CommandError,
     barrier,
     broadcast_from_rank0,
@@ -41,7 +40,14 @@ def add_parsers(commands: Any) -> None:
     _add_training(train_teacher, default_arch="teacher-cnn")
 
     distill = commands.add_parser("distill", help="distil a robust teacher into a student")
-    distill.add_argument("--method", default="dard", choices=METHODS)
+    from dard_plugin.training.registry import METHODS
+
+    distill.add_argument(
+        "--method",
+        default="dard",
+        choices=list(METHODS),
+        help="; ".join(f"{name}: {spec.description}" for name, spec in METHODS.items()),
+    )
     distill.add_argument(
         "--teacher",
         default=None,
@@ -49,6 +55,18 @@ def add_parsers(commands: Any) -> None:
         "refused with --method sat, which trains without a teacher)",
     )
     distill.add_argument("--teacher-arch", default=None, help="architecture of a checkpoint")
+    distill.add_argument(
+        "--natural-teacher",
+        default=None,
+        help="--method mtard: the naturally trained teacher (shipped teacher name, "
+        "RobustBench name, or checkpoint file)",
+    )
+    distill.add_argument(
+        "--igdm",
+        type=float,
+        default=None,
+        help="--method adaad: weight of IGDM's gradient-matching term (adaad-igdm: 1)",
+    )
     distill.add_argument("--threat-model", default="Linf")
     distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     distill.add_argument(
@@ -395,8 +413,15 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     _choose_teacher(args)
     _check_training_args(args)
     method_kwargs = _method_options(args)
+    from dard_plugin.training.registry import method_spec
+
+    spec = method_spec(args.method)
+    if spec.needs_natural_teacher and args.natural_teacher is None:
+        raise CommandError(f"--method {args.method} needs --natural-teacher")
+    if not spec.needs_natural_teacher and args.natural_teacher is not None:
+        raise CommandError(f"--natural-teacher does not apply to --method {args.method}")
     teacher = None
-    if args.method != "sat":
+    if spec.needs_teacher:
         world, rank = distributed_setup(args)
         if rank > 0:  # rank 0 fetches a RobustBench teacher first; the others then read it
             barrier()
@@ -408,26 +433,36 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
             model_dir=args.model_dir,
             device=args.device,
         )
+        if spec.needs_natural_teacher:
+            method_kwargs["natural_teacher"] = load_model(
+                args.natural_teacher,
+                dataset=args.dataset,
+                threat_model=args.threat_model,
+                model_dir=args.model_dir,
+                device=args.device,
+            )
         if rank == 0 and world > 1:
             barrier()
     return _train(args, method=args.method, teacher=teacher, **method_kwargs)
 
 
-_METHOD_OPTIONS = {
-    "sat": {"attack_kind"},
-    "ard": {"teacher_targets", "cache_refresh_epochs", "attack_kind", "alpha", "temperature"},
-    "rslad": {"teacher_targets", "cache_refresh_epochs", "attack_kind"},
-    "dard": {
-        "teacher_targets",
-        "cache_refresh_epochs",
-        "attack_kind",
-        "alpha",
-        "temperature",
-        "adv_weight",
-        "adv_targets",
-        "legacy_teacher_softmax",
-    },
-}
+def _method_options_allowed(method: str) -> set[str]:
+    """The command-line trainer options ``method`` takes: the attack kind, the teacher
+    targets where there is a teacher, and the options its trainer class names."""
+    import inspect
+
+    from dard_plugin.training.registry import method_spec
+
+    spec = method_spec(method)
+    allowed = {"attack_kind"}
+    if spec.needs_teacher:
+        allowed |= {"teacher_targets", "cache_refresh_epochs"}
+    named = set(inspect.signature(spec.trainer.__init__).parameters)
+    return (
+        allowed
+        | (named & {"alpha", "temperature", "adv_weight", "adv_targets", "igdm"})
+        | ({"legacy_teacher_softmax"} & named)
+    )
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -435,12 +470,12 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     an error rather than silently ignored."""
     given: dict[str, Any] = {}
     options = ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight")
-    for option in (*options, "adv_targets"):
+    for option in (*options, "adv_targets", "igdm"):
         if getattr(args, option) is not None:
             given[option] = getattr(args, option)
     if args.legacy_teacher_softmax:
         given["legacy_teacher_softmax"] = True
-    allowed = _METHOD_OPTIONS[args.method]
+    allowed = _method_options_allowed(args.method)
     refused = sorted(set(given) - allowed)
     if refused:
         names = ", ".join("--" + k.replace("_", "-") for k in refused)

@@ -1,7 +1,11 @@
-"""Training losses: DARD (METHOD.md §2) and the baselines SAT, ARD, RSLAD (§3).
+"""Training losses: DARD (METHOD.md §2), the baselines SAT, ARD, RSLAD (§3), and the
+later methods IAD, AdaAD, IGDM and MTARD.
 
 Every KL term is ``KL(target || student)`` with the batch mean of per-sample sums
-(PyTorch ``reduction="batchmean"``); temperatures apply to logits.
+(PyTorch ``reduction="batchmean"``); temperatures apply to logits. Several official
+repositories use PyTorch's default ``reduction="mean"`` instead, the mean over all
+``B * K`` elements, which is the batch mean divided by the number of classes ``K``: the
+losses that reproduce such code take ``kl_reduction="mean"`` (:data:`KL_REDUCTIONS`).
 """
 
 from __future__ import annotations
@@ -9,7 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dard_plugin._validation import check_bool, check_real
+from dard_plugin._validation import check_bool, check_choice, check_real
+
+# "batchmean": sum over classes, mean over the batch (the package's convention);
+# "mean": mean over all batch x class elements (PyTorch's default, = batchmean / K).
+KL_REDUCTIONS = ("batchmean", "mean")
 
 
 def distillation_kl(
@@ -18,8 +26,10 @@ def distillation_kl(
     *,
     temperature: float = 1.0,
     legacy_teacher_softmax: bool = False,
+    reduction: str = "batchmean",
 ) -> torch.Tensor:
-    """``KL(softmax(teacher / tau) || softmax(student / tau))``, batch mean.
+    """``KL(softmax(teacher / tau) || softmax(student / tau))``, batch mean (or, with
+    ``reduction="mean"``, the element mean: the batch mean divided by the classes).
 
     ``legacy_teacher_softmax=True`` reproduces the DARD scripts' defect: the temperature
     softmax is applied to the teacher's *probabilities*, ``softmax(softmax(teacher) / tau)``,
@@ -30,7 +40,10 @@ def distillation_kl(
         teacher = F.softmax(teacher, dim=1)
     target = F.softmax(teacher / temperature, dim=1)
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
-    return F.kl_div(log_student, target, reduction="batchmean")
+    check_choice("kl_reduction", reduction, KL_REDUCTIONS)
+    kl = F.kl_div(log_student, target, reduction="batchmean")
+    # "mean" by hand: PyTorch warns that its reduction="mean" will become "batchmean"
+    return kl / target.shape[1] if reduction == "mean" else kl
 
 
 def _check_weights(alpha: float, temperature: float) -> None:
@@ -106,3 +119,139 @@ def rslad_loss(
 def sat_loss(student_adv_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """SAT / PGD-AT (Madry et al. 2018): cross-entropy on the adversarial examples."""
     return F.cross_entropy(student_adv_logits.float(), labels)
+
+
+def iad_loss(
+    student_nat_logits: torch.Tensor,
+    student_adv_logits: torch.Tensor,
+    teacher_nat_logits: torch.Tensor,
+    labels: torch.Tensor,
+    reliability: torch.Tensor | None,
+    *,
+    alpha: float = 1.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """IAD-I (Zhu et al. 2022, ``ZFancy/IAD`` ``IAD-I.py``): ARD's loss plus, once the
+    reliability weighting has started, the student's introspection term
+
+    ``a tau^2 KL(T(x)/tau || S(x')/tau) + a mean_i[(1 - r_i) KL(S(x)_i || S(x')_i)]
+    + (1 - a) CE(S(x), y)``,
+
+    with ``r_i = P_T(y_i | x'_i)^beta`` (``reliability``, no gradient; None: before the
+    start epoch, the term is absent). As in the code, the introspection target
+    ``softmax(S(x))`` is *not* detached (the gradient flows through both sides), it has
+    no temperature, and the teacher term is not weighted by ``r`` (``IAD-II.py`` weights
+    it; IAD-I's code does not). Batch means as the code's ``(1/B) sum``: equal to it.
+    """
+    _check_weights(alpha, temperature)
+    kl = distillation_kl(student_adv_logits, teacher_nat_logits, temperature=temperature)
+    loss = alpha * temperature**2 * kl
+    loss = loss + (1.0 - alpha) * F.cross_entropy(student_nat_logits.float(), labels)
+    if reliability is not None:
+        log_adv = F.log_softmax(student_adv_logits.float(), dim=1)
+        own = F.softmax(student_nat_logits.float(), dim=1)  # not detached, as the code
+        per_sample = F.kl_div(log_adv, own, reduction="none").sum(dim=1)
+        loss = loss + alpha * (per_sample * (1.0 - reliability.detach().float())).mean()
+    return loss
+
+
+def adaad_loss(
+    student_nat_logits: torch.Tensor | None,
+    student_adv_logits: torch.Tensor,
+    teacher_nat_logits: torch.Tensor | None,
+    teacher_adv_logits: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    kl_reduction: str = "batchmean",
+) -> torch.Tensor:
+    """AdaAD (Huang et al. 2023, ``boyellow/AdaAD`` ``main.py``):
+    ``a KL(T(x') || S(x')) + (1 - a) KL(T(x) || S(x))``, tau 1, where ``x'`` is the
+    student's adversarial example of the inner maximisation ``max KL(T(x') || S(x'))``.
+
+    ``kl_reduction="batchmean"`` (default) is the code's CIFAR-100 branch; the code's
+    CIFAR-10 branch uses ``nn.KLDivLoss()`` (element mean), ``kl_reduction="mean"``:
+    the default value is ``K`` times it (10 for ten classes). With ``alpha=1`` (the
+    code's default) the natural logits may be None.
+    """
+    check_real("alpha", alpha, low=0.0, high=1.0)
+    loss = alpha * distillation_kl(student_adv_logits, teacher_adv_logits, reduction=kl_reduction)
+    if alpha < 1.0:
+        if student_nat_logits is None or teacher_nat_logits is None:
+            raise ValueError("adaad_loss with alpha < 1 needs the natural logits")
+        natural = distillation_kl(student_nat_logits, teacher_nat_logits, reduction=kl_reduction)
+        loss = loss + (1.0 - alpha) * natural
+    return loss
+
+
+def igdm_loss(
+    student_plus_logits: torch.Tensor,
+    student_minus_logits: torch.Tensor,
+    teacher_plus_logits: torch.Tensor,
+    teacher_minus_logits: torch.Tensor,
+    *,
+    kl_reduction: str = "batchmean",
+) -> torch.Tensor:
+    """IGDM's input-gradient matching term (Lee et al. 2025, ``HongsinLee/saad``
+    ``igdm.py``): ``KL(softmax(T(x+d) - T(x-d)) || softmax(S(x+d) - S(x-d)))`` with
+    ``d = x' - x``: the teacher's and the student's logit differences across the
+    perturbation, a finite-difference proxy of their input gradients along ``d``. Batch
+    mean, as the code's ``nn.KLDivLoss(reduction="batchmean")``: equal to it."""
+    return distillation_kl(
+        student_plus_logits - student_minus_logits,
+        teacher_plus_logits - teacher_minus_logits,
+        reduction=kl_reduction,
+    )
+
+
+def mtard_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    kl_reduction: str = "batchmean",
+    target_log_eps: float = 0.0,
+) -> torch.Tensor:
+    """One of MTARD's two KL terms, ``KL(softmax(T) || softmax(S))``, tau 1.
+
+    MTARD's code (``zhaoshiji123/MTARD`` ``mtard_resnet18_cifar10.py`` ``kl_loss``)
+    computes ``p (log(p + 1e-5) - log_softmax(S))`` elementwise and takes the element
+    mean: ``kl_reduction="mean", target_log_eps=1e-5`` reproduces it; the defaults
+    (batch mean, exact log) give ``K`` times the code's value up to the ``1e-5``.
+    """
+    check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
+    check_real("target_log_eps", target_log_eps, low=0.0)
+    log_student = F.log_softmax(student_logits.float(), dim=1)
+    target = F.softmax(teacher_logits.detach().float(), dim=1)
+    if target_log_eps == 0.0:
+        return F.kl_div(log_student, target, reduction=kl_reduction)
+    elements = target * (torch.log(target + target_log_eps) - log_student)
+    total = elements.sum()
+    return total / (elements.numel() if kl_reduction == "mean" else elements.shape[0])
+
+
+def mtard_loss(
+    student_nat_logits: torch.Tensor,
+    student_adv_logits: torch.Tensor,
+    natural_teacher_logits: torch.Tensor,
+    adversarial_teacher_logits: torch.Tensor,
+    *,
+    weight_nat: float,
+    kl_reduction: str = "batchmean",
+    target_log_eps: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MTARD (Zhao et al. 2022): ``(1 - w) KL(T_adv(x') || S(x')) + w KL(T_nat(x) || S(x))``
+    with the natural weight ``w`` (:class:`~dard_plugin.training.recent_methods.MTARDTrainer`
+    adapts it). Returns ``(loss, adversarial KL, natural KL)``."""
+    check_real("weight_nat", weight_nat, low=0.0, high=1.0)
+    adversarial = mtard_kl(
+        student_adv_logits,
+        adversarial_teacher_logits,
+        kl_reduction=kl_reduction,
+        target_log_eps=target_log_eps,
+    )
+    natural = mtard_kl(
+        student_nat_logits,
+        natural_teacher_logits,
+        kl_reduction=kl_reduction,
+        target_log_eps=target_log_eps,
+    )
+    return (1.0 - weight_nat) * adversarial + weight_nat * natural, adversarial, natural

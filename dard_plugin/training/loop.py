@@ -86,6 +86,21 @@ class TrainingLoop(Trainer):
     _num_classes: int
     _train_model: nn.Module
     epochs_run: int = 0  # epochs trained by the last fit (0: resumed a finished run)
+    epoch: int = 0  # the epoch being trained (0-based), for methods with a schedule
+    nb_epochs: int = 1  # the number of epochs of the current fit
+
+    def frozen_models(self) -> list[nn.Module]:
+        """The frozen models (teachers) the method uses: moved to the device, put in the
+        run's memory format and fingerprinted for resume."""
+        return [] if self.teacher is None else [self.teacher]
+
+    def method_state(self) -> dict[str, Any]:
+        """State a method carries from step to step (e.g. MTARD's adaptive weights):
+        saved with every checkpoint and given back to :meth:`load_method_state`."""
+        return {}
+
+    def load_method_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`method_state` returned."""
 
     # ----------------------------------------------------------------- method hooks
     def teacher_outputs(
@@ -159,13 +174,15 @@ class TrainingLoop(Trainer):
             validation_labels = validation[1].check_classes(self._num_classes)
         if self.teacher is not None:
             models.check_teacher(self.teacher, first.images, self._num_classes)
+        for extra in self.frozen_models()[1:]:  # a second teacher (MTARD's natural one)
+            models.check_teacher(extra, first.images, self._num_classes, "second teacher")
         fingerprint = self._fingerprint(source, scheduler, batch_size)
 
         self.student.to(self.device)
-        if self.teacher is not None:
-            self.teacher.to(self.device)
+        for frozen in self.frozen_models():
+            frozen.to(self.device)
         self.channels_last = models.settle_memory_format(
-            [m for m in (self.student, self.teacher) if m is not None],
+            [self.student, *self.frozen_models()],
             first.images,
             self.device,
             self._channels_last_request,
@@ -179,6 +196,7 @@ class TrainingLoop(Trainer):
 
         try:
             for epoch in range(start_epoch, nb_epochs):
+                self.epoch, self.nb_epochs = epoch, nb_epochs
                 started = time.perf_counter()
                 batches = source.epoch(epoch)
                 self._generator.manual_seed(_epoch_seed(self.seed, epoch))
@@ -343,7 +361,7 @@ class TrainingLoop(Trainer):
             "scheduler": scheduler_fingerprint(scheduler),
             "batch_size": batch_size,
             "data": source.fingerprint(),
-            "teacher": None if self.teacher is None else model_fingerprint(self.teacher),
+            "teacher": " + ".join(model_fingerprint(m) for m in self.frozen_models()) or None,
             "student": f"{type(self.student).__name__}, "
             f"{sum(p.numel() for p in self.student.parameters())} parameters",
         }
@@ -363,6 +381,7 @@ class TrainingLoop(Trainer):
             scheduler.load_state_dict(state["scheduler"])
         self.history = list(state["history"])
         self.targets.load_state(state)
+        self.load_method_state(state.get("method_state") or {})
         logger.info(
             "resumed %s from %s after epoch %d", self.method, self.checkpoint_dir, state["epoch"]
         )
@@ -377,5 +396,6 @@ class TrainingLoop(Trainer):
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "history": self.history,
             **self.targets.state(),
+            "method_state": self.method_state(),
         }
         self.checkpointer.save(state, self.history)

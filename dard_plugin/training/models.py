@@ -95,8 +95,11 @@ def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[floa
     return int(student_out.shape[1])
 
 
-def check_teacher(teacher: nn.Module, images: torch.Tensor, num_classes: int) -> None:
-    """The teacher takes the training inputs and has the student's number of classes."""
+def check_teacher(
+    teacher: nn.Module, images: torch.Tensor, num_classes: int, name: str = "teacher"
+) -> None:
+    """The teacher (``name``: which one) takes the training inputs and has the student's
+    number of classes."""
     shape = tuple(images.shape[1:])
     sample = images[:2].to(next(iter(teacher.parameters()), images).device)
     with torch.no_grad():
@@ -104,11 +107,11 @@ def check_teacher(teacher: nn.Module, images: torch.Tensor, num_classes: int) ->
             teacher_out = teacher(sample)
         except RuntimeError as error:
             raise ValueError(
-                f"the teacher cannot take the training inputs of shape {shape}: {error}"
+                f"the {name} cannot take the training inputs of shape {shape}: {error}"
             ) from None
     if teacher_out.ndim != 2 or teacher_out.shape[1] != num_classes:
         raise ValueError(
-            f"teacher and student disagree on the number of classes: teacher "
+            f"{name} and student disagree on the number of classes: {name} "
             f"{teacher_out.shape[1] if teacher_out.ndim == 2 else tuple(teacher_out.shape)}, "
             f"student {num_classes}"
         )

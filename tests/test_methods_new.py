@@ -1,0 +1,643 @@
+"""IAD, AdaAD (+ IGDM) and MTARD: each loss against the official code's formula, transcribed
+here in plain torch; their attacks inside the ball and the bounds; teachers untouched; the
+registry read by the recipes and the command line; short runs that make students robust."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from torch import nn
+
+from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
+from dard_plugin.losses.distillation import (
+    adaad_loss,
+    iad_loss,
+    igdm_loss,
+    mtard_kl,
+    mtard_loss,
+)
+from dard_plugin.training import METHODS, AdaADTrainer, IADTrainer, MTARDTrainer, build_trainer
+from dard_plugin.training.batches import Batch
+
+NEW_METHODS = ["iad", "adaad", "adaad-igdm", "mtard"]
+ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
+REPO = Path(__file__).resolve().parents[1]
+DARD_CLI = [sys.executable, "-m", "dard_plugin"]
+
+
+def random_logits(seed: int, batch: int = 6, classes: int = 10) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [3 * torch.randn(batch, classes, generator=generator) for _ in range(4)]
+
+
+class Linear(nn.Module):
+    """A deterministic student (no dropout, no BatchNorm), so that two forwards agree."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def teachers() -> tuple[nn.Module, nn.Module]:
+    _, _, prototypes = make_prototype_data()
+    return PrototypeLinear(prototypes).eval(), PrototypeLinear(1.0 - prototypes, scale=2.0).eval()
+
+
+def new_trainer(method: str, student: nn.Module, **kwargs):
+    adversarial, natural = teachers()
+    options = {"optimizer": torch.optim.SGD(student.parameters(), lr=0.05), "verbose": False}
+    options.update(kwargs)
+    options.setdefault("attack", ATTACK)
+    if METHODS[method].needs_natural_teacher:
+        options["natural_teacher"] = natural
+    return build_trainer(method, student, adversarial, **options)
+
+
+# ---------------------------------------------------------------- the official formulas
+def official_iad1(outputs, teacher_outputs, basic_outputs, guide, targets, epoch, begin=60):
+    """IAD-I.py's ``train`` loss (alpha 1, temp 1, beta 0.1), transcribed."""
+    alpha, temp, beta = 1.0, 1.0, 0.1
+
+    def kl_none(a, b):  # nn.KLDivLoss(reduce=False)
+        return F.kl_div(a, b, reduction="none")
+
+    n = len(outputs)
+    teacher_term = (
+        alpha
+        * temp
+        * temp
+        * (1 / n)
+        * torch.sum(
+            kl_none(
+                F.log_softmax(outputs / temp, dim=1), F.softmax(teacher_outputs / temp, dim=1)
+            ).sum(dim=1)
+        )
+    )
+    ce = (1.0 - alpha) * F.cross_entropy(basic_outputs, targets)
+    if epoch < begin:
+        return teacher_term + ce
+    weights = torch.ones(n)
+    for pp in range(n):
+        weights[pp] = F.softmax(guide, dim=1)[pp][targets[pp].item()].pow(beta).item()
+    introspection = (
+        alpha
+        * (1 / n)
+        * torch.sum(
+            kl_none(F.log_softmax(outputs, dim=1), F.softmax(basic_outputs, dim=1))
+            .sum(dim=1)
+            .mul(1 - weights)
+        )
+    )
+    return teacher_term + introspection + ce
+
+
+@pytest.mark.parametrize("epoch", [10, 60, 199])
+def test_iad_loss_is_the_official_formula(epoch: int) -> None:
+    student_nat, student_adv, teacher_nat, teacher_adv = random_logits(epoch)
+    labels = torch.arange(6) % 10
+    reliability = None
+    if epoch >= 60:
+        reliability = F.softmax(teacher_adv, 1).gather(1, labels[:, None]).squeeze(1) ** 0.1
+    ours = iad_loss(student_nat, student_adv, teacher_nat, labels, reliability)
+    official = official_iad1(student_adv, teacher_nat, student_nat, teacher_adv, labels, epoch)
+    assert torch.allclose(ours, official, rtol=0, atol=1e-6), (ours, official)
+
+
+def test_iad_trainer_wires_the_official_formula() -> None:
+    """The trainer's loss, at epoch 60 of 200 (start_fraction 0.3), is IAD-I's with
+    ``guide`` the teacher on the student's adversarial example; before it, ARD's."""
+    x, y, _ = make_prototype_data(n=8)
+    student = Linear(0)
+    trainer = new_trainer("iad", student)
+    adversarial = (x + 0.05).clamp(0, 1)
+    teacher = trainer.teacher
+    targets = {"teacher_nat": teacher(x).detach()}
+    for epoch in (59, 60):
+        trainer.epoch, trainer.nb_epochs = epoch, 200
+        loss, terms = trainer.compute_loss(Batch(x, y, None), adversarial, targets)
+        official = official_iad1(
+            student(adversarial), teacher(x), student(x), teacher(adversarial), y, epoch
+        )
+        assert torch.allclose(loss, official, atol=1e-6)
+        assert ("reliability" in terms) == (epoch >= 60)
+
+
+def official_adaad_loss(adv, ori, t_adv, t_ori, dataset: str, alpha: float = 1.0):
+    """main.py's AdaAD branch, transcribed (CIFAR10: nn.KLDivLoss(), CIFAR100: 1/B sum)."""
+    if dataset == "CIFAR10":  # nn.KLDivLoss() averages over all elements (today's "mean")
+        kl1 = F.kl_div(F.log_softmax(adv, dim=1), F.softmax(t_adv, dim=1), reduction="none")
+        kl2 = F.kl_div(F.log_softmax(ori, dim=1), F.softmax(t_ori, dim=1), reduction="none")
+        kl1, kl2 = kl1.mean(), kl2.mean()
+    else:
+        kl1 = (1 / len(adv)) * torch.sum(
+            F.kl_div(F.log_softmax(adv, dim=1), F.softmax(t_adv, dim=1), reduction="none")
+        )
+        kl2 = (1 / len(adv)) * torch.sum(
+            F.kl_div(F.log_softmax(ori, dim=1), F.softmax(t_ori, dim=1), reduction="none")
+        )
+    return alpha * kl1 + (1 - alpha) * kl2
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.7])
+def test_adaad_loss_is_the_official_formula_with_the_stated_factor(alpha: float) -> None:
+    ori, adv, t_ori, t_adv = random_logits(int(alpha * 10))
+    default = adaad_loss(ori, adv, t_ori, t_adv, alpha=alpha)
+    element_mean = adaad_loss(ori, adv, t_ori, t_adv, alpha=alpha, kl_reduction="mean")
+    cifar10 = official_adaad_loss(adv, ori, t_adv, t_ori, "CIFAR10", alpha)
+    cifar100 = official_adaad_loss(adv, ori, t_adv, t_ori, "CIFAR100", alpha)
+    assert torch.allclose(default, cifar100, atol=1e-6)
+    assert torch.allclose(default, 10 * cifar10, atol=1e-6)  # K = 10 classes
+    assert torch.allclose(element_mean, cifar10, atol=1e-6)
+
+
+def official_adaad_inner(model, teacher, x_natural, noise, step_size, steps, epsilon):
+    """AT_helper.py's ``adaad_inner_loss``, transcribed (``noise`` given, not drawn)."""
+    x_adv = x_natural.detach() + 0.001 * noise
+    for _ in range(steps):
+        x_adv.requires_grad_()
+        with torch.enable_grad():
+            loss_kl = F.kl_div(
+                F.log_softmax(model(x_adv), dim=1),
+                F.softmax(teacher(x_adv), dim=1),
+                reduction="none",
+            ).sum()
+        grad = torch.autograd.grad(loss_kl, [x_adv])[0]
+        x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
+        x_adv = torch.min(torch.max(x_adv, x_natural - epsilon), x_natural + epsilon)
+        x_adv = torch.clamp(x_adv, 0.0, 1.0)
+    return x_adv
+
+
+def test_adaad_attack_is_the_official_inner_maximisation() -> None:
+    x, y, _ = make_prototype_data(n=8, noise=0.1)  # inside (0, 1): the start needs no clip
+    student = Linear(3)
+    trainer = new_trainer("adaad", student, attack={"eps": 0.1, "alpha": 0.02, "steps": 4})
+    trainer._generator.manual_seed(7)
+    ours = trainer.craft_adversarial(Batch(x, y, None), {})
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    official = official_adaad_inner(student, trainer.teacher, x, noise, 0.02, 4, 0.1)
+    assert torch.allclose(ours, official, atol=1e-6)
+    # the teacher is asked at every step: the result differs from a fixed-target attack
+    fixed = official_adaad_inner(student, lambda _: trainer.teacher(x), x, noise, 0.02, 4, 0.1)
+    assert not torch.allclose(ours, fixed, atol=1e-4)
+
+
+def official_igdm_step(student, teacher, X, inputs_adv, epoch):  # noqa: N803 (the code's name)
+    """igdm.py's training loss for one batch (igdm_alpha 1, 200 epochs), transcribed."""
+
+    def criterion_kl(a, b):  # nn.KLDivLoss(reduction="batchmean")
+        return F.kl_div(a, b, reduction="batchmean")
+
+    with torch.no_grad():
+        delta = inputs_adv - X
+        teacher_plus = teacher(inputs_adv)
+        teacher_minus = teacher(X - delta)
+    student_plus = student(X + delta)
+    student_minus = student(X - delta)
+    igdm = criterion_kl(
+        F.log_softmax(student_plus - student_minus, dim=1),
+        F.softmax((teacher_plus - teacher_minus).detach(), dim=1),
+    )
+    kl = criterion_kl(F.log_softmax(student_plus, dim=1), F.softmax(teacher_plus, dim=1))
+    return kl + 1.0 * (epoch / 200) * igdm
+
+
+def test_igdm_loss_is_the_official_formula() -> None:
+    plus, minus, t_plus, t_minus = random_logits(5)
+    official = F.kl_div(
+        F.log_softmax(plus - minus, dim=1),
+        F.softmax(t_plus - t_minus, dim=1),
+        reduction="batchmean",
+    )
+    assert torch.allclose(igdm_loss(plus, minus, t_plus, t_minus), official, atol=1e-6)
+
+
+@pytest.mark.parametrize("epoch", [0, 99, 199])
+def test_adaad_igdm_trainer_is_the_official_step(epoch: int) -> None:
+    """Epoch ``e`` (0-based) of 200 is igdm.py's epoch ``e + 1``: weight ``(e + 1) / 200``."""
+    x, y, _ = make_prototype_data(n=8)
+    student = Linear(1)
+    trainer = new_trainer("adaad-igdm", student)
+    trainer.epoch, trainer.nb_epochs = epoch, 200
+    adversarial = (x + 0.08 * torch.sign(torch.randn(x.shape))).clamp(0, 1)
+    loss, terms = trainer.compute_loss(Batch(x, y, None), adversarial, {})
+    official = official_igdm_step(student, trainer.teacher, x, adversarial, epoch + 1)
+    assert torch.allclose(loss, official, atol=1e-6)
+    assert "loss_igdm" in terms
+
+
+def official_mtard_run(batches, lr_schedule):
+    """mtard_resnet18_cifar10.py's loss and weight rule over a few steps, transcribed
+    (``batches``: (student_adv, student_nat, teacher_adv, teacher_nat) logits per step)."""
+    weight = {"adv_loss": 1 / 2.0, "nat_loss": 1 / 2.0}
+    init_loss_nat = init_loss_adv = None
+    weight_learn_rate, bert = 0.025, 1
+
+    def kl_loss(a, b):
+        return -a * b + torch.log(b + 1e-5) * b
+
+    losses, weights = [], []
+    for (s_adv, s_nat, t_adv, t_nat), lr_factor in zip(batches, lr_schedule, strict=True):
+        kl1 = torch.mean(kl_loss(F.log_softmax(s_adv, dim=1), F.softmax(t_adv, dim=1)))
+        kl2 = torch.mean(kl_loss(F.log_softmax(s_nat, dim=1), F.softmax(t_nat, dim=1)))
+        if init_loss_nat is None:
+            init_loss_nat = kl2.item()
+        if init_loss_adv is None:
+            init_loss_adv = kl1.item()
+        inv_rate_adv = (kl1.item() / init_loss_adv) ** bert
+        inv_rate_nat = (kl2.item() / init_loss_nat) ** bert
+        rate = weight_learn_rate * lr_factor
+        weight["nat_loss"] = weight["nat_loss"] - rate * (
+            weight["nat_loss"] - inv_rate_nat / (inv_rate_adv + inv_rate_nat)
+        )
+        weight["adv_loss"] = 1 - weight["nat_loss"]
+        losses.append(weight["adv_loss"] * kl1 + weight["nat_loss"] * kl2)
+        weights.append(weight["nat_loss"])
+    return losses, weights
+
+
+def test_mtard_kl_is_the_official_kl_with_the_stated_factor() -> None:
+    student, teacher, _, _ = random_logits(11)
+    official = torch.mean(
+        -F.log_softmax(student, 1) * F.softmax(teacher, 1)
+        + torch.log(F.softmax(teacher, 1) + 1e-5) * F.softmax(teacher, 1)
+    )
+    exact = mtard_kl(student, teacher, kl_reduction="mean", target_log_eps=1e-5)
+    assert torch.allclose(exact, official, atol=1e-6)
+    official_no_eps = torch.mean(
+        -F.log_softmax(student, 1) * F.softmax(teacher, 1)
+        + torch.log(F.softmax(teacher, 1)) * F.softmax(teacher, 1)
+    )
+    assert torch.allclose(mtard_kl(student, teacher), 10 * official_no_eps, atol=1e-6)
+
+
+@pytest.mark.parametrize("reproduce", [True, False])
+def test_mtard_trainer_follows_the_official_weight_rule(reproduce: bool) -> None:
+    """Four steps, the learning rate divided by 10 before the fourth: the trainer's losses
+    and weights are the code's (its reduction), or K times its losses with the same
+    weights (the defaults: batch mean, which no ratio sees)."""
+    x, y, _ = make_prototype_data(n=8)
+    student = Linear(2)
+    options = {"kl_reduction": "mean", "target_log_eps": 1e-5} if reproduce else {}
+    trainer = new_trainer("mtard", student, **options)
+    natural = trainer.natural_teacher
+    generator = torch.Generator().manual_seed(0)
+    batches, ours, our_weights = [], [], []
+    for step in range(4):
+        if step == 3:
+            trainer.optimizer.param_groups[0]["lr"] *= 0.1
+        adversarial = (x + 0.1 * torch.rand(x.shape, generator=generator) - 0.05).clamp(0, 1)
+        targets = {"natural_teacher_nat": natural(x).detach()}
+        loss, terms = trainer.compute_loss(Batch(x, y, None), adversarial, targets)
+        ours.append(loss)
+        our_weights.append(float(terms["weight_nat"]))
+        logits = (student(adversarial), student(x), trainer.teacher(adversarial), natural(x))
+        batches.append(logits)
+    official, weights = official_mtard_run(batches, [1, 1, 1, 0.1])
+    assert our_weights == pytest.approx(weights, abs=1e-4 if not reproduce else 1e-7)
+    factor = 1.0 if reproduce else 10.0
+    for mine, theirs in zip(ours, official, strict=True):
+        assert torch.allclose(mine, factor * theirs, atol=1e-6 if reproduce else 2e-3)
+
+
+def test_mtard_loss_weights_the_two_terms() -> None:
+    s_nat, s_adv, t_nat, t_adv = random_logits(3)
+    loss, adversarial, natural = mtard_loss(s_nat, s_adv, t_nat, t_adv, weight_nat=0.3)
+    assert torch.allclose(loss, 0.7 * adversarial + 0.3 * natural)
+
+
+# ---------------------------------------------------------------- invariants
+@pytest.mark.parametrize("method", NEW_METHODS)
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_adversarial_examples_stay_in_the_ball_and_the_bounds(method: str, norm: str) -> None:
+    x, y, _ = make_prototype_data(n=16, noise=0.5)  # pixels at 0 and 1
+    x[0] = 0.0
+    x[1] = 1.0
+    eps = 0.1 if norm == "Linf" else 1.0
+    student = TinyCNN()
+    trainer = new_trainer(
+        method, student, attack={"norm": norm, "eps": eps, "alpha": eps / 2, "steps": 3}
+    )
+    teacher = trainer.teacher
+    targets = {name: teacher(x).detach() for name in trainer.teacher_output_names}
+    original = x.clone()
+    student.eval()
+    adversarial = trainer.craft_adversarial(Batch(x, y, None), targets)
+    assert torch.equal(x, original)
+    assert adversarial.min() >= 0.0 and adversarial.max() <= 1.0
+    delta = (adversarial - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-6).all()
+    assert size.max() > 0.5 * eps  # the attack moved
+
+
+@pytest.mark.parametrize("method", NEW_METHODS)
+@pytest.mark.parametrize("targets", ["online", "cached"])
+def test_teachers_are_left_untouched(method: str, targets: str) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    torch.manual_seed(5)
+    teacher, natural = TinyCNN().eval(), TinyCNN().eval()
+    snapshots = [state_snapshot(teacher), state_snapshot(natural)]
+    student = TinyCNN()
+    extra = {"natural_teacher": natural} if METHODS[method].needs_natural_teacher else {}
+    trainer = build_trainer(
+        method,
+        student,
+        teacher,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+        attack=ATTACK,
+        teacher_targets=targets,
+        verbose=False,
+        **extra,
+    )
+    before = state_snapshot(student)
+    history = trainer.fit(x, y, batch_size=16, nb_epochs=2)
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    for model, snapshot in zip((teacher, natural), snapshots, strict=True):
+        assert not model.training and all(not m.training for m in model.modules())
+        assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
+        assert all(p.grad is None for p in model.parameters())
+    assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+def test_mtard_fingerprints_both_teachers_and_resumes_its_weights(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+
+    def run(natural_scale: float, epochs: int) -> MTARDTrainer:
+        student = Linear(0)
+        adversarial, natural = teachers()
+        with torch.no_grad():
+            natural.linear.weight.mul_(natural_scale)
+        trainer = MTARDTrainer(
+            student,
+            adversarial,
+            natural,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+            attack=ATTACK,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+        trainer.fit(x, y, batch_size=16, nb_epochs=epochs)
+        return trainer
+
+    first = run(1.0, 1)
+    resumed = run(1.0, 1)  # finished: nothing trained, the weight state restored
+    assert resumed.epochs_run == 0
+    assert resumed.method_state() == first.method_state()
+    assert first.method_state()["weight_nat"] != 0.5
+    with pytest.raises(ValueError, match="different configuration"):
+        run(2.0, 2)  # another natural teacher
+
+
+def test_registry_drives_recipes_cli_and_docs() -> None:
+    from dard_plugin.cli.main import build_parser
+    from dard_plugin.training import TRAINERS
+
+    assert set(TRAINERS) == set(METHODS)
+    for name, spec in METHODS.items():
+        assert spec.trainer.method == name.split("-")[0]
+        assert spec.description and spec.source
+        assert spec.needs_teacher == spec.trainer.needs_teacher
+    distill = build_parser()._subparsers._group_actions[0].choices["distill"]
+    method_action = next(a for a in distill._actions if a.dest == "method")
+    assert list(method_action.choices) == list(METHODS)
+    docs = (REPO / "docs" / "training.md").read_text()
+    for name in METHODS:
+        assert f"`{name}`" in docs, name
+
+
+def test_build_trainer_checks_the_teachers() -> None:
+    student = Linear(0)
+    adversarial, natural = teachers()
+    with pytest.raises(ValueError, match="natural_teacher"):
+        build_trainer("mtard", student, adversarial)
+    with pytest.raises(ValueError, match="takes no natural_teacher"):
+        build_trainer("adaad", student, adversarial, natural_teacher=natural)
+    with pytest.raises(ValueError, match="method must be one of"):
+        build_trainer("trades", student, adversarial)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        AdaADTrainer(student, adversarial, kl_reduction="sum")
+    with pytest.raises(ValueError, match="start_fraction"):
+        IADTrainer(student, adversarial, start_fraction=1.5)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+@pytest.fixture(scope="module")
+def fashion():
+    from dard_plugin.data import load_dataset
+
+    x, y = load_dataset("fashion-mnist", n_examples=512)
+    x_test, y_test = load_dataset("fashion-mnist", train=False, n_examples=200)
+    return x, y, x_test, y_test
+
+
+def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> float:
+    model.eval()
+    adversarial = pgd_linf(
+        model,
+        x,
+        y,
+        cross_entropy_objective,
+        eps=eps,
+        alpha=eps / 4,
+        steps=10,
+        random_start=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with torch.no_grad():
+        return float((model(adversarial).argmax(1) == y).float().mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_short_training_makes_a_fashion_mnist_student_robust(method: str, fashion) -> None:
+    from dard_plugin import load_teacher
+    from dard_plugin.models import create
+
+    x, y, x_test, y_test = fashion
+    teacher = load_teacher("dard-fmnist-teacher")
+    natural = None
+    if METHODS[method].needs_natural_teacher:  # a naturally trained teacher, built here
+        torch.manual_seed(0)
+        natural = create("small-cnn", num_classes=10)
+        optimizer = torch.optim.SGD(natural.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(3):
+            for start in range(0, 512, 64):
+                loss = F.cross_entropy(natural(x[start : start + 64]), y[start : start + 64])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        natural.eval()
+    torch.manual_seed(1)
+    student = create("small-cnn", num_classes=10)
+    initial = pgd_accuracy(student, x_test, y_test)
+    trainer = build_trainer(
+        method,
+        student,
+        teacher,
+        natural_teacher=natural,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.02, momentum=0.9),
+        attack={"eps": 0.1, "alpha": 0.025, "steps": 3},
+        verbose=False,
+    )
+    trainer.fit(x, y, batch_size=64, nb_epochs=2)
+    after = pgd_accuracy(student, x_test, y_test)
+    # measured: from 0.0 to 0.225 (iad), 0.240 (adaad), 0.235 (adaad-igdm), 0.275 (mtard)
+    assert after > initial + 0.15, (initial, after)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", NEW_METHODS)
+def test_dard_distill_cli_runs_each_method(method: str, tmp_path) -> None:
+    from dard_plugin.models import create
+    from dard_plugin.recipes import save_model
+
+    torch.manual_seed(0)
+    teacher_file, natural_file = tmp_path / "teacher.pt", tmp_path / "natural.pt"
+    save_model(teacher_file, create("small-cnn", num_classes=10), "small-cnn", 10)
+    save_model(natural_file, create("small-cnn", num_classes=10), "small-cnn", 10)
+    extra = ["--natural-teacher", str(natural_file)] if method == "mtard" else []
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dard_plugin",
+            "distill",
+            "--method",
+            method,
+            "--teacher",
+            str(teacher_file),
+            *extra,
+            "--n-train",
+            "64",
+            "--epochs",
+            "1",
+            "--steps",
+            "1",
+            "--n-val",
+            "16",
+            "--n-eval",
+            "16",
+            "--eval-attacks",
+            "clean",
+            "--quiet",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1]
+    assert (out / "student.pt").is_file()
+    if method == "mtard":
+        assert 0.0 < history[0]["weight_nat"] < 1.0
+    if method == "adaad-igdm":
+        assert history[0]["loss_igdm"] > 0.0
+
+
+def test_cli_refuses_mtard_without_a_natural_teacher(tmp_path) -> None:
+    done = subprocess.run(
+        [*DARD_CLI, "distill", "--method", "mtard", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2 and "--natural-teacher" in done.stderr, done.stderr
+    done = subprocess.run(
+        [*DARD_CLI, "distill", "--method", "adaad", "--temperature", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2 and "--temperature" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["adaad-igdm", "mtard"])
+def test_recipes_distill_runs_from_python(method: str) -> None:
+    from dard_plugin.models import create
+    from dard_plugin.recipes import distill
+
+    torch.manual_seed(0)
+    teacher, natural = create("small-cnn", num_classes=10), create("small-cnn", num_classes=10)
+    result = distill(
+        method=method,
+        teacher=teacher.eval(),
+        natural_teacher=natural.eval() if method == "mtard" else None,
+        n_train=64,
+        n_val=16,
+        epochs=1,
+        steps=1,
+        batch_size=32,
+        verbose=False,
+    )
+    assert [h["epoch"] for h in result.history] == [1]
+    assert "pgd_accuracy" in result.history[0]
+    with pytest.raises(ValueError, match="natural_teacher"):
+        distill(method="mtard", teacher=teacher, n_train=64, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="takes no natural_teacher"):
+        distill(method="iad", teacher=teacher, natural_teacher=natural, verbose=False)
+
+
+def test_mtard_checks_the_natural_teacher_before_training() -> None:
+    x, y, _ = make_prototype_data(n=16)
+    student = Linear(0)
+    adversarial, _ = teachers()
+    five_classes = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).eval()
+    trainer = MTARDTrainer(
+        student,
+        adversarial,
+        five_classes,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+        verbose=False,
+    )
+    before = state_snapshot(student)
+    with pytest.raises(ValueError, match="number of classes"):
+        trainer.fit(x, y, batch_size=8, nb_epochs=1)
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["adaad", "adaad-igdm"])
+def test_adaad_batchnorm_statistics_see_the_batches_the_code_runs(method: str) -> None:
+    """AdaAD's main.py runs S(x) then S(x') in train mode (alpha 1 too); igdm.py runs
+    S(x + d) and S(x - d): the student's running statistics follow the same batches."""
+    import copy
+
+    x, y, _ = make_prototype_data(n=16)
+    torch.manual_seed(0)
+    student = TinyCNN()
+    reference = copy.deepcopy(student).train()
+    trainer = new_trainer(method, student)
+    trainer.epoch, trainer.nb_epochs = 0, 1
+    adversarial = (x + 0.05).clamp(0, 1)
+    student.train()
+    trainer.compute_loss(Batch(x, y, None), adversarial, {})
+    with torch.no_grad():
+        if method == "adaad":
+            reference(x)
+            reference(adversarial)
+        else:
+            reference(adversarial)
+            reference(x - (adversarial - x))
+    for key in ("features.1.running_mean", "features.1.running_var"):
+        assert torch.allclose(student.state_dict()[key], reference.state_dict()[key]), key
