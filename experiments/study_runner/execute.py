@@ -125,7 +125,8 @@ class Runner:
                 continue
             done = self.store.load(unit.kind, unit.name)
             if done is not None:
-                state, minutes = "finished", f"{done.get('seconds', 0) / 60:.0f} (measured)"
+                state = f"reused: `{done['linked_from']}`" if "linked_from" in done else "finished"
+                minutes = f"{done.get('seconds', 0) / 60:.0f} (measured)"
             elif unit.unavailable:
                 state, minutes = f"not available: {unit.unavailable}", "—"
             else:
