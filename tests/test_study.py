@@ -200,3 +200,34 @@ def test_the_committed_report_is_regenerated_byte_for_byte_from_the_committed_un
     finally:
         os.chdir(cwd)
     assert committed == "\n\n" + generated + "\n"
+
+
+def test_a_units_rerun_command_finds_that_unit_alone_in_the_committed_results(
+    tmp_path: Path,
+) -> None:
+    """The command a new unit file records (``run --only kind/name``, default folders)
+    plans exactly that unit, from the committed results, and would rerun it into
+    ``<work>/rerun/``: here only planned (no training)."""
+    args = argparse.Namespace(
+        action="plan",
+        threads=None,
+        phase=list(design.PHASES),
+        out=str(REPO_ROOT / "docs" / "results" / "fashion_mnist" / "study"),
+        work=str(tmp_path / "work"),
+        device="cpu",
+        report="",
+        only=["test/final-shipped-sat-s1"],
+        verbose=False,
+    )
+    s = study.Study(args)
+    final = next(u for u in s.plan() if u.id == "test/final-shipped-sat-s1")
+    command = s.runner.rerun_command(final)
+    assert (
+        command == "python experiments/fashion_mnist_study.py run --only test/final-shipped-sat-s1"
+    )
+    table = s.runner.plan_table()
+    assert [line for line in table.splitlines() if line.startswith("| `")] == [
+        f"| `test/final-shipped-sat-s1` | finished | "
+        f"{json.loads((s.out / 'test-final-shipped-sat-s1.json').read_text())['seconds'] / 60:.0f}"
+        " (measured) |"
+    ]
