@@ -210,3 +210,30 @@ def test_a_report_is_written_with_its_plot(tmp_path: Path) -> None:
     assert text.startswith("# Leaderboard\n\nWritten by hand.\n") and report.BEGIN in text
     assert "| SAT (PGD-AT) | 0.015 | 70.0 ± 0.0 | 61.0 ± 1.0 |" in text
     assert (tmp_path / "lb" / "leaderboard-tiny-cnn.png").stat().st_size > 0
+
+
+def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real pieces (distill, the evaluation suite) through the leaderboard's units, on
+    128 training images, one epoch, 32 test images."""
+    for name, value in (("N_TRAIN", 128), ("N_VAL_CURVE", 32), ("N_EVAL", 32)):
+        monkeypatch.setattr(leaderboard, name, value)
+    monkeypatch.setattr(leaderboard, "GRID_EPOCHS", 1)
+    monkeypatch.setattr(design, "GRID_EPOCHS", 1)
+    board = make(tmp_path)
+    board.runner.only = ["train/grid-sat-tiny-cnn-lr0.04"]
+    assert board.runner.run() == ["train/grid-sat-tiny-cnn-lr0.04"]
+    unit = json.loads((board.store.out / "train-grid-sat-tiny-cnn-lr0.04.json").read_text())
+    assert (
+        unit["command"]
+        == "python experiments/leaderboard.py run --only train/grid-sat-tiny-cnn-lr0.04"
+    )
+    assert unit["run"]["student"] == "tiny-cnn" and unit["run"]["method"] == "sat"
+    assert len(unit["history"]) == 1 and unit["provenance"]["machine"]["cpu_model"]
+    run = design.Run("final-sat-tiny-cnn-s0", "sat", "tiny-cnn", 0.04, 1, 0, {})
+    result = board.evaluate(run, design.SUITE_ATTACKS, leaderboard.N_EVAL)
+    suite = result["suite"]
+    assert suite["n_examples"] == 32 and set(suite["per_attack"]) == set(design.SUITE_ATTACKS[1:])
+    assert suite["robust_accuracy"] <= min(suite["per_attack"].values()) <= suite["clean_accuracy"]
+    assert (tmp_path / "work" / "final-sat-tiny-cnn-s0" / "student.pt").is_file()  # trained first
