@@ -191,12 +191,12 @@ class Study:
         return self.work / name / "student.pt"
 
     # ------------------------------------------------------------------ units
-    def train(self, run: Run, *, for_test: bool = False) -> dict[str, Any]:
+    def train(self, run: Run, *, for_test: bool = False) -> None:
         """Train ``run`` (resuming its checkpoint in ``--work``) and record it. For a test
         unit (``for_test``) a finished run whose student is in ``--work`` is kept."""
         done = self.load("train", run.name)
         if for_test and done is not None and self.student_path(run.name).is_file():
-            return done
+            return
         started = time.perf_counter()
         result = distill(
             method=run.method,
@@ -226,7 +226,6 @@ class Study:
             },
         }
         self.store.record("train", run.name, payload, time.perf_counter() - started)
-        return payload
 
     def test_suite(self, model: nn.Module, name: str, *, autoattack: bool) -> dict[str, Any]:
         """The final evaluation: the suite on the first ``N_EVAL`` test images and, if
