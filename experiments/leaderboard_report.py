@@ -163,8 +163,8 @@ def grid_table(load: Loader, student: str) -> list[str]:
 
 
 def plot(load: Loader, student: str, path: Path) -> Path | None:
-    points = []
-    for row in METHODS:
+    points, styles = [], []
+    for style, row in enumerate(METHODS):
         r = Row(load, row, student)
         if r.tests:
             clean, clean_std = mean_std(r.values("clean_accuracy"))
@@ -173,6 +173,7 @@ def plot(load: Loader, student: str, path: Path) -> Path | None:
                 (LABELS[row], 100 * clean, 100 * (clean_std or 0), 100 * robust,
                  100 * (robust_std or 0))
             )  # fmt: skip
+            styles.append(style)
     if not points:
         return None
     return errorbar_scatter(
@@ -181,6 +182,7 @@ def plot(load: Loader, student: str, path: Path) -> Path | None:
         xlabel="clean accuracy (%)",
         ylabel="worst-case accuracy, six attacks (%)",
         title=f"{student}: mean ± sample std over seeds",
+        styles=styles,
     )
 
 

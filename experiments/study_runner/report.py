@@ -95,15 +95,20 @@ def errorbar_scatter(
     xlabel: str,
     ylabel: str,
     title: str = "",
+    styles: list[int] | None = None,
 ) -> Path:
-    """One marker per ``(label, x, x_err, y, y_err)`` with its error bars (values in %)."""
+    """One marker per ``(label, x, x_err, y, y_err)`` with its error bars (values in %);
+    ``styles`` fixes each point's marker and colour (by index), so that a method keeps
+    its look across plots."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4.5))
     markers = "osD^v<>ph*X"
     for index, (label, x, x_err, y, y_err) in enumerate(points):
+        style = index if styles is None else styles[index]
         axes.errorbar(
-            x, y, xerr=x_err, yerr=y_err, fmt=markers[index % len(markers)], capsize=3, label=label
-        )
+            x, y, xerr=x_err, yerr=y_err, fmt=markers[style % len(markers)], capsize=3,
+            color=f"C{style % 10}", label=label,
+        )  # fmt: skip
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if title:
