@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fashion_mnist_study import EPS, REPO, TEACHERS, command_line, provenance
+from fashion_mnist_study_design import EPS, TEACHERS
+from study_runner import REPO, command_line, provenance
 
 from dard_plugin import DARDTrainer
 from dard_plugin.data import load_dataset

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fashion_mnist_study import command_line, provenance
+from study_runner import command_line, provenance
 
 from dard_plugin.cli import demo, main
 from dard_plugin.training.checkpointing import write_json

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fashion_mnist_study import command_line, provenance
+from study_runner import command_line, provenance
 
 from dard_plugin.recipes import distill
 from dard_plugin.teachers import load_teacher

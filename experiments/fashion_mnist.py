@@ -29,23 +29,39 @@ After every unit the report (``--report``) is rewritten from the JSON files pres
 Presets: ``standard`` (10,000 training images, 5 epochs; sized for about 2 hours on the
 project's 2-core CPU machine) and ``full`` (60,000 images, 10 epochs, 10,000 test images;
 for a GPU); ``smoke`` is a minutes-long check of the script itself.
+
+Files: the runs and presets in ``fashion_mnist_runs.py``, the report in
+``fashion_mnist_report.py`` (shared pieces from ``study_runner/``), the units here. Its
+results (``docs/results/fashion_mnist/standard-*``) are frozen: the study superseded it;
+``--report-only`` regenerates their section of ``docs/results.md`` byte for byte.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from fashion_mnist_report import result_folders, write_report
+from fashion_mnist_runs import (
+    EPS,
+    PRESETS,
+    RUNS,
+    RUNS_BY_NAME,
+    STEP_COUNTS,
+    STUDENT_ARCH,
+    SUITE_ATTACKS,
+    TEACHER,
+    Run,
+)
 from torch import nn
 
 from dard_plugin.attacks.dpgd import dpgd
@@ -57,129 +73,6 @@ from dard_plugin.teachers import load_teacher
 from dard_plugin.training.checkpointing import write_json
 
 logger = logging.getLogger("experiments.fashion_mnist")
-
-EPS = 0.1
-TEACHER = "dard-fmnist-teacher"
-STUDENT_ARCH = "small-cnn"
-SUITE_ATTACKS = ["clean", "fgsm", "pgd", "tpgd", "bim", "dpgd", "apgd-ce", "apgd-t"]
-STEP_COUNTS = [1, 5, 10, 20, 50]
-
-
-@dataclass(frozen=True)
-class Preset:
-    n_train: int
-    epochs: int
-    n_val: int  # per-epoch validation on the first test images: monitoring only
-    n_eval: int
-    n_aa: int
-    n_steps_eval: int
-    batch_size: int = 128
-    description: str = ""
-
-
-PRESETS = {
-    "smoke": Preset(256, 1, 64, 32, 8, 32, description="a check of the script"),
-    "standard": Preset(
-        10_000,
-        5,
-        500,
-        2_000,
-        200,
-        1_000,
-        description="about 2 hours on the project's 2-core CPU machine",
-    ),
-    "full": Preset(
-        60_000, 10, 1_000, 10_000, 1_000, 2_000, description="all training images; for a GPU"
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Run:
-    name: str
-    method: str
-    seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
-    group: str = "main"
-    label: str = ""
-
-
-RUNS = [
-    Run("sat-s0", "sat", label="SAT (PGD-AT)"),
-    Run(
-        "dard-online-s0",
-        "dard",
-        options={"teacher_targets": "online"},
-        label="DARD, online targets",
-    ),
-    Run("ard-s0", "ard", label="ARD"),
-    Run("rslad-s0", "rslad", label="RSLAD"),
-    Run(
-        "dard-cached-s0",
-        "dard",
-        options={"teacher_targets": "cached"},
-        label="DARD, cached targets",
-    ),
-    Run(
-        "dard-aw0.75-s0",
-        "dard",
-        options={"teacher_targets": "online", "adv_weight": 0.75},
-        group="ablation",
-        label="DARD, adv_weight 0.75",
-    ),
-    Run(
-        "dard-aw1.0-s0",
-        "dard",
-        options={"teacher_targets": "online", "adv_weight": 1.0},
-        group="ablation",
-        label="DARD, adv_weight 1.0",
-    ),
-    Run(
-        "dard-pgdce-s0",
-        "dard",
-        options={"teacher_targets": "online", "attack_kind": "pgd"},
-        group="ablation",
-        label="DARD, PGD-CE for the student's examples",
-    ),
-    Run(
-        "dard-legacy-s0",
-        "dard",
-        options={"teacher_targets": "online", "legacy_teacher_softmax": True},
-        group="ablation",
-        label="DARD as the original scripts compute it",
-    ),
-    Run("sat-s1", "sat", seed=1, group="seed", label="SAT (PGD-AT), seed 1"),
-    Run(
-        "dard-online-s1",
-        "dard",
-        seed=1,
-        options={"teacher_targets": "online"},
-        group="seed",
-        label="DARD, online targets, seed 1",
-    ),
-    Run(
-        "sat-lr0.01-s0",
-        "sat",
-        options={"lr": 0.01},
-        group="control",
-        label="SAT (PGD-AT) at lr 0.01, the distillation methods' learning rate",
-    ),
-    Run(
-        "dard-online-lr0.02-s0",
-        "dard",
-        options={"teacher_targets": "online", "lr": 0.02},
-        group="control",
-        label="DARD, online targets, lr 0.02",
-    ),
-    Run(
-        "dard-online-lr0.05-s0",
-        "dard",
-        options={"teacher_targets": "online", "lr": 0.05},
-        group="control",
-        label="DARD, online targets, lr 0.05 (SAT's learning rate)",
-    ),
-]
-RUNS_BY_NAME = {run.name: run for run in RUNS}
 
 
 def command_line() -> str:
@@ -427,237 +320,6 @@ class Experiment:
             write_report(self.args.report, result_folders(self.out))
         write_report(self.args.report, result_folders(self.out))
         return ran
-
-
-# ---------------------------------------------------------------------- the report
-def _load_units(out: Path) -> dict[str, dict[str, Any]]:
-    units = {}
-    for path in sorted(out.glob("*.json")):
-        payload = json.loads(path.read_text())
-        units[payload["unit"]] = payload
-    return units
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
-
-
-def _suite_row(units: dict[str, dict[str, Any]], name: str) -> list[str]:
-    suite = units.get(f"suite/{name}")
-    aa = units.get(f"autoattack/{name}")
-    per = suite["report"]["per_attack"] if suite else {}
-    cells = [_pct(suite["report"]["clean_accuracy"]) if suite else "—"]
-    cells += [_pct(per.get(a)) for a in SUITE_ATTACKS[1:]]
-    cells.append(_pct(suite["report"]["robust_accuracy"]) if suite else "—")
-    cells.append(_pct(aa["report"]["per_attack"].get("autoattack")) if aa else "—")
-    return cells
-
-
-SUITE_HEADER = (
-    "| model | clean | FGSM | PGD-20 | T-PGD | BIM | DPGD | APGD-CE | APGD-T | "
-    "worst case | AA standard |"
-)
-
-
-BEGIN, END = "<!-- fashion_mnist:begin -->", "<!-- fashion_mnist:end -->"
-TABLE_RULE = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-
-
-def result_folders(out: Path) -> list[Path]:
-    """``out`` and its sibling result folders (one per preset and machine)."""
-    folders = {out}
-    if out.parent.is_dir():
-        folders |= {d for d in out.parent.iterdir() if d.is_dir() and any(d.glob("*.json"))}
-    return sorted(folders)
-
-
-def write_report(report_path: str | None, folders: list[Path]) -> None:
-    """Rewrite the generated part of ``report_path`` (between the markers; a file without
-    them gets them appended) from the JSON in ``folders``."""
-    if not report_path:
-        return
-    sections = [_section(folder) for folder in folders if any(folder.glob("*.json"))]
-    block = "\n".join([BEGIN, "", *sections, END])
-    path = Path(report_path)
-    text = path.read_text() if path.is_file() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = (text + "\n" if text else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _section(folder: Path) -> str:
-    units = _load_units(folder)
-    first = next(iter(units.values()))
-    sizes = first["preset_sizes"]
-    commands = sorted({u["command"] for u in units.values()})
-    devices = sorted(
-        {
-            u["device_name"] if u["device"].startswith("cuda") else f"CPU ({u['threads']} threads)"
-            for u in units.values()
-        }
-    )
-    total = sum(u["seconds"] for u in units.values())
-    lines = [
-        f"### `{folder.name}`: preset `{first['preset']}` on {', '.join(devices)}",
-        "",
-        f"Size: {sizes['n_train']:,} training images, {sizes['epochs']} epochs, batch "
-        f"{sizes['batch_size']}; evaluation on the first {sizes['n_eval']:,} test images "
-        f"(AutoAttack standard on the first {sizes['n_aa']:,}); L-inf eps {EPS}; training "
-        f"attacks 10 steps of eps/4. Units finished: {len(units)} of "
-        f"{len(_all_unit_names())}, {total / 60:.1f} minutes of work in all. Raw JSON: "
-        f"`{folder}/` (one file per unit, naming its command, device and time). "
-        "Produced by: " + "; ".join(f"`{c}`" for c in commands) + ".",
-        "",
-        "Main comparison (accuracy %, higher is better; worst case = per sample over the "
-        "eight columns before it):",
-        "",
-        SUITE_HEADER,
-        TABLE_RULE,
-        "| teacher (teacher-cnn, PGD-AT) | " + " | ".join(_suite_row(units, "teacher")) + " |",
-    ]
-    for run in RUNS:
-        if run.group == "main":
-            lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
-    lines += ["", "Seeds and learning-rate controls:", "", SUITE_HEADER, TABLE_RULE]
-    for name in (
-        "sat-s0",
-        "sat-s1",
-        "sat-lr0.01-s0",
-        "dard-online-s0",
-        "dard-online-s1",
-        "dard-online-lr0.02-s0",
-        "dard-online-lr0.05-s0",
-    ):
-        label = RUNS_BY_NAME[name].label + (", seed 0" if name.endswith("-s0") else "")
-        lines.append(f"| {label} | " + " | ".join(_suite_row(units, name)) + " |")
-    lines += [
-        "",
-        "DARD ablations (online targets, seed 0):",
-        "",
-        SUITE_HEADER,
-        TABLE_RULE,
-        "| DARD, adv_weight 0.5 (the paper's) | "
-        + " | ".join(_suite_row(units, "dard-online-s0"))
-        + " |",
-    ]
-    for run in RUNS:
-        if run.group == "ablation":
-            lines.append(f"| {run.label} | " + " | ".join(_suite_row(units, run.name)) + " |")
-    lines += [
-        "",
-        "DPGD vs PGD-CE strength (accuracy %, steps of eps/4, no random start):",
-        "",
-        "| model | attack | " + " | ".join(f"{s} steps" for s in STEP_COUNTS) + " |",
-        "| --- | --- | " + " | ".join("---:" for _ in STEP_COUNTS) + " |",
-    ]
-    for name in ("teacher", "sat-s0"):
-        study = units.get(f"steps/{name}")
-        for attack in ("dpgd", "pgd-ce"):
-            cells = (
-                [_pct(study["accuracy"][attack][str(s)]) for s in STEP_COUNTS]
-                if study
-                else ["—"] * len(STEP_COUNTS)
-            )
-            lines.append(f"| {name} | {attack} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Training time (sum of the epochs' seconds, without the per-epoch validation; "
-        "a run resumed after an interruption counts each epoch once):",
-        "",
-        "| run | seconds | final loss | final validation clean / PGD-10 (%) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for run in RUNS:
-        train = units.get(f"train/{run.name}")
-        if train:
-            last = train["history"][-1]
-            seconds = sum(record["seconds"] for record in train["history"])
-            lines.append(
-                f"| {run.name} | {seconds:.0f} | {last['loss']:.4f} | "
-                f"{_pct(last.get('clean_accuracy'))} / {_pct(last.get('pgd_accuracy'))} |"
-            )
-    lines += ["", *_plots(folder, units), ""]
-    return "\n".join(lines)
-
-
-def _plots(folder: Path, units: dict[str, dict[str, Any]]) -> list[str]:
-    """PNG plots beside the JSON; none (and a note) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return ["(Plots need matplotlib: `pip install dard-plugin[plots]`.)"]
-    links = []
-    names = [("teacher", "teacher")] + [(run.name, run.label) for run in RUNS]
-    rows = [
-        (label, units[f"suite/{name}"]["report"])
-        for name, label in names
-        if f"suite/{name}" in units
-    ]
-    if rows:
-        figure, axis = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
-        positions = range(len(rows))
-        axis.barh(
-            [p + 0.2 for p in positions],
-            [100 * r["clean_accuracy"] for _, r in rows],
-            height=0.4,
-            label="clean",
-        )
-        axis.barh(
-            [p - 0.2 for p in positions],
-            [100 * r["robust_accuracy"] for _, r in rows],
-            height=0.4,
-            label="worst case (8 attacks)",
-        )
-        axis.set_yticks(list(positions), [label for label, _ in rows], fontsize=8)
-        axis.invert_yaxis()
-        axis.set_xlabel(f"accuracy (%), L-inf eps {EPS}")
-        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
-        figure.tight_layout()
-        figure.savefig(folder / "comparison.png", dpi=110)
-        plt.close(figure)
-        links.append(f"![clean and worst-case accuracy]({_relative(folder)}/comparison.png)")
-    studies = {
-        name: units[f"steps/{name}"] for name in ("teacher", "sat-s0") if f"steps/{name}" in units
-    }
-    if studies:
-        figure, axis = plt.subplots(figsize=(6, 4))
-        for name, study in studies.items():
-            for attack, style in (("dpgd", "-o"), ("pgd-ce", "--s")):
-                axis.plot(
-                    STEP_COUNTS,
-                    [100 * study["accuracy"][attack][str(s)] for s in STEP_COUNTS],
-                    style,
-                    label=f"{name}, {attack}",
-                )
-        axis.set_xscale("log")
-        axis.set_xlabel("attack steps (eps/4 each)")
-        axis.set_ylabel("robust accuracy (%)")
-        axis.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(folder / "steps.png", dpi=110)
-        plt.close(figure)
-        links.append(f"![DPGD vs PGD-CE by steps]({_relative(folder)}/steps.png)")
-    return links
-
-
-def _relative(folder: Path) -> str:
-    """The folder as seen from docs/results.md (its usual report)."""
-    parts = folder.parts
-    return "/".join(parts[parts.index("docs") + 1 :]) if "docs" in parts else str(folder)
-
-
-def _all_unit_names() -> list[str]:
-    names = [f"{kind}/{run.name}" for run in RUNS for kind in ("train", "suite", "autoattack")]
-    names += ["suite/teacher", "autoattack/teacher", "steps/teacher", "steps/sat-s0"]
-    return names
 
 
 def main() -> None:

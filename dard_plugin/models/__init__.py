@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from dard_plugin._validation import check_choice, check_int
-from dard_plugin.models.cnn import SmallCNN, TeacherCNN
+from dard_plugin.models.cnn import SmallCNN, TeacherCNN, TinyCNN
 from dard_plugin.models.mobilenet import MobileNetV2
 from dard_plugin.models.normalize import Normalize, Normalized
 from dard_plugin.models.resnet import preact_resnet18, resnet18, resnet56
@@ -51,6 +51,10 @@ REGISTRY: dict[str, Architecture] = {
     "mobilenetv2": _cifar(MobileNetV2, "MobileNetV2, CIFAR variant (2.2M)"),
     "small-cnn": _fmnist(
         SmallCNN, "2 conv + 2 fc for 28x28 grey images (171k): a Fashion-MNIST student"
+    ),
+    "tiny-cnn": _fmnist(
+        TinyCNN,
+        "small-cnn at 1/8 of its size (22.5k): a Fashion-MNIST student far below its teacher",
     ),
     "teacher-cnn": _fmnist(
         TeacherCNN, "4 conv + 2 fc for 28x28 grey images (695k): the Fashion-MNIST teacher"

@@ -1,0 +1,377 @@
+"""The robust-distillation leaderboard on Fashion-MNIST (issue 23): every method measured
+the same way, on two students, with one command to rerun it.
+
+Setting (the study's, ``fashion_mnist_study.py``): L-inf eps 0.1; teacher
+``dard-fmnist-teacher`` (MTARD also the natural teacher ``dard-fmnist-teacher-natural``);
+students ``small-cnn`` (171k parameters) and ``tiny-cnn`` (22.5k, an eighth); the first
+10,000 images of the 55,000-image training pool; every choice made on the validation split
+(training images 55,000..56,999, PGD-10 every epoch).
+
+Methods (rows): SAT, ARD, RSLAD, DARD with cached targets, IAD, AdaAD, MTARD, AdaAD + IGDM,
+and DARD with online targets last (a teacher query at every attack step: several times
+SAT's cost). A method is named by its string in dard_plugin's methods registry and built by
+``dard_plugin.recipes.distill`` at run time: units of a method this installation lacks stay
+in the plan and the report as "not available".
+
+Units, per student and row (``leaderboard_design.py`` holds the rules):
+
+- ``train/grid-<row>-<student>-lr<lr>``: the study's grid (0.005, 0.015, 0.04, 0.1; 15
+  epochs, seed 0), extended by one value past the edge (the same ratio) where the best is
+  on it; selection = the best final validation PGD-10 (clean breaks ties), per student. A
+  run that stays at chance is reported as such, not dropped.
+- ``test/final-<row>-<student>-s<seed>``: 30 epochs at the selected lr (the study found 30
+  better than 15 by 1.5-2.5 points; the report shows each row's validation gain over its
+  last 10 epochs to check flatness), seeds 0, 1, 2; the study's six attacks on the first
+  1,000 test images, worst case per sample (it trains the student first where ``--work``
+  lacks it and records ``train/final-...``).
+- ``autoattack/final-<row>-<student>-s0``: AutoAttack standard on the first 500.
+
+Reused: the study's units with identical settings (small-cnn, shipped teacher: the grid of
+SAT, ARD, RSLAD, DARD cached and the two online-DARD grid points; the finals at 30 epochs
+and seeds 0-2 where the selected lr is the study's) are read from its folder, not rerun; a
+unit is reused only where its recorded settings equal the leaderboard's.
+
+Each row of the report: clean and worst case (mean ± sample std over seeds), AutoAttack,
+the epoch cost relative to SAT on the same machine, and the call against SAT and against
+the best row, by the study's rule (a difference is called only where it exceeds the sum of
+the two seed spreads). The plan and its compute are in ``docs/leaderboard.md``.
+
+    python experiments/leaderboard.py plan                     # units and minutes
+    python experiments/leaderboard.py run [--device cuda]      # resumable, shareable
+    python experiments/leaderboard.py run --only test/final-sat-tiny-cnn-s0
+    python experiments/leaderboard.py report                   # docs/leaderboard.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from leaderboard_design import (
+    EPS,
+    FINAL_EPOCHS,
+    GRID_EPOCHS,
+    LRS,
+    METHODS,
+    N_AA,
+    N_EVAL,
+    N_TRAIN,
+    N_VAL_CURVE,
+    N_VALIDATION,
+    NATURAL_TEACHER,
+    SEEDS,
+    STUDENTS,
+    STUDY_OUT,
+    STUDY_STUDENT,
+    STUDY_WORK,
+    SUITE_ATTACKS,
+    TEACHER,
+    Run,
+    available_methods,
+    final_name,
+    final_runs,
+    grid_name,
+    grid_runs,
+    selected_lr,
+)
+from leaderboard_report import COSTS, write_report
+from study_runner import ResultStore, Runner, Unit, add_arguments, main_for
+from torch import nn
+
+logger = logging.getLogger("experiments.leaderboard")
+STUDY_TWINS = ("sat", "ard", "rslad", "dard", "dard-online")
+# Plan minutes on one CPU thread: SAT's epoch of 10,000 images and its validation as the
+# study recorded them for small-cnn (18.5 s and 3 s), the final suite on 1,000 images and
+# AutoAttack on 500 (the study: 240 s, and 232 s per 200 images).
+# DARD's target cache (the teacher's DPGD on 10,000 images, once per run): 130 s.
+SAT_EPOCH_SECONDS, VALIDATION_SECONDS, SUITE_MINUTES, AA_MINUTES = 18.5, 3.0, 4.0, 10.0
+CACHE_SECONDS = 130.0
+
+
+class LinkedStore(ResultStore):
+    """The leaderboard's unit files, and the study's where its settings are identical."""
+
+    def __init__(self, out: Path, work: Path, study_out: Path, device: str) -> None:
+        super().__init__(out, work, device=device)
+        self.study_out = study_out
+
+    def load(self, kind: str, name: str) -> dict[str, Any] | None:
+        return super().load(kind, name) or self.linked(kind, name)
+
+    def twin(self, kind: str, name: str) -> tuple[str, dict[str, Any]] | None:
+        """The study's file name for this unit and the settings it must have recorded."""
+        for row in STUDY_TWINS:
+            grid = f"grid-{row}-{STUDY_STUDENT}-lr"
+            if kind == "train" and name.startswith(grid):
+                lr = float(name[len(grid) :])
+                run = Run(name, row, STUDY_STUDENT, lr, GRID_EPOCHS, 0, METHODS[row][1])
+                return f"train-grid-{row}-lr{lr:g}", run.study_settings()
+            final = f"final-{row}-{STUDY_STUDENT}-s"
+            if kind in ("train", "test") and name.startswith(final):
+                lr = selected_lr(self.load, row, STUDY_STUDENT)
+                if lr is None:
+                    return None
+                seed = int(name[len(final) :])
+                run = Run(name, row, STUDY_STUDENT, lr, FINAL_EPOCHS, seed, METHODS[row][1])
+                return f"{kind}-final-shipped-{row}-s{seed}", run.study_settings()
+        return None
+
+    def linked(self, kind: str, name: str) -> dict[str, Any] | None:
+        twin = self.twin(kind, name)
+        if twin is None:
+            return None
+        path = self.study_out / f"{twin[0]}.json"
+        if not path.is_file():
+            return None
+        unit = json.loads(path.read_text())
+        recorded = {key: unit.get("run", {}).get(key) for key in twin[1]}
+        if recorded != twin[1]:
+            return None
+        return {**unit, "linked_from": str(path)}
+
+
+class Leaderboard:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device(args.device)
+        self.store = LinkedStore(
+            Path(args.out), Path(args.work), Path(args.study_out), str(self.device)
+        )
+        self.runner = Runner(
+            store=self.store,
+            plan=self.plan,
+            report=lambda: write_report(args.report, self.store, self.unavailable_rows()),
+            script=str(Path(__file__)),
+            only=args.only,
+            threads=args.threads,
+        )
+        self.available = available_methods()
+        costs = Path(args.out).parent / COSTS
+        self.costs = json.loads(costs.read_text())["costs"] if costs.is_file() else {}
+        self._models: dict[str, nn.Module] = {}
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def teacher(self, name: str) -> nn.Module:
+        from dard_plugin.teachers import load_teacher
+
+        if name not in self._models:
+            self._models[name] = load_teacher(name, dataset="fashion-mnist", device=self.device)
+        return self._models[name]
+
+    def unavailable(self, row: str) -> str | None:
+        method = METHODS[row][0]
+        if method not in self.available:
+            return f"method {method!r} is not in this installation"
+        if method == "mtard":
+            from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
+
+            if NATURAL_TEACHER not in SHIPPED_TEACHERS:
+                return f"teacher {NATURAL_TEACHER!r} is not shipped"
+        return None
+
+    def unavailable_rows(self) -> dict[str, str]:
+        return {row: why for row in METHODS if (why := self.unavailable(row)) is not None}
+
+    def student_path(self, run: Run) -> Path:
+        """The trained student: in ``--work``, else the study's where the unit is reused."""
+        own = Path(self.args.work) / run.name / "student.pt"
+        study = Path(self.args.study_work) / f"final-shipped-{run.row}-s{run.seed}" / "student.pt"
+        if not own.is_file() and study.is_file() and self.store.linked("train", run.name):
+            return study
+        return own
+
+    # ------------------------------------------------------------------ units
+    def train(self, run: Run) -> dict[str, Any]:
+        from dard_plugin.recipes import distill
+
+        extra: dict[str, Any] = {}
+        if run.method == "mtard":
+            extra["natural_teacher"] = self.teacher(NATURAL_TEACHER)
+        started = time.perf_counter()
+        result = distill(
+            method=run.method,
+            dataset="fashion-mnist",
+            teacher=None if run.method == "sat" else self.teacher(TEACHER),
+            student_arch=run.student,
+            n_train=N_TRAIN,
+            val_split=N_VALIDATION,
+            n_val=N_VAL_CURVE,
+            epochs=run.epochs,
+            lr=run.lr,
+            eps=EPS,
+            seed=run.seed,
+            device=str(self.device),
+            out_dir=Path(self.args.work) / run.name,
+            resume=True,
+            verbose=self.args.verbose,
+            **extra,
+            **run.options,
+        )
+        payload = {
+            "run": {**asdict(run), "method": run.method, "teacher": "shipped"},
+            "history": result.history,
+            "training_seconds": result.seconds,
+        }
+        self.store.record("train", run.name, payload, time.perf_counter() - started)
+        return payload
+
+    def train_unit(self, run: Run) -> None:
+        self.train(run)  # records itself: a test unit's training does too
+
+    def student(self, run: Run) -> nn.Module:
+        from dard_plugin.recipes import load_model
+
+        if not self.student_path(run).is_file():
+            self.train(run)
+        return load_model(str(self.student_path(run)), device=self.device)
+
+    @property
+    def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from dard_plugin.data import load_dataset
+
+        if self._test is None:
+            self._test = load_dataset("fashion-mnist", train=False)
+        return self._test
+
+    def evaluate(self, run: Run, attacks: list[str], n: int) -> dict[str, Any]:
+        from dard_plugin.evaluation import evaluate
+
+        x, y = self.test_images
+        report = evaluate(
+            self.student(run), x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
+            device=self.device, model_name=run.name,
+            state_path=Path(self.args.work) / f"aa-{run.name}.json" if n == N_AA else None,
+        )  # fmt: skip
+        key = "autoattack" if "autoattack" in attacks else "suite"
+        return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}
+
+    # ------------------------------------------------------------------ the plan
+    def size(self, student: str, what: str = "sat") -> float:
+        """A student's cost relative to small-cnn's (SAT epochs or the validation)."""
+        here, small = (self.costs.get(f"{what}/{s}") for s in (student, STUDY_STUDENT))
+        if isinstance(here, dict) and isinstance(small, dict):
+            here, small = here.get("epoch_seconds"), small.get("epoch_seconds")
+        return here / small if isinstance(here, float) and isinstance(small, float) else 1.0
+
+    def minutes(self, run: Run, what: str) -> float:
+        """Estimated minutes on one CPU thread: the cost file's ratios to SAT, anchored on
+        the study's recorded SAT epoch. A test unit includes its training where not
+        finished."""
+        sat = self.costs.get(f"sat/{run.student}", {}).get("epoch_seconds")
+        own = self.costs.get(f"{run.row}/{run.student}", {})
+        ratio = own["epoch_seconds"] / sat if sat and "epoch_seconds" in own else 1.0
+        anchor = SAT_EPOCH_SECONDS * self.size(run.student)  # this student's SAT epoch
+        one_off = CACHE_SECONDS * (run.options.get("teacher_targets") == "cached")
+        validation = VALIDATION_SECONDS * self.size(run.student, "validation")
+        train = (run.epochs * (anchor * ratio + validation) + one_off) / 60
+        if what == "train":
+            return train
+        if what == "autoattack":
+            return AA_MINUTES * self.size(run.student)
+        trained = 0.0 if self.store.load("train", run.name) else train
+        return trained + SUITE_MINUTES * self.size(run.student)
+
+    def projection(self) -> str:
+        """The whole leaderboard's compute still to run, per row and student, before any
+        selection is known (every grid's best taken as interior: no extension; a final at
+        the study's grid's second lr where not selected yet)."""
+        load = self.store.load
+        lines = [
+            "| method | student | grid | 3 finals | AutoAttack | total (min) |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        total = 0.0
+        for row, (_, options) in METHODS.items():
+            for student in STUDENTS:
+                grid = sum(
+                    self.minutes(r, "train")
+                    for r in (
+                        Run(grid_name(row, student, lr), row, student, lr, GRID_EPOCHS, 0, options)
+                        for lr in LRS
+                    )
+                    if load("train", r.name) is None
+                )
+                lr = selected_lr(load, row, student) or LRS[1]
+                finals = [
+                    Run(final_name(row, student, s), row, student, lr, FINAL_EPOCHS, s, options)
+                    for s in SEEDS
+                ]
+                tests = sum(self.minutes(r, "test") for r in finals if not load("test", r.name))
+                aa = (
+                    0.0
+                    if load("autoattack", finals[0].name)
+                    else self.minutes(finals[0], "autoattack")
+                )
+                total += grid + tests + aa
+                lines.append(
+                    f"| {row} | {student} | {grid:.0f} | {tests:.0f} | {aa:.0f} | "
+                    f"{grid + tests + aa:.0f} |"
+                )
+        lines.append(f"| all | | | | | {total:.0f} ({total / 60:.0f} hours on one CPU thread) |")
+        return "\n".join(lines)
+
+    def plan(self) -> list[Unit]:
+        load = self.store.load
+        units: list[Unit] = []
+        rows = [row for row in METHODS if row != "dard-online"]
+        for group in (rows, ["dard-online"]):  # online DARD last: it costs the most
+            for phase in ("grid", *SEEDS):
+                for student in STUDENTS:
+                    for row in group:
+                        units += self.units(phase, row, student, load)
+        return units
+
+    def units(self, phase: str | int, row: str, student: str, load: Any) -> list[Unit]:
+        why = self.unavailable(row)
+        if phase == "grid":
+            return [
+                Unit("train", r.name, lambda r=r: self.train_unit(r),
+                     self.minutes(r, "train"), why)
+                for r in grid_runs(load, row, student)
+            ]  # fmt: skip
+        units = []
+        for r in final_runs(load, row, student):
+            if r.seed != phase:
+                continue
+            units.append(
+                Unit("test", r.name, lambda r=r: self.evaluate(r, SUITE_ATTACKS, N_EVAL),
+                     self.minutes(r, "test"), why)
+            )  # fmt: skip
+            if r.seed == 0:
+                units.append(
+                    Unit("autoattack", r.name,
+                         lambda r=r: self.evaluate(r, ["clean", "autoattack"], N_AA),
+                         self.minutes(r, "autoattack"), why)
+                )  # fmt: skip
+        return units
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(
+        parser,
+        out="docs/results/fashion_mnist/leaderboard/units",
+        work="runs/fashion_mnist/leaderboard",
+        report="docs/leaderboard.md",
+    )
+    parser.add_argument("--study-out", default=STUDY_OUT, help="the study's unit files")
+    parser.add_argument("--study-work", default=STUDY_WORK, help="the study's students")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    leaderboard = Leaderboard(args)
+    main_for(args, leaderboard.runner)
+    if args.action == "plan":
+        print("\nThe whole leaderboard, projected:\n\n" + leaderboard.projection())
+
+
+if __name__ == "__main__":
+    main()

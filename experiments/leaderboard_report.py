@@ -1,0 +1,235 @@
+"""The leaderboard's report: per student, the table of rows with their calls, the
+validation grid, and a plot of clean against worst-case accuracy, from the unit files (the
+leaderboard's and the study's it reuses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from leaderboard_design import (
+    CHANCE,
+    FLAT,
+    LABELS,
+    LRS,
+    METHODS,
+    N_AA,
+    N_EVAL,
+    SEEDS,
+    STUDENTS,
+    Loader,
+    call,
+    final_name,
+    final_value,
+    grid_lrs,
+    grid_name,
+    selected_lr,
+)
+from study_runner.report import (
+    code_and_machines,
+    compare,
+    cpu_label,
+    errorbar_scatter,
+    mean_spread,
+    mean_std,
+    pct,
+    replace_generated,
+)
+
+BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
+FIGURES = "results/fashion_mnist/leaderboard"  # as docs/leaderboard.md links them
+COSTS = "costs.json"  # beside the unit folder: the plan's measured costs
+PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
+
+
+def machine(unit: dict[str, Any]) -> str:
+    """Where a unit ran: the GPU's name, else the CPU with its threads (older units do not
+    record the CPU model; all CPU runs here are the same kind of machine)."""
+    found = unit["provenance"]["machine"]
+    return found["cuda"] or cpu_label(found["torch_threads"])
+
+
+def epoch_seconds(unit: dict[str, Any]) -> float:
+    return sum(h["seconds"] for h in unit["history"]) / len(unit["history"])
+
+
+class Row:
+    """One method on one student: its final units and the numbers the table shows."""
+
+    def __init__(self, load: Loader, row: str, student: str) -> None:
+        self.row, self.student = row, student
+        self.lr = selected_lr(load, row, student)
+        names = [final_name(row, student, seed) for seed in SEEDS]
+        self.tests = [t for t in (load("test", n) for n in names) if t is not None]
+        self.trains = [t for t in (load("train", n) for n in names) if t is not None]
+        self.autoattack = load("autoattack", names[0])
+        self.units = [*self.tests, *self.trains, *([self.autoattack] if self.autoattack else [])]
+
+    def values(self, key: str) -> list[float]:
+        return [t["suite"][key] for t in self.tests]
+
+    def at_chance(self) -> bool:
+        return any(final_value(t, "clean_accuracy") <= CHANCE for t in self.trains)
+
+    def last_gain(self) -> str:
+        gains = [
+            final_value(t) - t["history"][-min(11, len(t["history"]))]["pgd_accuracy"]
+            for t in self.trains
+        ]
+        if not gains:
+            return "—"
+        mean, _ = mean_std(gains)
+        return f"{100 * mean:+.1f}{'' if mean < FLAT else ' (not flat)'}"
+
+    def cost_vs(self, sat: Row) -> str:
+        by_machine: dict[str, list[float]] = {}
+        for unit in sat.trains:
+            by_machine.setdefault(machine(unit), []).append(epoch_seconds(unit))
+        ratios = [
+            epoch_seconds(u) / mean_std(by_machine[machine(u)])[0]
+            for u in self.trains
+            if machine(u) in by_machine
+        ]
+        return "—" if not ratios else f"{mean_std(ratios)[0]:.1f}x"
+
+
+def calls(a: Row, b: Row) -> str:
+    if a is b or not a.tests or not b.tests:
+        return "—"
+    said = []
+    for key in ("clean_accuracy", "robust_accuracy"):
+        diff, verdict = compare(a.values(key), b.values(key))
+        said.append(f"{100 * diff:+.1f} {call(diff, verdict)}")
+    return " / ".join(said)
+
+
+def student_section(load: Loader, student: str, unavailable: dict[str, str]) -> list[str]:
+    rows = {row: Row(load, row, student) for row in METHODS}
+    ranked = [r for r in rows.values() if r.tests]
+    best = max(ranked, key=lambda r: mean_std(r.values("robust_accuracy"))[0], default=None)
+    sat = rows["sat"]
+    lines = [
+        f"### `{student}` ({PARAMETERS.get(student, '')})",
+        "",
+        f"Test: clean and worst case per sample over the study's six attacks on the first "
+        f"{N_EVAL:,} test images (mean ± sample std over seeds, %); AutoAttack standard on the "
+        f"first {N_AA}, seed 0. Calls on clean / worst case, difference of means in points: "
+        "called only beyond the sum of the two seed spreads. Best = the highest mean worst "
+        f"case{f': {LABELS[best.row]}' if best else ''}.",
+        "",
+        "| method | lr | clean | worst case | AutoAttack | epoch cost vs SAT | vs SAT "
+        "| vs best | val. PGD-10, last 10 epochs | seeds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |",
+    ]
+    for row, r in rows.items():
+        label = LABELS[row] + (" (at chance)" if r.at_chance() else "")
+        if row in unavailable and not r.units:
+            lines.append(f"| {label} | method not available: {unavailable[row]} |" + " |" * 8)
+            continue
+        aa = r.autoattack["autoattack"]["robust_accuracy"] if r.autoattack else None
+        lines.append(
+            f"| {label} | {'—' if r.lr is None else f'{r.lr:g}'} | "
+            f"{mean_spread(r.values('clean_accuracy'))} | "
+            f"{mean_spread(r.values('robust_accuracy'))} | {pct(aa)} | {r.cost_vs(sat)} | "
+            f"{calls(r, sat)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
+            f"{len(r.tests)} |"
+        )
+    lines += ["", *grid_table(load, student), ""]
+    return lines
+
+
+def grid_table(load: Loader, student: str) -> list[str]:
+    lrs = sorted({lr for row in METHODS for lr in grid_lrs(load, row, student)[0]} | set(LRS))
+    lines = [
+        f"Validation grid, `{student}` (final-epoch clean / PGD-10, %, seed 0):",
+        "",
+        "| method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | selected |",
+        "| --- | " + " | ".join("---:" for _ in lrs) + " | ---: |",
+    ]
+    for row in METHODS:
+        cells = []
+        for lr in lrs:
+            unit = load("train", grid_name(row, student, lr))
+            cells.append(
+                ""
+                if unit is None
+                else f"{pct(final_value(unit, 'clean_accuracy'))} / {pct(final_value(unit))}"
+            )
+        lr = selected_lr(load, row, student)
+        lines.append(
+            f"| {LABELS[row]} | " + " | ".join(cells) + f" | {'—' if lr is None else f'{lr:g}'} |"
+        )
+    return lines
+
+
+def plot(load: Loader, student: str, path: Path) -> Path | None:
+    points, styles = [], []
+    for style, row in enumerate(METHODS):
+        r = Row(load, row, student)
+        if r.tests:
+            clean, clean_std = mean_std(r.values("clean_accuracy"))
+            robust, robust_std = mean_std(r.values("robust_accuracy"))
+            points.append(
+                (LABELS[row], 100 * clean, 100 * (clean_std or 0), 100 * robust,
+                 100 * (robust_std or 0))
+            )  # fmt: skip
+            styles.append(style)
+    if not points:
+        return None
+    return errorbar_scatter(
+        points,
+        path,
+        xlabel="clean accuracy (%)",
+        ylabel="worst-case accuracy, six attacks (%)",
+        title=f"{student}: mean ± sample std over seeds",
+        styles=styles,
+    )
+
+
+def report_section(
+    load: Loader, out: Path, units: list[dict[str, Any]], unavailable: dict[str, str]
+) -> str:
+    lines: list[str] = []
+    for student in STUDENTS:
+        lines += student_section(load, student, unavailable)
+        png = plot(load, student, out.parent / f"leaderboard-{student}.png")
+        if png is not None:
+            lines += [
+                f"![{student}: clean against worst case]({FIGURES}/{png.name})",
+                "",
+            ]
+    linked = sorted(u["unit"] for u in units if "linked_from" in u)
+    hours = sum(u.get("seconds", 0) for u in units) / 3600
+    if units:
+        code, machines = code_and_machines({u["unit"]: u for u in units})
+        lines += [
+            f"Units: {len(units)} finished, {len(linked)} of them the study's (reused), "
+            f"{hours:.1f} hours of recorded work. Code: {code}. Machines: {machines}. Raw "
+            f"JSON: `{out}/` and the study's `docs/results/fashion_mnist/study/`.",
+            "",
+        ]
+    else:
+        lines += ["No unit finished yet.", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    report_path: str | None, store: Any, unavailable: dict[str, str] | None = None
+) -> None:
+    """Rewrite the generated part of ``report_path`` and the plots beside ``store.out``."""
+    if not report_path:
+        return
+    load = store.load
+    names = {(k, n) for k in ("train", "test", "autoattack") for n in _names(load)}
+    units = [u for u in (load(k, n) for k, n in sorted(names)) if u is not None]
+    body = report_section(load, store.out, units, unavailable or {})
+    replace_generated(Path(report_path), BEGIN, END, body)
+
+
+def _names(load: Loader) -> list[str]:
+    names = []
+    for student in STUDENTS:
+        for row in METHODS:
+            names += [grid_name(row, student, lr) for lr in grid_lrs(load, row, student)[0]]
+            names += [final_name(row, student, seed) for seed in SEEDS]
+    return names

@@ -1,0 +1,186 @@
+"""Units, the plan, and their execution: resumable, one unit at a time, shared by processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from study_runner.provenance import script_path
+from study_runner.store import ResultStore
+
+logger = logging.getLogger("experiments.study_runner")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of work that writes one result file: ``<kind>-<name>.json``.
+
+    ``work`` returns the payload to record, or None where it recorded its files itself (a
+    test unit that trains its student first records both). ``minutes`` is the estimate on
+    one CPU thread (None where unknown); ``unavailable`` says why a planned unit cannot run
+    yet (a method this installation lacks): it stays in the plan and the report."""
+
+    kind: str
+    name: str
+    work: Callable[[], dict[str, Any] | None] = field(compare=False, repr=False)
+    minutes: float | None = None
+    unavailable: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def named_in(self, only: Iterable[str]) -> bool:
+        return any(key in (self.id, self.name) for key in only)
+
+
+class Runner:
+    """Runs a definition's plan: ``plan()`` is asked again after each unit, finished units
+    are skipped, each unit is claimed before it runs, ``report()`` follows each unit."""
+
+    def __init__(
+        self,
+        *,
+        store: ResultStore,
+        plan: Callable[[], list[Unit]],
+        report: Callable[[], None] | None = None,
+        script: str | None = None,
+        only: Iterable[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.store, self.plan, self.report = store, plan, report
+        self.script = script_path(script)
+        self.only = list(only or [])
+        self.threads = threads
+
+    def rerun_command(self, unit: Unit) -> str:
+        """The command that reruns exactly ``unit`` alone, from the repository root, with
+        the study's default folders (a new user's: they are made as needed)."""
+        parts = ["python", self.script, "run", "--only", unit.id]
+        if self.store.device != "cpu":
+            parts += ["--device", self.store.device]
+        if self.threads:
+            parts += ["--threads", str(self.threads)]
+        return " ".join(shlex.quote(p) for p in parts)
+
+    def run(self) -> list[str]:
+        """Run the plan; returns the ids of the units run. A unit named in ``only`` that was
+        finished when this process started is run again into ``<work>/rerun/``."""
+        self.store.out.mkdir(parents=True, exist_ok=True)
+        self.store.work.mkdir(parents=True, exist_ok=True)
+        committed = {p.stem for p in self.store.out.glob("*.json")}
+        ran: list[str] = []
+        while True:
+            for unit in self.plan():
+                if unit.id in ran or (self.only and not unit.named_in(self.only)):
+                    continue
+                rerun = bool(self.only) and f"{unit.kind}-{unit.name}" in committed
+                if unit.unavailable or (not rerun and self.finished(unit)):
+                    continue
+                lock = self.store.claim(unit.kind, unit.name)
+                if lock is None:
+                    continue
+                try:
+                    if rerun or not self.finished(unit):  # another process may have ended it
+                        self._work(unit, rerun=rerun)
+                        ran.append(unit.id)
+                finally:
+                    lock.unlink(missing_ok=True)
+                break  # re-plan: a finished unit can make later units known
+            else:
+                break
+        if self.report is not None and any(self.store.out.glob("*.json")):
+            self.report()
+        return ran
+
+    def finished(self, unit: Unit) -> bool:
+        return self.store.load(unit.kind, unit.name) is not None
+
+    def _work(self, unit: Unit, *, rerun: bool) -> None:
+        logger.info("unit %s%s (pid %d)", unit.id, " (rerun)" if rerun else "", os.getpid())
+        self.store.rerunning, self.store.command = rerun, self.rerun_command(unit)
+        try:
+            started = time.perf_counter()
+            payload = unit.work()
+            if payload is not None:
+                self.store.record(unit.kind, unit.name, payload, time.perf_counter() - started)
+        finally:
+            self.store.rerunning, self.store.command = False, ""
+        if not rerun and self.report is not None:
+            self.report()
+
+    def plan_table(self) -> str:
+        """The plan as a markdown table: each unit, its state and its estimated minutes on
+        one CPU thread (measured seconds where finished), and the total still to run."""
+        lines = ["| unit | state | minutes (1 CPU thread) |", "| --- | --- | ---: |"]
+        left, unknown = 0.0, 0
+        for unit in self.plan():
+            if self.only and not unit.named_in(self.only):
+                continue
+            done = self.store.load(unit.kind, unit.name)
+            if done is not None:
+                state = f"reused: `{done['linked_from']}`" if "linked_from" in done else "finished"
+                minutes = f"{done.get('seconds', 0) / 60:.0f} (measured)"
+            elif unit.unavailable:
+                state, minutes = f"not available: {unit.unavailable}", "—"
+            else:
+                state = "to run"
+                minutes = "?" if unit.minutes is None else f"{unit.minutes:.0f}"
+                left += unit.minutes or 0.0
+                unknown += unit.minutes is None
+            lines.append(f"| `{unit.id}` | {state} | {minutes} |")
+        lines.append(
+            f"\nTo run: about {left:.0f} minutes ({left / 60:.1f} hours) on one CPU thread"
+            + (f", and {unknown} units not yet estimated" if unknown else "")
+            + "; later units appear as earlier ones finish (selection)."
+        )
+        return "\n".join(lines)
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, *, out: str, work: str, report: str
+) -> argparse.ArgumentParser:
+    """The command line every definition shares."""
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("plan", "run", "report"),
+        default="run",
+        help="plan: list the units and their compute; run (default): run what is not "
+        "finished; report: rewrite the report from the unit files",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated units (kind/name or name): run only these; one already "
+        "finished in --out is run again into WORK/rerun/",
+    )
+    parser.add_argument("--out", default=out, help="unit JSON folder (default %(default)s)")
+    parser.add_argument("--work", default=work, help="checkpoints, locks, reruns")
+    parser.add_argument("--report", default=report, help="markdown to rewrite ('' for none)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--verbose", action="store_true", help="progress bars")
+    return parser
+
+
+def main_for(args: argparse.Namespace, runner: Runner) -> None:
+    """Do ``args.action`` with ``runner``."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.action == "plan":
+        print(runner.plan_table())
+    elif args.action == "report":
+        if runner.report is not None:
+            runner.report()
+    else:
+        runner.run()

@@ -1,0 +1,103 @@
+"""Unit files and lock files: where a study's results and claims live."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from study_runner.provenance import command_line, provenance
+
+logger = logging.getLogger("experiments.study_runner")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_units(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every unit file in ``folder``, by unit id (``kind/name``), in file-name order."""
+    units = (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+    return {unit["unit"]: unit for unit in units}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ResultStore:
+    """``<out>/<kind>-<name>.json`` per finished unit; locks in ``<work>``. While
+    ``rerunning``, new files go to ``<work>/rerun/`` instead of ``out``."""
+
+    def __init__(self, out: Path, work: Path, *, device: str = "cpu") -> None:
+        self.out, self.work, self.device = Path(out), Path(work), device
+        self.rerun_dir = self.work / "rerun"
+        self.rerunning = False
+        self.command = ""  # the rerun command of the unit at work, recorded in its files
+
+    def path(self, kind: str, name: str) -> Path:
+        return (self.rerun_dir if self.rerunning else self.out) / f"{kind}-{name}.json"
+
+    def load(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The finished unit in ``out`` (never a rerun's file), or None."""
+        path = self.out / f"{kind}-{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def record(self, kind: str, name: str, payload: dict[str, Any], seconds: float) -> Path:
+        path = self.path(kind, name)
+        body = {
+            "unit": f"{kind}/{name}",
+            "command": self.command,
+            "invoked": command_line(),
+            "device": self.device,
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "provenance": provenance(),
+            **payload,
+        }
+        write_text_atomically(path, json.dumps(body, indent=2))
+        logger.info("%s/%s done in %.0f s -> %s", kind, name, seconds, path)
+        return path
+
+    def claim(self, kind: str, name: str) -> Path | None:
+        """Take a unit for this process: a lock file in ``work`` made with ``O_EXCL``, so
+        that several processes running the same plan share its units. A lock whose process
+        is gone (killed, machine restarted) is taken over. None when another live process
+        holds the unit."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        lock = self.work / f"{kind}-{name}.lock"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    return None
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return lock
+        return None

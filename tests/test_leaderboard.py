@@ -1,0 +1,239 @@
+"""experiments/leaderboard.py without training: the plan (unit count, order, reuse of the
+study's units), the grid's extension and selection, and the report's calls, on synthetic
+unit files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "experiments"))
+import leaderboard
+import leaderboard_design as design
+import leaderboard_report as report
+
+PROVENANCE = {
+    "git_commit": "1" * 40,
+    "git_dirty": False,
+    "machine": {"cuda": None, "torch_threads": 1},
+}
+ROWS, STUDENTS = len(design.METHODS), len(design.STUDENTS)
+
+
+def make(tmp_path: Path, available: bool = True) -> Any:
+    args = argparse.Namespace(
+        action="plan",
+        out=str(tmp_path / "lb" / "units"),
+        work=str(tmp_path / "work"),
+        study_out=str(tmp_path / "study"),
+        study_work=str(tmp_path / "study-work"),
+        report="",
+        device="cpu",
+        only=None,
+        threads=None,
+        verbose=False,
+    )
+    (tmp_path / "study").mkdir(exist_ok=True)
+    board = leaderboard.Leaderboard(args)
+    if available:
+        board.unavailable = lambda row: None  # as if every method were installed
+    return board
+
+
+def history(pgd: float, clean: float = 0.8, epochs: int = 2, seconds: float = 10.0) -> list[Any]:
+    return [
+        {"epoch": e + 1, "pgd_accuracy": pgd, "clean_accuracy": clean, "seconds": seconds}
+        for e in range(epochs)
+    ]
+
+
+def write(folder: Path, kind: str, name: str, **payload: Any) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"unit": f"{kind}/{name}", "seconds": 60.0, "provenance": PROVENANCE, **payload}
+    (folder / f"{kind}-{name}.json").write_text(json.dumps(body))
+
+
+def grid(board: Any, row: str, student: str, scores: dict[float, float]) -> None:
+    for lr, pgd in scores.items():
+        write(board.store.out, "train", design.grid_name(row, student, lr), history=history(pgd))
+
+
+def test_the_plan_starts_with_every_grid_and_knows_finals_only_after_selection(
+    tmp_path: Path,
+) -> None:
+    board = make(tmp_path)
+    units = board.plan()
+    assert len(units) == ROWS * STUDENTS * len(design.LRS)  # 9 rows x 2 students x 4 lrs
+    assert {u.kind for u in units} == {"train"}
+    assert units[0].id == "train/grid-sat-small-cnn-lr0.005"
+    assert units[-1].id == "train/grid-dard-online-tiny-cnn-lr0.1"  # online DARD last
+    grid(board, "sat", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    names = [u.id for u in board.plan()]
+    finals = [n for n in names if "final-sat-tiny-cnn" in n]
+    assert finals == [
+        "test/final-sat-tiny-cnn-s0",
+        "autoattack/final-sat-tiny-cnn-s0",
+        "test/final-sat-tiny-cnn-s1",
+        "test/final-sat-tiny-cnn-s2",
+    ]
+    assert names.index(finals[0]) > names.index("train/grid-adaad-igdm-tiny-cnn-lr0.1")
+    assert names.index(finals[-1]) < names.index("train/grid-dard-online-small-cnn-lr0.005")
+
+    # every grid complete with an interior best: 4 grid + 3 tests + 1 AutoAttack per row
+    for row in design.METHODS:
+        for student in design.STUDENTS:
+            grid(board, row, student, {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    assert len(board.plan()) == ROWS * STUDENTS * (len(design.LRS) + 4)
+    finals = {
+        r.lr for row in design.METHODS for r in design.final_runs(board.store.load, row, "tiny-cnn")
+    }
+    assert finals == {0.015}
+    assert all(
+        r.epochs == design.FINAL_EPOCHS
+        for r in design.final_runs(board.store.load, "ard", "small-cnn")
+    )
+
+
+@pytest.mark.parametrize(
+    ("scores", "extra", "chosen"),
+    [
+        ({0.005: 0.4, 0.015: 0.5, 0.04: 0.55, 0.1: 0.6}, 0.25, 0.25),  # best on the top edge
+        ({0.005: 0.6, 0.015: 0.5, 0.04: 0.45, 0.1: 0.4}, 0.00167, 0.005),  # bottom edge
+    ],
+)
+def test_a_grid_whose_best_is_on_its_edge_is_extended_once(
+    tmp_path: Path, scores: dict[float, float], extra: float, chosen: float
+) -> None:
+    board = make(tmp_path)
+    grid(board, "ard", "tiny-cnn", scores)
+    load = board.store.load
+    assert design.grid_lrs(load, "ard", "tiny-cnn") == (sorted([*scores, extra]), False)
+    assert design.selected_lr(load, "ard", "tiny-cnn") is None  # the extension is missing
+    planned = [u.name for u in board.plan() if "ard-tiny" in u.name]
+    assert design.grid_name("ard", "tiny-cnn", extra) in planned
+    # the extension beats the edge where the trend goes on, else the edge stays chosen
+    grid(board, "ard", "tiny-cnn", {extra: 0.65 if chosen == extra else 0.3})
+    assert design.grid_lrs(load, "ard", "tiny-cnn")[1] is True
+    assert design.selected_lr(load, "ard", "tiny-cnn") == chosen
+    assert {r.lr for r in design.final_runs(load, "ard", "tiny-cnn")} == {chosen}
+
+
+def test_the_studys_units_are_reused_only_where_their_settings_are_identical(
+    tmp_path: Path,
+) -> None:
+    board = make(tmp_path)
+    study = tmp_path / "study"
+    same = {
+        "method": "sat",
+        "lr": 0.04,
+        "epochs": 15,
+        "seed": 0,
+        "teacher": "shipped",
+        "options": {},
+    }
+    write(
+        study,
+        "train",
+        "grid-sat-lr0.04",
+        run={"name": "grid-sat-lr0.04", **same},
+        history=history(0.6),
+    )
+    other = {**same, "lr": 0.015, "epochs": 10}  # another budget: not the leaderboard's unit
+    write(study, "train", "grid-sat-lr0.015", run=other, history=history(0.7))
+    load = board.store.load
+    linked = load("train", "grid-sat-small-cnn-lr0.04")
+    assert linked is not None and linked["linked_from"].endswith("train-grid-sat-lr0.04.json")
+    assert load("train", "grid-sat-small-cnn-lr0.015") is None
+    assert load("train", "grid-sat-tiny-cnn-lr0.04") is None  # the study had small-cnn only
+    states = board.runner.plan_table()
+    assert "| `train/grid-sat-small-cnn-lr0.04` | reused: " in states
+    assert "| `train/grid-sat-small-cnn-lr0.015` | to run |" in states
+
+
+def suite(clean: float, robust: float) -> dict[str, Any]:
+    return {"clean_accuracy": clean, "robust_accuracy": robust}
+
+
+def test_the_report_calls_differences_beyond_the_seed_spreads(tmp_path: Path) -> None:
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    finals = {"sat": (0.78, [0.60, 0.61, 0.62]), "ard": (0.80, [0.50, 0.51, 0.52]),
+              "rslad": (0.79, [0.61, 0.62, 0.63]), "dard": (0.10, [0.10, 0.10, 0.10])}  # fmt: skip
+    for row, (clean, robust) in finals.items():
+        grid(board, row, "small-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed, value in enumerate(robust):
+            name = design.final_name(row, "small-cnn", seed)
+            write(out, "test", name, suite=suite(clean, value))
+            cost = 30.0 if row == "rslad" else 10.0
+            write(out, "train", name, history=history(value, clean, epochs=11, seconds=cost))
+    write(out, "autoattack", "final-sat-small-cnn-s0", autoattack={"robust_accuracy": 0.58})
+    unavailable = {"iad": "method 'iad' is not in this installation"}
+    text = report.report_section(board.store.load, out, [], unavailable)
+    lines: dict[str, str] = {}  # the first table's rows (the grid's come after)
+    for line in text.splitlines():
+        if line.startswith("| "):
+            lines.setdefault(line.split(" | ")[0], line)
+    assert "Best = the highest mean worst case: RSLAD." in text
+    # ARD: clean +2.0 (spreads 0 + 0: called), worst case -10.0 against SAT
+    assert (
+        "| 0.015 | 80.0 ± 0.0 | 51.0 ± 1.0 | — | 1.0x | +2.0 better / -10.0 worse |"
+        in lines["| ARD"]
+    )
+    assert "+1.0 better / +1.0 within the spread | — |" in lines["| RSLAD"]  # against SAT
+    assert "| 3.0x |" in lines["| RSLAD"]  # three times SAT's epoch on the same machine
+    assert lines["| SAT (PGD-AT)"].split(" | ")[4] == "58.0"  # AutoAttack at seed 0
+    assert lines["| DARD (cached targets) (at chance)"]  # reported, not dropped
+    assert "method not available: method 'iad' is not in this installation" in lines["| IAD"]
+    assert "| +0.0 | 3 |" in lines["| SAT (PGD-AT)"]  # flat over the last 10 epochs
+
+
+def test_a_report_is_written_with_its_plot(tmp_path: Path) -> None:
+    board = make(tmp_path)
+    for seed, value in enumerate([0.60, 0.61, 0.62]):
+        write(
+            board.store.out,
+            "test",
+            design.final_name("sat", "tiny-cnn", seed),
+            suite=suite(0.7, value),
+        )
+    grid(board, "sat", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    target = tmp_path / "leaderboard.md"
+    target.write_text("# Leaderboard\n\nWritten by hand.\n")
+    report.write_report(str(target), board.store, {})
+    text = target.read_text()
+    assert text.startswith("# Leaderboard\n\nWritten by hand.\n") and report.BEGIN in text
+    assert "| SAT (PGD-AT) | 0.015 | 70.0 ± 0.0 | 61.0 ± 1.0 |" in text
+    assert (tmp_path / "lb" / "leaderboard-tiny-cnn.png").stat().st_size > 0
+
+
+def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real pieces (distill, the evaluation suite) through the leaderboard's units, on
+    128 training images, one epoch, 32 test images."""
+    for name, value in (("N_TRAIN", 128), ("N_VAL_CURVE", 32), ("N_EVAL", 32)):
+        monkeypatch.setattr(leaderboard, name, value)
+    monkeypatch.setattr(leaderboard, "GRID_EPOCHS", 1)
+    monkeypatch.setattr(design, "GRID_EPOCHS", 1)
+    board = make(tmp_path)
+    board.runner.only = ["train/grid-sat-tiny-cnn-lr0.04"]
+    assert board.runner.run() == ["train/grid-sat-tiny-cnn-lr0.04"]
+    unit = json.loads((board.store.out / "train-grid-sat-tiny-cnn-lr0.04.json").read_text())
+    assert (
+        unit["command"]
+        == "python experiments/leaderboard.py run --only train/grid-sat-tiny-cnn-lr0.04"
+    )
+    assert unit["run"]["student"] == "tiny-cnn" and unit["run"]["method"] == "sat"
+    assert len(unit["history"]) == 1 and unit["provenance"]["machine"]["cpu_model"]
+    run = design.Run("final-sat-tiny-cnn-s0", "sat", "tiny-cnn", 0.04, 1, 0, {})
+    result = board.evaluate(run, design.SUITE_ATTACKS, leaderboard.N_EVAL)
+    suite = result["suite"]
+    assert suite["n_examples"] == 32 and set(suite["per_attack"]) == set(design.SUITE_ATTACKS[1:])
+    assert suite["robust_accuracy"] <= min(suite["per_attack"].values()) <= suite["clean_accuracy"]
+    assert (tmp_path / "work" / "final-sat-tiny-cnn-s0" / "student.pt").is_file()  # trained first

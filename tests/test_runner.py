@@ -1,0 +1,160 @@
+"""experiments/study_runner/: the plan's order, resume, claiming, provenance, and the
+recorded command that reruns one unit alone, on a synthetic study (no training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "experiments"))
+from study_runner import ResultStore, Runner, Unit
+from study_runner.provenance import cpu_model
+
+# A whole study definition in a few lines: two squares, then their sum once both are done.
+DEFINITION = textwrap.dedent(
+    """
+    import argparse, sys
+    sys.path.insert(0, {experiments!r})
+    from pathlib import Path
+    from study_runner import ResultStore, Runner, Unit, add_arguments, main_for
+    from study_runner.report import replace_generated
+    from study_runner.store import load_units
+
+    def main():
+        parser = add_arguments(argparse.ArgumentParser(), out="results/squares",
+                               work="runs/squares", report="report.md")
+        args = parser.parse_args()
+        store = ResultStore(Path(args.out), Path(args.work), device=args.device)
+
+        def plan():
+            units = [Unit("square", f"n{{n}}", lambda n=n: {{"value": n * n}}, 0.5)
+                     for n in (2, 3)]
+            done = [store.load("square", f"n{{n}}") for n in (2, 3)]
+            if all(done):
+                units.append(Unit("sum", "all", lambda: {{"value": sum(
+                    u["value"] for u in done)}}, 0.1))
+            return units
+
+        def report():
+            units = load_units(Path(args.out))
+            body = "\\n".join(f"{{k}}: {{u['value']}}" for k, u in units.items())
+            replace_generated(Path(args.report), "<!-- b -->", "<!-- e -->", body)
+
+        main_for(args, Runner(store=store, plan=plan, report=report, only=args.only,
+                              threads=args.threads))
+
+    main()
+    """
+)
+
+
+def write_definition(folder: Path) -> Path:
+    script = folder / "squares.py"
+    script.write_text(DEFINITION.format(experiments=str(REPO_ROOT / "experiments")))
+    return script
+
+
+def run_command(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    argv = shlex.split(command)
+    assert argv[0] == "python"
+    return subprocess.run(
+        [sys.executable, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def square_units(store: ResultStore, log: list[str]) -> list[Unit]:
+    def work(name: str, value: int) -> dict[str, int]:
+        log.append(name)
+        return {"value": value}
+
+    units = [Unit("square", f"n{n}", lambda n=n: work(f"n{n}", n * n), 1.0) for n in (2, 3, 4)]
+    if store.load("square", "n2") is not None:  # known only once n2 is finished
+        units.insert(1, Unit("late", "after-n2", lambda: work("after-n2", 0), 2.0))
+    units.append(Unit("square", "n5", lambda: work("n5", 25), unavailable="no method n5"))
+    return units
+
+
+def test_plan_order_replanning_resume_and_provenance(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    log: list[str] = []
+    runner = Runner(store=store, plan=lambda: square_units(store, log), script="x/study.py")
+    table = runner.plan_table()
+    assert "| `square/n5` | not available: no method n5 | — |" in table
+    assert "about 3 minutes" in table  # n2, n3, n4: after-n2 is not known yet
+    assert runner.run() == ["square/n2", "late/after-n2", "square/n3", "square/n4"]
+    assert log == ["n2", "after-n2", "n3", "n4"]  # re-planned after n2; n5 never runs
+    unit = json.loads((tmp_path / "out" / "square-n3.json").read_text())
+    assert unit["unit"] == "square/n3" and unit["value"] == 9
+    assert unit["command"] == "python x/study.py run --only square/n3"
+    provenance = unit["provenance"]
+    assert len(provenance["git_commit"]) == 40 and isinstance(provenance["git_dirty"], bool)
+    assert provenance["versions"]["torch"] != "not installed"
+    machine = provenance["machine"]
+    assert machine["cpu_model"] and machine["cuda"] is None and machine["torch_threads"] >= 1
+    assert "finished (measured)" not in runner.plan_table()
+
+    log.clear()
+    assert runner.run() == []  # resumed: everything is finished
+    (tmp_path / "out" / "square-n4.json").unlink()  # as if killed during n4
+    assert runner.run() == ["square/n4"] and log == ["n4"]
+
+
+def test_units_held_by_a_live_process_are_left_to_it(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    log: list[str] = []
+    runner = Runner(store=store, plan=lambda: square_units(store, log))
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "square-n3.lock").write_text(str(os.getppid()))  # alive
+    (tmp_path / "work" / "square-n4.lock").write_text("999999999")  # gone: taken over
+    assert runner.run() == ["square/n2", "late/after-n2", "square/n4"]
+    assert not (tmp_path / "out" / "square-n3.json").exists()
+    locks = [p.name for p in (tmp_path / "work").glob("*.lock")]
+    assert locks == ["square-n3.lock"]  # the live holder's; this process released its own
+
+
+def test_the_recorded_command_reruns_that_unit_alone_for_a_new_user(tmp_path: Path) -> None:
+    author = tmp_path / "author"
+    author.mkdir()
+    script = write_definition(author)
+    first = run_command(f"python {script}", author)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = author / "results" / "squares"
+    assert sorted(p.name for p in out.glob("*.json")) == [
+        "square-n2.json",
+        "square-n3.json",
+        "sum-all.json",
+    ]
+    assert "sum/all: 13" in (author / "report.md").read_text()
+    recorded = json.loads((out / "square-n3.json").read_text())
+    assert recorded["command"] == f"python {script} run --only square/n3"
+
+    # A new user: the committed results and the script, no work folder, nothing made by hand.
+    user = tmp_path / "user"
+    (user / "results").mkdir(parents=True)
+    (user / "results" / "squares").mkdir()
+    for path in out.glob("*.json"):
+        (user / "results" / "squares" / path.name).write_text(path.read_text())
+    committed = {p.name: p.read_text() for p in (user / "results" / "squares").glob("*")}
+    again = run_command(recorded["command"], user)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = list((user / "runs" / "squares" / "rerun").glob("*.json"))
+    assert [p.name for p in rerun] == ["square-n3.json"]  # that unit, alone
+    assert json.loads(rerun[0].read_text())["value"] == 9
+    assert committed == {p.name: p.read_text() for p in (user / "results" / "squares").glob("*")}
+
+    planned = run_command(f"python {script} plan --only sum/all", author)
+    assert planned.returncode == 0 and "| `sum/all` | finished |" in planned.stdout
+
+
+def test_cpu_model_is_read_from_proc_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU @ 2.00GHz\n")
+    assert cpu_model(cpuinfo) == "Example CPU @ 2.00GHz"
+    assert cpu_model(tmp_path / "missing")  # falls back to what platform knows
