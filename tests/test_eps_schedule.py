@@ -20,7 +20,7 @@ from dard_plugin.training.batches import Batch
 from dard_plugin.training.registry import method_spec
 
 ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
-METHODS = sorted(m for m, cls in TRAINERS.items() if cls is not NaturalTrainer)
+METHODS = sorted(m for m in TRAINERS if method_spec(m).adversarial)
 
 
 def expected_eps(epoch: int, k: int, eps: float = 0.1) -> float:  # epoch 0-based

@@ -106,8 +106,13 @@ class TrainingLoop(Trainer):
     def teacher_outputs(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The teacher's outputs a method needs for ``images`` (no gradient)."""
-        return {}
+        """The teacher's outputs a method needs for ``images`` (no gradient). By default the
+        teacher's logits on the natural images, ``"teacher_nat"``, where the method names
+        it in ``teacher_output_names``; nothing otherwise."""
+        if self.teacher is None or "teacher_nat" not in self.teacher_output_names:
+            return {}
+        with torch.no_grad():
+            return {"teacher_nat": self.teacher(images)}
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The student's adversarial examples (the student is in eval mode here)."""

@@ -91,13 +91,6 @@ class ARDTrainer(AdversarialTrainerBase):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "alpha": self.alpha, "temperature": self.temperature}
 
-    def teacher_outputs(
-        self, images: torch.Tensor, labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        assert self.teacher is not None
-        with torch.no_grad():
-            return {"teacher_nat": self.teacher(images)}
-
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -121,8 +114,6 @@ class RSLADTrainer(AdversarialTrainerBase):
     method = "rslad"
     default_attack = "pgd"
     teacher_output_names = ("teacher_nat",)
-
-    teacher_outputs = ARDTrainer.teacher_outputs
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:

@@ -89,13 +89,6 @@ class IADTrainer(AdversarialTrainerBase):
             "start_fraction": self.start_fraction,
         }
 
-    def teacher_outputs(
-        self, images: torch.Tensor, labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        assert self.teacher is not None
-        with torch.no_grad():
-            return {"teacher_nat": self.teacher(images)}
-
     @property
     def reliability_started(self) -> bool:
         return self.epoch >= math.floor(self.start_fraction * self.nb_epochs)
@@ -177,13 +170,6 @@ class AdaADTrainer(AdversarialTrainerBase):
             "igdm": self.igdm,
             "kl_reduction": self.kl_reduction,
         }
-
-    def teacher_outputs(
-        self, images: torch.Tensor, labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        assert self.teacher is not None
-        with torch.no_grad():
-            return {"teacher_nat": self.teacher(images)}
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:

@@ -34,6 +34,7 @@ class MethodSpec:
     # methods here: each caches what does not depend on the student and computes the rest
     # online, e.g. AdaAD's T(x') and MTARD's T_adv(x'))
     online_only: bool = False
+    adversarial: bool = True  # trains on adversarial examples (all but natural training)
     options: Mapping[str, Any] = field(default_factory=dict)  # preset trainer options
 
     @property
@@ -63,6 +64,7 @@ METHODS: dict[str, MethodSpec] = {
             "standard training, CE(S(x), y): no attack, no teacher (trains natural teachers)",
             "dard-plugin (dard train-teacher --natural)",
             needs_teacher=False,
+            adversarial=False,
         ),
         MethodSpec(
             "ard",
