@@ -57,3 +57,29 @@ def test_the_comparison_needs_the_same_evaluation(reference) -> None:
         assert demo.comparison_table(other, reference) is None, field
     fewer = dict(student, per_attack={"fgsm": 0.5})
     assert demo.comparison_table(fewer, reference) is None
+
+
+def test_the_readme_shows_the_stored_rows(reference) -> None:
+    """The README's demo table repeats the stored teacher and SAT rows to 0.1 points (the
+    demo's own student row is regenerated from a demo run whenever a change moves it)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = {
+        "teacher": next(
+            line for line in readme.splitlines() if "teacher `dard-fmnist-teacher` (stored)" in line
+        ),
+        "SAT": next(
+            line
+            for line in readme.splitlines()
+            if "SAT, same budget" in line and "(stored)" in line
+        ),
+    }
+    for row in reference["rows"]:
+        key = "teacher" if row["label"].startswith("teacher") else "SAT"
+        report = row["report"]
+        values = [report["clean_accuracy"]]
+        values += [report["per_attack"][a] for a in reference["attacks"]]
+        values += [report["robust_accuracy"]]
+        cells = [c.strip() for c in lines[key].strip("|").split("|")][1:]
+        assert [float(c) for c in cells] == [round(100 * v, 1) for v in values], key
