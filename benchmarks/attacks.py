@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torchattacks
+from _provenance import provenance  # benchmarks/_provenance.py, beside this script
 from art.attacks.evasion import ProjectedGradientDescentPyTorch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
@@ -129,6 +130,7 @@ def main() -> None:
             "dataset": "fashion-mnist test",
             "alpha": alpha,
         },
+        "provenance": provenance(),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import provenance  # benchmarks/_provenance.py, beside this script
 from art.defences.trainer import AdversarialTrainerMadryPGD
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
@@ -184,6 +185,7 @@ def main() -> None:
         "benchmark": "training",
         "settings": vars(args)
         | {"out": str(args.out), "student": "small-cnn", "dataset": "fashion-mnist train slice"},
+        "provenance": provenance(),
         "machine": {
             "platform": platform.platform(),
             "torch": torch.__version__,
