@@ -457,9 +457,10 @@ def test_method_sat_refuses_teacher_options_and_runs_without_them(
     from dard_plugin.cli.training import _choose_teacher
 
     out = str(tmp_path / "never")
-    for given in (["--teacher", "Wong2020Fast"], ["--teacher-targets", "cached"]):
-        code, _, err = run_main(capsys, "distill", "--method", "sat", *given, "--out", out)
-        assert code == 2 and f"{given[0]} does not apply to --method sat" in err, err
+    for method in ("sat", "natural"):  # the registry's methods without a teacher
+        for given in (["--teacher", "Wong2020Fast"], ["--teacher-targets", "cached"]):
+            code, _, err = run_main(capsys, "distill", "--method", method, *given, "--out", out)
+            assert code == 2 and f"{given[0]} does not apply to --method {method}" in err, err
     # no teacher flag: the plain command is valid, its teacher options stay unset
     plain = build_parser().parse_args(["distill", "--method", "sat", "--out", out])
     _choose_teacher(plain)

@@ -392,15 +392,17 @@ def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _choose_teacher(args: argparse.Namespace) -> None:
-    """The teacher options: refused with ``--method sat`` (which has no teacher) when the
-    user gave them, else their defaults filled in."""
+    """The teacher options: refused for a method without a teacher (``sat``, ``natural``)
+    when the user gave them, else their defaults filled in."""
+    from dard_plugin.training.registry import method_spec
+
     teacher_options = ("teacher", "teacher_arch", "teacher_targets")
-    if args.method == "sat":
+    if not method_spec(args.method).needs_teacher:
         given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
         if given:
             raise CommandError(
-                f"{', '.join(given)} does not apply to --method sat, which trains without a "
-                "teacher: drop it, or choose a distillation --method"
+                f"{', '.join(given)} does not apply to --method {args.method}, which trains "
+                "without a teacher: drop it, or choose a distillation --method"
             )
         return
     args.teacher = args.teacher or DEFAULT_TEACHER
