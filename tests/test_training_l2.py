@@ -20,7 +20,9 @@ from dard_plugin.training import (
     attacks,
     build_trainer,
     methods,
-    recent_methods,
+)
+from dard_plugin.training import (
+    trainer as trainer_module,
 )
 
 EPS = 1.0  # 8x8 grey images: 0.125 per feature root-mean-square
@@ -39,7 +41,7 @@ def spy(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
     for module in (
         attacks,
         methods,
-        recent_methods,
+        trainer_module,  # attack_from_noise: RSLAD, AdaAD, MTARD
         suite,
     ):  # suite: validation runs SuiteAttack.run
         monkeypatch.setattr(module, "projected_gradient_descent", recording)

@@ -118,22 +118,8 @@ class RSLADTrainer(AdversarialTrainerBase):
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:
             return super().craft_adversarial(batch, targets)
-        settings = self.attack_settings or AttackSettings()
-        noise = torch.randn(batch.images.shape, generator=self._generator)
-        start = batch.images + 0.001 * noise.to(batch.images.device)
         target_probs = F.softmax(targets["teacher_nat"].float(), dim=1)
-        return projected_gradient_descent(
-            self.student,
-            batch.images,
-            batch.labels,
-            kl_objective(target_probs),
-            norm=settings.norm,
-            eps=settings.budget,
-            alpha=settings.step,
-            steps=settings.steps,
-            start=start.clamp(*self.bounds),
-            bounds=self.bounds,
-        )
+        return self.attack_from_noise(self.student, batch, kl_objective(target_probs))
 
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dard_plugin._validation import check_choice, check_real
-from dard_plugin.attacks.pgd import cross_entropy_objective, projected_gradient_descent
+from dard_plugin.attacks.pgd import cross_entropy_objective
 from dard_plugin.losses.distillation import (
     KL_REDUCTIONS,
     adaad_loss,
@@ -27,18 +27,8 @@ from dard_plugin.losses.distillation import (
     mtard_loss,
 )
 from dard_plugin.training import models
-from dard_plugin.training.attacks import AttackSettings
 from dard_plugin.training.loop import distributed
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
-
-
-def _noise_start(
-    images: torch.Tensor, generator: torch.Generator, bounds: tuple[float, float]
-) -> torch.Tensor:
-    """``x + 0.001 N(0, 1)``, clipped to ``bounds``: the start of AdaAD's and MTARD's inner
-    maximisation (and RSLAD's), drawn from the run's generator."""
-    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
-    return (images + 0.001 * noise).clamp(*bounds)
 
 
 class IADTrainer(AdversarialTrainerBase):
@@ -192,19 +182,7 @@ class AdaADTrainer(AdversarialTrainerBase):
             log_teacher = F.log_softmax(logits[:, classes:].float(), dim=1)
             return F.kl_div(log_student, log_teacher, reduction="sum", log_target=True)
 
-        settings = self.attack_settings or AttackSettings()
-        return projected_gradient_descent(
-            both,
-            batch.images,
-            batch.labels,
-            objective,
-            norm=settings.norm,
-            eps=settings.budget,
-            alpha=settings.step,
-            steps=settings.steps,
-            start=_noise_start(batch.images, self._generator, self.bounds),
-            bounds=self.bounds,
-        )
+        return self.attack_from_noise(both, batch, objective)
 
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
@@ -345,19 +323,7 @@ class MTARDTrainer(AdversarialTrainerBase):
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:
             return super().craft_adversarial(batch, targets)
-        settings = self.attack_settings or AttackSettings()
-        return projected_gradient_descent(
-            self.student,
-            batch.images,
-            batch.labels,
-            cross_entropy_objective,
-            norm=settings.norm,
-            eps=settings.budget,
-            alpha=settings.step,
-            steps=settings.steps,
-            start=_noise_start(batch.images, self._generator, self.bounds),
-            bounds=self.bounds,
-        )
+        return self.attack_from_noise(self.student, batch, cross_entropy_objective)
 
     def update_weight(self, loss_adv: float, loss_nat: float) -> float:
         """One step of MTARD's weight rule (see the class docstring); returns ``w``."""

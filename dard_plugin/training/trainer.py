@@ -31,7 +31,7 @@ from dard_plugin._validation import (
     check_real,
 )
 from dard_plugin.attacks import _fast
-from dard_plugin.attacks.pgd import NORMS
+from dard_plugin.attacks.pgd import NORMS, Objective, projected_gradient_descent
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
 from dard_plugin.training.attacks import (
@@ -332,6 +332,26 @@ class AdversarialTrainerBase(TrainingLoop):
         source = BatchSource(generator, keys=batch_keys)
         source.check_epochs(nb_epochs)
         return self._train(source, nb_epochs, scheduler, validation_data, None)
+
+    def attack_from_noise(self, model: Any, batch: Batch, objective: Objective) -> torch.Tensor:
+        """PGD on ``objective`` at the run's attack settings from ``x + 0.001 N(0, 1)``
+        (clipped to the bounds, noise from the run's generator): the inner maximisation of
+        RSLAD's, AdaAD's and MTARD's code."""
+        settings = self.attack_settings or AttackSettings()
+        noise = torch.randn(batch.images.shape, generator=self._generator)
+        noise = noise.to(batch.images.device, batch.images.dtype)
+        return projected_gradient_descent(
+            model,
+            batch.images,
+            batch.labels,
+            objective,
+            norm=settings.norm,
+            eps=settings.budget,
+            alpha=settings.step,
+            steps=settings.steps,
+            start=(batch.images + 0.001 * noise).clamp(*self.bounds),
+            bounds=self.bounds,
+        )
 
     def get_classifier(self) -> Any:
         """The trained classifier: the ART classifier given, or one wrapping the module."""
