@@ -38,6 +38,9 @@ DEFAULT_EPS: dict[str, dict[str, float]] = {
 
 # the size of each dataset's training split, for checks made before it is loaded
 TRAINING_SPLIT_SIZE = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+# training images held out for per-epoch validation unless val_split or validate_on_test says
+# otherwise (the study's, the leaderboard's and the demo's 5,000; `dard distill`'s too)
+DEFAULT_VAL_SPLIT = 5000
 
 
 def default_eps(dataset: str, norm: str) -> float:
@@ -165,6 +168,37 @@ def epochs_done(out_dir: str | Path) -> int | None:
     return None
 
 
+def choose_validation(
+    val_split: int | None, n_val: int, validate_on_test: bool, *, cli: bool = False
+) -> int | None:
+    """Where per-epoch validation images come from, shared by :func:`distill` and ``dard
+    distill`` / ``dard train-teacher``: the returned ``val_split`` training images are held
+    out (``val_split``, or :data:`DEFAULT_VAL_SPLIT` / ``n_val`` if larger when None), or
+    None, the first ``n_val`` test images, only when ``validate_on_test`` asks for it: a
+    curve on test images must not be used to choose epochs or learning rates. Holding
+    nothing out (``val_split=0``) without ``validate_on_test`` is refused rather than
+    moved to the test images silently."""
+    if not isinstance(validate_on_test, bool):
+        raise TypeError(f"validate_on_test must be a bool, got {type(validate_on_test).__name__}")
+    if validate_on_test:
+        if val_split:
+            raise ValueError(
+                f"{_switch('validate_on_test', cli)} validates on test images and holds "
+                f"nothing out: drop {_arg('val_split', cli)} {val_split} (or "
+                f"{_switch('validate_on_test', cli)})"
+            )
+        return None
+    if val_split is None:
+        return max(DEFAULT_VAL_SPLIT, n_val) if isinstance(n_val, int) else DEFAULT_VAL_SPLIT
+    if val_split == 0:
+        raise ValueError(
+            f"{_arg('val_split', cli)} 0 holds nothing out, so validation would run on test "
+            f"images: pass {_switch('validate_on_test', cli)} to ask for that, or a "
+            f"{_arg('val_split', cli)} of at least {_arg('n_val', cli)}"
+        )
+    return val_split
+
+
 def check_distill_settings(
     *,
     method: str,
@@ -268,6 +302,7 @@ def distill(
     n_train: int | None = None,
     n_val: int = 1000,
     val_split: int | None = None,
+    validate_on_test: bool = False,
     epochs: int = 10,
     batch_size: int = 128,
     lr: float | None = None,
@@ -306,11 +341,14 @@ def distill(
     beat 0.01 and 0.05, and SAT at 0.05 beat 0.01; see ``docs/results.md`` before comparing
     methods at their defaults.
 
-    Per-epoch validation (clean and PGD-10 on ``n_val`` images) runs on the first ``n_val``
-    test images unless ``val_split`` is given: then the last ``val_split`` training images
-    are held out, validation uses the first ``n_val`` of them, and training draws its
-    ``n_train`` images from the rest, so that choices made on the history never see a test
-    image.
+    Per-epoch validation (clean and PGD-10 on ``n_val`` images) runs on held-out training
+    images (:func:`choose_validation`): the last ``val_split`` training images
+    (:data:`DEFAULT_VAL_SPLIT`, 5,000, or ``n_val`` if larger, when None) are held out,
+    validation uses the first ``n_val`` of them, and training draws its ``n_train`` images
+    (all the rest when None) from the rest, so that choices made on the history never see
+    a test image. ``validate_on_test=True`` validates on the first ``n_val`` test images
+    instead and holds nothing out (the behaviour before 2026-12-03; watch that curve, do
+    not choose settings on it).
 
     With ``out_dir``: ``checkpoint/`` (resumable), ``history.json``, ``student.pt`` and a
     training-curve plot ``training.png``. An ``out_dir`` that already holds a run is
@@ -320,6 +358,7 @@ def distill(
 
     Every setting is checked (:func:`check_distill_settings`) before any data is loaded.
     """
+    val_split = choose_validation(val_split, n_val, validate_on_test)
     eps = check_distill_settings(
         method=method,
         dataset=dataset,

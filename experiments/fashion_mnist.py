@@ -156,6 +156,7 @@ class Experiment:
             student_arch=STUDENT_ARCH,
             n_train=p.n_train,
             n_val=p.n_val,
+            validate_on_test=True,  # the first look's validation, kept as it ran
             epochs=p.epochs,
             batch_size=p.batch_size,
             eps=EPS,

@@ -484,7 +484,9 @@ def test_distill_holds_out_validation_images_by_default(capsys, tmp_path) -> Non
         _check_training_args(args)
         return args
 
-    assert checked().val_split == DEFAULT_VAL_SPLIT == 5000
+    from dard_plugin.recipes import DEFAULT_VAL_SPLIT as PYTHON_DEFAULT
+
+    assert checked().val_split == DEFAULT_VAL_SPLIT == PYTHON_DEFAULT == 5000
     assert checked("--n-val", "6000").val_split == 6000
     assert checked("--val-split", "2000").val_split == 2000
     assert checked("--validate-on-test").val_split is None

@@ -34,3 +34,69 @@ def test_holdout_split_bad_sizes(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         _holdout_split("fashion-mnist", n_train, n_val, val_split, None)
+
+
+def test_choose_validation_holds_out_by_default_and_names_the_way_to_test_images() -> None:
+    from dard_plugin.recipes import DEFAULT_VAL_SPLIT, choose_validation
+
+    assert choose_validation(None, 1000, False) == DEFAULT_VAL_SPLIT == 5000
+    assert choose_validation(None, 6000, False) == 6000
+    assert choose_validation(2000, 1000, False) == 2000
+    assert choose_validation(None, 1000, True) is None
+    assert choose_validation(0, 1000, True) is None
+    with pytest.raises(ValueError, match=r"val_split 0 holds nothing out.*validate_on_test=True"):
+        choose_validation(0, 1000, False)
+    with pytest.raises(ValueError, match=r"validate_on_test=True .*drop val_split 2000"):
+        choose_validation(2000, 1000, True)
+    with pytest.raises(TypeError, match="validate_on_test must be a bool"):
+        choose_validation(None, 1000, "yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("validate_on_test", [False, True])
+def test_distill_validates_on_held_out_training_images_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, validate_on_test: bool
+) -> None:
+    """The Python recipe's default is the command line's: no test image is loaded for
+    validation unless ``validate_on_test=True``; the validation images are then the
+    training split's images 55,000.. (the 5,000 held out), else the first test images."""
+    from dard_plugin import recipes
+
+    seen: list[torch.Tensor] = []
+    calls: list[bool] = []
+    real_load = recipes.load_dataset
+
+    def recording_load(name, *, train=True, n_examples=None, root=None):
+        calls.append(train)
+        return real_load(name, train=train, n_examples=n_examples, root=root)
+
+    monkeypatch.setattr(recipes, "load_dataset", recording_load)
+    real_build = recipes.build_trainer
+
+    def spying_build(*args, **kwargs):
+        trainer = real_build(*args, **kwargs)
+        fit = trainer.fit
+
+        def fit_and_record(x, y, *, validation_data, **rest):
+            seen.append(validation_data[0])
+            return fit(x, y, validation_data=validation_data, **rest)
+
+        trainer.fit = fit_and_record
+        return trainer
+
+    monkeypatch.setattr(recipes, "build_trainer", spying_build)
+    recipes.distill(
+        method="natural",
+        n_train=64,
+        n_val=16,
+        epochs=1,
+        batch_size=64,
+        validate_on_test=validate_on_test,
+        verbose=False,
+    )
+    train_images, _ = load_dataset("fashion-mnist")
+    test_images, _ = load_dataset("fashion-mnist", train=False, n_examples=16)
+    if validate_on_test:
+        assert False in calls and torch.equal(seen[0], test_images)
+    else:
+        assert False not in calls
+        assert torch.equal(seen[0], train_images[55_000:55_016])

@@ -99,6 +99,7 @@ def test_distill_builds_a_cifar100_student_with_cifar100_statistics(monkeypatch)
         student_arch="resnet56",
         n_train=8,
         n_val=4,
+        validate_on_test=True,  # the stand-in training split has 8 images to hold out of
         epochs=1,
         batch_size=8,
         steps=1,

@@ -214,25 +214,17 @@ def _check_training_args(args: argparse.Namespace) -> None:
 
 
 def _choose_validation(args: argparse.Namespace) -> None:
-    """Per-epoch validation on held-out training images by default (``--val-split``, or
-    :data:`DEFAULT_VAL_SPLIT` / ``--n-val`` if larger); on test images only when
-    ``--validate-on-test`` asks for it, since a curve on test images must not be used to
-    choose epochs or learning rates."""
-    if args.validate_on_test:
-        if args.val_split:
-            raise CommandError(
-                f"--validate-on-test validates on test images and holds nothing out: drop "
-                f"--val-split {args.val_split} (or drop --validate-on-test)"
-            )
-        args.val_split = None
-        return
-    if args.val_split is None:
-        args.val_split = max(DEFAULT_VAL_SPLIT, args.n_val)
-    elif args.val_split == 0:
-        raise CommandError(
-            "--val-split 0 holds nothing out, so validation would run on test images: pass "
-            "--validate-on-test to ask for that, or a --val-split of at least --n-val"
+    """Per-epoch validation on held-out training images by default; on test images only
+    when ``--validate-on-test`` asks for it (:func:`dard_plugin.recipes.choose_validation`,
+    shared with Python, naming the flags)."""
+    from dard_plugin.recipes import choose_validation
+
+    try:
+        args.val_split = choose_validation(
+            args.val_split, args.n_val, args.validate_on_test, cli=True
         )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 _NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
@@ -296,6 +288,7 @@ def _train(
             n_train=args.n_train,
             n_val=args.n_val,
             val_split=args.val_split,
+            validate_on_test=args.val_split is None,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
