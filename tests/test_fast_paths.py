@@ -9,6 +9,9 @@ of it the first compilation in the process; about 15 s with a warm cache.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 from conftest import TinyCNN, make_prototype_data
@@ -202,8 +205,10 @@ def test_cached_targets_built_in_teacher_batches() -> None:
         trainer.fit(x, y, batch_size=4, nb_epochs=1)
         assert trainer.targets.cache is not None
         caches[teacher_batch_size] = trainer.targets.cache
+        # the chunk the targets were built in: eval_batch_size (4, not the default 256)
+        # when teacher_batch_size is unset, so a resume under another one is refused
         in_fingerprint = trainer.config().get("teacher_batch_size")
-        assert in_fingerprint == teacher_batch_size  # absent (None) when not set
+        assert in_fingerprint == (teacher_batch_size or 4)
         # the reference: the teacher's outputs computed chunk by chunk at that size
         chunk = teacher_batch_size or 4
         reference = [
@@ -215,6 +220,63 @@ def test_cached_targets_built_in_teacher_batches() -> None:
     # DPGD's batch-reduced Dice: the teacher's example depends on the chunk it is in
     assert not torch.equal(caches[None]["teacher_adv"], caches[6]["teacher_adv"])
     torch.testing.assert_close(caches[None]["teacher_nat"], caches[6]["teacher_nat"])
+
+
+@pytest.mark.parametrize("targets", ["cached", "online"])
+def test_eval_batch_size_joins_the_fingerprint_only_where_it_shapes_cached_targets(
+    targets: str,
+) -> None:
+    teacher = tiny_model(5).eval()
+
+    def config(**kwargs: Any) -> dict[str, Any]:
+        student = tiny_model(1)
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+        trainer = DARDTrainer(
+            student,
+            teacher,
+            optimizer=optimizer,
+            attack=ATTACK,
+            teacher_targets=targets,
+            verbose=False,
+            **kwargs,
+        )
+        return trainer.config()
+
+    default = config()
+    assert "teacher_batch_size" not in default  # default runs' fingerprints unchanged
+    assert config(eval_batch_size=256) == default
+    assert config(teacher_batch_size=64)["teacher_batch_size"] == 64
+    if targets == "cached":
+        assert config(eval_batch_size=128)["teacher_batch_size"] == 128
+        assert config(eval_batch_size=128, teacher_batch_size=64)["teacher_batch_size"] == 64
+    else:  # online targets are computed per training batch: eval_batch_size is irrelevant
+        assert config(eval_batch_size=128) == default
+
+
+def test_resume_under_another_eval_batch_size_is_refused_for_cached_targets(
+    tmp_path: Path,
+) -> None:
+    x, y, _ = make_prototype_data(n=12)
+    teacher = tiny_model(5).eval()
+
+    def trainer(eval_batch_size: int, resume: bool) -> DARDTrainer:
+        student = tiny_model(1)
+        return DARDTrainer(
+            student,
+            teacher,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+            attack=ATTACK,
+            teacher_targets="cached",
+            eval_batch_size=eval_batch_size,
+            checkpoint_dir=tmp_path,
+            resume=resume,
+            verbose=False,
+        )
+
+    trainer(4, False).fit(x, y, batch_size=4, nb_epochs=1)
+    with pytest.raises(ValueError, match="teacher_batch_size"):
+        trainer(6, True).fit(x, y, batch_size=4, nb_epochs=2)
+    assert trainer(4, True).fit(x, y, batch_size=4, nb_epochs=2)[-1]["epoch"] == 2
 
 
 def test_plain_pgd_unchanged_by_the_hook() -> None:

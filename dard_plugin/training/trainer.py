@@ -48,6 +48,9 @@ from dard_plugin.training.targets import TEACHER_TARGETS, TeacherTargets
 from dard_plugin.training.validation import EVAL_ATTACKS
 
 logger = logging.getLogger(__name__)
+# images per forward pass in validation and, unless teacher_batch_size says otherwise, per
+# teacher call when building cached targets
+DEFAULT_EVAL_BATCH_SIZE = 256
 
 __all__ = ["TEACHER_TARGETS", "AdversarialTrainerBase", "AttackSettings", "Batch"]
 
@@ -136,7 +139,7 @@ class AdversarialTrainerBase(TrainingLoop):
         eval_attack: str = "pgd",
         eval_eps: float | None = None,
         eval_norm: str | None = None,
-        eval_batch_size: int = 256,
+        eval_batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
         compile_attack: bool | None = None,
         compile_mode: str | None = None,
         teacher_batch_size: int | None = None,
@@ -253,12 +256,24 @@ class AdversarialTrainerBase(TrainingLoop):
             # only when set, so that earlier runs' fingerprints (and resumes) still match
             **(
                 {}
-                if self.teacher_batch_size is None
-                else {"teacher_batch_size": self.teacher_batch_size}
+                if self._fingerprinted_teacher_batch() is None
+                else {"teacher_batch_size": self._fingerprinted_teacher_batch()}
             ),
             # only when on, so that the fingerprints of runs without a schedule are unchanged
             **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
         }
+
+    def _fingerprinted_teacher_batch(self) -> int | None:
+        """The teacher's chunk size when it shapes the cached targets and is not the
+        default: ``teacher_batch_size`` when set, else a non-default ``eval_batch_size`` of
+        a cached-targets run (DPGD's batch-reduced Dice makes the teacher's example depend
+        on its chunk, so a resume under another ``eval_batch_size`` must be refused, not
+        mixed). None leaves the fingerprints of default runs as they were."""
+        if self.teacher_batch_size is not None:
+            return int(self.teacher_batch_size)
+        if self.teacher_targets == "cached" and self.eval_batch_size != DEFAULT_EVAL_BATCH_SIZE:
+            return int(self.eval_batch_size)
+        return None
 
     def _schedule_attack(self, epoch: int | None) -> dict[str, float]:
         """Set the student's attack for ``epoch`` under ``eps_warmup_epochs`` (``None``: back
