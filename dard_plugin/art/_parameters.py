@@ -9,7 +9,7 @@ given into what the torch loop takes: the supported norms, ``random_eps`` draws,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,8 +25,28 @@ from dard_plugin._validation import check_eps_plausible
 from dard_plugin.art._classifier import clip_values_numpy
 from dard_plugin.attacks.dpgd import DPGD_REDUCTIONS
 
-if TYPE_CHECKING:
-    from dard_plugin.art.dice_pgd import DicePGD
+
+class DicePGDParameters(Protocol):
+    """What these checks read of a :class:`~dard_plugin.art.DicePGD` (a protocol, so that
+    this module does not import the attack it serves)."""
+
+    @property
+    def estimator(self) -> Any: ...
+    @property
+    def eps(self) -> Any: ...
+    @property
+    def norm(self) -> Any: ...
+    @property
+    def num_random_init(self) -> Any: ...
+    @property
+    def random_eps(self) -> Any: ...
+    @property
+    def reduction(self) -> Any: ...
+    @property
+    def generator(self) -> Any: ...
+    @property
+    def targeted(self) -> Any: ...
+
 
 # ART's norm values -> the package's loop (L1 with ART's own L1 geometry); other p >= 1
 # are valid in ART but have no steepest-ascent step here (ART itself only rescales for them)
@@ -43,7 +63,7 @@ def loop_norm(norm: object) -> str:
     return SUPPORTED_NORMS[norm_value(norm)]
 
 
-def check_parameters(attack: DicePGD) -> None:
+def check_parameters(attack: DicePGDParameters) -> None:
     """Everything ``DicePGD._check_params`` checks after ``EvasionAttack._check_params``."""
     # types ART's checks compare without checking first
     for name in ("max_iter", "batch_size"):
@@ -98,7 +118,7 @@ def check_parameters(attack: DicePGD) -> None:
         )
 
 
-def check_inputs(attack: DicePGD, x: np.ndarray, y: np.ndarray | None) -> None:
+def check_inputs(attack: DicePGDParameters, x: np.ndarray, y: np.ndarray | None) -> None:
     """``generate``'s checks of ``x`` (a numpy batch of the estimator's input shape), of
     ``y`` (required when targeted) and of ``eps`` against ``x``."""
     if not isinstance(x, np.ndarray):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100")
 # the shipped teacher: the default of `dard distill --teacher` and the demo's teacher
@@ -14,6 +15,23 @@ DEFAULT_TEACHER = "dard-fmnist-teacher"
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_command_parser(*families: Any) -> argparse.ArgumentParser:
+    """The ``dard`` parser of these command families (modules with ``add_parsers``), each
+    subcommand with the common options: :func:`dard_plugin.cli.main.build_parser` passes
+    them all, ``dard demo`` only the training family (so that it needs no import of
+    ``cli/main.py``, which imports it)."""
+    parser = argparse.ArgumentParser(
+        prog="dard",
+        description="Dice Adversarial Robustness Distillation (DARD) and the DPGD attack.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for family in families:
+        family.add_parsers(commands)
+    for subparser in commands.choices.values():
+        add_common(subparser)
+    return parser
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

@@ -83,8 +83,8 @@ def comparison_table(report: dict[str, Any], reference: dict[str, Any]) -> str |
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from dard_plugin.cli.main import build_parser
-    from dard_plugin.cli.training import run_distill
+    import dard_plugin.cli.training as training_commands
+    from dard_plugin.cli.common import build_command_parser
 
     started = time.perf_counter()
     if not args.json:
@@ -94,9 +94,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
             f"images, {args.epochs} epochs, L-inf eps {EPS:g}; then evaluating on "
             f"{args.n_eval} test images. Results in {args.out}"
         )
-    demo_args = build_parser().parse_args(distill_argv(args))
+    demo_args = build_command_parser(training_commands).parse_args(distill_argv(args))
     demo_args.quiet, demo_args.json, demo_args.device = args.quiet, args.json, args.device
-    result = run_distill(demo_args)
+    result = training_commands.run_distill(demo_args)
     result["seconds"] = time.perf_counter() - started
     reference = load_reference()
     table = comparison_table(result["report"], reference)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dard_plugin.cli import demo, evaluation, teachers, training
-from dard_plugin.cli.common import add_common
+from dard_plugin.cli.common import build_command_parser
 
 FAMILIES = (teachers, training, evaluation, demo)
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
@@ -20,16 +20,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dard",
-        description="Dice Adversarial Robustness Distillation (DARD) and the DPGD attack.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in FAMILIES:
-        family.add_parsers(commands)
-    for subparser in commands.choices.values():
-        add_common(subparser)
-    return parser
+    return build_command_parser(*FAMILIES)
 
 
 def main(argv: list[str] | None = None) -> int:
