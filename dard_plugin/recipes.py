@@ -14,7 +14,7 @@ from torch import nn
 
 from dard_plugin._validation import check_choice, check_eps_plausible, check_int, check_real
 from dard_plugin.attacks.pgd import NORMS
-from dard_plugin.data import dataset_info, load_dataset, standard_augment
+from dard_plugin.data import check_n_examples, dataset_info, load_dataset, standard_augment
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
 from dard_plugin.teachers.checkpoints import load_weights
@@ -35,9 +35,6 @@ DEFAULT_EPS: dict[str, dict[str, float]] = {
     "cifar100": {"Linf": 8 / 255, "L2": 0.5},
 }
 
-
-# the size of each dataset's training split, for checks made before it is loaded
-TRAINING_SPLIT_SIZE = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 # training images held out for per-epoch validation unless val_split or validate_on_test says
 # otherwise (the study's, the leaderboard's and the demo's 5,000; `dard distill`'s too)
 DEFAULT_VAL_SPLIT = 5000
@@ -247,18 +244,22 @@ def check_distill_settings(
                 f"{name('n_val')} must be at most {name('val_split')} ({val_split}, the "
                 f"held-out images it validates on), got {n_val}"
             )
-        size = TRAINING_SPLIT_SIZE.get(dataset)
-        if size is not None and val_split >= size:
+        size = info.train_size
+        if val_split >= size:
             raise ValueError(
                 f"{name('val_split')} must leave training images: the {dataset} training "
                 f"split has {size}, got {val_split}"
             )
-        if size is not None and n_train is not None and n_train > size - val_split:
+        if n_train is not None and n_train > size - val_split:
             raise ValueError(
                 f"{name('n_train')} must be at most {size - val_split} (the {dataset} "
                 f"training split's {size} images less {name('val_split')} {val_split} held "
                 f"out for validation), got {n_train}"
             )
+    else:  # validation on the first n_val test images, training on the whole split
+        check_n_examples(dataset, n_val, train=False, argument=name("n_val"))
+        if n_train is not None:
+            check_n_examples(dataset, n_train, train=True, argument=name("n_train"))
     if lr is not None:
         check_real(name("lr"), lr, low=0.0, low_inclusive=False)
     if eps is None:

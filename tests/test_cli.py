@@ -397,6 +397,29 @@ def test_distill_checks_eps_before_loading_the_teacher(nothing_loaded, capsys, t
     assert nothing_loaded == [] and not out.exists()
 
 
+def test_sizes_beyond_a_split_are_refused_before_any_work(nothing_loaded, capsys, tmp_path) -> None:
+    """``--n-eval`` used to be checked against the test split only after training, and
+    ``--n-examples`` after the model had loaded."""
+    from dard_plugin.recipes import distill
+
+    out = tmp_path / "never"
+    code, _, err = run_main(capsys, "distill", "--n-eval", "20000", "--out", str(out))
+    assert code == 2 and "--n-eval must be at most 10000 (the size of the fashion-mnist test" in err
+    code, _, err = run_main(
+        capsys, "distill", "--validate-on-test", "--n-val", "10001", "--out", str(out)
+    )
+    assert code == 2 and "--n-val must be at most 10000" in err, err
+    code, _, err = run_main(
+        capsys, "evaluate", "no-such-file.pt", "--n-examples", "10001", "--out", str(out)
+    )
+    assert code == 2 and "--n-examples must be at most 10000" in err, err
+    with pytest.raises(ValueError, match="n_train must be at most 60000"):
+        distill(method="sat", validate_on_test=True, n_train=60_001, verbose=False)
+    with pytest.raises(ValueError, match="n_val must be at most 10000"):
+        distill(method="sat", validate_on_test=True, n_val=10_001, verbose=False)
+    assert nothing_loaded == [] and not out.exists()
+
+
 def _fake_run(out: Path, epochs: int, finished: bool = True) -> None:
     """A folder as distill leaves it: the checkpoint's history (and student.pt)."""
     (out / "checkpoint").mkdir(parents=True)

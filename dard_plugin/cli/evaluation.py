@@ -180,6 +180,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
     prints and writes the report)."""
     from dard_plugin._validation import check_choice, check_int
+    from dard_plugin.data import check_n_examples
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.evaluation.distributed import check_torchrun_environment
 
@@ -187,7 +188,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     for attack in attacks:
         check_choice("--attacks", attack, list(ATTACK_NAMES))
-    check_int("--n-examples", args.n_examples, minimum=1)
+    check_n_examples(args.dataset, args.n_examples, train=False, argument="--n-examples")
     check_int("--batch-size", args.batch_size, minimum=1)
     curve = _parse_curve(args)
     _check_existing_evaluation(args)

@@ -179,13 +179,14 @@ def _check_training_args(args: argparse.Namespace) -> None:
     """Every argument checked before any data, model or teacher is loaded: the checks of
     :func:`~dard_plugin.recipes.distill` (shared, naming the flags) and the command's own."""
     from dard_plugin._validation import check_choice, check_int
+    from dard_plugin.data import check_n_examples
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.recipes import check_distill_settings
 
     check_choice("--norm", args.norm, ["Linf", "L2"])
     check_data_root(args.data_root)
     _choose_validation(args)
-    check_int("--n-eval", args.n_eval, minimum=1)
+    check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")
     if args.eps_warmup_epochs is not None:
         check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
         if getattr(args, "natural", False):

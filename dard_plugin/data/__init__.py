@@ -33,6 +33,8 @@ class DatasetInfo:
     flip: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    train_size: int = 50_000  # images in the training split, for checks before loading
+    test_size: int = 10_000
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -42,12 +44,29 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo(
         100, (3, 32, 32), 4, True, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
     ),
-    "fashion-mnist": DatasetInfo(10, (1, 28, 28), 2, False, (0.2860,), (0.3530,)),
+    "fashion-mnist": DatasetInfo(
+        10, (1, 28, 28), 2, False, (0.2860,), (0.3530,), train_size=60_000
+    ),
 }
 
 
 def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[check_choice("dataset", name, list(DATASETS))]
+
+
+def check_n_examples(name: str, n_examples: int, *, train: bool, argument: str) -> int:
+    """``n_examples`` as ``argument`` (``"n_examples"``, ``"--n-eval"``...) checked against
+    the size of ``name``'s split, before anything is loaded."""
+    check_int(argument, n_examples, minimum=1)
+    info = dataset_info(name)
+    size = info.train_size if train else info.test_size
+    if n_examples > size:
+        split = "training" if train else "test"
+        raise ValueError(
+            f"{argument} must be at most {size} (the size of the {name} {split} split), "
+            f"got {n_examples}"
+        )
+    return n_examples
 
 
 def load_dataset(
