@@ -254,7 +254,7 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
     assert_one_line_error(dard("evaluate", str(evil)), "refused")
     assert_one_line_error(
         dard("evaluate", str(trained / "student.pt"), "--n-examples", "20000"),
-        "n_examples must be at most 10000",
+        "--n-examples must be at most 10000",
     )
     assert_one_line_error(
         dard("evaluate", str(trained / "student.pt"), "--attacks", "x"), "attacks must be one of"
@@ -341,6 +341,7 @@ def nothing_loaded(monkeypatch):
     """Fails a test that loads a teacher or data: records every attempt."""
     import dard_plugin.data
     import dard_plugin.recipes
+    import dard_plugin.recipes.distillation
 
     loaded: list[str] = []
 
@@ -352,7 +353,7 @@ def nothing_loaded(monkeypatch):
         return loader
 
     monkeypatch.setattr(dard_plugin.recipes, "load_model", refuse("teacher"))
-    monkeypatch.setattr(dard_plugin.recipes, "load_dataset", refuse("data"))
+    monkeypatch.setattr(dard_plugin.recipes.distillation, "load_dataset", refuse("data"))
     monkeypatch.setattr(dard_plugin.data, "load_dataset", refuse("data"))
     return loaded
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dard_plugin.data import load_dataset
-from dard_plugin.recipes import _holdout_split
+from dard_plugin.recipes.distillation import _holdout_split
 
 
 def test_holdout_split_is_disjoint_and_from_the_training_tail() -> None:
@@ -60,17 +60,18 @@ def test_distill_validates_on_held_out_training_images_unless_asked(
     validation unless ``validate_on_test=True``; the validation images are then the
     training split's images 55,000.. (the 5,000 held out), else the first test images."""
     from dard_plugin import recipes
+    from dard_plugin.recipes import distillation
 
     seen: list[torch.Tensor] = []
     calls: list[bool] = []
-    real_load = recipes.load_dataset
+    real_load = distillation.load_dataset
 
     def recording_load(name, *, train=True, n_examples=None, root=None):
         calls.append(train)
         return real_load(name, train=train, n_examples=n_examples, root=root)
 
-    monkeypatch.setattr(recipes, "load_dataset", recording_load)
-    real_build = recipes.build_trainer
+    monkeypatch.setattr(distillation, "load_dataset", recording_load)
+    real_build = distillation.build_trainer
 
     def spying_build(*args, **kwargs):
         trainer = real_build(*args, **kwargs)
@@ -83,7 +84,7 @@ def test_distill_validates_on_held_out_training_images_unless_asked(
         trainer.fit = fit_and_record
         return trainer
 
-    monkeypatch.setattr(recipes, "build_trainer", spying_build)
+    monkeypatch.setattr(distillation, "build_trainer", spying_build)
     recipes.distill(
         method="natural",
         n_train=64,

@@ -84,6 +84,7 @@ def test_every_registry_dataset_is_covered() -> None:
 def test_distill_builds_a_cifar100_student_with_cifar100_statistics(monkeypatch) -> None:
     from dard_plugin import recipes
     from dard_plugin.data import DATASETS
+    from dard_plugin.recipes import distillation
 
     def tiny_cifar100(name, *, train=True, n_examples=None, root=None):
         generator = torch.Generator().manual_seed(0 if train else 1)
@@ -92,7 +93,7 @@ def test_distill_builds_a_cifar100_student_with_cifar100_statistics(monkeypatch)
             0, 100, (n,), generator=generator
         )
 
-    monkeypatch.setattr(recipes, "load_dataset", tiny_cifar100)  # no CIFAR-100 files here
+    monkeypatch.setattr(distillation, "load_dataset", tiny_cifar100)  # no CIFAR-100 files here
     result = recipes.distill(
         method="sat",
         dataset="cifar100",

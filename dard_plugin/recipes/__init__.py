@@ -1,0 +1,36 @@
+"""End-to-end recipes behind the ``dard`` command line, usable from Python too: train a
+robust teacher, distil it into a student, with results written to a folder.
+
+``settings`` checks a run's settings before any work, ``model_files`` saves and loads
+models, ``distillation`` runs :func:`distill`."""
+
+from dard_plugin.recipes.distillation import DistillationResult, distill, plot_history
+from dard_plugin.recipes.model_files import load_model, save_model
+from dard_plugin.recipes.settings import (
+    DEFAULT_EPS,
+    DEFAULT_VAL_SPLIT,
+    RUN_FILES,
+    check_distill_settings,
+    choose_validation,
+    default_eps,
+    epochs_done,
+    existing_run,
+    remove_run,
+)
+
+__all__ = [
+    "DEFAULT_EPS",
+    "DEFAULT_VAL_SPLIT",
+    "RUN_FILES",
+    "DistillationResult",
+    "check_distill_settings",
+    "choose_validation",
+    "default_eps",
+    "distill",
+    "epochs_done",
+    "existing_run",
+    "load_model",
+    "plot_history",
+    "remove_run",
+    "save_model",
+]

@@ -1,0 +1,59 @@
+"""Model files that know their architecture, and loading a model by file, shipped
+teacher name or RobustBench name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dard_plugin.data import dataset_info
+from dard_plugin.models import REGISTRY, create
+from dard_plugin.teachers import extract_state_dict, freeze, safe_load
+from dard_plugin.teachers.checkpoints import load_weights
+from dard_plugin.training.checkpointing import save_checkpoint
+
+
+def save_model(path: Path, model: nn.Module, arch: str, num_classes: int) -> None:
+    """A model file that knows its architecture: ``{'arch', 'num_classes', 'state_dict'}``
+    (plain data and tensors: loads with ``weights_only=True``)."""
+    save_checkpoint(
+        path, {"arch": arch, "num_classes": num_classes, "state_dict": model.state_dict()}
+    )
+
+
+def load_model(
+    spec: str,
+    *,
+    dataset: str = "fashion-mnist",
+    arch: str | None = None,
+    threat_model: str = "Linf",
+    model_dir: str | Path = "./models",
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """A model from a file (a dard-plugin model file, or any checkpoint with ``arch``), a
+    shipped teacher name, or a RobustBench name. Frozen (eval mode, no gradients)."""
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth") or path.is_file():
+        checkpoint = safe_load(path)
+        file_arch = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
+        arch = arch or file_arch
+        if arch is None:
+            raise ValueError(
+                f"arch must be given for {path} (a checkpoint that does not "
+                f"record its architecture); choose from {list(REGISTRY)}"
+            )
+        num_classes = (
+            checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
+        ) or dataset_info(dataset).num_classes
+        # the file's Normalize buffers hold the statistics it was trained with
+        model = create(arch, num_classes=int(num_classes))
+        state = extract_state_dict(checkpoint, source=str(path))
+        load_weights(model, state, source=str(path), arch=arch, recorded_arch=file_arch)
+        return freeze(model.to(device or "cpu"))
+    from dard_plugin.teachers import load_teacher
+
+    return load_teacher(
+        spec, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
+    )
