@@ -185,22 +185,25 @@ def test_teacher_and_student_attacks_run_in_bf16_and_channels_last(teacher_targe
 
 
 # ------------------------------------------------------------------ the teacher's batch
+def dard_trainer(teacher: nn.Module, **options: Any) -> DARDTrainer:
+    """A DARD trainer of a fresh tiny student with the tests' attack."""
+    student = tiny_model(1)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    return DARDTrainer(
+        student, teacher, optimizer=optimizer, attack=ATTACK, verbose=False, **options
+    )
+
+
 def test_cached_targets_built_in_teacher_batches() -> None:
     x, y, _ = make_prototype_data(n=12)
     teacher = tiny_model(5).eval()
     caches = {}
     for teacher_batch_size in (None, 6):
-        student = tiny_model(1)
-        optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
-        trainer = DARDTrainer(
-            student,
+        trainer = dard_trainer(
             teacher,
-            optimizer=optimizer,
-            attack=ATTACK,
             teacher_targets="cached",
             eval_batch_size=4,
             teacher_batch_size=teacher_batch_size,
-            verbose=False,
         )
         trainer.fit(x, y, batch_size=4, nb_epochs=1)
         assert trainer.targets.cache is not None
@@ -229,18 +232,7 @@ def test_eval_batch_size_joins_the_fingerprint_only_where_it_shapes_cached_targe
     teacher = tiny_model(5).eval()
 
     def config(**kwargs: Any) -> dict[str, Any]:
-        student = tiny_model(1)
-        optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
-        trainer = DARDTrainer(
-            student,
-            teacher,
-            optimizer=optimizer,
-            attack=ATTACK,
-            teacher_targets=targets,
-            verbose=False,
-            **kwargs,
-        )
-        return trainer.config()
+        return dard_trainer(teacher, teacher_targets=targets, **kwargs).config()
 
     default = config()
     assert "teacher_batch_size" not in default  # default runs' fingerprints unchanged
@@ -260,17 +252,12 @@ def test_resume_under_another_eval_batch_size_is_refused_for_cached_targets(
     teacher = tiny_model(5).eval()
 
     def trainer(eval_batch_size: int, resume: bool) -> DARDTrainer:
-        student = tiny_model(1)
-        return DARDTrainer(
-            student,
+        return dard_trainer(
             teacher,
-            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
-            attack=ATTACK,
             teacher_targets="cached",
             eval_batch_size=eval_batch_size,
             checkpoint_dir=tmp_path,
             resume=resume,
-            verbose=False,
         )
 
     trainer(4, False).fit(x, y, batch_size=4, nb_epochs=1)
