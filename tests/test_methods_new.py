@@ -597,6 +597,10 @@ def test_recipes_distill_runs_from_python(method: str) -> None:
         distill(method="mtard", teacher=teacher, n_train=64, epochs=1, verbose=False)
     with pytest.raises(ValueError, match="takes no natural_teacher"):
         distill(method="iad", teacher=teacher, natural_teacher=natural, verbose=False)
+    # a teacher given to a method without one used to be dropped silently
+    for method in ("sat", "natural"):
+        with pytest.raises(ValueError, match=f"method '{method}' trains without a teacher"):
+            distill(method=method, teacher=teacher, verbose=False)
 
 
 def test_mtard_checks_the_natural_teacher_before_training() -> None:
@@ -641,3 +645,23 @@ def test_adaad_batchnorm_statistics_see_the_batches_the_code_runs(method: str) -
             reference(x - (adversarial - x))
     for key in ("features.1.running_mean", "features.1.running_var"):
         assert torch.allclose(student.state_dict()[key], reference.state_dict()[key]), key
+
+
+@pytest.mark.parametrize(
+    ("method", "option", "message"),
+    [
+        ("sat", {"teacher_targets": "cached"}, "teacher_targets='cached' does not apply"),
+        ("sat", {"teacher_batch_size": 64}, "teacher_batch_size=64 does not apply"),
+        ("sat", {"cache_refresh_epochs": 2}, "cache_refresh_epochs=2 does not apply"),
+        ("natural", {"teacher_targets": "cached"}, "teacher_targets='cached' does not apply"),
+        ("natural", {"attack_kind": "dpgd"}, "attack kind 'dpgd' does not apply"),
+    ],
+)
+def test_options_of_an_absent_teacher_or_attack_are_refused(
+    method: str, option: dict[str, object], message: str
+) -> None:
+    """They changed nothing but the run's fingerprint (and were silently accepted)."""
+    from dard_plugin.recipes import distill
+
+    with pytest.raises(ValueError, match=message):
+        distill(method=method, n_train=64, n_val=16, epochs=1, verbose=False, **option)

@@ -125,6 +125,11 @@ def distill(
     spec = METHODS[method]
     if spec.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
+    if not spec.needs_teacher and teacher is not None:
+        raise ValueError(
+            f"method {method!r} trains without a teacher, got teacher={type(teacher).__name__}: "
+            "drop it, or choose a distillation method"
+        )
     if spec.needs_natural_teacher and natural_teacher is None:
         raise ValueError(f"method {method!r} needs natural_teacher (a naturally trained model)")
     if not spec.needs_natural_teacher and natural_teacher is not None:

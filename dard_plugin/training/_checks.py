@@ -1,4 +1,5 @@
-"""Checks the training side adds to :mod:`dard_plugin._validation`: output locations."""
+"""Checks the training side adds to :mod:`dard_plugin._validation`: output locations, and
+teacher options given to a method without a teacher."""
 
 from __future__ import annotations
 
@@ -44,3 +45,25 @@ def check_writable_file(name: str, path: str | Path) -> Path:
         raise ValueError(f"{name} {path} is a directory, not a file")
     check_writable_dir(f"{name} {path}: its folder", path.parent)
     return path
+
+
+def check_no_teacher_options(
+    trainer: str,
+    *,
+    teacher_targets: str,
+    cache_refresh_epochs: int | None,
+    teacher_batch_size: int | None,
+) -> None:
+    """A trainer without a teacher refuses the teacher's options, which would change
+    nothing but its fingerprint (``teacher_targets`` other than the default ``"online"``,
+    ``cache_refresh_epochs``, ``teacher_batch_size``)."""
+    given = {
+        "teacher_targets": None if teacher_targets == "online" else teacher_targets,
+        "cache_refresh_epochs": cache_refresh_epochs,
+        "teacher_batch_size": teacher_batch_size,
+    }
+    for option, value in given.items():
+        if value is not None:
+            raise ValueError(
+                f"{option}={value!r} does not apply to {trainer}, which trains without a teacher"
+            )

@@ -56,6 +56,12 @@ class NaturalTrainer(AdversarialTrainerBase):
     def __init__(self, classifier: Any, **kwargs: Any) -> None:
         if kwargs.get("eps_warmup_epochs") is not None:
             raise ValueError("eps_warmup_epochs does not apply to natural training (no attack)")
+        attack = kwargs.get("attack")
+        if isinstance(attack, Mapping) and attack.get("kind") is not None:
+            raise ValueError(
+                f"attack kind {attack['kind']!r} does not apply to natural training (no "
+                "attack; the attack settings only set the validation's budget)"
+            )
         super().__init__(classifier, None, **kwargs)
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:

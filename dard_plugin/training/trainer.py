@@ -34,6 +34,7 @@ from dard_plugin.attacks import _fast
 from dard_plugin.attacks.pgd import NORMS, Objective, projected_gradient_descent
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
+from dard_plugin.training._checks import check_no_teacher_options
 from dard_plugin.training.attacks import (
     AttackSettings,
     build_attack,
@@ -168,6 +169,13 @@ class AdversarialTrainerBase(TrainingLoop):
             self.teacher = models.unpack_teacher(teacher, classifier, type(self).__name__)
         elif teacher is not None:
             raise ValueError(f"{type(self).__name__} takes no teacher")
+        else:
+            check_no_teacher_options(
+                type(self).__name__,
+                teacher_targets=teacher_targets,
+                cache_refresh_epochs=cache_refresh_epochs,
+                teacher_batch_size=teacher_batch_size,
+            )
         self.targets = TeacherTargets(
             teacher_targets, self.teacher_output_names, cache_refresh_epochs
         )
