@@ -478,7 +478,7 @@ def test_method_sat_refuses_teacher_options_and_runs_without_them(
 ) -> None:
     from dard_plugin.cli.common import DEFAULT_TEACHER
     from dard_plugin.cli.main import build_parser
-    from dard_plugin.cli.training import _choose_teacher
+    from dard_plugin.cli.training_options import choose_teacher
 
     out = str(tmp_path / "never")
     for method in ("sat", "natural"):  # the registry's methods without a teacher
@@ -487,25 +487,22 @@ def test_method_sat_refuses_teacher_options_and_runs_without_them(
             assert code == 2 and f"{given[0]} does not apply to --method {method}" in err, err
     # no teacher flag: the plain command is valid, its teacher options stay unset
     plain = build_parser().parse_args(["distill", "--method", "sat", "--out", out])
-    _choose_teacher(plain)
+    choose_teacher(plain)
     assert plain.teacher is None and plain.teacher_targets is None
     dard_args = build_parser().parse_args(["distill", "--out", out])
-    _choose_teacher(dard_args)
+    choose_teacher(dard_args)
     assert (dard_args.teacher, dard_args.teacher_targets) == (DEFAULT_TEACHER, "online")
     assert nothing_loaded == []
 
 
 def test_distill_holds_out_validation_images_by_default(capsys, tmp_path) -> None:
     from dard_plugin.cli.main import build_parser
-    from dard_plugin.cli.training import (
-        DEFAULT_VAL_SPLIT,
-        _announce_validation,
-        _check_training_args,
-    )
+    from dard_plugin.cli.training import _announce_validation
+    from dard_plugin.cli.training_options import DEFAULT_VAL_SPLIT, check_training_args
 
     def checked(*argv: str):
         args = build_parser().parse_args(["distill", *argv, "--out", str(tmp_path / "r")])
-        _check_training_args(args)
+        check_training_args(args)
         return args
 
     from dard_plugin.recipes import DEFAULT_VAL_SPLIT as PYTHON_DEFAULT
@@ -532,7 +529,7 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
     1.5."""
     from dard_plugin.cli.evaluation import _check_model_source_args
     from dard_plugin.cli.main import build_parser
-    from dard_plugin.cli.training import _check_training_args
+    from dard_plugin.cli.training_options import check_training_args
     from dard_plugin.recipes import default_eps
 
     for dataset, norm, expected in (
@@ -545,5 +542,5 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
         evaluate = build_parser().parse_args(["evaluate", "m.pt", *common])
         _check_model_source_args(evaluate)
         distill = build_parser().parse_args(["distill", *common, "--out", str(tmp_path / "r")])
-        _check_training_args(distill)
+        check_training_args(distill)
         assert evaluate.eps == distill.eps == default_eps(dataset, norm) == expected

@@ -208,7 +208,7 @@ def test_a_row_without_an_l2_form_is_refused_naming_it_and_the_norm(data, monkey
 def test_cli_default_attack_lists_have_l2_forms() -> None:
     main = importlib.import_module("dard_plugin.cli.main")
     evaluation = importlib.import_module("dard_plugin.cli.evaluation")
-    training = importlib.import_module("dard_plugin.cli.training")
+    training = importlib.import_module("dard_plugin.cli.training_options")
 
     assert ",".join(DEFAULT_ATTACKS) == evaluation.DEFAULT_EVALUATE_ATTACKS
     for names in (evaluation.DEFAULT_EVALUATE_ATTACKS, training.DEFAULT_TRAINING_EVAL_ATTACKS):

@@ -1,5 +1,6 @@
 """``dard train-teacher`` and ``dard distill``: a training run (resumable, refused where
-``--out`` holds another run), then the final evaluation of the trained model."""
+``--out`` holds another run), then the final evaluation of the trained model. Their options
+and the checks made before any work are in ``training_options.py``."""
 
 from __future__ import annotations
 
@@ -10,222 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from dard_plugin.cli.common import (
-    DATASETS,
-    DEFAULT_TEACHER,
     CommandError,
     barrier,
     broadcast_from_rank0,
-    check_data_root,
     distributed_setup,
 )
+from dard_plugin.cli.training_options import (
+    add_parsers,
+    check_training_args,
+    choose_teacher,
+    method_options,
+)
+
+__all__ = ["COMMANDS", "add_parsers", "run_distill", "run_train_teacher"]
 
 logger = logging.getLogger("dard_plugin.cli")
-# every suite row has an L-inf and an L2 form, so this serves both --norm values
-DEFAULT_TRAINING_EVAL_ATTACKS = "clean,fgsm,pgd,dpgd,apgd-ce"
-# training images held out for per-epoch validation unless --val-split or --validate-on-test
-# says otherwise: the study's and the demo's 5,000 (of Fashion-MNIST's 60,000)
-DEFAULT_VAL_SPLIT = 5000
-
-
-def add_parsers(commands: Any) -> None:
-    train_teacher = commands.add_parser(
-        "train-teacher", help="PGD adversarial training (SAT) of a teacher, or --natural"
-    )
-    train_teacher.add_argument(
-        "--natural",
-        action="store_true",
-        help="standard training on the natural images (no attack; --eps then sets only "
-        "the validation's and the evaluation's budget)",
-    )
-    _add_training(train_teacher, default_arch="teacher-cnn")
-
-    distill = commands.add_parser("distill", help="distil a robust teacher into a student")
-    from dard_plugin.training.registry import METHODS
-
-    distill.add_argument(
-        "--method",
-        default="dard",
-        choices=list(METHODS),
-        help="; ".join(f"{name}: {spec.description}" for name, spec in METHODS.items()),
-    )
-    distill.add_argument(
-        "--teacher",
-        default=None,
-        help=f"shipped teacher, RobustBench name, or checkpoint file (default: {DEFAULT_TEACHER}; "
-        "refused with --method sat, which trains without a teacher)",
-    )
-    distill.add_argument("--teacher-arch", default=None, help="architecture of a checkpoint")
-    distill.add_argument(
-        "--natural-teacher",
-        default=None,
-        help="--method mtard: the naturally trained teacher (shipped teacher name, "
-        "RobustBench name, or checkpoint file)",
-    )
-    distill.add_argument(
-        "--igdm",
-        type=float,
-        default=None,
-        help="--method adaad: weight of IGDM's gradient-matching term (adaad-igdm: 1)",
-    )
-    distill.add_argument("--threat-model", default="Linf")
-    distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
-    distill.add_argument(
-        "--teacher-targets",
-        default=None,
-        choices=("online", "cached"),
-        help="the teacher's soft labels computed every batch (online, default) or once (cached)",
-    )
-    distill.add_argument(
-        "--cache-refresh-epochs",
-        type=int,
-        default=None,
-        help="with cached targets: recompute them every K epochs",
-    )
-    distill.add_argument(
-        "--attack-kind",
-        default=None,
-        choices=("dpgd", "pgd"),
-        help="the student's attack (default: the method's own)",
-    )
-    distill.add_argument("--alpha", type=float, default=None, help="distillation weight a")
-    distill.add_argument("--temperature", type=float, default=None)
-    distill.add_argument("--adv-weight", type=float, default=None, help="DARD's w")
-    distill.add_argument(
-        "--adv-targets",
-        default=None,
-        choices=("teacher-adv", "teacher-nat", "student-adv", "teacher-adv-corrected"),
-        help="DARD's adversarial soft labels: the teacher on its own DPGD example "
-        "(teacher-adv, the paper's, default), on the natural image, on the student's "
-        "adversarial example (online targets only), or teacher-adv with the true label "
-        "where the teacher is fooled",
-    )
-    distill.add_argument(
-        "--legacy-teacher-softmax",
-        action="store_true",
-        help="reproduce the original scripts' defect (comparison only)",
-    )
-    _add_training(distill, default_arch="small-cnn")
-
-
-def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None:
-    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    parser.add_argument("--arch", default=default_arch, help="architecture (registry name)")
-    parser.add_argument("--n-train", type=int, default=None, help="first N training images")
-    parser.add_argument("--n-val", type=int, default=1000, help="validation images per epoch")
-    parser.add_argument(
-        "--val-split",
-        type=int,
-        default=None,
-        help="hold out the last N training images and validate on the first --n-val of "
-        f"them (default: {DEFAULT_VAL_SPLIT}, or --n-val if larger); training draws "
-        "--n-train images from the rest",
-    )
-    parser.add_argument(
-        "--validate-on-test",
-        action="store_true",
-        help="hold nothing out and validate on the first --n-val test images (the old "
-        "default): a curve to watch, not to choose settings on",
-    )
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="SGD learning rate (default: 0.05 for SAT, 0.01 for distillation)",
-    )
-    parser.add_argument(
-        "--norm",
-        default="Linf",
-        choices=("Linf", "L2"),
-        help="threat model of training, validation and the final evaluation",
-    )
-    parser.add_argument(
-        "--eps",
-        type=float,
-        default=None,
-        help="budget in [0,1] pixels (default per dataset and norm: Fashion-MNIST 0.1 for "
-        "Linf, 1.5 for L2; CIFAR 8/255 and 0.5)",
-    )
-    parser.add_argument("--step-size", type=float, default=None, help="default: eps / 4")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument(
-        "--eps-warmup-epochs",
-        type=int,
-        default=None,
-        metavar="K",
-        help="ramp the training attack's eps (and step) linearly over the first K epochs: "
-        "epoch e uses eps * min(1, e / K) (default: no ramp)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out (nothing to do if it finished with these settings)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out, if any")
-    parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
-    parser.add_argument(
-        "--eval-attacks",
-        default=DEFAULT_TRAINING_EVAL_ATTACKS,
-        help="comma-separated attack names for the final evaluation, in --norm (default: "
-        f"{DEFAULT_TRAINING_EVAL_ATTACKS}; every suite row has an L-inf and an L2 form)",
-    )
-
-
-def _check_training_args(args: argparse.Namespace) -> None:
-    """Every argument checked before any data, model or teacher is loaded: the checks of
-    :func:`~dard_plugin.recipes.distill` (shared, naming the flags) and the command's own."""
-    from dard_plugin._validation import check_choice, check_int
-    from dard_plugin.data import check_n_examples
-    from dard_plugin.evaluation import ATTACK_NAMES
-    from dard_plugin.recipes import check_distill_settings
-
-    check_choice("--norm", args.norm, ["Linf", "L2"])
-    check_data_root(args.data_root)
-    _choose_validation(args)
-    check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")
-    if args.eps_warmup_epochs is not None:
-        check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
-        if getattr(args, "natural", False):
-            raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
-    for attack in args.eval_attacks.split(","):
-        check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
-    args.eps = check_distill_settings(
-        method=getattr(args, "method", "sat"),
-        dataset=args.dataset,
-        student_arch=args.arch,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        val_split=args.val_split,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        eps=args.eps,
-        step_size=args.step_size,
-        steps=args.steps,
-        norm=args.norm,
-        out_dir=args.out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        cli=True,
-    )
-
-
-def _choose_validation(args: argparse.Namespace) -> None:
-    """Per-epoch validation on held-out training images by default; on test images only
-    when ``--validate-on-test`` asks for it (:func:`dard_plugin.recipes.choose_validation`,
-    shared with Python, naming the flags)."""
-    from dard_plugin.recipes import choose_validation
-
-    try:
-        args.val_split = choose_validation(
-            args.val_split, args.n_val, args.validate_on_test, cli=True
-        )
-    except ValueError as error:
-        raise CommandError(str(error)) from None
 
 
 _NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
@@ -381,34 +181,16 @@ def _evaluate_into(
 
 
 def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
-    _check_training_args(args)
+    check_training_args(args)
     return _train(args, method="natural" if args.natural else "sat", teacher=None)
-
-
-def _choose_teacher(args: argparse.Namespace) -> None:
-    """The teacher options: refused for a method without a teacher (``sat``, ``natural``)
-    when the user gave them, else their defaults filled in."""
-    from dard_plugin.training.registry import method_spec
-
-    teacher_options = ("teacher", "teacher_arch", "teacher_targets")
-    if not method_spec(args.method).needs_teacher:
-        given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
-        if given:
-            raise CommandError(
-                f"{', '.join(given)} does not apply to --method {args.method}, which trains "
-                "without a teacher: drop it, or choose a distillation --method"
-            )
-        return
-    args.teacher = args.teacher or DEFAULT_TEACHER
-    args.teacher_targets = args.teacher_targets or "online"
 
 
 def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.recipes import load_model
 
-    _choose_teacher(args)
-    _check_training_args(args)
-    method_kwargs = _method_options(args)
+    choose_teacher(args)
+    check_training_args(args)
+    method_kwargs = method_options(args)
     from dard_plugin.training.registry import method_spec
 
     spec = method_spec(args.method)
@@ -440,45 +222,6 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
         if rank == 0 and world > 1:
             barrier()
     return _train(args, method=args.method, teacher=teacher, **method_kwargs)
-
-
-def _method_options_allowed(method: str) -> set[str]:
-    """The command-line trainer options ``method`` takes: the attack kind, the teacher
-    targets where there is a teacher, and the options its trainer class names."""
-    import inspect
-
-    from dard_plugin.training.registry import method_spec
-
-    spec = method_spec(method)
-    allowed = {"attack_kind"}
-    if spec.needs_teacher:
-        allowed |= {"teacher_targets", "cache_refresh_epochs"}
-    named = set(inspect.signature(spec.trainer.__init__).parameters)
-    return (
-        allowed
-        | (named & {"alpha", "temperature", "adv_weight", "adv_targets", "igdm"})
-        | ({"legacy_teacher_softmax"} & named)
-    )
-
-
-def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The trainer options given on the command line; one that the method does not take is
-    an error rather than silently ignored."""
-    given: dict[str, Any] = {}
-    options = ("cache_refresh_epochs", "attack_kind", "alpha", "temperature", "adv_weight")
-    for option in (*options, "adv_targets", "igdm"):
-        if getattr(args, option) is not None:
-            given[option] = getattr(args, option)
-    if args.legacy_teacher_softmax:
-        given["legacy_teacher_softmax"] = True
-    allowed = _method_options_allowed(args.method)
-    refused = sorted(set(given) - allowed)
-    if refused:
-        names = ", ".join("--" + k.replace("_", "-") for k in refused)
-        raise CommandError(f"{names} does not apply to --method {args.method}")
-    if "teacher_targets" in allowed:
-        given["teacher_targets"] = args.teacher_targets
-    return given
 
 
 COMMANDS = {"train-teacher": run_train_teacher, "distill": run_distill}
