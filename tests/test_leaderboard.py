@@ -237,3 +237,34 @@ def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
     assert suite["n_examples"] == 32 and set(suite["per_attack"]) == set(design.SUITE_ATTACKS[1:])
     assert suite["robust_accuracy"] <= min(suite["per_attack"].values()) <= suite["clean_accuracy"]
     assert (tmp_path / "work" / "final-sat-tiny-cnn-s0" / "student.pt").is_file()  # trained first
+
+
+def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
+    tmp_path: Path,
+) -> None:
+    """On a student that plain SAT leaves at chance, "vs SAT" is the warm-up row: a call
+    against a stalled baseline would say nothing."""
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    finals = {"sat": (0.10, [0.10, 0.10, 0.10]), "sat-warmup": (0.78, [0.60, 0.61, 0.62]),
+              "ard": (0.80, [0.50, 0.51, 0.52]), "rslad": (0.79, [0.61, 0.62, 0.63]),
+              "dard": (0.79, [0.70, 0.71, 0.72])}  # fmt: skip
+    for row, (clean, robust) in finals.items():
+        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed, value in enumerate(robust):
+            name = design.final_name(row, "tiny-cnn", seed)
+            write(out, "test", name, suite=suite(clean, value))
+            write(out, "train", name, history=history(value, clean, epochs=11))
+    text = report.report_section(board.store.load, out, [], {})
+    section = text[text.index("### `tiny-cnn`") :]
+    assert (
+        "vs SAT = against the SAT row with the higher mean worst case (SAT, eps warm-up" in section
+    )
+    ard = next(line for line in section.splitlines() if line.startswith("| ARD |"))
+    assert "+2.0 better / -10.0 worse" in ard  # against the warm-up row, not chance
+    assert (
+        "the highest mean worst case is DARD (cached targets)'s (71.0 ± 1.0); within its "
+        "spread: no other row." in section
+    )
+    assert "better: DARD (cached targets)" in section and "worse: ARD" in section
+    assert "within the spread: RSLAD" in section
