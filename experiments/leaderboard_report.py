@@ -57,13 +57,20 @@ def epoch_seconds(unit: dict[str, Any]) -> float:
 class Row:
     """One method on one student: its final units and the numbers the table shows."""
 
-    def __init__(self, load: Loader, row: str, student: str) -> None:
+    def __init__(self, load: Loader, row: str, student: str, linked: Loader | None = None) -> None:
         self.row, self.student = row, student
         self.lr = selected_lr(load, row, student)
         names = [final_name(row, student, seed) for seed in SEEDS]
         self.tests = [t for t in (load("test", n) for n in names) if t is not None]
         self.trains = [t for t in (load("train", n) for n in names) if t is not None]
         self.autoattack = load("autoattack", names[0])
+        # AutoAttack's student retrained here where the study's (behind a reused test unit)
+        # was not at hand: the largest gap between the two validation histories, in points
+        self.retrained_gap: float | None = None
+        own, study = load("train", names[0]), linked("train", names[0]) if linked else None
+        test = load("test", names[0])
+        if own and study and "linked_from" not in own and test and "linked_from" in test:
+            self.retrained_gap = history_gap(own["history"], study["history"])
         self.units = [*self.tests, *self.trains, *([self.autoattack] if self.autoattack else [])]
 
     def values(self, key: str) -> list[float]:
@@ -92,6 +99,22 @@ class Row:
             if machine(u) in by_machine
         ]
         return "—" if not ratios else f"{mean_std(ratios)[0]:.1f}x"
+
+
+def history_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+    """The largest difference, in points, between two runs' per-epoch validation clean and
+    PGD-10 accuracies (infinite if they ran different epochs)."""
+    if len(a) != len(b):
+        return float("inf")
+    keys = ("clean_accuracy", "pgd_accuracy")
+    return max(100 * abs(x[k] - y[k]) for x, y in zip(a, b, strict=True) for k in keys)
+
+
+def autoattack_cell(r: Row) -> str:
+    if r.autoattack is None:
+        return pct(None)
+    cell = pct(r.autoattack["autoattack"]["robust_accuracy"])
+    return cell if r.retrained_gap is None else f"{cell} †"
 
 
 def calls(a: Row, b: Row) -> str:
@@ -145,8 +168,10 @@ def summary(rows: dict[str, Row], best: Row | None, baseline: Row) -> list[str]:
     ]
 
 
-def student_section(load: Loader, student: str, unavailable: dict[str, str]) -> list[str]:
-    rows = {row: Row(load, row, student) for row in METHODS}
+def student_section(
+    load: Loader, student: str, unavailable: dict[str, str], linked: Loader | None = None
+) -> list[str]:
+    rows = {row: Row(load, row, student, linked) for row in METHODS}
     ranked = [r for r in rows.values() if r.tests]
     best = max(ranked, key=worst_case_mean, default=None)
     sat = rows["sat"] if rows["sat"].trains else sat_baseline(rows)  # the epoch cost's unit
@@ -170,14 +195,26 @@ def student_section(load: Loader, student: str, unavailable: dict[str, str]) -> 
         if row in unavailable and not r.units:
             lines.append(f"| {label} | method not available: {unavailable[row]} |" + " |" * 8)
             continue
-        aa = r.autoattack["autoattack"]["robust_accuracy"] if r.autoattack else None
         lines.append(
             f"| {label} | {'—' if r.lr is None else f'{r.lr:g}'} | "
             f"{mean_spread(r.values('clean_accuracy'))} | "
-            f"{mean_spread(r.values('robust_accuracy'))} | {pct(aa)} | {r.cost_vs(sat)} | "
+            f"{mean_spread(r.values('robust_accuracy'))} | {autoattack_cell(r)} | "
+            f"{r.cost_vs(sat)} | "
             f"{calls(r, baseline)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
             f"{len(r.tests)} |"
         )
+    retrained = {
+        LABELS[r.row]: r.retrained_gap for r in rows.values() if r.retrained_gap is not None
+    }
+    if retrained:
+        gaps = ", ".join(f"{label} {gap:.1f}" for label, gap in retrained.items())
+        lines += [
+            "",
+            "† AutoAttack ran on a student retrained here with the study's settings and seed "
+            "(the study's own file was not at hand); the largest gap between its per-epoch "
+            f"validation accuracies and the study's record, in points: {gaps} (0.0: the same "
+            "training, bit for bit on these numbers).",
+        ]
     lines += ["", *summary(rows, best, baseline), *grid_table(load, student), ""]
     return lines
 
@@ -231,11 +268,15 @@ def plot(load: Loader, student: str, path: Path) -> Path | None:
 
 
 def report_section(
-    load: Loader, out: Path, units: list[dict[str, Any]], unavailable: dict[str, str]
+    load: Loader,
+    out: Path,
+    units: list[dict[str, Any]],
+    unavailable: dict[str, str],
+    linked: Loader | None = None,
 ) -> str:
     lines: list[str] = []
     for student in STUDENTS:
-        lines += student_section(load, student, unavailable)
+        lines += student_section(load, student, unavailable, linked)
         png = plot(load, student, out.parent / f"leaderboard-{student}.png")
         if png is not None:
             lines += [
@@ -266,7 +307,8 @@ def write_report(
     load = store.load
     names = {(k, n) for k in ("train", "test", "autoattack") for n in _names(load)}
     units = [u for u in (load(k, n) for k, n in sorted(names)) if u is not None]
-    body = report_section(load, store.out, units, unavailable or {})
+    linked = getattr(store, "linked", None)  # the study's units behind reused ones
+    body = report_section(load, store.out, units, unavailable or {}, linked)
     replace_generated(Path(report_path), BEGIN, END, body)
 
 

@@ -268,3 +268,35 @@ def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
     )
     assert "better: DARD (cached targets)" in section and "worse: ARD" in section
     assert "within the spread: RSLAD" in section
+
+
+def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
+    tmp_path: Path,
+) -> None:
+    """A reused (study) test unit whose AutoAttack student was retrained here: the AutoAttack
+    cell is marked and the footnote gives the largest gap between the two runs' validation
+    histories."""
+    board = make(tmp_path, available=False)
+    study = tmp_path / "study"
+    for lr, pgd in {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4}.items():
+        run = design.Run(design.grid_name("sat", "small-cnn", lr), "sat", "small-cnn", lr,
+                         design.GRID_EPOCHS, 0, design.METHODS["sat"][1])  # fmt: skip
+        write(study, "train", f"grid-sat-lr{lr:g}", history=history(pgd),
+              run=run.study_settings())  # fmt: skip
+    name = design.final_name("sat", "small-cnn", 0)
+    final = design.Run(name, "sat", "small-cnn", 0.015, design.FINAL_EPOCHS, 0,
+                       design.METHODS["sat"][1])  # fmt: skip
+    write(study, "train", "final-shipped-sat-s0", history=history(0.61),
+          run=final.study_settings())  # fmt: skip
+    write(study, "test", "final-shipped-sat-s0", suite=suite(0.78, 0.61),
+          run=final.study_settings())  # fmt: skip
+    out = board.store.out
+    write(out, "train", name, history=history(0.613))  # retrained: 0.3 points off
+    write(out, "autoattack", name, autoattack={"robust_accuracy": 0.58})
+    text = report.report_section(board.store.load, out, [], {}, board.store.linked)
+    sat = next(line for line in text.splitlines() if line.startswith("| SAT (PGD-AT) |"))
+    assert "| 58.0 † |" in sat
+    assert "validation accuracies and the study's record, in points: SAT (PGD-AT) 0.3" in text
+    # without the study's record at hand nothing is marked
+    plain = report.report_section(board.store.load, out, [], {})
+    assert "†" not in plain
