@@ -154,6 +154,7 @@ class Study:
             script=str(Path(__file__)),
             only=args.only,
             threads=args.threads,
+            prefer=getattr(args, "prefer", None),
         )
         self._teachers: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None

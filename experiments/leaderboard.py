@@ -150,6 +150,7 @@ class Leaderboard:
             script=str(Path(__file__)),
             only=args.only,
             threads=args.threads,
+            prefer=getattr(args, "prefer", None),
         )
         self.available = available_methods()
         costs = Path(args.out).parent / COSTS

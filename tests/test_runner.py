@@ -3,6 +3,7 @@ recorded command that reruns one unit alone, on a synthetic study (no training).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -104,6 +105,24 @@ def test_plan_order_replanning_resume_and_provenance(tmp_path: Path) -> None:
     assert runner.run() == []  # resumed: everything is finished
     (tmp_path / "out" / "square-n4.json").unlink()  # as if killed during n4
     assert runner.run() == ["square/n4"] and log == ["n4"]
+
+
+def test_preferred_units_run_first_in_their_order_then_the_plans(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    log: list[str] = []
+    prefer = ["square/n4", "after-n2", "square/n5", "square/n3"]  # by id or by name
+    runner = Runner(store=store, plan=lambda: square_units(store, log), prefer=prefer)
+    # after-n2 appears once n2 is done; n5 is unavailable and never runs
+    assert runner.run() == ["square/n4", "square/n3", "square/n2", "late/after-n2"]
+
+
+def test_a_prefer_file_is_read_one_unit_per_line(tmp_path: Path) -> None:
+    from study_runner import add_arguments
+
+    listed = tmp_path / "first.txt"
+    listed.write_text("# cheap units first\nsquare/n4\n\n  square/n2  # then this\n")
+    parser = add_arguments(argparse.ArgumentParser(), out="o", work="w", report="")
+    assert parser.parse_args(["--prefer", str(listed)]).prefer == ["square/n4", "square/n2"]
 
 
 def test_units_held_by_a_live_process_are_left_to_it(tmp_path: Path) -> None:

@@ -53,11 +53,25 @@ class Runner:
         script: str | None = None,
         only: Iterable[str] | None = None,
         threads: int | None = None,
+        prefer: Iterable[str] | None = None,
     ) -> None:
         self.store, self.plan, self.report = store, plan, report
         self.script = script_path(script)
         self.only = list(only or [])
         self.threads = threads
+        self.prefer = {key: rank for rank, key in enumerate(prefer or [])}
+
+    def ordered(self, units: list[Unit]) -> list[Unit]:
+        """The plan with the ``prefer`` units first, in that order (by id or name); the
+        others after them, in the plan's order."""
+        if not self.prefer:
+            return units
+        last = len(self.prefer)
+
+        def rank(unit: Unit) -> int:
+            return min(self.prefer.get(unit.id, last), self.prefer.get(unit.name, last))
+
+        return sorted(units, key=rank)  # stable: the plan's order among equals
 
     def rerun_command(self, unit: Unit) -> str:
         """The command that reruns exactly ``unit`` alone, from the repository root, with
@@ -77,7 +91,7 @@ class Runner:
         committed = {p.stem for p in self.store.out.glob("*.json")}
         ran: list[str] = []
         while True:
-            for unit in self.plan():
+            for unit in self.ordered(self.plan()):
                 if unit.id in ran or (self.only and not unit.named_in(self.only)):
                     continue
                 rerun = bool(self.only) and f"{unit.kind}-{unit.name}" in committed
@@ -162,6 +176,13 @@ def add_arguments(
         help="comma-separated units (kind/name or name): run only these; one already "
         "finished in --out is run again into WORK/rerun/",
     )
+    parser.add_argument(
+        "--prefer",
+        type=_unit_list,
+        default=None,
+        help="a file of units (kind/name or name), one per line: those run first, in its "
+        "order (the rest after them, in the plan's order); for committing cheap units first",
+    )
     parser.add_argument("--out", default=out, help="unit JSON folder (default %(default)s)")
     parser.add_argument("--work", default=work, help="checkpoints, locks, reruns")
     parser.add_argument("--report", default=report, help="markdown to rewrite ('' for none)")
@@ -169,6 +190,16 @@ def add_arguments(
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--verbose", action="store_true", help="progress bars")
     return parser
+
+
+def _unit_list(path: str) -> list[str]:
+    """The non-empty, non-comment lines of the file at ``path``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.split("#")[0].strip() for line in handle]
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error}") from None
+    return [line for line in lines if line]
 
 
 def main_for(args: argparse.Namespace, runner: Runner) -> None:
