@@ -140,30 +140,26 @@ def sat_baseline(rows: dict[str, Row]) -> Row:
 
 
 def summary(rows: dict[str, Row], best: Row | None, baseline: Row) -> list[str]:
-    """The table's facts in words (generated): the best row, the rows within its spread,
-    and the distillation rows better, worse or within the spread of SAT on worst case."""
+    """The table's facts in words (generated): the best row, the others against it, and the
+    distillation rows against SAT, on worst case, by the study's rule."""
     if best is None:
         return []
+
+    def grouped(against: Row, rows_: list[Row]) -> str:
+        verdicts: dict[str, list[str]] = {}
+        for r in rows_:
+            _, verdict = compare(r.values("robust_accuracy"), against.values("robust_accuracy"))
+            verdicts.setdefault(call(0.0, verdict), []).append(LABELS[r.row])
+        return "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(verdicts.items())) or "none"
+
     mean, std = mean_std(best.values("robust_accuracy"))
-    near = [
-        LABELS[r.row]
-        for r in rows.values()
-        if r is not best and r.tests and compare(r.values("robust_accuracy"),
-                                                 best.values("robust_accuracy"))[1]
-        == "within the spread"
-    ]  # fmt: skip
-    verdicts: dict[str, list[str]] = {}
-    for r in rows.values():
-        if r.row in SAT_ROWS or not r.tests:
-            continue
-        _, verdict = compare(r.values("robust_accuracy"), baseline.values("robust_accuracy"))
-        verdicts.setdefault(call(0.0, verdict), []).append(LABELS[r.row])
-    said = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(verdicts.items())) or "none yet"
+    others = [r for r in rows.values() if r is not best and r.tests]
+    distilled = [r for r in rows.values() if r.row not in SAT_ROWS and r.tests]
     return [
-        f"Generated summary: the highest mean worst case is {LABELS[best.row]}'s "
-        f"({100 * mean:.1f}{'' if std is None else f' ± {100 * std:.1f}'}); within its spread: "
-        f"{', '.join(near) or 'no other row'}. Distillation rows against "
-        f"{LABELS[baseline.row]} on worst case ({said}).",
+        f"Generated summary, worst case: highest mean: {LABELS[best.row]} "
+        f"({100 * mean:.1f}{'' if std is None else f' ± {100 * std:.1f}'}); the other rows "
+        f"against it: {grouped(best, others)}. Distillation rows against "
+        f"{LABELS[baseline.row]}: {grouped(baseline, distilled)}.",
         "",
     ]
 
