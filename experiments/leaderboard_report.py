@@ -61,14 +61,16 @@ class Row:
         self.row, self.student = row, student
         self.lr = selected_lr(load, row, student)
         names = [final_name(row, student, seed) for seed in SEEDS]
-        self.tests = [t for t in (load("test", n) for n in names) if t is not None]
-        self.trains = [t for t in (load("train", n) for n in names) if t is not None]
+        tests = [load("test", n) for n in names]
+        trains = [load("train", n) for n in names]
+        self.tests = [t for t in tests if t is not None]
+        self.trains = [t for t in trains if t is not None]
         self.autoattack = load("autoattack", names[0])
         # AutoAttack's student retrained here where the study's (behind a reused test unit)
         # was not at hand: the largest gap between the two validation histories, in points
         self.retrained_gap: float | None = None
-        own, study = load("train", names[0]), linked("train", names[0]) if linked else None
-        test = load("test", names[0])
+        own, test = trains[0], tests[0]
+        study = linked("train", names[0]) if linked else None
         if own and study and "linked_from" not in own and test and "linked_from" in test:
             self.retrained_gap = history_gap(own["history"], study["history"])
         self.units = [*self.tests, *self.trains, *([self.autoattack] if self.autoattack else [])]
@@ -170,8 +172,8 @@ def student_section(
     rows = {row: Row(load, row, student, linked) for row in METHODS}
     ranked = [r for r in rows.values() if r.tests]
     best = max(ranked, key=worst_case_mean, default=None)
-    sat = rows["sat"] if rows["sat"].trains else sat_baseline(rows)  # the epoch cost's unit
     baseline = sat_baseline(rows)
+    sat = rows["sat"] if rows["sat"].trains else baseline  # the epoch cost's unit
     lines = [
         f"### `{student}` ({PARAMETERS.get(student, '')})",
         "",

@@ -254,6 +254,7 @@ class AdversarialTrainerBase(TrainingLoop):
     def config(self) -> dict[str, Any]:
         """The method's settings that change the result (part of the run's fingerprint)."""
         settings = self.full_attack_settings  # the full budget, also mid-schedule
+        teacher_batch = self._fingerprinted_teacher_batch()
         return {
             "method": self.method,
             "seed": self.seed,
@@ -262,11 +263,7 @@ class AdversarialTrainerBase(TrainingLoop):
             "attack": None if settings is None else vars(settings),
             "bounds": list(self.bounds),
             # only when set, so that earlier runs' fingerprints (and resumes) still match
-            **(
-                {}
-                if self._fingerprinted_teacher_batch() is None
-                else {"teacher_batch_size": self._fingerprinted_teacher_batch()}
-            ),
+            **({} if teacher_batch is None else {"teacher_batch_size": teacher_batch}),
             # only when on, so that the fingerprints of runs without a schedule are unchanged
             **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
         }
