@@ -20,7 +20,9 @@ from dard_plugin.cli.training_options import (
     add_parsers,
     check_training_args,
     choose_teacher,
+    distill_settings,
     method_options,
+    run_method,
 )
 
 __all__ = ["COMMANDS", "add_parsers", "run_distill", "run_train_teacher"]
@@ -72,9 +74,7 @@ def _announce_validation(args: argparse.Namespace) -> None:
         )
 
 
-def _train(
-    args: argparse.Namespace, *, method: str, teacher: Any, **method_kwargs: Any
-) -> dict[str, Any]:
+def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> dict[str, Any]:
     from dard_plugin.recipes import distill
 
     world, rank = distributed_setup(args)
@@ -82,26 +82,11 @@ def _train(
         _announce_validation(args)
     try:
         result = distill(
-            method=method,
-            dataset=args.dataset,
+            **distill_settings(args),
             teacher=teacher,
-            student_arch=args.arch,
-            n_train=args.n_train,
-            n_val=args.n_val,
-            val_split=args.val_split,
             validate_on_test=args.val_split is None,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            eps=args.eps,
-            step_size=args.step_size,
-            steps=args.steps,
-            norm=args.norm,
             seed=args.seed,
             device=args.device,
-            out_dir=args.out,
-            resume=args.resume,
-            overwrite=args.overwrite,
             data_root=args.data_root,
             eps_warmup_epochs=args.eps_warmup_epochs,
             verbose=not args.quiet and rank == 0,
@@ -115,7 +100,7 @@ def _train(
                 result.student,
                 args,
                 args.out if rank == 0 else None,
-                name=f"{method}-{args.arch}",
+                name=f"{run_method(args)}-{args.arch}",
                 announce=rank == 0,
             )
             if rank == 0:
@@ -182,7 +167,7 @@ def _evaluate_into(
 
 def run_train_teacher(args: argparse.Namespace) -> dict[str, Any]:
     check_training_args(args)
-    return _train(args, method="natural" if args.natural else "sat", teacher=None)
+    return _train(args, teacher=None)
 
 
 def run_distill(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,7 +206,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
             )
         if rank == 0 and world > 1:
             barrier()
-    return _train(args, method=args.method, teacher=teacher, **method_kwargs)
+    return _train(args, teacher=teacher, **method_kwargs)
 
 
 COMMANDS = {"train-teacher": run_train_teacher, "distill": run_distill}

@@ -183,25 +183,39 @@ def check_training_args(args: argparse.Namespace) -> None:
             raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
-    args.eps = check_distill_settings(
-        method=getattr(args, "method", "sat"),
-        dataset=args.dataset,
-        student_arch=args.arch,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        val_split=args.val_split,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        eps=args.eps,
-        step_size=args.step_size,
-        steps=args.steps,
-        norm=args.norm,
-        out_dir=args.out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        cli=True,
-    )
+    settings = distill_settings(args)
+    args.eps = check_distill_settings(**settings, cli=True)
+
+
+def run_method(args: argparse.Namespace) -> str:
+    """The training method a command runs: ``--method`` for ``dard distill``;
+    ``natural`` or ``sat`` for ``dard train-teacher``."""
+    if getattr(args, "natural", False):
+        return "natural"
+    return str(getattr(args, "method", "sat"))
+
+
+def distill_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of :func:`dard_plugin.recipes.distill` that the command's flags give,
+    the same ones checked before any work (:func:`check_training_args`) and then run."""
+    return {
+        "method": run_method(args),
+        "dataset": args.dataset,
+        "student_arch": args.arch,
+        "n_train": args.n_train,
+        "n_val": args.n_val,
+        "val_split": args.val_split,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "eps": args.eps,
+        "step_size": args.step_size,
+        "steps": args.steps,
+        "norm": args.norm,
+        "out_dir": args.out,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+    }
 
 
 def _choose_validation(args: argparse.Namespace) -> None:
