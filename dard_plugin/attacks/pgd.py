@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dard_plugin._validation import (
@@ -42,37 +41,15 @@ from dard_plugin.attacks._geometry import (
     random_in_ball,
     sample_norms,
 )
+from dard_plugin.attacks.objectives import Objective, cross_entropy_objective, kl_objective
 
 Model = Callable[[torch.Tensor], torch.Tensor]
-Objective = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 # on_step(step, current adversarial images, gradient of the loss being ascended)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 # the threat models of the package's training and evaluation
 NORMS = ("Linf", "L2")
 # the norms the loop itself runs: L1 too, with ART's geometry (ART's PGD takes norm=1)
 LOOP_NORMS = ("Linf", "L2", "L1")
-
-
-def cross_entropy_objective(
-    logits: torch.Tensor, labels: torch.Tensor, step: int, steps: int
-) -> torch.Tensor:
-    """Madry et al.'s PGD objective: the mean cross-entropy of the batch."""
-    del step, steps
-    return F.cross_entropy(logits, labels)
-
-
-def kl_objective(target_probs: torch.Tensor) -> Objective:
-    """``KL(target || softmax(logits))`` summed over the batch: the TRADES / RSLAD inner
-    maximisation, pulling the prediction away from ``target_probs``."""
-
-    def objective(
-        logits: torch.Tensor, labels: torch.Tensor, step: int, steps: int
-    ) -> torch.Tensor:
-        del labels, step, steps
-        log_probs = F.log_softmax(logits.float(), dim=1)
-        return F.kl_div(log_probs, target_probs, reduction="sum")
-
-    return objective
 
 
 @contextlib.contextmanager

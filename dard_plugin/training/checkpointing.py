@@ -4,17 +4,29 @@ refusal to resume a run whose fingerprint differs. Files load with ``weights_onl
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dard_plugin.training._checks import check_writable_dir, check_writable_file
-from dard_plugin.training.fingerprints import differences
+from dard_plugin.training.fingerprints import (
+    differences,
+    model_fingerprint,
+    optimizer_fingerprint,
+    scheduler_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from dard_plugin.training.batches import BatchSource
+    from dard_plugin.training.loop import TrainingLoop
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 2
@@ -137,3 +149,61 @@ class Checkpointer:
             return
         save_checkpoint(self.folder / CHECKPOINT_NAME, {"format": FORMAT_VERSION, **state})
         write_json(self.folder / "history.json", history)
+
+
+# ----------------------------------------------------------------- a run's state
+def run_fingerprint(
+    loop: TrainingLoop, source: BatchSource, scheduler: Any, batch_size: int | None
+) -> dict[str, Any]:
+    """Everything that changes the result of ``loop``'s run (see ``resume``)."""
+    return {
+        "config": loop.config(),
+        "optimizer": optimizer_fingerprint(loop.optimizer),
+        "scheduler": scheduler_fingerprint(scheduler),
+        "batch_size": batch_size,
+        "data": source.fingerprint(),
+        "teacher": " + ".join(model_fingerprint(m) for m in loop.frozen_models()) or None,
+        "student": f"{type(loop.student).__name__}, "
+        f"{sum(p.numel() for p in loop.student.parameters())} parameters",
+    }
+
+
+def restore_run(
+    loop: TrainingLoop, scheduler: Any, fingerprint: dict[str, Any], state: dict[str, Any] | None
+) -> int:
+    """Load a saved ``state`` of the same run (fingerprint checked) into ``loop`` and
+    ``scheduler`` when resuming; the number of epochs already done (0 without one)."""
+    if not loop.resume:
+        return 0
+    if state is None:
+        logger.info("no checkpoint in %s: starting from scratch", loop.checkpoint_dir)
+        return 0
+    loop.checkpointer.check_fingerprint(state, fingerprint)
+    loop.student.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    loop.history = list(state["history"])
+    loop.targets.load_state(state)
+    loop.load_method_state(state.get("method_state") or {})
+    logger.info(
+        "resumed %s from %s after epoch %d", loop.method, loop.checkpoint_dir, state["epoch"]
+    )
+    return int(state["epoch"])
+
+
+def save_run(
+    loop: TrainingLoop, epochs_done: int, scheduler: Any, fingerprint: dict[str, Any]
+) -> None:
+    """Save ``loop``'s run after ``epochs_done`` epochs (atomically)."""
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epochs_done,
+        "model": loop.student.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": loop.history,
+        **loop.targets.state(),
+        "method_state": loop.method_state(),
+    }
+    loop.checkpointer.save(state, loop.history)

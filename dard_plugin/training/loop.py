@@ -26,11 +26,11 @@ from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource, as_images
-from dard_plugin.training.checkpointing import Checkpointer
-from dard_plugin.training.fingerprints import (
-    model_fingerprint,
-    optimizer_fingerprint,
-    scheduler_fingerprint,
+from dard_plugin.training.checkpointing import (
+    Checkpointer,
+    restore_run,
+    run_fingerprint,
+    save_run,
 )
 from dard_plugin.training.targets import TeacherTargets
 from dard_plugin.training.validation import validate
@@ -181,7 +181,7 @@ class TrainingLoop(Trainer):
             models.check_teacher(self.teacher, first.images, self._num_classes)
         for extra in self.frozen_models()[1:]:  # a second teacher (MTARD's natural one)
             models.check_teacher(extra, first.images, self._num_classes, "second teacher")
-        fingerprint = self._fingerprint(source, scheduler, batch_size)
+        fingerprint = run_fingerprint(self, source, scheduler, batch_size)
 
         self.student.to(self.device)
         for frozen in self.frozen_models():
@@ -192,7 +192,7 @@ class TrainingLoop(Trainer):
             self.device,
             self._channels_last_request,
         )
-        start_epoch = self._restore(scheduler, fingerprint, saved)
+        start_epoch = restore_run(self, scheduler, fingerprint, saved)
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
         if world > 1:
@@ -247,7 +247,7 @@ class TrainingLoop(Trainer):
                             f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)
                         ),
                     )
-                    self._save(epoch + 1, scheduler, fingerprint)
+                    save_run(self, epoch + 1, scheduler, fingerprint)
         finally:
             # let go of the DDP wrapper (it holds the process group): left for interpreter
             # exit, after destroy_process_group, its teardown can abort the process
@@ -354,53 +354,3 @@ class TrainingLoop(Trainer):
         self._check_images("validation_data[0]", images)
         labels = read_labels("validation_data[1]", validation_data[1], num_examples=images.shape[0])
         return images, labels
-
-    # ----------------------------------------------------------------- checkpoints
-    def _fingerprint(
-        self, source: BatchSource, scheduler: Any, batch_size: int | None
-    ) -> dict[str, Any]:
-        """Everything that changes the result of a run (see ``resume``)."""
-        return {
-            "config": self.config(),
-            "optimizer": optimizer_fingerprint(self.optimizer),
-            "scheduler": scheduler_fingerprint(scheduler),
-            "batch_size": batch_size,
-            "data": source.fingerprint(),
-            "teacher": " + ".join(model_fingerprint(m) for m in self.frozen_models()) or None,
-            "student": f"{type(self.student).__name__}, "
-            f"{sum(p.numel() for p in self.student.parameters())} parameters",
-        }
-
-    def _restore(
-        self, scheduler: Any, fingerprint: dict[str, Any], state: dict[str, Any] | None
-    ) -> int:
-        if not self.resume:
-            return 0
-        if state is None:
-            logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_dir)
-            return 0
-        self.checkpointer.check_fingerprint(state, fingerprint)
-        self.student.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        self.history = list(state["history"])
-        self.targets.load_state(state)
-        self.load_method_state(state.get("method_state") or {})
-        logger.info(
-            "resumed %s from %s after epoch %d", self.method, self.checkpoint_dir, state["epoch"]
-        )
-        return int(state["epoch"])
-
-    def _save(self, epochs_done: int, scheduler: Any, fingerprint: dict[str, Any]) -> None:
-        state = {
-            "fingerprint": fingerprint,
-            "epoch": epochs_done,
-            "model": self.student.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "history": self.history,
-            **self.targets.state(),
-            "method_state": self.method_state(),
-        }
-        self.checkpointer.save(state, self.history)
