@@ -29,6 +29,7 @@ PUBLIC_MODULES = {
 TESTED = {
     "dpgd_torchattacks.py": "test_torchattacks_example",
     "dpgd_art.py": "test_art_example",
+    "art_trainer.py": "test_art_trainer_example",
     "distill_robustbench.py": "test_distill_robustbench_example",
     "autoattack_report.py": "test_autoattack_report_example",
     "sharded_evaluation.py": "test_sharded_evaluation_example",
@@ -108,6 +109,20 @@ def test_art_example() -> None:
     assert clean > 0.5
     assert accuracy_after(output, "ART DicePGD: robust accuracy") < clean
     assert "after 1 epoch of ART AdversarialTrainer with DicePGD" in output
+
+
+@pytest.mark.slow
+def test_art_trainer_example(tmp_path: Path) -> None:
+    output = run_example("art_trainer.py", "--out", str(tmp_path))
+    # interrupted after epoch 1 of 2, the second trainer trains the one epoch left
+    assert "resumed after epoch 1 of 2, trained 1 more; history of 2 epochs" in output
+    history = json.loads((tmp_path / "dard" / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2]
+    assert (tmp_path / "dard" / "checkpoint.pt").is_file()
+    for row in ("DARD student", "SAT student"):
+        clean = accuracy_after(output, f"{row}: clean")
+        pgd = accuracy_after(output, f"{row}: clean {clean:.3f}, ART PGD-10")
+        assert 0.0 <= pgd <= clean <= 1.0
 
 
 @pytest.fixture
