@@ -22,10 +22,76 @@ def module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class Standardised(nn.Module):
+    """An ART classifier's mean/std standardisation, then its model, as one module: what
+    the classifier's ``predict`` computes, so that training, its attacks and validation see
+    the inputs that ``predict`` and ART's attacks see. The mean and std are buffers outside
+    the state dict (a checkpoint holds the model's weights under ``model.``)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.training = model.training  # the wrapper is in the model's mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output: torch.Tensor = self.model((x - self.mean) / self.std)
+        return output
+
+
+def art_module(classifier: Any, argument: str) -> nn.Module:
+    """The module an ART ``PyTorchClassifier`` predicts with: its model, behind its mean/std
+    standardisation when it has one (``preprocessing=(mean, std)``). Other preprocessing
+    (a preprocessing defence, a non-torch step) is refused, naming ``argument``: the
+    trainers differentiate through the model in torch and would silently skip it."""
+    import numpy as np
+    from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+    from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
+
+    model: nn.Module = classifier.model
+    standardisations = []
+    for operation in classifier.preprocessing_operations:
+        if not isinstance(operation, StandardisationMeanStdPyTorch):
+            raise ValueError(
+                f"{argument}: an ART classifier with preprocessing {type(operation).__name__} "
+                "cannot be trained here (the trainers run the model in torch and support only "
+                "mean/std standardisation, preprocessing=(mean, std)); fold the step into the "
+                "model, or pass the nn.Module"
+            )
+        mean = np.asarray(operation.mean, dtype=np.float32)
+        std = np.asarray(operation.std, dtype=np.float32)
+        if np.all(mean == 0) and np.all(std == 1):
+            continue  # ART's default: the identity
+        if not (operation.apply_fit and operation.apply_predict):
+            raise ValueError(
+                f"{argument}: a standardisation applied only at "
+                f"{'fit' if operation.apply_fit else 'predict'} time cannot be trained here"
+            )
+        standardisations.append((mean, std))
+    if not standardisations:
+        return model
+    if len(standardisations) > 1:
+        raise ValueError(f"{argument}: more than one standardisation step is not supported")
+    mean, std = standardisations[0]
+    probe = np.zeros((1, *classifier.input_shape), dtype=np.float32)
+    mean, std = broadcastable_mean_std(probe, mean, std)
+    device = module_device(model)
+    return Standardised(
+        model,
+        torch.as_tensor(np.asarray(mean, dtype=np.float32), device=device),
+        torch.as_tensor(np.asarray(std, dtype=np.float32), device=device),
+    )
+
+
 def unpack_student(
     classifier: Any, optimizer: Any
 ) -> tuple[nn.Module, torch.optim.Optimizer, tuple[float, float] | None]:
-    """``(model, optimizer, ART clip_values or None)``."""
+    """``(model, optimizer, ART clip_values or None)``; an ART classifier's model comes
+    behind its mean/std standardisation (:func:`art_module`)."""
     clip_values = None
     if isinstance(classifier, nn.Module):
         if optimizer is None:
@@ -39,7 +105,7 @@ def unpack_student(
                 "classifier must be an ART PyTorchClassifier or an nn.Module, got "
                 f"{type(classifier).__name__}"
             )
-        model = classifier.model
+        model = art_module(classifier, "classifier")
         optimizer = optimizer if optimizer is not None else classifier.optimizer
         if optimizer is None:
             raise ValueError("the ART classifier has no optimizer: pass optimizer=")
@@ -63,6 +129,8 @@ def unpack_teacher(teacher: Any, student_source: Any, owner: str) -> nn.Module:
         )
     if model is student_source or model is getattr(student_source, "model", None):
         raise ValueError("teacher and student must be different models")
+    if not isinstance(teacher, nn.Module):  # an ART classifier: what its predict computes
+        model = art_module(teacher, "teacher")
     if model.training:
         warnings.warn(
             "the teacher was in train mode; it is put in eval mode (a teacher is frozen)",
