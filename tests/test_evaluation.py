@@ -90,6 +90,38 @@ def test_model_rng_and_mode_untouched(linear_setup) -> None:
     assert first.per_attack == second.per_attack  # seeded
 
 
+def test_each_module_keeps_its_own_mode(linear_setup) -> None:
+    """A model in train mode with a frozen BatchNorm (eval) inside: evaluate, the trainers'
+    validation and their class probe give every module its own flag back, not one flag
+    for all (the frozen BatchNorm would update its statistics in the next training step)."""
+    from dard_plugin.training.models import student_classes
+    from dard_plugin.training.validation import validate
+
+    _, x, y = linear_setup
+    torch.manual_seed(0)
+    model = TinyCNN().train()
+    model.features[1].eval()
+    flags = [m.training for m in model.modules()]
+    assert flags.count(False) == 1
+    with pytest.warns(UserWarning, match="train mode"):
+        evaluate(model, x, y, eps=0.05, attacks=("clean", "fgsm"), verbose=False)
+    assert [m.training for m in model.modules()] == flags
+    validate(
+        model,
+        x,
+        y,
+        attack="pgd",
+        eps=0.05,
+        batch_size=16,
+        device=torch.device("cpu"),
+        seed=0,
+        bounds=(0.0, 1.0),
+    )
+    assert [m.training for m in model.modules()] == flags
+    assert student_classes(model, x, (0.0, 1.0)) == 10
+    assert [m.training for m in model.modules()] == flags
+
+
 def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
     model, x, y = linear_setup
     report = evaluate(

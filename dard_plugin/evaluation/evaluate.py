@@ -24,6 +24,7 @@ from dard_plugin._validation import (
     check_real,
     warn_if_probabilities,
 )
+from dard_plugin.attacks.pgd import eval_mode
 from dard_plugin.evaluation import distributed
 from dard_plugin.evaluation._checks import check_input_shape
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
@@ -168,40 +169,36 @@ def evaluate(
         device = next((t.device for t in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
 
-    was_training = model.training
-    if was_training:
+    if model.training:
         warnings.warn(
-            "the model was in train mode: it is evaluated in eval mode (and put "
-            "back in train mode afterwards)",
+            "the model was in train mode: it is evaluated in eval mode (each module's "
+            "train/eval flag is given back afterwards)",
             UserWarning,
             stacklevel=2,
         )
-    model.eval()
     fork_devices = [device] if device.type == "cuda" else []
     shard = slice(sharding.start, sharding.stop)
-    try:
-        with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-            _sanity_checks(model, images, device)
-            with torch.no_grad():
-                logits = model(images[:1].to(device))
-            given_labels.check_classes(logits.shape[1])
-            correct, seconds = _run_all(
-                model,
-                images[shard],
-                indices[shard],
-                eps=eps,
-                norm=norm,
-                attacks=attacks,
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-                state_path=state_path,
-                verbose=verbose,
-                sharding=sharding,
-                fingerprint=fingerprint,
-            )
-    finally:
-        model.train(was_training)
+    # every submodule gets its own train/eval flag back (a frozen BatchNorm stays frozen)
+    with eval_mode(model), torch.random.fork_rng(devices=fork_devices, device_type=device.type):
+        _sanity_checks(model, images, device)
+        with torch.no_grad():
+            logits = model(images[:1].to(device))
+        given_labels.check_classes(logits.shape[1])
+        correct, seconds = _run_all(
+            model,
+            images[shard],
+            indices[shard],
+            eps=eps,
+            norm=norm,
+            attacks=attacks,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            state_path=state_path,
+            verbose=verbose,
+            sharding=sharding,
+            fingerprint=fingerprint,
+        )
     if world_size > 1:
         correct = distributed.gather_flags(correct, world_size)
     return _report(correct, seconds, images.shape[0], eps, norm, seed, model_name, sharding)

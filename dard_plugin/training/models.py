@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_images
+from dard_plugin.attacks.pgd import eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -147,15 +148,11 @@ def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[floa
     check_images("images", images, bounds)
     shape = tuple(images.shape[1:])
     sample = images[:2].to(module_device(student))
-    was_training = student.training
-    student.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(student), torch.no_grad():
             student_out = student(sample)
     except RuntimeError as error:
         raise ValueError(f"the student cannot take inputs of shape {shape}: {error}") from None
-    finally:
-        student.train(was_training)
     if student_out.ndim != 2:
         raise ValueError(
             f"the student must return (batch, classes) logits, got {tuple(student_out.shape)}"
@@ -201,12 +198,8 @@ def settle_memory_format(
     try:
         with torch.no_grad():
             for model in models:
-                was_training = model.training
-                model.eval()
-                try:
+                with eval_mode(model):
                     model(sample)
-                finally:
-                    model.train(was_training)
     except RuntimeError as error:
         logger.info("channels-last format off (a model cannot run it: %s)", error)
         for model in models:

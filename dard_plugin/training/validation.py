@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dard_plugin.attacks.pgd import eval_mode
 from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack
 
 VALIDATION: dict[str, SuiteAttack] = {"pgd": PGD10, "dpgd": SUITE["dpgd"]}
@@ -28,11 +29,9 @@ def validate(
 ) -> dict[str, float]:
     """``{"clean_accuracy": ..., "<attack>_accuracy": ...}`` under ``attack`` in ``norm``
     (the training attack's); the student's mode is kept."""
-    was_training = student.training
-    student.eval()
     generator = torch.Generator().manual_seed(seed)
     correct = {"clean": 0, attack: 0}
-    try:
+    with eval_mode(student):  # each module's flag given back (a frozen BatchNorm stays so)
         for start in range(0, images.shape[0], batch_size):
             x = images[start : start + batch_size].to(device)
             y = labels[start : start + batch_size].to(device)
@@ -40,6 +39,4 @@ def validate(
             with torch.no_grad():
                 correct["clean"] += int((student(x).argmax(1) == y).sum())
                 correct[attack] += int((student(adversarial).argmax(1) == y).sum())
-    finally:
-        student.train(was_training)
     return {f"{name}_accuracy": count / images.shape[0] for name, count in correct.items()}
