@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,6 +262,41 @@ def test_attack_names_its_own_n_flag(student_file, capsys, tmp_path) -> None:
     assert code == 2 and "--n must be at most 10000" in err and "n_examples" not in err, err
     code, _, err = run_main(capsys, "attack", str(student_file), "--n", "0", "--out", out)
     assert code == 2 and "--n must be" in err, err
+
+
+def test_attack_is_per_sample_by_default_and_refuses_to_overwrite(capsys, tmp_path) -> None:
+    """`dard attack` once ran the batch-coupled Dice (an image's adversarial depended on
+    --n, unlike dard_plugin.DPGD and DicePGD) and silently replaced an earlier --out."""
+    from dard_plugin import load_teacher
+    from dard_plugin.attacks.dpgd import dpgd
+    from dard_plugin.data import load_dataset
+
+    teacher = load_teacher("dard-fmnist-teacher")
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=8)
+    expected = {
+        reduction: dpgd(teacher, x, y, eps=0.1, alpha=0.025, steps=3, reduction=reduction)
+        for reduction in ("sample", "batch")
+    }
+    assert not torch.equal(expected["sample"], expected["batch"])  # the choice matters here
+    common = ["dard-fmnist-teacher", "--n", "8", "--steps", "3", "--json"]
+    for reduction, extra in (("sample", []), ("batch", ["--reduction", "batch"])):
+        out = tmp_path / reduction
+        code, _, err = run_main(capsys, "attack", *common, *extra, "--out", str(out))
+        assert code == 0, err
+        saved = np.load(out / "adv.npz")
+        assert str(saved["reduction"]) == reduction
+        assert torch.equal(torch.from_numpy(saved["adversarial"]), expected[reduction])
+    before = (tmp_path / "sample" / "adv.npz").read_bytes()
+    code, _, err = run_main(
+        capsys, "attack", *common, "--n", "4", "--out", str(tmp_path / "sample")
+    )
+    assert code == 2 and "already holds adv.npz and grid.png" in err and "--overwrite" in err, err
+    assert (tmp_path / "sample" / "adv.npz").read_bytes() == before
+    code, _, err = run_main(
+        capsys, "attack", *common, "--n", "4", "--overwrite", "--out", str(tmp_path / "sample")
+    )
+    assert code == 0, err
+    assert np.load(tmp_path / "sample" / "adv.npz")["adversarial"].shape[0] == 4
 
 
 def test_curve_eps_values_are_checked_before_any_evaluation(student_file, capsys, tmp_path):

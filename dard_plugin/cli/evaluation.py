@@ -65,7 +65,20 @@ def add_parsers(commands: Any) -> None:
     attack.add_argument("--n", type=int, default=16, help="first N test images")
     attack.add_argument("--step-size", type=float, default=None)
     attack.add_argument("--steps", type=int, default=10)
+    attack.add_argument(
+        "--reduction",
+        choices=["sample", "batch"],
+        default="sample",
+        help="the Dice loss per image (default, as dard_plugin.DPGD and the ART DicePGD: an "
+        "image's result does not depend on the others attacked with it) or over the batch "
+        "(the paper's batch-coupled Dice, as DARD trains with)",
+    )
     attack.add_argument("--out", type=Path, required=True, help="folder for adv.npz, grid.png")
+    attack.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace adv.npz and grid.png where --out holds them (refused otherwise)",
+    )
 
 
 def _add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -283,12 +296,20 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin._validation import check_int, check_real
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.data import load_dataset
+    from dard_plugin.training.checkpointing import atomic_write_bytes
 
     _check_model_source_args(args)
     check_int("--n", args.n, minimum=1)
     check_int("--steps", args.steps, minimum=1)
     if args.step_size is not None:
         check_real("--step-size", args.step_size, low=0.0, low_inclusive=False)
+    files = [args.out / "adv.npz", args.out / "grid.png"]
+    held = [path.name for path in files if path.exists()]
+    if held and not args.overwrite:
+        raise CommandError(
+            f"--out {args.out} already holds {' and '.join(held)}: pass --overwrite to "
+            "replace them, or another --out"
+        )
     x, y = load_dataset(args.dataset, train=False, root=args.data_root)
     if args.n > x.shape[0]:
         raise CommandError(
@@ -300,25 +321,33 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device or "cpu"
     step = args.step_size if args.step_size is not None else args.eps / 4
     adversarial = dpgd(
-        model, x.to(device), y.to(device), eps=args.eps, alpha=step, steps=args.steps
+        model,
+        x.to(device),
+        y.to(device),
+        eps=args.eps,
+        alpha=step,
+        steps=args.steps,
+        reduction=args.reduction,
     ).cpu()
     with torch.no_grad():
         clean_pred = model(x.to(device)).argmax(1).cpu()
         adv_pred = model(adversarial.to(device)).argmax(1).cpu()
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out / "adv.npz",
-        clean=x.numpy(),
-        adversarial=adversarial.numpy(),
-        labels=y.numpy(),
-        clean_pred=clean_pred.numpy(),
-        adv_pred=adv_pred.numpy(),
-        eps=args.eps,
-    )
+    arrays = {
+        "clean": x.numpy(),
+        "adversarial": adversarial.numpy(),
+        "labels": y.numpy(),
+        "clean_pred": clean_pred.numpy(),
+        "adv_pred": adv_pred.numpy(),
+        "eps": args.eps,
+        "reduction": args.reduction,
+    }
+    atomic_write_bytes(args.out / "adv.npz", lambda stream: np.savez_compressed(stream, **arrays))
     _image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
     summary = {
         "n": args.n,
         "eps": args.eps,
+        "reduction": args.reduction,
         "clean_accuracy": float((clean_pred == y).float().mean()),
         "dpgd_accuracy": float((adv_pred == y).float().mean()),
         "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],
