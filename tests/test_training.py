@@ -241,6 +241,34 @@ def test_global_rng_untouched_and_seeded_runs_equal() -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.parametrize("source", ["dataloader", "art-generator"])
+def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -> None:
+    """Probing the first batch started a shuffling DataLoader's iterator outside the run's
+    fork of the RNG: the caller's global RNG moved (and an ART generator's first epoch
+    followed the caller's RNG instead of the run's seed)."""
+    x, y, _ = make_prototype_data(n=48)
+
+    def loader() -> object:
+        data = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True
+        )
+        if source == "art-generator":
+            return PyTorchDataGenerator(data, size=48, batch_size=16)
+        return data
+
+    weights = []
+    for global_seed in (1, 2):
+        student, optimizer = student_and_optimizer()
+        trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, seed=7, verbose=False)
+        generator = loader()
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        trainer.fit_generator(generator, nb_epochs=1)
+        assert torch.equal(torch.get_rng_state(), state)
+        weights.append(state_snapshot(student))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

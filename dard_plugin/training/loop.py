@@ -162,7 +162,12 @@ class TrainingLoop(Trainer):
         if saved is not None:
             self.checkpointer.check_epochs(saved, nb_epochs)
         validation = self._read_validation(validation_data)
-        first = source.first()
+        # the probe of the first batch starts the source's iterator (a DataLoader draws its
+        # seeds from the global RNG): inside a fork, seeded as epoch 0, so that the caller's
+        # RNG is left as found and a one-shot source's first epoch follows the run's seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_epoch_seed(self.seed, 0))
+            first = source.first()
         self._input_shape = tuple(first.images.shape[1:])
         if validation is not None and tuple(validation[0].shape[1:]) != self._input_shape:
             raise ValueError(
