@@ -74,6 +74,16 @@ def test_worst_case_never_above_any_attack() -> None:
     assert alone.per_attack["pgd"] == report.per_attack["pgd"]  # as if run alone
 
 
+def test_float64_images_give_the_float32_report(linear_setup) -> None:
+    """float64 images (numpy's default) once failed inside the model's first layer with
+    "expected scalar type Double but found Float", naming no argument."""
+    model, x, y = linear_setup
+    attacks = ("clean", "fgsm", "pgd")
+    single = evaluate(model, x, y, eps=0.3, attacks=attacks, verbose=False)
+    double = evaluate(model, x.double(), y, eps=0.3, attacks=attacks, verbose=False)
+    assert double.per_sample == single.per_sample and "0" in single.per_sample["pgd"]
+
+
 def test_model_rng_and_mode_untouched(linear_setup) -> None:
     _, x, y = linear_setup
     torch.manual_seed(0)

@@ -119,8 +119,9 @@ def evaluate(
             (and per rank), derived from this name (``aa.json`` -> ``aa.autoattack.json``;
             see :func:`~dard_plugin.evaluation.autoattack.state_file`). A run started again
             with the same arguments skips the chunks already done.
-    The model is evaluated in eval mode (restored afterwards, with a warning if it was in
-    train mode); its parameters and buffers are never changed.
+    The model is evaluated in eval mode (each module's flag restored afterwards, with a
+    warning if it was in train mode); its parameters and buffers are never changed. Images
+    of another floating dtype than the model's (float64 numpy data) are cast to it.
 
     Under an initialised ``torch.distributed`` process group (e.g. started by ``torchrun``)
     every rank must call this with the same model, data and arguments: each rank evaluates
@@ -151,6 +152,10 @@ def evaluate(
                 f"images given), got {n_examples}"
             )
         images, indices = images[:n_examples], indices[:n_examples]
+    # float64 (or half) images run at the model's floating dtype, as the attacks do
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and images.dtype != dtype:
+        images = images.to(dtype)
     world_size, rank = distributed.process_group()
     fingerprint = ""
     if state_path is not None or world_size > 1:
