@@ -463,6 +463,25 @@ def test_one_hot_width_must_match_nb_classes(prototype_model, data, width: int) 
         attack.generate(x, np.eye(width, dtype=np.float32)[y % width])
 
 
+@pytest.mark.parametrize("fault", ["all-zero", "two ones", "a two"])
+def test_one_hot_rows_that_name_no_single_class_are_refused(prototype_model, data, fault) -> None:
+    """ART's label transform reads an all-zero row as class 0 and a row with two 1s as the
+    first of them; the attack once did too, silently."""
+    x, y = data
+    onehot = np.eye(10, dtype=np.float32)[y]
+    row = 3
+    if fault == "all-zero":
+        onehot[row] = 0
+    elif fault == "two ones":
+        onehot[row, (y[row] + 1) % 10] = 1
+    else:
+        onehot[row, y[row]] = 2
+    attack = DicePGD(classifier_for(prototype_model), verbose=False)
+    with pytest.raises(ValueError, match=rf"exactly one 1 per row; row {row} is"):
+        attack.generate(x, onehot)
+    attack.generate(x, np.eye(10, dtype=np.float32)[y])  # proper rows still run
+
+
 def test_input_shape_mismatch_names_both_shapes(prototype_model, data) -> None:
     x, y = data
     attack = DicePGD(classifier_for(prototype_model), verbose=False)

@@ -256,5 +256,14 @@ def label_indices(y: np.ndarray, n: int, nb_classes: int) -> torch.Tensor:
                 f"labels must be class indices in [0, {nb_classes - 1}] for nb_classes="
                 f"{nb_classes}, got values in [{flat.min()}, {flat.max()}]"
             )
+    if y.ndim == 2 and y.shape[1] > 1:
+        # the package's one-hot rule: 0s and one 1 per row (ART would read an all-zero row
+        # as class 0 and a row with two 1s as the first of them, silently)
+        bad = np.flatnonzero(~(np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)))
+        if bad.size:
+            raise ValueError(
+                f"one-hot labels y must hold 0s and exactly one 1 per row; row {bad[0]} is "
+                f"{y[bad[0]].tolist()} ({bad.size} such rows): pass class indices, or fix them"
+            )
     onehot = check_and_transform_label_format(y, nb_classes=nb_classes)
     return torch.from_numpy(np.argmax(onehot, axis=1).astype(np.int64))
