@@ -4,7 +4,9 @@ reports (JSON, markdown, plots), model untouched, bad input."""
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
@@ -161,8 +163,32 @@ def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
         plot_robustness_curve(reports, tmp_path / "curve.jpg")
 
 
+def test_accuracies_are_exact_shares_and_files_get_the_umask_mode(tmp_path, linear_setup) -> None:
+    """Accuracies were float32 means (35/48 reported as 0.7291666865); report.json was
+    written with mkstemp's mode 0600 while its neighbours had 0644."""
+    model, x, y = linear_setup
+    labels = y[:30].clone()
+    labels[:7] = (labels[:7] + 1) % 10  # 23 of 30 right at best: shares float32 cannot hold
+    report = evaluate(
+        model, x[:30], labels, eps=0.3, attacks=("clean", "fgsm", "pgd"), verbose=False
+    )
+    shares = {name: flags.count("1") / 30 for name, flags in report.per_sample.items()}
+    assert report.clean_accuracy == shares["clean"]
+    assert {k: report.per_attack[k] for k in ("fgsm", "pgd")} == {
+        k: shares[k] for k in ("fgsm", "pgd")
+    }
+    assert any(float(np.float32(v)) != v for v in shares.values())  # float32 would differ
+    umask = os.umask(0)
+    os.umask(umask)
+    report.to_json(tmp_path / "report.json")
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_eps_string() -> None:
     assert eps_string(8 / 255) == "8/255" and eps_string(0.1) == "0.1"
+    # fractions that reduce (3/255 = 1/85) once came out as 0.0117647
+    assert [eps_string(k / 255) for k in (1, 3, 5, 17)] == ["1/255", "3/255", "5/255", "17/255"]
+    assert eps_string(0.2) == "0.2" and eps_string(1.0) == "1"  # short decimals stay so
 
 
 def test_l2_has_every_row(linear_setup) -> None:

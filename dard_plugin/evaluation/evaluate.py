@@ -220,6 +220,12 @@ def worst_case(correct: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(correct.values())).all(dim=0)
 
 
+def _fraction(flags: torch.Tensor) -> float:
+    """The share of true flags, as the nearest double (count / n; a float32 mean is
+    off by about 1e-8)."""
+    return int(flags.sum()) / flags.numel() if flags.numel() else float("nan")
+
+
 def _report(
     correct: dict[str, torch.Tensor],
     seconds: dict[str, float],
@@ -233,9 +239,9 @@ def _report(
     """The report from the per-sample flags of all examples."""
     worst = worst_case(correct)
     report = RobustnessReport(
-        clean_accuracy=float(correct["clean"].float().mean()),
-        per_attack={k: float(v.float().mean()) for k, v in correct.items() if k != "clean"},
-        robust_accuracy=float(worst.float().mean()),
+        clean_accuracy=_fraction(correct["clean"]),
+        per_attack={k: _fraction(v) for k, v in correct.items() if k != "clean"},
+        robust_accuracy=_fraction(worst),
         eps=float(eps),
         norm=norm,
         n_examples=int(n_examples),

@@ -4,39 +4,21 @@ and robust-accuracy-versus-eps plots."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from dard_plugin._files import write_text_atomically
 from dard_plugin._json import dumps_strict
-
-
-def write_text_atomically(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
-    a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def eps_string(eps: float) -> str:
     """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number."""
-    fraction = Fraction(eps).limit_denominator(255)
-    if fraction.denominator == 255 and abs(float(fraction) - eps) < 1e-9:
-        return f"{fraction.numerator}/255"
+    steps = round(eps * 255)
+    on_grid = steps > 0 and abs(steps / 255 - eps) < 1e-9
+    short = float(f"{eps:.4g}") == eps  # 0.2 (51/255) and 1.0 stay decimals
+    if on_grid and not short:
+        return f"{steps}/255"
     return f"{eps:g}"
 
 

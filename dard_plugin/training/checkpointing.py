@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from dard_plugin._files import atomic_write_bytes
 from dard_plugin.training._checks import check_writable_dir, check_writable_file
 from dard_plugin.training.fingerprints import (
     differences,
@@ -30,25 +29,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 2
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename: a reader (or
-    a resumed run after SIGKILL) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 is not what a saved file should be
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
