@@ -71,7 +71,8 @@ class DicePGD(EvasionAttack):
         ``SummaryWriter``), fed the loss gradient at every iteration.
     :param verbose: show a progress bar over batches.
     :param reduction: ``"sample"`` (default: per-sample Dice, each image's result
-        independent of ``batch_size``, as ART users expect of that parameter) or ``"batch"``
+        independent of ``batch_size`` up to float32 rounding, as ART users expect of that
+        parameter) or ``"batch"``
         (the paper's one Dice per set over the batch, for reproducing the paper).
     :param generator: random source of the random initialisations. If None, they are drawn
         by ART's ``random_sphere`` from numpy's global generator, so ART's ``master_seed``
