@@ -40,6 +40,7 @@ the two seed spreads). The plan and its compute are in ``docs/leaderboard.md``.
     python experiments/leaderboard.py run [--device cuda]      # resumable, shareable
     python experiments/leaderboard.py run --only test/final-sat-tiny-cnn-s0
     python experiments/leaderboard.py report                   # docs/leaderboard.md
+    python experiments/leaderboard.py collect --from OTHER_CHECKOUT/docs/results/...
 """
 
 from __future__ import annotations

@@ -172,6 +172,48 @@ def test_the_recorded_command_reruns_that_unit_alone_for_a_new_user(tmp_path: Pa
     assert planned.returncode == 0 and "| `sum/all` | finished |" in planned.stdout
 
 
+def test_collect_copies_units_finished_elsewhere_then_reports(tmp_path: Path) -> None:
+    """Units run in another worktree (or on a GPU machine) join the study's folder with
+    `collect --from`; a wrong or conflicting file stops it before anything is copied."""
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    for folder in (elsewhere, here):
+        folder.mkdir()
+    script = write_definition(elsewhere)
+    assert run_command(f"python {script}", elsewhere).returncode == 0
+    (here / "report.md").write_text("<!-- b -->\n<!-- e -->\n")
+    units = elsewhere / "results" / "squares"
+    (here / "results" / "squares").mkdir(parents=True)
+    (here / "results" / "squares" / "square-n2.json").write_text(
+        (units / "square-n2.json").read_text()
+    )
+    done = run_command(f"python {script} collect --from {units}", here)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "collected 2 units" in done.stdout  # n2 was there already, the same
+    assert sorted(p.name for p in (here / "results" / "squares").glob("*.json")) == [
+        "square-n2.json",
+        "square-n3.json",
+        "sum-all.json",
+    ]
+    assert "sum/all: 13" in (here / "report.md").read_text()
+    mode = (here / "results" / "squares" / "sum-all.json").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "square-n4.json").write_text((units / "square-n2.json").read_text())
+    refused = run_command(f"python {script} collect --from {other}", here)
+    assert refused.returncode != 0 and "holds unit 'square/n2'" in refused.stderr
+    (other / "square-n4.json").unlink()
+    changed = json.loads((units / "square-n3.json").read_text())
+    changed["value"] = 10
+    (other / "square-n3.json").write_text(json.dumps(changed))
+    refused = run_command(f"python {script} collect --from {other}", here)
+    assert refused.returncode != 0 and "two different results of square/n3" in refused.stderr
+    assert json.loads((here / "results" / "squares" / "square-n3.json").read_text())["value"] == 9
+
+
 def test_cpu_model_is_read_from_proc_cpuinfo(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU @ 2.00GHz\n")

@@ -9,6 +9,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from study_runner.provenance import script_path
@@ -164,10 +165,17 @@ def add_arguments(
     parser.add_argument(
         "action",
         nargs="?",
-        choices=("plan", "run", "report"),
+        choices=("plan", "run", "report", "collect"),
         default="run",
         help="plan: list the units and their compute; run (default): run what is not "
-        "finished; report: rewrite the report from the unit files",
+        "finished; report: rewrite the report from the unit files; collect: copy the unit "
+        "files of --from that --out lacks (units run elsewhere), then rewrite the report",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="collect: a folder of unit files (another worktree's --out, a GPU machine's)",
     )
     parser.add_argument(
         "--only",
@@ -212,6 +220,16 @@ def main_for(args: argparse.Namespace, runner: Runner) -> None:
         print(runner.plan_table())
     elif args.action == "report":
         if runner.report is not None:
+            runner.report()
+    elif args.action == "collect":
+        if args.source is None:
+            raise SystemExit("collect needs --from FOLDER (a folder of unit files)")
+        try:
+            collected = runner.store.collect(Path(args.source))
+        except ValueError as error:
+            raise SystemExit(f"collect: {error}") from None
+        print(f"collected {len(collected)} units" + "".join(f"\n  {u}" for u in collected))
+        if collected and runner.report is not None:
             runner.report()
     else:
         runner.run()

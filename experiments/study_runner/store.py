@@ -19,6 +19,9 @@ def write_text_atomically(path: Path, text: str) -> None:
     """Write through a temporary file and a rename: no reader sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # a plain open's mode, not mkstemp's 0600
     try:
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
@@ -61,6 +64,38 @@ class ResultStore:
         """The finished unit in ``out`` (never a rerun's file), or None."""
         path = self.out / f"{kind}-{name}.json"
         return json.loads(path.read_text()) if path.is_file() else None
+
+    def collect(self, source: Path) -> list[str]:
+        """Copy into ``out`` the unit files in ``source`` that ``out`` lacks (units finished
+        elsewhere: another worktree, a GPU machine's output folder); the ids copied. Every
+        file is checked first and nothing is copied if one is wrong: it must be a unit file
+        whose ``unit`` matches its name, and one that ``out`` already has must be the same
+        result (equal apart from its timing and provenance is not enough: equal bytes)."""
+        source = Path(source)
+        if not source.is_dir():
+            raise ValueError(f"--from must be a folder of unit files, got {source}")
+        new: list[tuple[str, Path, str]] = []
+        for path in sorted(source.glob("*.json")):
+            text = path.read_text()
+            try:
+                unit = json.loads(text)["unit"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path} is not a unit file (no 'unit' field)") from None
+            kind, _, name = str(unit).partition("/")
+            if path.name != f"{kind}-{name}.json":
+                raise ValueError(f"{path} holds unit {unit!r}, whose file is {kind}-{name}.json")
+            target = self.out / path.name
+            if target.is_file():
+                if target.read_text() != text:
+                    raise ValueError(
+                        f"{path} and {target} are two different results of {unit}: keep one"
+                    )
+                continue
+            new.append((unit, target, text))
+        for unit, target, text in new:
+            write_text_atomically(target, text)
+            logger.info("collected %s -> %s", unit, target)
+        return [unit for unit, _, _ in new]
 
     def record(self, kind: str, name: str, payload: dict[str, Any], seconds: float) -> Path:
         path = self.path(kind, name)
