@@ -544,3 +544,52 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
         distill = build_parser().parse_args(["distill", *common, "--out", str(tmp_path / "r")])
         check_training_args(distill)
         assert evaluate.eps == distill.eps == default_eps(dataset, norm) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train-teacher", "--natural", "--steps", "7"], "--steps does not apply to --natural"),
+        (
+            ["train-teacher", "--natural", "--step-size", "0.3"],
+            "--step-size does not apply to --natural",
+        ),
+        (
+            ["distill", "--method", "dard", "--cache-refresh-epochs", "2"],
+            "--cache-refresh-epochs applies to --teacher-targets cached only",
+        ),
+        (
+            ["distill", "--teacher-arch", "small-cnn"],
+            "--teacher-arch applies to a checkpoint file",
+        ),
+        (
+            ["distill", "--threat-model", "L2"],
+            "dard-fmnist-teacher is a shipped teacher",
+        ),
+        (
+            ["distill", "--method", "sat", "--threat-model", "L2"],
+            "--threat-model does not apply to --method sat",
+        ),
+    ],
+)
+def test_options_that_would_change_nothing_are_refused_before_work(
+    nothing_loaded, capsys, tmp_path, argv, message
+) -> None:
+    """Each was accepted, recorded in run.json and fingerprinted, and changed no weight."""
+    code, _, err = run_main(capsys, *argv, "--out", str(tmp_path / "never"))
+    assert code == 2 and message in err, err
+    assert nothing_loaded == [] and not (tmp_path / "never").exists()
+
+
+def test_cache_refresh_without_cached_targets_is_refused_in_python() -> None:
+    from dard_plugin import DARDTrainer, load_teacher
+    from dard_plugin.models import create
+
+    student = create("tiny-cnn", num_classes=10)
+    with pytest.raises(ValueError, match="cache_refresh_epochs=2 applies to teacher_targets="):
+        DARDTrainer(
+            student,
+            load_teacher("dard-fmnist-teacher"),
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.01),
+            cache_refresh_epochs=2,
+        )

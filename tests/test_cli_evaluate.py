@@ -318,3 +318,41 @@ def test_json_output_is_strict(student_file, capsys) -> None:
         raise ValueError(f"not strict JSON: {constant}")
 
     assert 0.0 <= json.loads(text, parse_constant=refuse)["clean_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "threat_model"),
+    [
+        (["evaluate", "--norm", "L2"], "L2"),
+        (["evaluate"], "Linf"),
+        (["evaluate", "--norm", "L2", "--threat-model", "Linf"], "Linf"),
+        (["attack"], "Linf"),
+    ],
+)
+def test_the_robustbench_entry_follows_the_norm(monkeypatch, capsys, tmp_path, argv, threat_model):
+    """`dard evaluate NAME --norm L2` loaded NAME's L-inf entry (13 CIFAR-10 names have
+    both) and reported it as L2."""
+    import dard_plugin.recipes
+
+    asked: list[str] = []
+
+    def load_model(spec, **kwargs):
+        asked.append(kwargs["threat_model"])
+        raise RuntimeError("stop after the model is asked for")
+
+    monkeypatch.setattr(dard_plugin.recipes, "load_model", load_model)
+    command, *flags = argv
+    with pytest.raises(RuntimeError, match="stop after"):
+        from dard_plugin.cli.main import main
+
+        main(
+            [
+                command,
+                "Rice2020Overfitting",
+                *flags,
+                "--debug",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert asked == [threat_model]

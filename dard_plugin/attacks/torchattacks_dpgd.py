@@ -41,8 +41,8 @@ class DPGD(Attack):
         reduction (str): ``"sample"`` (per-sample Dice: each image's result independent of
             its batch, so ``MultiAttack``, which re-attacks the images still robust, and
             ``save()``, which attacks loader batches, give what attacking each image alone
-            gives, up to float32 rounding) or ``"batch"`` (the paper's single Dice per set over the batch, for
-            reproducing the paper). (Default: "sample")
+            gives, up to float32 rounding) or ``"batch"`` (the paper's single Dice per set
+            over the batch, for reproducing the paper). (Default: "sample")
         generator (torch.Generator, optional): random source of the random start.
 
     Shape:

@@ -89,6 +89,13 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     parser.add_argument(
+        "--threat-model",
+        default=None,
+        choices=["Linf", "L2", "corruptions"],
+        help="the RobustBench entry of a name listed under several (default: --norm's, "
+        "Linf for attack)",
+    )
+    parser.add_argument(
         "--eps",
         type=float,
         default=None,
@@ -108,6 +115,7 @@ def _load_model_source(args: argparse.Namespace) -> Any:
         args.model,
         dataset=args.dataset,
         arch=args.arch,
+        threat_model=args.threat_model or getattr(args, "norm", "Linf"),
         model_dir=args.model_dir,
         device=args.device,
     )

@@ -57,7 +57,13 @@ def add_parsers(commands: Any) -> None:
         default=None,
         help="--method adaad: weight of IGDM's gradient-matching term (adaad-igdm: 1)",
     )
-    distill.add_argument("--threat-model", default="Linf")
+    distill.add_argument(
+        "--threat-model",
+        default=None,
+        choices=["Linf", "L2", "corruptions"],
+        help="the RobustBench entry of a teacher listed under several (default: Linf); "
+        "refused for a shipped teacher or a checkpoint file",
+    )
     distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     distill.add_argument(
         "--teacher-targets",
@@ -181,6 +187,12 @@ def check_training_args(args: argparse.Namespace) -> None:
         check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
         if getattr(args, "natural", False):
             raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
+    if getattr(args, "natural", False) and (args.steps != 10 or args.step_size is not None):
+        given = "--steps" if args.steps != 10 else "--step-size"
+        raise CommandError(
+            f"{given} does not apply to --natural (no attack in training; the validation "
+            "runs PGD-10 at eps / 4): drop it"
+        )
     for attack in args.eval_attacks.split(","):
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
     settings = distill_settings(args)
@@ -237,7 +249,7 @@ def choose_teacher(args: argparse.Namespace) -> None:
     when the user gave them, else their defaults filled in."""
     from dard_plugin.training.registry import method_spec
 
-    teacher_options = ("teacher", "teacher_arch", "teacher_targets")
+    teacher_options = ("teacher", "teacher_arch", "teacher_targets", "threat_model")
     if not method_spec(args.method).needs_teacher:
         given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
         if given:
@@ -248,6 +260,31 @@ def choose_teacher(args: argparse.Namespace) -> None:
         return
     args.teacher = args.teacher or DEFAULT_TEACHER
     args.teacher_targets = args.teacher_targets or "online"
+    _check_teacher_source_options(args)
+
+
+def _check_teacher_source_options(args: argparse.Namespace) -> None:
+    """``--teacher-arch`` serves a checkpoint file only, ``--threat-model`` a RobustBench
+    name only: given for another kind of teacher they would change nothing."""
+    from pathlib import Path
+
+    from dard_plugin.teachers import SHIPPED_TEACHERS
+
+    names = [args.teacher, *([args.natural_teacher] if args.natural_teacher else [])]
+    is_file = [Path(n).suffix in (".pt", ".pth") or Path(n).is_file() for n in names]
+    if args.teacher_arch is not None and not is_file[0]:
+        raise CommandError(
+            f"--teacher-arch applies to a checkpoint file; --teacher {args.teacher} is a "
+            "named model whose architecture is known: drop --teacher-arch"
+        )
+    if args.threat_model is not None:
+        for name, file in zip(names, is_file, strict=True):
+            if file or name in SHIPPED_TEACHERS:
+                kind = "a checkpoint file" if file else "a shipped teacher"
+                raise CommandError(
+                    f"--threat-model chooses a RobustBench entry; {name} is {kind}: drop it"
+                )
+    args.threat_model = args.threat_model or "Linf"
 
 
 def method_options_allowed(method: str) -> set[str]:
@@ -284,6 +321,11 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     if refused:
         names = ", ".join("--" + k.replace("_", "-") for k in refused)
         raise CommandError(f"{names} does not apply to --method {args.method}")
+    if "cache_refresh_epochs" in given and args.teacher_targets != "cached":
+        raise CommandError(
+            "--cache-refresh-epochs applies to --teacher-targets cached only (the default, "
+            "online, asks the teacher every batch)"
+        )
     if "teacher_targets" in allowed:
         given["teacher_targets"] = args.teacher_targets
     return given

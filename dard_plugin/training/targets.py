@@ -30,6 +30,11 @@ class TeacherTargets:
         self.mode = check_choice("teacher_targets", mode, TEACHER_TARGETS)
         if refresh_epochs is not None:
             check_int("cache_refresh_epochs", refresh_epochs, minimum=1)
+            if self.mode != "cached":
+                raise ValueError(
+                    f"cache_refresh_epochs={refresh_epochs} applies to teacher_targets='cached' "
+                    f"only (got teacher_targets={mode!r}, which asks the teacher every batch)"
+                )
         self.refresh_epochs = refresh_epochs
         self.names = names
         self.cache: dict[str, torch.Tensor] | None = None
