@@ -167,6 +167,28 @@ def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> No
     shown = dard(*tiny, "--out", str(tmp_path / "demo"))
     assert shown.returncode == 0, shown.stderr
     assert "nothing to do" in shown.stdout and "worst case" in shown.stdout
+    # another report written into the run's folder is not the run's: evaluated again
+    other = dard(
+        "evaluate",
+        str(tmp_path / "demo" / "student.pt"),
+        "--n-examples",
+        "8",
+        "--attacks",
+        "clean",
+        "--quiet",
+        "--overwrite",
+        "--out",
+        str(tmp_path / "demo"),
+    )
+    assert other.returncode == 0, other.stderr
+    third = dard(*tiny, "--out", str(tmp_path / "demo"), "--json")
+    assert third.returncode == 0, third.stderr
+    again_report, first_report = (
+        json.loads(third.stdout)["report"],
+        json.loads(first.stdout)["report"],
+    )
+    assert again_report.pop("seconds") != first_report.pop("seconds")  # evaluated anew
+    assert again_report == first_report
 
 
 @pytest.mark.slow  # five CLI processes, one of which trains and evaluates (~35 s alone)

@@ -5,6 +5,7 @@ and the checks made before any work are in ``training_options.py``."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -38,8 +39,18 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: str(v) for k, v in sorted(vars(args).items()) if k not in _NOT_RUN_SETTINGS}
 
 
+def _report_digest(out: Path) -> str:
+    """The SHA-256 of the run's report.json and report.md, recorded in run.json: a report
+    written there later (``dard evaluate --out`` the run's folder) is not the run's."""
+    digest = hashlib.sha256()
+    for name in ("report.json", "report.md"):
+        digest.update((out / name).read_bytes())
+    return digest.hexdigest()
+
+
 def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The saved report of a finished run whose recorded settings are these, else None."""
+    """The saved report of a finished run whose recorded settings are these and whose
+    report files are the ones it wrote, else None (evaluate again)."""
     out = args.out
     try:
         recorded = json.loads((out / "run.json").read_text())
@@ -47,7 +58,10 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
         # RobustBench-style fields around it
         report: dict[str, Any] = json.loads((out / "report.json").read_text())["dard_plugin"]
         markdown = (out / "report.md").read_text()
-    except (OSError, ValueError, KeyError, TypeError):  # absent or unreadable: evaluate again
+        digest = recorded.pop("report_sha256", None)
+        if digest != _report_digest(out):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # evaluate again
         return None
     if recorded != _run_settings(args):
         return None
@@ -106,7 +120,9 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
             if rank == 0:
                 from dard_plugin.training.checkpointing import write_json
 
-                write_json(args.out / "run.json", _run_settings(args))
+                settings = _run_settings(args)
+                settings["report_sha256"] = _report_digest(args.out)
+                write_json(args.out / "run.json", settings)
         if rank != 0:
             return {"history": result.history, "rank": rank, "world_size": world}
     finally:
