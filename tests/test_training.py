@@ -398,3 +398,27 @@ def test_channels_last_by_default_where_the_models_run_it(model_kind: str) -> No
     assert not forced_off.channels_last
     with pytest.raises(TypeError, match="channels_last"):
         SATTrainer(TinyCNN(), optimizer=optimizer, channels_last="yes")
+
+
+def test_resume_on_another_validation_is_refused(tmp_path) -> None:
+    """The validation set was in neither the fingerprint nor the checkpoint: a resume with
+    other validation images trained on, its history mixing two validations."""
+    x, y, _ = make_prototype_data(n=48)
+
+    def run(validation: tuple[torch.Tensor, torch.Tensor], epochs: int) -> list[dict]:
+        student, optimizer = student_and_optimizer()
+        trainer = SATTrainer(
+            student,
+            optimizer=optimizer,
+            attack=ATTACK,
+            eval_eps=0.1,
+            checkpoint_dir=tmp_path / "run",
+            resume=True,
+            verbose=False,
+        )
+        return trainer.fit(x, y, validation_data=validation, batch_size=16, nb_epochs=epochs)
+
+    run((x[:16], y[:16]), 1)
+    with pytest.raises(ValueError, match="validated on other data or settings"):
+        run((x[16:32], y[16:32]), 2)
+    assert [h["epoch"] for h in run((x[:16], y[:16]), 2)] == [1, 2]  # the same: resumed

@@ -19,6 +19,7 @@ from dard_plugin.training.fingerprints import (
     model_fingerprint,
     optimizer_fingerprint,
     scheduler_fingerprint,
+    tensor_digest,
 )
 
 if TYPE_CHECKING:
@@ -148,8 +149,32 @@ def run_fingerprint(
     }
 
 
+def validation_fingerprint(
+    loop: TrainingLoop, validation: tuple[torch.Tensor, torch.Tensor] | None
+) -> dict[str, Any] | None:
+    """What makes the per-epoch validation numbers: the images, the labels and the
+    validation attack's settings. Kept in the checkpoint beside (not in) the fingerprint,
+    so that earlier checkpoints still resume; a resume on another validation is refused
+    (its history would mix two validations)."""
+    if validation is None:
+        return None
+    images, labels = validation
+    return {
+        "n": int(images.shape[0]),
+        "sha256": tensor_digest(images, labels),
+        "attack": loop.eval_attack,
+        "eps": loop.eval_eps,
+        "norm": loop.eval_norm,
+        "batch_size": loop.eval_batch_size,
+    }
+
+
 def restore_run(
-    loop: TrainingLoop, scheduler: Any, fingerprint: dict[str, Any], state: dict[str, Any] | None
+    loop: TrainingLoop,
+    scheduler: Any,
+    fingerprint: dict[str, Any],
+    state: dict[str, Any] | None,
+    validation: dict[str, Any] | None = None,
 ) -> int:
     """Load a saved ``state`` of the same run (fingerprint checked) into ``loop`` and
     ``scheduler`` when resuming; the number of epochs already done (0 without one)."""
@@ -159,6 +184,13 @@ def restore_run(
         logger.info("no checkpoint in %s: starting from scratch", loop.checkpoint_dir)
         return 0
     loop.checkpointer.check_fingerprint(state, fingerprint)
+    if "validation" in state and state["validation"] != validation:  # absent before 2026-12-03
+        raise ValueError(
+            f"resume refused: {loop.checkpoint_dir} was validated on other data or settings "
+            f"(saved: {state['validation']}; now: {validation}); its history would mix two "
+            "validations. Resume with the same validation_data and eval settings (the CLI: "
+            "the same --n-val, --val-split / --validate-on-test), or start afresh"
+        )
     loop.student.load_state_dict(state["model"])
     loop.optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
@@ -173,11 +205,16 @@ def restore_run(
 
 
 def save_run(
-    loop: TrainingLoop, epochs_done: int, scheduler: Any, fingerprint: dict[str, Any]
+    loop: TrainingLoop,
+    epochs_done: int,
+    scheduler: Any,
+    fingerprint: dict[str, Any],
+    validation: dict[str, Any] | None = None,
 ) -> None:
     """Save ``loop``'s run after ``epochs_done`` epochs (atomically)."""
     state = {
         "fingerprint": fingerprint,
+        "validation": validation,
         "epoch": epochs_done,
         "model": loop.student.state_dict(),
         "optimizer": loop.optimizer.state_dict(),

@@ -31,6 +31,7 @@ from dard_plugin.training.checkpointing import (
     restore_run,
     run_fingerprint,
     save_run,
+    validation_fingerprint,
 )
 from dard_plugin.training.targets import TeacherTargets
 from dard_plugin.training.validation import validate
@@ -197,7 +198,13 @@ class TrainingLoop(Trainer):
             self.device,
             self._channels_last_request,
         )
-        start_epoch = restore_run(self, scheduler, fingerprint, saved)
+        validation_print = validation_fingerprint(
+            self,
+            None
+            if validation is None or validation_labels is None
+            else (validation[0], validation_labels),
+        )
+        start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
         if world > 1:
@@ -252,7 +259,7 @@ class TrainingLoop(Trainer):
                             f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)
                         ),
                     )
-                    save_run(self, epoch + 1, scheduler, fingerprint)
+                    save_run(self, epoch + 1, scheduler, fingerprint, validation_print)
         finally:
             # let go of the DDP wrapper (it holds the process group): left for interpreter
             # exit, after destroy_process_group, its teardown can abort the process
