@@ -592,6 +592,9 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
             ["distill", "--method", "sat", "--threat-model", "L2"],
             "--threat-model does not apply to --method sat",
         ),
+        # trained all its epochs, then failed at the final evaluation (28 vs 32 pixels)
+        (["distill", "--arch", "resnet56"], "--arch resnet56 is built for 32x32 images"),
+        (["train-teacher", "--arch", "resnet18"], "--arch resnet18 is built for 32x32 images"),
     ],
 )
 def test_options_that_would_change_nothing_are_refused_before_work(

@@ -305,3 +305,23 @@ def test_zoo_teacher_declares_its_input_shape(tmp_path, architectures) -> None:
 
     with pytest.raises(ValueError, match=r"expects inputs of shape \(3, 32, 32\)"):
         evaluate(teacher, torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), eps=0.03)
+
+
+def test_load_model_takes_a_bare_network_state_dict_as_load_checkpoint_does(tmp_path) -> None:
+    """`load_model` (and so `dard evaluate FILE --arch`, `--teacher FILE --teacher-arch`)
+    refused a bare network's weights that `load_checkpoint` loads behind Normalize."""
+    from dard_plugin.data import load_dataset
+    from dard_plugin.recipes import load_model
+    from dard_plugin.teachers import load_checkpoint, load_teacher
+
+    teacher = load_teacher("dard-fmnist-teacher")
+    path = tmp_path / "bare.pt"
+    torch.save(teacher.network.state_dict(), path)
+    x = load_dataset("fashion-mnist", train=False, n_examples=16)[0]
+    with torch.no_grad():
+        expected = teacher(x)
+        for model in (
+            load_model(path, arch="teacher-cnn"),
+            load_checkpoint(path, "teacher-cnn", num_classes=10),
+        ):
+            assert torch.equal(model(x), expected)

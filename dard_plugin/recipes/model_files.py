@@ -11,7 +11,7 @@ from torch import nn
 from dard_plugin.data import dataset_info
 from dard_plugin.models import REGISTRY, create
 from dard_plugin.teachers import extract_state_dict, freeze, safe_load
-from dard_plugin.teachers.checkpoints import load_weights
+from dard_plugin.teachers.checkpoints import load_weights, weights_target
 from dard_plugin.training.checkpointing import save_checkpoint
 
 
@@ -42,7 +42,8 @@ def load_model(
         if arch is None:
             raise ValueError(
                 f"arch must be given for {path} (a checkpoint that does not "
-                f"record its architecture); choose from {list(REGISTRY)}"
+                f"record its architecture; on the command line --arch, or --teacher-arch for "
+                f"--teacher); choose from {list(REGISTRY)}"
             )
         num_classes = (
             checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
@@ -50,7 +51,8 @@ def load_model(
         # the file's Normalize buffers hold the statistics it was trained with
         model = create(arch, num_classes=int(num_classes))
         state = extract_state_dict(checkpoint, source=str(path))
-        load_weights(model, state, source=str(path), arch=arch, recorded_arch=file_arch)
+        target = weights_target(model, state)  # a bare network's weights: behind Normalize
+        load_weights(target, state, source=str(path), arch=arch, recorded_arch=file_arch)
         return freeze(model.to(device or "cpu"))
     from dard_plugin.teachers import load_teacher
 

@@ -166,6 +166,14 @@ def check_distill_settings(
     check_choice(name("method"), method, list(METHODS))
     info = dataset_info(dataset)
     check_choice(name("student_arch"), student_arch, list(REGISTRY))
+    built_for = REGISTRY[student_arch].input_shape[1:]
+    if built_for != info.input_shape[1:]:
+        pixels = "x".join(map(str, info.input_shape[1:]))
+        raise ValueError(
+            f"{name('student_arch')} {student_arch} is built for "
+            f"{'x'.join(map(str, built_for))} images; {dataset} has {pixels}: choose one of "
+            f"{[a for a, arch in REGISTRY.items() if arch.input_shape[1:] == info.input_shape[1:]]}"
+        )
     check_choice(name("norm"), norm, NORMS)
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("steps", steps)):
         check_int(name(key), value, minimum=1)

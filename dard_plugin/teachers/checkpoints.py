@@ -145,6 +145,16 @@ def load_weights(
         ) from None
 
 
+def weights_target(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Where ``state`` loads in a registry model: the model itself, or, for a bare
+    network's weights (keys without the ``network.`` prefix, no Normalize layer saved), its
+    network behind the model's own normalization."""
+    network = getattr(model, "network", None)
+    if isinstance(network, nn.Module) and not any(k.startswith("network.") for k in state):
+        return network
+    return model
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """Evaluation mode and no parameter gradients: a teacher never updates."""
     model.eval()
@@ -186,12 +196,7 @@ def load_checkpoint(
     else:
         raise TypeError(f"arch must be a registry name or an nn.Module, got {type(arch).__name__}")
     state = extract_state_dict(safe_load(path), source=str(path))
-    target = model
-    network = getattr(model, "network", None)
-    if isinstance(network, nn.Module) and not any(k.startswith("network.") for k in state):
-        # a bare network's weights (no Normalize layer saved): load them behind the
-        # registry model's own normalization
-        target = network
+    target = weights_target(model, state)
     arch_name = arch if isinstance(arch, str) else type(arch).__name__
     load_weights(target, state, source=str(path), arch=arch_name, strict=strict)
     return freeze(model.to(device if device is not None else "cpu"))
