@@ -189,6 +189,13 @@ def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> No
     )
     assert again_report.pop("seconds") != first_report.pop("seconds")  # evaluated anew
     assert again_report == first_report
+    # other settings into the same folder: refused naming --overwrite, which the demo has
+    other_settings = [*tiny[:2], "64", *tiny[3:], "--out", str(tmp_path / "demo")]
+    refused = dard(*other_settings)
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr, refused.stderr
+    replaced = dard(*other_settings, "--overwrite", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len(json.loads(replaced.stdout)["history"]) == 1
 
 
 @pytest.mark.slow  # five CLI processes, one of which trains and evaluates (~35 s alone)

@@ -38,6 +38,12 @@ def add_parsers(commands: Any) -> None:
     demo.add_argument("--n-train", type=int, default=N_TRAIN, help="training images")
     demo.add_argument("--epochs", type=int, default=EPOCHS)
     demo.add_argument("--n-eval", type=int, default=N_EVAL, help="first N test images")
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run with other settings in --out (by default a finished run with "
+        "these settings is shown again, an unfinished one continued, another refused)",
+    )
 
 
 def distill_argv(args: argparse.Namespace) -> list[str]:
@@ -49,7 +55,7 @@ def distill_argv(args: argparse.Namespace) -> list[str]:
         *("--n-train", str(args.n_train), "--epochs", str(args.epochs), "--lr", f"{LR:g}"),
         *("--val-split", str(VAL_SPLIT), "--n-val", str(N_VAL)),
         *("--n-eval", str(args.n_eval), "--eps", f"{EPS:g}", "--eval-attacks", ",".join(ATTACKS)),
-        *("--out", str(args.out), "--resume"),
+        *("--out", str(args.out), "--overwrite" if args.overwrite else "--resume"),
     ]
 
 
