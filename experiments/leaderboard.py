@@ -17,8 +17,8 @@ Units, per student and row (``leaderboard_design.py`` holds the rules):
 
 - ``train/grid-<row>-<student>-lr<lr>``: the study's grid (0.005, 0.015, 0.04, 0.1; 15
   epochs, seed 0), extended by one value past the edge (the same ratio) where the best is
-  on it; selection = the best final validation PGD-10 (clean breaks ties), per student. A
-  run that stays at chance is reported as such, not dropped.
+  on it; selection = the best final validation PGD-10 (clean, then the larger lr, breaks
+  ties), per student. A run that stays at chance is reported as such, not dropped.
 - ``test/final-<row>-<student>-s<seed>``: 30 epochs at the selected lr (the study found 30
   better than 15 by 1.5-2.5 points; the report shows each row's validation gain over its
   last 10 epochs to check flatness), seeds 0, 1, 2; the study's six attacks on the first

@@ -150,7 +150,8 @@ def _scores(
 
 def selected_lr(load: Loader, row: str, student: str) -> float | None:
     """The complete grid's learning rate with the best final validation PGD-10 accuracy
-    (clean accuracy breaks ties), as in the study; None until the grid is complete."""
+    (clean accuracy, then the larger lr, breaks ties), as in the study; None until the
+    grid is complete."""
     lrs, complete = grid_lrs(load, row, student)
     scores = _scores(load, row, student, lrs) if complete else None
     return None if scores is None else max(scores)[2]

@@ -50,6 +50,19 @@ def machine(unit: dict[str, Any]) -> str:
     return found["cuda"] or cpu_label(found["torch_threads"])
 
 
+def work_seconds(unit: dict[str, Any]) -> float:
+    """The compute a unit file stands for, counted once: a training unit's epochs (its
+    history, which a resumed run keeps whole; at least the unit's own time, which adds the
+    validation), a test unit's evaluation alone (its training is the train unit's), else
+    the unit's time."""
+    if "history" in unit:
+        return max(float(unit.get("seconds", 0)), sum(h["seconds"] for h in unit["history"]))
+    suite = unit.get("suite")
+    if isinstance(suite, dict) and isinstance(suite.get("seconds"), dict):
+        return float(sum(suite["seconds"].values()))
+    return float(unit.get("seconds", 0))
+
+
 def epoch_seconds(unit: dict[str, Any]) -> float:
     return sum(h["seconds"] for h in unit["history"]) / len(unit["history"])
 
@@ -282,7 +295,7 @@ def report_section(
                 "",
             ]
     linked = sorted(u["unit"] for u in units if "linked_from" in u)
-    hours = sum(u.get("seconds", 0) for u in units) / 3600
+    hours = sum(work_seconds(u) for u in units) / 3600
     if units:
         code, machines = code_and_machines({u["unit"]: u for u in units})
         lines += [

@@ -168,6 +168,9 @@ def test_the_recorded_command_reruns_that_unit_alone_for_a_new_user(tmp_path: Pa
     assert json.loads(rerun[0].read_text())["value"] == 9
     assert committed == {p.name: p.read_text() for p in (user / "results" / "squares").glob("*")}
 
+    unknown = run_command(f"python {script} run --only square/n9", author)
+    assert unknown.returncode != 0 and "--only square/n9: no such unit" in unknown.stderr
+
     planned = run_command(f"python {script} plan --only sum/all", author)
     assert planned.returncode == 0 and "| `sum/all` | finished |" in planned.stdout
 

@@ -41,6 +41,10 @@ class Unit:
         return any(key in (self.id, self.name) for key in only)
 
 
+class UnknownUnitError(ValueError):
+    """``--only`` names a unit the plan does not hold."""
+
+
 class Runner:
     """Runs a definition's plan: ``plan()`` is asked again after each unit, finished units
     are skipped, each unit is claimed before it runs, ``report()`` follows each unit."""
@@ -87,6 +91,15 @@ class Runner:
     def run(self) -> list[str]:
         """Run the plan; returns the ids of the units run. A unit named in ``only`` that was
         finished when this process started is run again into ``<work>/rerun/``."""
+        if self.only:
+            planned = self.plan()
+            unknown = [key for key in self.only if not any(u.named_in([key]) for u in planned)]
+            if unknown:
+                raise UnknownUnitError(
+                    f"--only {','.join(unknown)}: no such unit in the plan now (`plan` lists "
+                    "them; a unit that depends on others appears once they are finished, and "
+                    "a unit file's `command` names the unit that writes it)"
+                )
         self.store.out.mkdir(parents=True, exist_ok=True)
         self.store.work.mkdir(parents=True, exist_ok=True)
         committed = {p.stem for p in self.store.out.glob("*.json")}
@@ -232,4 +245,7 @@ def main_for(args: argparse.Namespace, runner: Runner) -> None:
         if collected and runner.report is not None:
             runner.report()
     else:
-        runner.run()
+        try:
+            runner.run()
+        except UnknownUnitError as error:
+            raise SystemExit(str(error)) from None
