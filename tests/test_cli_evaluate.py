@@ -255,6 +255,20 @@ def test_evaluate_resume_needs_an_interrupted_evaluation(student_file, capsys, t
     assert code == 2 and "--resume needs --out" in err, err
 
 
+def test_evaluate_state_and_attack_errors_name_the_flags(student_file, capsys, tmp_path) -> None:
+    """They named evaluate()'s `state_path` and `attacks` instead of the command's flags."""
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "autoattack-state.apgd-ce.json").write_text("not a state file")
+    tiny = ["--n-examples", "8", "--quiet", "--out", str(out)]
+    code, _, err = run_main(
+        capsys, "evaluate", str(student_file), "--attacks", "clean,apgd-ce", *tiny, "--resume"
+    )
+    assert code == 2 and "--overwrite to start over, or another --out" in err, err
+    code, _, err = run_main(capsys, "evaluate", str(student_file), "--attacks", ",", *tiny)
+    assert code == 2 and "--attacks must name at least one of" in err, err
+
+
 def test_attack_names_its_own_n_flag(student_file, capsys, tmp_path) -> None:
     """`dard attack --n 20000` once answered about "n_examples"."""
     out = str(tmp_path / "a")

@@ -207,6 +207,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     _check_model_source_args(args)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        raise CommandError(f"--attacks must name at least one of {list(ATTACK_NAMES)}")
     for attack in attacks:
         check_choice("--attacks", attack, list(ATTACK_NAMES))
     check_n_examples(args.dataset, args.n_examples, train=False, argument="--n-examples")
@@ -250,7 +252,14 @@ def _evaluate_sharded(
         "verbose": not args.quiet and rank == 0,
         "model_name": name,
     }
-    report = evaluate(model, x, y, eps=args.eps, state_path=state, **options)
+    try:
+        report = evaluate(model, x, y, eps=args.eps, state_path=state, **options)
+    except ValueError as error:
+        if str(error).startswith("state_path:"):  # the state file in --out: name the flags
+            raise CommandError(
+                f"{error} (on the command line: --overwrite to start over, or another --out)"
+            ) from None
+        raise
     if state is not None:  # finished: the resumable state is no longer needed
         for attack in attacks:
             if attack == "autoattack" or attack in AUTOATTACK_PARTS:
