@@ -7,7 +7,7 @@ from torch import nn
 
 
 class SmallCNN(nn.Module):
-    """2 conv + 2 fully connected layers (about 160k parameters at 28x28): a student."""
+    """2 conv + 2 fully connected layers (171k parameters at 28x28, 10 classes): a student."""
 
     def __init__(
         self, *, num_classes: int = 10, in_channels: int = 1, input_size: int = 28
