@@ -570,7 +570,10 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
         common = ["--dataset", dataset, "--norm", norm]
         evaluate = build_parser().parse_args(["evaluate", "m.pt", *common])
         _check_model_source_args(evaluate)
-        distill = build_parser().parse_args(["distill", *common, "--out", str(tmp_path / "r")])
+        arch = ["--arch", "small-cnn" if dataset == "fashion-mnist" else "resnet18"]
+        distill = build_parser().parse_args(
+            ["distill", *common, *arch, "--out", str(tmp_path / "r")]
+        )
         check_training_args(distill)
         assert evaluate.eps == distill.eps == default_eps(dataset, norm) == expected
 
