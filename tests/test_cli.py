@@ -72,6 +72,7 @@ def trained(tmp_path_factory) -> Path:
     assert set(result["report"]["per_attack"]) == {"pgd"}
     for name in ("student.pt", "history.json", "report.json", "report.md", "training.png"):
         assert (out / name).is_file(), name
+    assert json.loads((out / "run.json").read_text())["lr"] == "0.05"  # the rate that ran
     return out
 
 

@@ -197,6 +197,10 @@ def check_training_args(args: argparse.Namespace) -> None:
         check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
     settings = distill_settings(args)
     args.eps = check_distill_settings(**settings, cli=True)
+    if args.lr is None:  # resolved here, so that run.json records the rate that ran
+        from dard_plugin.recipes import default_lr
+
+        args.lr = default_lr(settings["method"])
 
 
 def run_method(args: argparse.Namespace) -> str:

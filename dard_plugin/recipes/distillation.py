@@ -16,7 +16,12 @@ from dard_plugin._validation import check_int
 from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import create
 from dard_plugin.recipes.model_files import save_model
-from dard_plugin.recipes.settings import check_distill_settings, choose_validation, remove_run
+from dard_plugin.recipes.settings import (
+    check_distill_settings,
+    choose_validation,
+    default_lr,
+    remove_run,
+)
 from dard_plugin.training.checkpointing import write_json
 from dard_plugin.training.loop import distributed
 from dard_plugin.training.registry import METHODS, build_trainer
@@ -145,7 +150,7 @@ def distill(
         torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
         student = create(student_arch, num_classes=info.num_classes, dataset=dataset)
     if lr is None:
-        lr = 0.01 if spec.needs_teacher else 0.05
+        lr = default_lr(method)
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)

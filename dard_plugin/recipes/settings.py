@@ -36,6 +36,13 @@ def default_eps(dataset: str, norm: str) -> float:
     return DEFAULT_EPS[dataset][norm]
 
 
+def default_lr(method: str) -> float:
+    """:func:`distill`'s default learning rate: 0.05 for a method without a teacher (SAT,
+    natural training), 0.01 for the distillation methods (their KL terms are scaled up)."""
+    check_choice("method", method, list(METHODS))
+    return 0.01 if METHODS[method].needs_teacher else 0.05
+
+
 RUN_FILES = (
     "student.pt",
     "history.json",
