@@ -99,8 +99,8 @@ def main() -> None:
 
         natural = load_teacher(args.natural_teacher)
     for name, spec in METHODS.items():
-        if name in ("sat", "dard"):  # above, with both kinds of targets for DARD
-            continue
+        if name in ("sat", "dard") or not spec.needs_teacher:
+            continue  # SAT and DARD above (both kinds of targets); natural: no attack
         student, optimizer = fresh_student()
         trainer = build_trainer(
             name,

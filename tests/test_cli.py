@@ -296,7 +296,7 @@ def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
 @pytest.mark.slow
 def test_distill_under_torchrun_two_processes(tmp_path) -> None:
     """`torchrun ... dard distill`: the CLI joins the process group (gloo on CPU), trains
-    with DDP, and only rank 0 evaluates and writes."""
+    with DDP, every rank evaluates its shard and rank 0 alone writes and prints."""
     out = tmp_path / "ddp"
     done = subprocess.run(
         [
@@ -313,6 +313,7 @@ def test_distill_under_torchrun_two_processes(tmp_path) -> None:
             "--teacher",
             "dard-fmnist-teacher",
             *TINY_TRAIN,
+            "--json",
             "--out",
             str(out),
         ],
@@ -322,7 +323,10 @@ def test_distill_under_torchrun_two_processes(tmp_path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
-    assert done.stdout.count("worst case") == 1  # one evaluation: rank 0's
+    # one JSON document (rank 1 printed its own too), the world size recorded
+    result = json.loads(done.stdout)
+    assert result["world_size"] == 2 and "report" in result
+    assert json.loads((out / "run.json").read_text())["world_size"] == "2"
     history = json.loads((out / "history.json").read_text())
     assert [record["epoch"] for record in history] == [1]
     assert "clean_accuracy" in history[0]

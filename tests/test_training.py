@@ -422,3 +422,36 @@ def test_resume_on_another_validation_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="validated on other data or settings"):
         run((x[16:32], y[16:32]), 2)
     assert [h["epoch"] for h in run((x[:16], y[:16]), 2)] == [1, 2]  # the same: resumed
+
+
+def test_resume_by_another_number_of_processes_is_refused(tmp_path) -> None:
+    """Each process takes its own batch: a run trained by 2 torchrun processes and resumed
+    by 1 changed its effective batch mid-run, silently. The checkpoint records the world
+    size; here one written by 2 processes is stood in for by editing that field."""
+    from dard_plugin.training.checkpointing import CHECKPOINT_NAME
+
+    x, y, _ = make_prototype_data(n=32)
+
+    def run(epochs: int) -> list[dict]:
+        student, optimizer = student_and_optimizer()
+        trainer = SATTrainer(
+            student,
+            optimizer=optimizer,
+            attack=ATTACK,
+            checkpoint_dir=tmp_path / "run",
+            resume=True,
+            verbose=False,
+        )
+        return trainer.fit(x, y, batch_size=16, nb_epochs=epochs)
+
+    run(1)
+    path = next((tmp_path / "run").rglob(CHECKPOINT_NAME))
+    state = torch.load(path, weights_only=True)
+    assert state["world_size"] == 1
+    state["world_size"] = 2
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="trained by 2 processes, this run has 1"):
+        run(2)
+    state["world_size"] = 1
+    torch.save(state, path)
+    assert [h["epoch"] for h in run(2)] == [1, 2]

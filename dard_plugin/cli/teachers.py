@@ -35,10 +35,10 @@ def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"{row['architecture'] or ''}"
             )
         shipped = sum(row["source"] == "dard-plugin" for row in rows)
+        others = "; the others RobustBench's published numbers" if shipped < len(rows) else ""
         print(
             f"{len(rows)} {args.dataset}/{args.threat_model} teachers ({shipped} shipped with "
-            "dard-plugin, measured; the others RobustBench's published numbers); accuracies "
-            "in percent."
+            f"dard-plugin, measured{others}); accuracies in percent."
         )
     return rows
 

@@ -92,6 +92,7 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
     from dard_plugin.recipes import distill
 
     world, rank = distributed_setup(args)
+    args.world_size = world  # recorded in run.json: the processes the run trained on
     if rank == 0:
         _announce_validation(args)
     try:
@@ -124,6 +125,7 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
                 settings["report_sha256"] = _report_digest(args.out)
                 write_json(args.out / "run.json", settings)
         if rank != 0:
+            args.json = False  # one document on stdout: rank 0's
             return {"history": result.history, "rank": rank, "world_size": world}
     finally:
         if world > 1:
@@ -159,7 +161,10 @@ def _evaluate_into(
         # a smaller batch, so that every rank's shard holds examples (evaluate refuses an
         # empty shard); the report then depends on the world size through the batch size
         batch_size = -(-x.shape[0] // world)
-        logger.info("evaluation batch size %d so that %d ranks share the work", batch_size, world)
+        if distributed()[1] == 0:
+            logger.info(
+                "evaluation batch size %d so that %d ranks share the work", batch_size, world
+            )
     report = evaluate(
         model,
         x,

@@ -206,7 +206,11 @@ def evaluate(
         )
     if world_size > 1:
         correct = distributed.gather_flags(correct, world_size)
-    return _report(correct, seconds, images.shape[0], eps, norm, seed, model_name, sharding)
+    report = _report(correct, seconds, images.shape[0], eps, norm, seed, model_name, sharding)
+    # the batches seed the random starts: the results are the same for any number of
+    # ranks at this batch size, not for another one
+    report.extra["batch_size"] = batch_size
+    return report
 
 
 def worst_case(correct: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -253,13 +257,14 @@ def _report(
         shards=[list(r) for r in sharding.ranges],
         per_sample={k: "".join("1" if f else "0" for f in v.tolist()) for k, v in correct.items()},
     )
-    logger.info(
-        "evaluation of %s: clean %.4f, worst case %.4f over %s",
-        model_name,
-        report.clean_accuracy,
-        report.robust_accuracy,
-        list(correct),
-    )
+    if sharding.rank == 0:  # one line per evaluation, not one per rank
+        logger.info(
+            "evaluation of %s: clean %.4f, worst case %.4f over %s",
+            model_name,
+            report.clean_accuracy,
+            report.robust_accuracy,
+            list(correct),
+        )
     return report
 
 

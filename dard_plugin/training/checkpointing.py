@@ -149,6 +149,13 @@ def run_fingerprint(
     }
 
 
+def distributed_world_size() -> int:
+    """The number of processes training together (1 without torch.distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_world_size())
+    return 1
+
+
 def validation_fingerprint(
     loop: TrainingLoop, validation: tuple[torch.Tensor, torch.Tensor] | None
 ) -> dict[str, Any] | None:
@@ -184,6 +191,15 @@ def restore_run(
         logger.info("no checkpoint in %s: starting from scratch", loop.checkpoint_dir)
         return 0
     loop.checkpointer.check_fingerprint(state, fingerprint)
+    world = distributed_world_size()
+    if state.get("world_size", world) != world:  # absent before 2026-12-03
+        raise ValueError(
+            f"resume refused: {loop.checkpoint_dir} was trained by {state['world_size']} "
+            f"processes, this run has {world}: each process takes its own batch, so the "
+            "effective batch and the steps per epoch would change mid-run. Resume with the "
+            f"same number of processes (torchrun --nproc_per_node {state['world_size']}), or "
+            "start afresh"
+        )
     if "validation" in state and state["validation"] != validation:  # absent before 2026-12-03
         raise ValueError(
             f"resume refused: {loop.checkpoint_dir} was validated on other data or settings "
@@ -215,6 +231,7 @@ def save_run(
     state = {
         "fingerprint": fingerprint,
         "validation": validation,
+        "world_size": distributed_world_size(),
         "epoch": epochs_done,
         "model": loop.student.state_dict(),
         "optimizer": loop.optimizer.state_dict(),
