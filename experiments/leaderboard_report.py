@@ -4,6 +4,7 @@ leaderboard's and the study's it reuses)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def work_seconds(unit: dict[str, Any]) -> float:
 
 
 def epoch_seconds(unit: dict[str, Any]) -> float:
-    return sum(h["seconds"] for h in unit["history"]) / len(unit["history"])
+    """The median epoch's seconds: an epoch stretched by a paused process (SIGSTOP while
+    CI ran beside the units) or a burst of load does not move it."""
+    return float(statistics.median(h["seconds"] for h in unit["history"]))
 
 
 class Row:
@@ -202,7 +205,7 @@ def student_section(
         f"higher mean worst case ({LABELS[baseline.row]}). Epoch cost: mean epoch seconds "
         "of the row's finals over those of all SAT finals (both SAT rows) on the same "
         "machine; wall-clock on a shared machine, rough: rows of equal cost per epoch (the "
-        "two SAT rows) differ by up to 0.4x here.",
+        "two SAT rows) differ by up to 0.3x here.",
         "",
         "| method | lr | clean | worst case | AutoAttack | epoch cost vs SAT | vs SAT "
         "| vs best | val. PGD-10, last 10 epochs | seeds |",
