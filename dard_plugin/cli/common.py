@@ -41,6 +41,18 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
 
 
+THREAT_MODELS = ["Linf", "L2", "corruptions"]
+
+
+def add_robustbench_options(parser: argparse.ArgumentParser, threat_model_help: str) -> None:
+    """``--threat-model`` (None by default: each command resolves it) and ``--model-dir``,
+    where a RobustBench model is looked up."""
+    parser.add_argument(
+        "--threat-model", default=None, choices=THREAT_MODELS, help=threat_model_help
+    )
+    parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+
+
 def check_data_root(root: str | None) -> None:
     """A ``--data-root`` that does not exist is an error (not a silent fallback to another
     copy of the data)."""

@@ -10,6 +10,7 @@ from typing import Any
 from dard_plugin.cli.common import (
     DATASETS,
     CommandError,
+    add_robustbench_options,
     check_data_root,
     check_out_writable,
     distributed_setup,
@@ -87,13 +88,9 @@ def _add_model_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None, help="architecture of a bare checkpoint")
     parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
-    parser.add_argument(
-        "--threat-model",
-        default=None,
-        choices=["Linf", "L2", "corruptions"],
-        help="the RobustBench entry of a name listed under several (default: --norm's, "
-        "Linf for attack)",
+    add_robustbench_options(
+        parser,
+        "the RobustBench entry of a name listed under several (default: --norm's, Linf for attack)",
     )
     parser.add_argument(
         "--eps",

@@ -8,7 +8,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dard_plugin.cli.common import DATASETS, DEFAULT_TEACHER, CommandError, check_data_root
+from dard_plugin.cli.common import (
+    DATASETS,
+    DEFAULT_TEACHER,
+    CommandError,
+    add_robustbench_options,
+    check_data_root,
+)
 
 # every suite row has an L-inf and an L2 form, so this serves both --norm values
 DEFAULT_TRAINING_EVAL_ATTACKS = "clean,fgsm,pgd,dpgd,apgd-ce"
@@ -57,14 +63,11 @@ def add_parsers(commands: Any) -> None:
         default=None,
         help="--method adaad: weight of IGDM's gradient-matching term (adaad-igdm: 1)",
     )
-    distill.add_argument(
-        "--threat-model",
-        default=None,
-        choices=["Linf", "L2", "corruptions"],
-        help="the RobustBench entry of a teacher listed under several (default: Linf); "
-        "refused for a shipped teacher or a checkpoint file",
+    add_robustbench_options(
+        distill,
+        "the RobustBench entry of a teacher listed under several (default: Linf); refused "
+        "for a shipped teacher or a checkpoint file",
     )
-    distill.add_argument("--model-dir", default="./models", help="RobustBench model folder")
     distill.add_argument(
         "--teacher-targets",
         default=None,
