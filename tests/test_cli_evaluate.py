@@ -370,3 +370,28 @@ def test_the_robustbench_entry_follows_the_norm(monkeypatch, capsys, tmp_path, a
             ]
         )
     assert asked == [threat_model]
+
+
+def test_attack_image_grid_is_written_whole_or_not_at_all(monkeypatch, tmp_path) -> None:
+    """`dard attack`'s grid.png was saved in place: a failure while writing left half a PNG.
+    Now it goes through the atomic writer: a PNG, or the old state and no stray files."""
+    from matplotlib.figure import Figure
+
+    from dard_plugin.cli.figures import image_grid
+
+    images = torch.rand(3, 1, 28, 28)
+    labels, predictions = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 2])
+    path = tmp_path / "grid.png"
+    image_grid(images, images, labels, predictions, predictions, path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
+
+    def fail_midway(self, stream, **kwargs):
+        stream.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fail_midway)
+    path.unlink()
+    with pytest.raises(OSError, match="disk full"):
+        image_grid(images, images, labels, predictions, predictions, path)
+    assert list(tmp_path.iterdir()) == []

@@ -307,10 +307,11 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from dard_plugin._files import atomic_write_bytes
     from dard_plugin._validation import check_int, check_real
     from dard_plugin.attacks.dpgd import dpgd
+    from dard_plugin.cli.figures import image_grid
     from dard_plugin.data import load_dataset
-    from dard_plugin.training.checkpointing import atomic_write_bytes
 
     _check_model_source_args(args)
     check_int("--n", args.n, minimum=1)
@@ -357,7 +358,7 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
         "reduction": args.reduction,
     }
     atomic_write_bytes(args.out / "adv.npz", lambda stream: np.savez_compressed(stream, **arrays))
-    _image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
+    image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
     summary = {
         "n": args.n,
         "eps": args.eps,
@@ -373,32 +374,6 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.out}/grid.png"
         )
     return summary
-
-
-def _image_grid(
-    clean: Any, adversarial: Any, labels: Any, clean_pred: Any, adv_pred: Any, path: Path
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = min(8, clean.shape[0])
-    figure, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.2), squeeze=False)
-    for i in range(n):
-        for row, (images, preds, title) in enumerate(
-            ((clean, clean_pred, "clean"), (adversarial, adv_pred, "DPGD"))
-        ):
-            image = images[i].permute(1, 2, 0).squeeze(-1).numpy()
-            axes[row][i].imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
-            ok = int(preds[i]) == int(labels[i])
-            axes[row][i].set_title(
-                f"{title}: {int(preds[i])}", fontsize=7, color="green" if ok else "red"
-            )
-            axes[row][i].axis("off")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
 
 
 COMMANDS = {"evaluate": run_evaluate, "attack": run_attack}
