@@ -38,186 +38,42 @@ runs it)::
 
     python benchmarks/gpu_smoke.py --smoke --out /tmp/gpu_smoke.json
 
-Peaks (dense bf16 tensor-core TFLOP/s, from NVIDIA's datasheets, which list twice these
-numbers "with sparsity"): H100 SXM and H200 SXM 989.4; H100 NVL and H200 NVL 835.5; H100
-PCIe 756.5; A100 312. The 790 TFLOP/s the issue used is the bf16 8192^3 GEMM rate measured
-on this workplace's H200s (769 to 798), the practical ceiling; the JSON gives both
-fractions (``fraction_of_datasheet_peak``, ``fraction_of_measured_gemm``).
+The bf16 peaks by card, and where they come from: ``_gpu_setup.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
-import subprocess
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _gpu_parts  # benchmarks/_gpu_parts.py, beside this script
 import torch
+from _gpu_setup import (  # benchmarks/_gpu_setup.py, beside this script
+    BF16_PEAK_TFLOPS,
+    CIFAR_TRAIN_IMAGES,
+    GPU,
+    METHODS,
+    SMOKE,
+    Configuration,
+    command_output,
+    cudnn_benchmark,
+    fast_path_configurations,
+    flop_counter,
+    timed,
+)
 from torch import nn
 
 from dard_plugin.attacks._fast import compiled_step_calls
 from dard_plugin.models import create
 from dard_plugin.training import TRAINERS
 from dard_plugin.training.batches import Batch
-
-CIFAR_TRAIN_IMAGES = 50_000
-# dense bf16 tensor-core TFLOP/s by card name (longest name first; see the docstring)
-BF16_PEAK_TFLOPS = {
-    "H200 NVL": 835.5,
-    "H100 NVL": 835.5,
-    "H100 PCIe": 756.5,
-    "H200": 989.4,
-    "H100": 989.4,
-    "A100": 312.0,
-}
-METHODS = {
-    "sat": ("sat", {}),
-    "ard": ("ard", {}),
-    "rslad": ("rslad", {}),
-    "dard_online": ("dard", {"teacher_targets": "online"}),
-    "dard_cached": ("dard", {"teacher_targets": "cached"}),
-}
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """Everything that differs between the GPU run and the CPU smoke run."""
-
-    student: tuple[str, dict[str, int]]
-    teacher: tuple[str, dict[str, int]]
-    autoattack_model: tuple[str, dict[str, int]]
-    steps: int
-    batch_size: int
-    n_train: int
-    large_batches: tuple[int, ...]
-    teacher_batches: tuple[int, ...]
-    n_cache: int
-    flop_batch: int
-    profile_steps: int
-    aa_images: int
-    aa_first_chunk: int  # measures the rate
-    aa_chunk: int  # at most, after the first
-    aa_attack: str
-    budget_s: float
-    aa_share: float  # of the budget, at most
-    gemm_size: int
-
-
-GPU = Sizes(
-    student=("resnet18", {}),
-    teacher=("wide-resnet", {"depth": 34, "width": 10}),
-    autoattack_model=("wide-resnet", {"depth": 28, "width": 10}),
-    steps=10,
-    batch_size=256,
-    n_train=2560,
-    large_batches=(512, 1024),
-    teacher_batches=(256, 1024, 2048),
-    n_cache=4096,
-    flop_batch=16,
-    profile_steps=3,
-    aa_images=1000,
-    aa_first_chunk=50,
-    aa_chunk=250,
-    aa_attack="autoattack",
-    budget_s=420.0,
-    aa_share=0.25,
-    gemm_size=8192,
-)
-SMOKE = Sizes(
-    student=("wide-resnet", {"depth": 10, "width": 1}),
-    teacher=("wide-resnet", {"depth": 10, "width": 1}),
-    autoattack_model=("wide-resnet", {"depth": 10, "width": 1}),
-    steps=2,
-    batch_size=4,
-    n_train=8,
-    large_batches=(8,),
-    teacher_batches=(4, 8),
-    n_cache=8,
-    flop_batch=2,
-    profile_steps=1,
-    aa_images=4,
-    aa_first_chunk=2,
-    aa_chunk=2,
-    aa_attack="apgd-ce",  # AutoAttack's first part: the same code path, seconds on CPU
-    budget_s=120.0,
-    aa_share=0.25,
-    gemm_size=256,
-)
-
-
-@dataclass
-class Configuration:
-    """One throughput measurement: a method and the options that make its fast path."""
-
-    name: str
-    method: str
-    options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int | None = None
-    cudnn_benchmark: bool = False
-    compiles: bool = False  # torch.compile: skipped in --smoke, needs a larger budget share
-    plain: str | None = None  # the row it is compared against
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(function: Callable[[], Any], device: torch.device) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
-
-
-class _NoModuleTracking:
-    """Stands in for FlopCounterMode's module tracker, whose hooks on every module's inputs
-    break ``torch.autograd.grad`` on a leaf input (the attacks' adversarial images): the
-    counts are the same, only the per-module breakdown is lost."""
-
-    parents = frozenset({"Global"})
-
-    def __enter__(self) -> _NoModuleTracking:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        return None
-
-
-def flop_counter() -> Any:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    if hasattr(counter, "mod_tracker"):
-        counter.mod_tracker = _NoModuleTracking()
-    return counter
-
-
-def _command_output(command: list[str]) -> str | None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip()
 
 
 class Benchmark:
@@ -313,7 +169,7 @@ class Benchmark:
             "platform": platform.platform(),
             "device": str(self.device),
             "commit": self.args.commit
-            or _command_output(["git", "rev-parse", "HEAD"])
+            or command_output(["git", "rev-parse", "HEAD"])
             or "unknown (pass --commit)",
         }
         if self.device.type == "cuda":
@@ -326,7 +182,7 @@ class Benchmark:
                     "multiprocessors": properties.multi_processor_count,
                     "capability": list(torch.cuda.get_device_capability(self.device)),
                     "bf16_supported": torch.cuda.is_bf16_supported(),
-                    "driver": _command_output(
+                    "driver": command_output(
                         ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
                     ),
                 }
@@ -451,155 +307,13 @@ class Benchmark:
         print(config.name, json.dumps(shown, default=str)[:1500], flush=True)
 
     def cache_builds(self) -> dict[str, Any]:
-        """The DARD cache build alone, at each ``teacher_batch_size``."""
-        x, y = self.images[: self.sizes.n_cache], self.labels[: self.sizes.n_cache]
-        values: dict[str, Any] = {"images": len(x)}
-        for size in self.sizes.teacher_batches:
-            if self.remaining() < 15:
-                values[f"teacher_batch_{size}"] = "skipped: budget"
-                continue
-            try:
-                values[f"teacher_batch_{size}"] = self._cache_build(x, y, size)
-            except Exception:  # out of memory, say: recorded, and the next size runs
-                values[f"teacher_batch_{size}"] = {"error": traceback.format_exc()}
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        return values
-
-    def _cache_build(self, x: torch.Tensor, y: torch.Tensor, size: int) -> dict[str, Any]:
-        trainer = self.trainer("dard", {"teacher_targets": "cached", "teacher_batch_size": size})
-        # warm-up: a cache of one teacher batch, then training at the usual batch size
-        trainer.fit(x[:size], y[:size], batch_size=self.sizes.batch_size, nb_epochs=1)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        seconds = timed(
-            lambda: trainer._build_cache(x, y, epoch=0, key={"build": size}), self.device
-        )
-        values = {
-            "images_per_second": len(x) / seconds,
-            "seconds_per_cifar10_build": CIFAR_TRAIN_IMAGES * seconds / len(x),
-        }
-        if self.device.type == "cuda":
-            values["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        return values
+        return _gpu_parts.cache_builds(self)
 
     def autoattack(self) -> dict[str, Any]:
-        from dard_plugin.evaluation import evaluate
-
-        sizes = self.sizes
-        budget = min(sizes.aa_share * self.budget, self.remaining() - 5)
-        ends = time.perf_counter() + budget
-        model = self.build(sizes.autoattack_model, seed=3).eval()
-        images = self.images[: sizes.aa_images]
-        with torch.no_grad():  # its own predictions as labels: every image is attacked
-            labels = torch.cat(
-                [
-                    model(images[i : i + 256].to(self.device)).argmax(1).cpu()
-                    for i in range(0, len(images), 256)
-                ]
-            )
-        # a small first chunk measures the rate; later chunks are sized to fit what is left
-        chunks: list[dict[str, Any]] = []
-        start, size, rate = 0, sizes.aa_first_chunk, 0.0
-        while start < len(images):
-            if chunks:
-                fits = int(rate * (ends - time.perf_counter()) / 1.2)
-                size = min(sizes.aa_chunk, fits, len(images) - start)
-                if size < min(sizes.aa_first_chunk, len(images) - start):
-                    break
-            part = slice(start, start + size)
-            started = time.perf_counter()
-            report = evaluate(
-                model,
-                images[part],
-                labels[part],
-                eps=8 / 255,
-                attacks=["clean", sizes.aa_attack],
-                batch_size=size,
-                device=self.device,
-                verbose=False,
-            )
-            last = time.perf_counter() - started
-            start += size
-            rate = start / (sum(c["seconds"] for c in chunks) + last)
-            chunks.append(
-                {
-                    "images": size,
-                    "seconds": last,
-                    "seconds_by_attack": report.seconds,
-                    "robust_accuracy": report.robust_accuracy,
-                }
-            )
-        done = sum(c["images"] for c in chunks)
-        seconds = sum(c["seconds"] for c in chunks)
-        return {
-            "model": f"{sizes.autoattack_model[0]} {sizes.autoattack_model[1]} (random weights)",
-            "attack": sizes.aa_attack,
-            "eps": 8 / 255,
-            "precision": "fp32 (TF32 convolutions where cuDNN allows, torch's default)",
-            "images_asked": len(images),
-            "images_done": done,
-            "fewer_than_asked": done < len(images),
-            "images_per_second": done / seconds if seconds else None,
-            "robust_accuracy": sum(c["robust_accuracy"] * c["images"] for c in chunks) / done,
-            "chunks": chunks,
-            "note": "throughput depends on how many images survive each attack (every "
-            "survivor goes through the next); robust_accuracy says how many did here",
-        }
+        return _gpu_parts.autoattack(self)
 
     def profile(self) -> dict[str, Any]:
-        from torch.profiler import ProfilerActivity, profile
-
-        method, options = METHODS["dard_online"]
-        trainer = self.trainer(method, options)
-        size = self.sizes.batch_size
-        x, y = self.images[:size], self.labels[:size]
-        trainer.fit(x, y, batch_size=size, nb_epochs=1)  # warm-up
-        batch = Batch(trainer._to_device(x), y.to(self.device), torch.arange(size))
-        cuda = self.device.type == "cuda"
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        synchronize(self.device)
-        started = time.perf_counter()
-        with profile(activities=activities) as profiler:
-            for _ in range(self.sizes.profile_steps):
-                trainer._step(batch)
-            synchronize(self.device)
-        wall = time.perf_counter() - started
-
-        def device_self(event: Any) -> float:
-            for name in ("self_device_time_total", "self_cuda_time_total"):
-                if hasattr(event, name):
-                    return float(getattr(event, name))
-            return 0.0
-
-        events = list(profiler.key_averages())
-        key = device_self if cuda else (lambda e: float(e.self_cpu_time_total))
-        top = sorted(events, key=key, reverse=True)[: self.args.top_ops]
-        values: dict[str, Any] = {
-            "configuration": "dard_online (plain)",
-            "steps": self.sizes.profile_steps,
-            "batch_size": size,
-            "wall_seconds": wall,
-            "sorted_by": "self device time" if cuda else "self CPU time",
-            "top_ops": [
-                {
-                    "name": e.key,
-                    "calls": e.count,
-                    "self_device_ms": device_self(e) / 1e3,
-                    "self_cpu_ms": e.self_cpu_time_total / 1e3,
-                }
-                for e in top
-            ],
-        }
-        if cuda:  # kernels only (operators' device time includes their kernels)
-            try:
-                kernels = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
-                busy = sum(device_self(e) for e in kernels) / 1e6
-                values["device_busy_seconds"] = busy
-                values["device_busy_fraction"] = busy / wall if wall else None
-            except Exception:  # the table above is the main result
-                values["device_busy_error"] = traceback.format_exc()
-        return values
+        return _gpu_parts.profile(self)
 
     # ------------------------------------------------------------------ the plan
     def run(self) -> None:
@@ -616,70 +330,7 @@ class Benchmark:
         self.part("autoattack", self.autoattack, needs_s=needs(20))
         self.part("profile", self.profile, needs_s=needs(10))
 
-        online = METHODS["dard_online"][1]
-        # the cheap rows first (larger batches, cuDNN autotuning, the cache builds), then
-        # the compiled ones (minutes of compilation each at this size), most telling first
-        cheap = [
-            *[
-                Configuration(
-                    f"dard_online_batch_{b}",
-                    "dard",
-                    dict(online),
-                    batch_size=b,
-                    plain="dard_online",
-                )
-                for b in sizes.large_batches
-            ],
-            Configuration(
-                "dard_online_cudnn_benchmark",
-                "dard",
-                dict(online),
-                cudnn_benchmark=True,
-                plain="dard_online",
-            ),
-        ]
-        later = [
-            Configuration(
-                "dard_online_compiled",
-                "dard",
-                {**online, "compile_attack": True},
-                compiles=True,
-                plain="dard_online",
-            ),
-            Configuration(
-                "dard_online_no_channels_last",
-                "dard",
-                {**online, "channels_last": False},
-                plain="dard_online",
-            ),
-            Configuration(
-                "dard_online_fp32", "dard", {**online, "amp": False}, plain="dard_online"
-            ),
-            Configuration(
-                "sat_compiled", "sat", {"compile_attack": True}, compiles=True, plain="sat"
-            ),
-            Configuration(
-                "dard_online_compiled_cuda_graphs",
-                "dard",
-                {**online, "compile_attack": True, "compile_mode": "reduce-overhead"},
-                compiles=True,
-                plain="dard_online",
-            ),
-            Configuration("sat_cudnn_benchmark", "sat", {}, cudnn_benchmark=True, plain="sat"),
-            Configuration(
-                "dard_cached_compiled",
-                "dard",
-                {"teacher_targets": "cached", "compile_attack": True},
-                compiles=True,
-                plain="dard_cached",
-            ),
-            Configuration(
-                "ard_compiled", "ard", {"compile_attack": True}, compiles=True, plain="ard"
-            ),
-            Configuration(
-                "rslad_compiled", "rslad", {"compile_attack": True}, compiles=True, plain="rslad"
-            ),
-        ]
+        cheap, later = fast_path_configurations(sizes)
         for config in cheap:
             self.run_configuration(config, needs_s=needs(15))
         self.part("cache_builds", self.cache_builds, needs_s=needs(20))

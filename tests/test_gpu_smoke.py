@@ -18,6 +18,8 @@ PLAIN = ("sat", "ard", "rslad", "dard_online", "dard_cached")
 
 def load_script() -> ModuleType:
     path = REPO_ROOT / "benchmarks" / "gpu_smoke.py"
+    if str(path.parent) not in sys.path:  # its helper modules beside it, as when run as a script
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("gpu_smoke", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
