@@ -70,6 +70,7 @@ class TrainingLoop(Trainer):
     compile_mode: str | None
     teacher_batch_size: int | None
     channels_last: bool
+    fold_teacher: bool | None
     seed: int
     resume: bool
     verbose: bool
@@ -90,10 +91,36 @@ class TrainingLoop(Trainer):
     epoch: int = 0  # the epoch being trained (0-based), for methods with a schedule
     nb_epochs: int = 1  # the number of epochs of the current fit
 
+    frozen_model_names: tuple[str, ...] = ("teacher",)  # MTARD adds its natural teacher
+
     def frozen_models(self) -> list[nn.Module]:
         """The frozen models (teachers) the method uses: moved to the device, put in the
-        run's memory format and fingerprinted for resume."""
-        return [] if self.teacher is None else [self.teacher]
+        run's memory format, fingerprinted for resume, and queried during training through
+        copies with their BatchNorm folded (``models.fold_batch_norm``)."""
+        named = (getattr(self, name) for name in self.frozen_model_names)
+        return [model for model in named if model is not None]
+
+    def queried_model(self, model: nn.Module) -> nn.Module:
+        """What training queries for the frozen ``model``: its copy with BatchNorm folded
+        (``models.fold_batch_norm``) where ``fold_teacher`` is True, or None and the model
+        is built of torch.nn's and this package's modules only (``models.pure_modules``),
+        made once and kept while the model's weights stay as they are (a compiled attack
+        step keeps its graph across ``fit`` calls); else ``model``."""
+        if self.fold_teacher is False or (
+            self.fold_teacher is None and not models.pure_modules(model)
+        ):
+            return model
+        cache: dict[int, tuple[nn.Module, tuple[int, ...], nn.Module]]
+        cache = self.__dict__.setdefault("_folded_models", {})
+        versions = tuple(t._version for t in model.state_dict().values())
+        held = cache.get(id(model))
+        if held is not None and held[0] is model and held[1] == versions:
+            return held[2]
+        folded = models.fold_batch_norm(model)
+        if folded is not model and self.channels_last:
+            folded.to(memory_format=torch.channels_last)
+        cache[id(model)] = (model, versions, folded)
+        return folded
 
     def method_state(self) -> dict[str, Any]:
         """State a method carries from step to step (e.g. MTARD's adaptive weights):
@@ -211,6 +238,10 @@ class TrainingLoop(Trainer):
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._train_model = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
 
+        given = {name: getattr(self, name) for name in self.frozen_model_names}
+        for name, model in given.items():  # the given teachers come back in `finally`
+            if model is not None:
+                setattr(self, name, self.queried_model(model))
         try:
             for epoch in range(start_epoch, nb_epochs):
                 self.epoch, self.nb_epochs = epoch, nb_epochs
@@ -265,6 +296,8 @@ class TrainingLoop(Trainer):
             # exit, after destroy_process_group, its teardown can abort the process
             self._train_model = self.student
             self._schedule_attack(None)
+            for name, model in given.items():
+                setattr(self, name, model)
         return self.history
 
     def _run_epoch(

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dard_plugin._validation import check_choice, check_real
 from dard_plugin.attacks.pgd import cross_entropy_objective
@@ -254,6 +253,7 @@ class MTARDTrainer(AdversarialTrainerBase):
     """
 
     method = "mtard"
+    frozen_model_names = ("teacher", "natural_teacher")
     default_attack = "pgd"
     teacher_output_names = ("natural_teacher_nat",)
 
@@ -298,9 +298,6 @@ class MTARDTrainer(AdversarialTrainerBase):
             "kl_reduction": self.kl_reduction,
             "target_log_eps": self.target_log_eps,
         }
-
-    def frozen_models(self) -> list[nn.Module]:
-        return [*super().frozen_models(), self.natural_teacher]
 
     def method_state(self) -> dict[str, Any]:
         return {

@@ -86,6 +86,11 @@ class AdversarialTrainerBase(TrainingLoop):
         channels_last: channels-last memory format for 4-D image batches, student and
             teacher. ``None`` (default): on whenever both models run a channels-last batch
             (checked on the first batch).
+        fold_teacher: query the teacher(s) during training through a copy with each
+            BatchNorm folded into the layer before it (``models.fold_batch_norm``: the same
+            function to float rounding, less time per query). ``None`` (default): for
+            teachers built of torch.nn's and dard_plugin's modules only (a module of your
+            own may have side effects in ``forward`` that a traced copy drops).
         eval_attack: validation attack, ``"pgd"`` (PGD-10 on CE, random start) or
             ``"dpgd"``, run after each epoch on ``validation_data``.
         eval_eps: its budget. Default: the training attack's eps, when known and when the
@@ -137,6 +142,7 @@ class AdversarialTrainerBase(TrainingLoop):
         device: str | torch.device | None = None,
         amp: bool | None = None,
         channels_last: bool | None = None,
+        fold_teacher: bool | None = None,
         eval_attack: str = "pgd",
         eval_eps: float | None = None,
         eval_norm: str | None = None,
@@ -203,6 +209,9 @@ class AdversarialTrainerBase(TrainingLoop):
         if channels_last is not None:
             check_bool("channels_last", channels_last)
         self._channels_last_request = channels_last
+        if fold_teacher is not None:
+            check_bool("fold_teacher", fold_teacher)
+        self.fold_teacher = fold_teacher
         self.channels_last = bool(channels_last)  # decided on the first batch when None
         self.attack, self.attack_settings, attack_eps = resolve_attack(
             attack, default_kind=self.default_attack, student=self.student, bounds=self.bounds
