@@ -81,8 +81,10 @@ from leaderboard_design import (
     grid_runs,
     selected_lr,
 )
-from leaderboard_report import COSTS, write_report
+from leaderboard_report import COSTS, load_costs, write_report
 from study_runner import ResultStore, Runner, Unit, add_arguments, main_for
+from study_runner.provenance import cpu_model
+from study_runner.report import machine_label
 from torch import nn
 
 logger = logging.getLogger("experiments.leaderboard")
@@ -154,8 +156,12 @@ class Leaderboard:
             prefer=getattr(args, "prefer", None),
         )
         self.available = available_methods()
-        costs = Path(args.out).parent / COSTS
-        self.costs = json.loads(costs.read_text())["costs"] if costs.is_file() else {}
+        # the plan's estimates: the costs measured on this kind of machine, else any
+        measured = load_costs(Path(args.out).parent / COSTS)
+        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+        here = machine_label({"cuda": gpu, "cpu_model": cpu_model(), "torch_threads": 1})
+        chosen = measured.get(here) or next(iter(measured.values()), {})
+        self.costs = chosen.get("costs", {})
         self._models: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
 

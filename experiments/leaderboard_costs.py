@@ -1,8 +1,9 @@
 """The leaderboard's compute plan, measured: each method's training cost per batch on each
 student at reduced size (a few batches of 128, one CPU thread, in CPU seconds of this
 process, which a shared machine hardly changes), extrapolated to an epoch of ``N_TRAIN``
-images, and the per-epoch validation. ``leaderboard.py plan`` reads the file this writes
-(ratios to SAT on the same student).
+images, and the per-epoch validation, into ``costs/<this machine>.json``. ``leaderboard.py
+plan`` reads the file of the machine it runs on (ratios to SAT on the same student), and
+the report the file of a row's machine where no SAT final ran on it.
 
     OMP_NUM_THREADS=1 nice -n 15 python experiments/leaderboard_costs.py --threads 1
 
@@ -33,6 +34,7 @@ from leaderboard_design import (
     TEACHER,
     available_methods,
 )
+from leaderboard_report import cost_file_name
 from study_runner import command_line, provenance
 
 from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
@@ -41,7 +43,7 @@ from dard_plugin.recipes import distill
 from dard_plugin.teachers import load_teacher
 from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
 
-OUT = Path("docs/results/fashion_mnist/leaderboard/costs.json")
+OUT = Path("docs/results/fashion_mnist/leaderboard/costs")  # <this machine>.json inside
 BATCH = 128
 
 
@@ -109,7 +111,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2, help="measure each this often")
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--out", default=None, help=f"default {OUT}/<this machine>.json (the report reads them)"
+    )
     parser.add_argument("--note", default="", help="recorded as is: e.g. where the code came from")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,8 +143,9 @@ def main() -> None:
         "provenance": provenance(),
         "costs": costs,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2))
+    out = Path(args.out) if args.out else OUT / cost_file_name(payload)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

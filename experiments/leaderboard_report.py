@@ -4,6 +4,8 @@ leaderboard's and the study's it reuses)."""
 
 from __future__ import annotations
 
+import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ from leaderboard_design import (
 from study_runner.report import (
     code_and_machines,
     compare,
-    cpu_label,
     errorbar_scatter,
+    machine_label,
     mean_spread,
     mean_std,
     pct,
@@ -39,16 +41,39 @@ from study_runner.report import (
 
 BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 FIGURES = "results/fashion_mnist/leaderboard"  # as docs/leaderboard.md links them
-COSTS = "costs.json"  # beside the unit folder: the plan's measured costs
+COSTS = "costs"  # beside the unit folder: the measured costs, one file per machine
 PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
 SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the budget warm-up
 
 
+# The CPU model of every unit that recorded one until 2026-12-06 (2026-12-03 15:11 on); the
+# earlier units (the study's, 2026-12-01 to 12-03 10:45) do not record it and are counted as
+# run on the same kind of machine, as the report assumed until then.
+EARLIER_CPU = "Intel(R) Xeon(R) Processor"
+
+
 def machine(unit: dict[str, Any]) -> str:
-    """Where a unit ran: the GPU's name, else the CPU with its threads (older units do not
-    record the CPU model; all CPU runs here are the same kind of machine)."""
+    """Where a unit (or a cost file) ran: the GPU's name, else the CPU model with the torch
+    threads (``EARLIER_CPU`` for units that predate its record)."""
     found = unit["provenance"]["machine"]
-    return found["cuda"] or cpu_label(found["torch_threads"])
+    return machine_label({"cpu_model": EARLIER_CPU, **{k: v for k, v in found.items() if v}})
+
+
+def cost_file_name(unit: dict[str, Any]) -> str:
+    """The cost file's name for the machine ``unit`` ran on (``costs/<cpu model>.json``)."""
+    found = unit["provenance"]["machine"]
+    name = found.get("cuda") or found.get("cpu_model") or "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-") + ".json"
+
+
+def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
+    """``leaderboard_costs.py``'s files in ``folder``, by the machine each was measured on
+    (``machine``): every method's epoch cost, in one process on that machine."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        measured = json.loads(path.read_text())
+        found[machine(measured)] = {**measured, "file": path.name}
+    return found
 
 
 def work_seconds(unit: dict[str, Any]) -> float:
@@ -107,18 +132,29 @@ class Row:
         mean, _ = mean_std(gains)
         return f"{100 * mean:+.1f}{'' if mean < FLAT else ' (not flat)'}"
 
-    def cost_vs(self, reference: list[dict[str, Any]]) -> str:
+    def cost_vs(
+        self, reference: list[dict[str, Any]], costs: dict[str, dict[str, Any]] | None = None
+    ) -> str:
         """Mean epoch seconds of this row's finals over the ``reference`` finals' mean on
-        the same machine."""
+        the same machine; for finals on a machine no reference final ran on, the ratio that
+        ``costs`` measured in one process on that machine, marked ‡."""
         by_machine: dict[str, list[float]] = {}
         for unit in reference:
             by_machine.setdefault(machine(unit), []).append(epoch_seconds(unit))
-        ratios = [
-            epoch_seconds(u) / mean_std(by_machine[machine(u)])[0]
-            for u in self.trains
-            if machine(u) in by_machine
-        ]
-        return "—" if not ratios else f"{mean_std(ratios)[0]:.1f}x"
+        ratios, measured = [], False
+        for unit in self.trains:
+            here = machine(unit)
+            if here in by_machine:
+                ratios.append(epoch_seconds(unit) / mean_std(by_machine[here])[0])
+                continue
+            table = (costs or {}).get(here, {}).get("costs", {})
+            own, sat = table.get(f"{self.row}/{self.student}"), table.get(f"sat/{self.student}")
+            if isinstance(own, dict) and isinstance(sat, dict) and "epoch_seconds" in own:
+                ratios.append(own["epoch_seconds"] / sat["epoch_seconds"])
+                measured = True
+        if not ratios:
+            return "—"
+        return f"{mean_std(ratios)[0]:.1f}x{' ‡' if measured else ''}"
 
 
 def history_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
@@ -185,7 +221,11 @@ def summary(rows: dict[str, Row], best: Row | None, baseline: Row) -> list[str]:
 
 
 def student_section(
-    load: Loader, student: str, unavailable: dict[str, str], linked: Loader | None = None
+    load: Loader,
+    student: str,
+    unavailable: dict[str, str],
+    linked: Loader | None = None,
+    costs: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
     rows = {row: Row(load, row, student, linked) for row in METHODS}
     ranked = [r for r in rows.values() if r.tests]
@@ -220,7 +260,7 @@ def student_section(
             f"| {label} | {'—' if r.lr is None else f'{r.lr:g}'} | "
             f"{mean_spread(r.values('clean_accuracy'))} | "
             f"{mean_spread(r.values('robust_accuracy'))} | {autoattack_cell(r)} | "
-            f"{r.cost_vs(sat_finals)} | "
+            f"{r.cost_vs(sat_finals, costs)} | "
             f"{calls(r, baseline)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
             f"{len(r.tests)} |"
         )
@@ -235,6 +275,22 @@ def student_section(
             "(the study's own file was not at hand); the largest gap between its per-epoch "
             f"validation accuracies and the study's record, in points: {gaps} (0.0: the same "
             "training, bit for bit on these numbers).",
+        ]
+    measured = sorted(
+        {
+            (machine(u), costs[machine(u)]["file"])
+            for r in rows.values()
+            for u in r.trains
+            if costs and machine(u) in costs and machine(u) not in map(machine, sat_finals)
+        }
+    )
+    if measured:
+        where = "; ".join(f"{name}: `{COSTS}/{file}`" for name, file in measured)
+        lines += [
+            "",
+            "‡ No SAT final ran on this row's machine: the epoch cost is the ratio measured "
+            "in one process on it by `experiments/leaderboard_costs.py` (CPU seconds of a "
+            f"steady epoch over SAT's, the same student; {where}).",
         ]
     lines += ["", *summary(rows, best, baseline), *grid_table(load, student), ""]
     return lines
@@ -294,10 +350,11 @@ def report_section(
     units: list[dict[str, Any]],
     unavailable: dict[str, str],
     linked: Loader | None = None,
+    costs: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     lines: list[str] = []
     for student in STUDENTS:
-        lines += student_section(load, student, unavailable, linked)
+        lines += student_section(load, student, unavailable, linked, costs)
         png = plot(load, student, out.parent / f"leaderboard-{student}.png")
         if png is not None:
             lines += [
@@ -329,7 +386,8 @@ def write_report(
     names = {(k, n) for k in ("train", "test", "autoattack") for n in _names(load)}
     units = [u for u in (load(k, n) for k, n in sorted(names)) if u is not None]
     linked = getattr(store, "linked", None)  # the study's units behind reused ones
-    body = report_section(load, store.out, units, unavailable or {}, linked)
+    costs = load_costs(Path(store.out).parent / COSTS)
+    body = report_section(load, store.out, units, unavailable or {}, linked, costs)
     replace_generated(Path(report_path), BEGIN, END, body)
 
 

@@ -300,3 +300,57 @@ def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
     # without the study's record at hand nothing is marked
     plain = report.report_section(board.store.load, out, [], {})
     assert "†" not in plain
+
+
+def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file(
+    tmp_path: Path,
+) -> None:
+    """SAT's finals ran on one CPU model, AdaAD's on another: its epoch cost is not their
+    wall-clock ratio (two machines) but the one-process ratio measured on its own machine
+    (costs/<cpu>.json), marked ‡; rows on SAT's machine keep the wall-clock ratio."""
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    amd = {**PROVENANCE, "machine": {"cuda": None, "torch_threads": 1, "cpu_model": "AMD EPYC"}}
+    for row, seconds, provenance in (
+        ("sat", 10.0, PROVENANCE),  # no CPU model recorded: the earlier machines
+        ("ard", 15.0, PROVENANCE),
+        ("adaad", 400.0, amd),
+    ):
+        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed in design.SEEDS:
+            name = design.final_name(row, "tiny-cnn", seed)
+            write(out, "test", name, suite=suite(0.8, 0.6), provenance=provenance)
+            write(out, "train", name, history=history(0.6, seconds=seconds), provenance=provenance)
+    costs = out.parent / report.COSTS
+    costs.mkdir(parents=True)
+    measured = {"sat/tiny-cnn": {"epoch_seconds": 20.0}, "adaad/tiny-cnn": {"epoch_seconds": 150.0}}
+    payload = {"provenance": amd, "costs": measured}
+    (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
+    assert report.cost_file_name(payload) == "amd-epyc.json"
+    loaded = report.load_costs(costs)
+    assert list(loaded) == ["AMD EPYC, 1 torch thread per process"]
+    text = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, loaded))
+    rows: dict[str, str] = {}  # the first table's rows (the grid's come after)
+    for line in text.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0], line)
+    assert "| 7.5x ‡ |" in rows["| AdaAD"]  # 150 / 20, not 400 / 10
+    assert "| 1.5x |" in rows["| ARD"]  # 15 / 10 on the same machine
+    assert "‡ No SAT final ran on this row's machine" in text
+    assert "AMD EPYC, 1 torch thread per process: `costs/amd-epyc.json`" in text
+    without = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, {}))
+    first = next(line for line in without.splitlines() if line.startswith("| AdaAD |"))
+    assert first.split(" | ")[5] == "—"  # no cost file: no ratio across machines
+
+
+def test_the_plan_estimates_with_this_machines_cost_file(tmp_path: Path, monkeypatch) -> None:
+    costs = tmp_path / "lb" / report.COSTS
+    costs.mkdir(parents=True)
+    for model, seconds in (("Other CPU", 99.0), ("This CPU", 7.0)):
+        machine = {"cuda": None, "torch_threads": 1, "cpu_model": model}
+        payload = {"provenance": {"machine": machine}, "costs": {"sat/tiny-cnn": seconds}}
+        (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
+    monkeypatch.setattr(leaderboard, "cpu_model", lambda: "This CPU")
+    assert make(tmp_path).costs == {"sat/tiny-cnn": 7.0}
+    monkeypatch.setattr(leaderboard, "cpu_model", lambda: "A third CPU")
+    assert make(tmp_path).costs == {"sat/tiny-cnn": 99.0}  # none of its own: the first file

@@ -49,19 +49,23 @@ def cpu_label(threads: int) -> str:
     return f"CPU ({threads} torch thread{'' if threads == 1 else 's'} per process)"
 
 
+def machine_label(machine: dict[str, Any]) -> str:
+    """A unit's machine (its provenance's ``machine``): the GPU's name, else the CPU model
+    where recorded (older units lack it) with the torch threads."""
+    if machine.get("cuda"):
+        return str(machine["cuda"])
+    label = cpu_label(machine["torch_threads"])
+    model = machine.get("cpu_model")
+    return f"{model}, {label[len('CPU (') : -1]}" if model else label
+
+
 def code_and_machines(units: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """The commits (with a dirty-tree mark) and the machines behind ``units``: the GPU's
-    name, else the CPU with its torch threads."""
+    name, else the CPU (its model where recorded) with its torch threads."""
     commits = sorted(
         {(u["provenance"]["git_commit"][:10], u["provenance"]["git_dirty"]) for u in units.values()}
     )
-    machines = sorted(
-        {
-            u["provenance"]["machine"]["cuda"]
-            or cpu_label(u["provenance"]["machine"]["torch_threads"])
-            for u in units.values()
-        }
-    )
+    machines = sorted({machine_label(u["provenance"]["machine"]) for u in units.values()})
     code = ", ".join(f"`{c}`{' (dirty tree)' if d else ''}" for c, d in commits)
     return code, ", ".join(machines)
 
