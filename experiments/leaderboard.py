@@ -162,6 +162,7 @@ class Leaderboard:
         here = machine_label({"cuda": gpu, "cpu_model": cpu_model(), "torch_threads": 1})
         chosen = measured.get(here) or next(iter(measured.values()), {})
         self.costs = chosen.get("costs", {})
+        self.costs_here = here in measured  # then its seconds are this machine's own
         self._models: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -269,22 +270,29 @@ class Leaderboard:
         return here / small if isinstance(here, float) and isinstance(small, float) else 1.0
 
     def minutes(self, run: Run, what: str) -> float:
-        """Estimated minutes on one CPU thread: the cost file's ratios to SAT, anchored on
-        the study's recorded SAT epoch. A test unit includes its training where not
+        """Estimated minutes on one CPU thread. With this machine's cost file: its measured
+        epoch and validation seconds, and the study's suite and AutoAttack minutes scaled
+        by its SAT epoch against the study's. Else the cost file's ratios to SAT, anchored
+        on the study's recorded SAT epoch. A test unit includes its training where not
         finished."""
         sat = self.costs.get(f"sat/{run.student}", {}).get("epoch_seconds")
         own = self.costs.get(f"{run.row}/{run.student}", {})
         ratio = own["epoch_seconds"] / sat if sat and "epoch_seconds" in own else 1.0
         anchor = SAT_EPOCH_SECONDS * self.size(run.student)  # this student's SAT epoch
-        one_off = CACHE_SECONDS * (run.options.get("teacher_targets") == "cached")
         validation = VALIDATION_SECONDS * self.size(run.student, "validation")
+        speed = 1.0  # this machine's time for the study's work, relative
+        small_sat = self.costs.get(f"sat/{STUDY_STUDENT}", {}).get("epoch_seconds")
+        if self.costs_here and sat and small_sat:
+            anchor, speed = sat, small_sat / SAT_EPOCH_SECONDS
+            validation = self.costs.get(f"validation/{run.student}", validation)
+        one_off = CACHE_SECONDS * speed * (run.options.get("teacher_targets") == "cached")
         train = (run.epochs * (anchor * ratio + validation) + one_off) / 60
         if what == "train":
             return train
         if what == "autoattack":
-            return AA_MINUTES * self.size(run.student)
+            return AA_MINUTES * speed * self.size(run.student)
         trained = 0.0 if self.store.load("train", run.name) else train
-        return trained + SUITE_MINUTES * self.size(run.student)
+        return trained + SUITE_MINUTES * speed * self.size(run.student)
 
     def projection(self) -> str:
         """The whole leaderboard's compute still to run, per row and student, before any

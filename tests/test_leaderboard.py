@@ -354,3 +354,28 @@ def test_the_plan_estimates_with_this_machines_cost_file(tmp_path: Path, monkeyp
     assert make(tmp_path).costs == {"sat/tiny-cnn": 7.0}
     monkeypatch.setattr(leaderboard, "cpu_model", lambda: "A third CPU")
     assert make(tmp_path).costs == {"sat/tiny-cnn": 99.0}  # none of its own: the first file
+
+
+def test_the_plan_takes_this_machines_measured_seconds_as_they_are(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A cost file of this machine gives its own epoch and validation seconds (AdaAD's
+    epoch measured here, not SAT's study epoch times a ratio from elsewhere)."""
+    costs = tmp_path / "lb" / report.COSTS
+    costs.mkdir(parents=True)
+    measured = {
+        "sat/small-cnn": {"epoch_seconds": 37.0},
+        "sat/tiny-cnn": {"epoch_seconds": 12.0},
+        "adaad/tiny-cnn": {"epoch_seconds": 180.0},
+        "validation/tiny-cnn": 6.0,
+    }
+    machine = {"cuda": None, "torch_threads": 1, "cpu_model": "This CPU"}
+    payload = {"provenance": {"machine": machine}, "costs": measured}
+    (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
+    monkeypatch.setattr(leaderboard, "cpu_model", lambda: "This CPU")
+    board = make(tmp_path)
+    run = design.Run("grid-adaad-tiny-cnn-lr0.04", "adaad", "tiny-cnn", 0.04, 15)
+    assert board.minutes(run, "train") == pytest.approx(15 * (180.0 + 6.0) / 60)
+    speed = 37.0 / leaderboard.SAT_EPOCH_SECONDS  # the study's suite, at this machine's pace
+    small = design.Run("final-sat-small-cnn-s0", "sat", "small-cnn", 0.04, 30)
+    assert board.minutes(small, "autoattack") == pytest.approx(leaderboard.AA_MINUTES * speed)
