@@ -149,7 +149,8 @@ def test_demo_tiny(tmp_path) -> None:
         str(tmp_path / "demo"),
     )
     assert done.returncode == 0, done.stderr
-    assert "worst case" in done.stdout and "dard-fmnist-teacher" in done.stdout
+    assert "worst case" in done.stdout and "| attack | accuracy (%) |" in done.stdout
+    assert "dard demo: distilling" not in done.stdout  # --quiet: no banner, the results
     assert (tmp_path / "demo" / "report.md").is_file()
 
 

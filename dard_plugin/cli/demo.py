@@ -93,7 +93,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.cli.common import build_command_parser
 
     started = time.perf_counter()
-    if not args.json:
+    if not args.json and not args.quiet:  # the banner is progress; the results print anyway
         print(
             f"dard demo: distilling the shipped robust Fashion-MNIST teacher ({DEMO_TEACHER}) "
             f"into small-cnn with DARD (cached teacher targets): {args.n_train} training "
