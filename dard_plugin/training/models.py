@@ -232,9 +232,9 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     follows a convolution or linear layer is folded into that layer (``torch.fx``'s
     ``fuse``): the same function up to float rounding, for less time per teacher query
     (0.82x for a forward and input-gradient pass of ``dard-fmnist-teacher`` on one CPU
-    thread, 0.77x for an AdaAD epoch of ``tiny-cnn``; ``benchmarks/teacher_folding.py``). ``model`` itself, untouched, when
-    it is training, has nothing to fold (a pre-activation network's BatchNorms precede
-    their convolutions), or cannot be traced."""
+    thread, 0.77x for an AdaAD epoch of ``tiny-cnn``; ``benchmarks/teacher_folding.py``).
+    ``model`` itself, untouched, when it is training, has nothing to fold (a pre-activation
+    network's BatchNorms precede their convolutions), or cannot be traced."""
     if model.training or _batch_norms(model) == 0:
         return model
     from torch.fx.experimental.optimization import fuse
