@@ -158,7 +158,11 @@ class Leaderboard:
         self.available = available_methods()
         # the plan's estimates: the costs measured on this kind of machine, else any
         measured = load_costs(Path(args.out).parent / COSTS)
-        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+        gpu = None
+        if self.device.type == "cuda":  # float32 as on the CPU: no TF32 matmuls or convolutions
+            gpu = torch.cuda.get_device_name(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         here = machine_label({"cuda": gpu, "cpu_model": cpu_model(), "torch_threads": 1})
         chosen = measured.get(here) or next(iter(measured.values()), {})
         self.costs = chosen.get("costs", {})
@@ -201,6 +205,8 @@ class Leaderboard:
         from dard_plugin.recipes import distill
 
         extra: dict[str, Any] = {}
+        if self.device.type == "cuda":  # float32 as on the CPU: no bf16 autocast
+            extra["amp"] = False
         if run.method == "mtard":
             extra["natural_teacher"] = self.teacher(NATURAL_TEACHER)
         started = time.perf_counter()

@@ -379,3 +379,37 @@ def test_the_plan_takes_this_machines_measured_seconds_as_they_are(
     speed = 37.0 / leaderboard.SAT_EPOCH_SECONDS  # the study's suite, at this machine's pace
     small = design.Run("final-sat-small-cnn-s0", "sat", "small-cnn", 0.04, 30)
     assert board.minutes(small, "autoattack") == pytest.approx(leaderboard.AA_MINUTES * speed)
+
+
+def test_on_a_gpu_the_units_train_in_float32_as_on_the_cpu(tmp_path: Path, monkeypatch) -> None:
+    """The trainers default to bf16 autocast on CUDA and torch to TF32 convolutions: a row
+    trained on a GPU would not be measured as the CPU rows are."""
+    import torch
+
+    import dard_plugin.recipes
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    before = [flag.allow_tf32 for flag in flags]
+    for flag in flags:
+        flag.allow_tf32 = True
+    seen: dict[str, Any] = {}
+
+    def distill(**kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(dard_plugin.recipes, "distill", distill)
+    board = make(tmp_path)
+    board.args.device = "cuda"
+    try:
+        board.__init__(board.args)  # as built for --device cuda
+        tf32 = [flag.allow_tf32 for flag in flags]
+    finally:
+        for flag, value in zip(flags, before, strict=True):
+            flag.allow_tf32 = value
+    assert tf32 == [False, False]
+    run = design.Run("grid-sat-tiny-cnn-lr0.04", "sat", "tiny-cnn", 0.04, 15)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        board.train(run)
+    assert seen["amp"] is False and seen["device"] == "cuda"
