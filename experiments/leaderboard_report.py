@@ -60,10 +60,9 @@ def machine(unit: dict[str, Any]) -> str:
 
 
 def cost_file_name(unit: dict[str, Any]) -> str:
-    """The cost file's name for the machine ``unit`` ran on (``costs/<cpu model>.json``)."""
-    found = unit["provenance"]["machine"]
-    name = found.get("cuda") or found.get("cpu_model") or "cpu"
-    return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-") + ".json"
+    """The cost file's name for the machine ``unit`` ran on: its ``machine`` label (the GPU,
+    or the CPU model and torch threads) in lower case, with dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", machine(unit).lower()).strip("-") + ".json"
 
 
 def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
@@ -148,9 +147,14 @@ class Row:
                 ratios.append(epoch_seconds(unit) / mean_std(by_machine[here])[0])
                 continue
             table = (costs or {}).get(here, {}).get("costs", {})
-            own, sat = table.get(f"{self.row}/{self.student}"), table.get(f"sat/{self.student}")
-            if isinstance(own, dict) and isinstance(sat, dict) and "epoch_seconds" in own:
-                ratios.append(own["epoch_seconds"] / sat["epoch_seconds"])
+            own, sat = (
+                table.get(key, {}).get("epoch_seconds")
+                if isinstance(table.get(key), dict)
+                else None
+                for key in (f"{self.row}/{self.student}", f"sat/{self.student}")
+            )
+            if isinstance(own, float | int) and isinstance(sat, float | int) and sat > 0:
+                ratios.append(own / sat)  # a method not measured there: no ratio
                 measured = True
         if not ratios:
             return "—"

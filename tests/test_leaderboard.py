@@ -326,7 +326,7 @@ def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file
     measured = {"sat/tiny-cnn": {"epoch_seconds": 20.0}, "adaad/tiny-cnn": {"epoch_seconds": 150.0}}
     payload = {"provenance": amd, "costs": measured}
     (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
-    assert report.cost_file_name(payload) == "amd-epyc.json"
+    assert report.cost_file_name(payload) == "amd-epyc-1-torch-thread-per-process.json"
     loaded = report.load_costs(costs)
     assert list(loaded) == ["AMD EPYC, 1 torch thread per process"]
     text = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, loaded))
@@ -337,7 +337,16 @@ def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file
     assert "| 7.5x ‡ |" in rows["| AdaAD"]  # 150 / 20, not 400 / 10
     assert "| 1.5x |" in rows["| ARD"]  # 15 / 10 on the same machine
     assert "‡ No SAT final ran on this row's machine" in text
-    assert "AMD EPYC, 1 torch thread per process: `costs/amd-epyc.json`" in text
+    assert (
+        "AMD EPYC, 1 torch thread per process: `costs/amd-epyc-1-torch-thread-per-process.json`"
+        in text
+    )
+    # a cost file that could not measure SAT (or AdaAD) there: no ratio, no crash
+    for broken in ({"unavailable": "not installed"}, {"epoch_seconds": 0.0}):
+        loaded[next(iter(loaded))]["costs"]["sat/tiny-cnn"] = broken
+        section = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, loaded))
+        row = next(line for line in section.splitlines() if line.startswith("| AdaAD |"))
+        assert row.split(" | ")[5] == "—"
     without = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, {}))
     first = next(line for line in without.splitlines() if line.startswith("| AdaAD |"))
     assert first.split(" | ")[5] == "—"  # no cost file: no ratio across machines

@@ -162,9 +162,9 @@ def test_fold_teacher_false_queries_the_teacher_as_given() -> None:
         AdaADTrainer(student, teacher, optimizer=optimizer, fold_teacher="yes")
 
 
-def test_the_folded_copy_is_kept_until_the_teacher_changes() -> None:
-    """One copy across fit calls (a compiled attack step keeps its graph), a new one once
-    the teacher's weights change in place."""
+def test_every_fit_folds_the_teacher_as_it_is_then() -> None:
+    """A copy made at every fit: weights replaced without an in-place change (``p.data =``,
+    which a version-counter cache missed) are in the next fit's copy."""
     x, y, _ = make_prototype_data(n=16)
     teacher = conv_bn_teacher(0)
     student = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
@@ -172,14 +172,100 @@ def test_the_folded_copy_is_kept_until_the_teacher_changes() -> None:
     trainer = Recording(student, teacher, optimizer=optimizer, attack=ATTACK, verbose=False)
     trainer.seen = []
     trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    teacher[1].running_var = 2.0 * teacher[1].running_var  # a new tensor, version 0
+    teacher[1].eps = 0.5
     trainer.fit(x, y, batch_size=16, nb_epochs=1)
-    assert trainer.seen[0] is trainer.seen[1] is trainer.queried_model(teacher)
+    first, second = trainer.seen
+    assert first is not second
     with torch.no_grad():
-        teacher[1].running_var.mul_(2.0)
-    changed = trainer.queried_model(teacher)
-    assert changed is not trainer.seen[0]
-    x8 = x[:4]
-    torch.testing.assert_close(changed(x8), teacher(x8), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(second(x[:4]), teacher(x[:4]), atol=1e-5, rtol=1e-5)
+        assert (first(x[:4]) - teacher(x[:4])).abs().max() > 1e-2
+
+
+class Twice(nn.Module):
+    """One convolution called twice, each time before its own BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.bn1, self.bn2 = nn.BatchNorm2d(1), nn.BatchNorm2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        for bn in (self.bn1, self.bn2):
+            bn.running_mean.fill_(0.3)
+            bn.running_var.fill_(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn2(self.conv(torch.relu(self.bn1(self.conv(x))))))
+
+
+def linear_on_3d() -> nn.Module:
+    """Linear over the last axis of (N, 8, 8), then BatchNorm1d over axis 1: the same
+    feature count, another axis; fx's fuse folds it along the wrong one."""
+    model = nn.Sequential(nn.Flatten(1, 2), nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Flatten())
+    model[2].running_mean.copy_(torch.linspace(-1, 1, 8))
+    model[2].running_var.copy_(torch.linspace(0.2, 2, 8))
+    return model.eval()
+
+
+def with_pre_hook() -> nn.Module:
+    model = conv_bn_teacher(0)
+    model.register_forward_pre_hook(lambda module, args: (args[0] * 2 - 1,))
+    return model
+
+
+def with_instance_forward() -> nn.Module:
+    model = conv_bn_teacher(0)
+    base = model.forward
+    model.forward = lambda x: base((x - 0.5) / 0.25)
+    return model
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: Twice().eval(), with_pre_hook, with_instance_forward, linear_on_3d],
+    ids=["a-layer-called-twice", "a-hook", "an-instance-forward", "linear-on-3d-inputs"],
+)
+def test_a_model_that_folds_wrongly_is_used_as_it_is(make) -> None:
+    """Each of these folded to another function (gaps of 0.4 to 3.3 before the checks)."""
+    model = make()
+    sample = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert fold_batch_norm(model, sample) is model
+
+
+def test_a_failed_fold_of_the_second_teacher_gives_both_back(monkeypatch) -> None:
+    import dard_plugin.training.models as training_models
+
+    x, y, _ = make_prototype_data(n=16)
+    adversarial, natural = conv_bn_teacher(0), conv_bn_teacher(1)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    trainer = MTARDTrainer(
+        student, adversarial, natural_teacher=natural, optimizer=optimizer, attack=ATTACK
+    )
+    fold = training_models.fold_batch_norm
+
+    def fold_once(model, sample=None):
+        if model is natural:
+            raise KeyboardInterrupt
+        return fold(model, sample)
+
+    monkeypatch.setattr(training_models, "fold_batch_norm", fold_once)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert trainer.frozen_models() == [adversarial, natural]
+
+
+def test_an_explicit_fold_setting_is_part_of_the_run_fingerprint() -> None:
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    configs = {
+        fold: AdaADTrainer(
+            student, conv_bn_teacher(0), optimizer=optimizer, fold_teacher=fold
+        ).config()
+        for fold in (None, True, False)
+    }
+    assert "fold_teacher" not in configs[None]  # earlier runs' fingerprints still match
+    assert configs[True]["fold_teacher"] is True and configs[False]["fold_teacher"] is False
 
 
 class Counting(nn.Module):

@@ -21,9 +21,6 @@ from dard_plugin.training import (
     build_trainer,
     methods,
 )
-from dard_plugin.training import (
-    trainer as trainer_module,
-)
 
 EPS = 1.0  # 8x8 grey images: 0.125 per feature root-mean-square
 
@@ -39,9 +36,8 @@ def spy(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]]) -> None:
         return result
 
     for module in (
-        attacks,
+        attacks,  # attack_from_noise too: RSLAD, AdaAD, MTARD
         methods,
-        trainer_module,  # attack_from_noise: RSLAD, AdaAD, MTARD
         suite,
     ):  # suite: validation runs SuiteAttack.run
         monkeypatch.setattr(module, "projected_gradient_descent", recording)

@@ -221,3 +221,30 @@ def scheduled_settings(
     if factor == 1.0:
         return settings
     return dataclasses.replace(settings, eps=settings.budget * factor, alpha=settings.step * factor)
+
+
+def attack_from_noise(
+    model: Any,
+    batch: Any,
+    objective: Any,
+    settings: AttackSettings,
+    generator: torch.Generator,
+    bounds: tuple[float, float],
+) -> torch.Tensor:
+    """PGD on ``objective`` at ``settings`` from ``x + 0.001 N(0, 1)`` (clipped to
+    ``bounds``; the noise drawn from ``generator`` on the CPU, so that it is the same on
+    every device)."""
+    noise = torch.randn(batch.images.shape, generator=generator)
+    noise = noise.to(batch.images.device, batch.images.dtype)
+    return projected_gradient_descent(
+        model,
+        batch.images,
+        batch.labels,
+        objective,
+        norm=settings.norm,
+        eps=settings.budget,
+        alpha=settings.step,
+        steps=settings.steps,
+        start=(batch.images + 0.001 * noise).clamp(*bounds),
+        bounds=bounds,
+    )

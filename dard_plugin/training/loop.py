@@ -100,26 +100,19 @@ class TrainingLoop(Trainer):
         named = (getattr(self, name) for name in self.frozen_model_names)
         return [model for model in named if model is not None]
 
-    def queried_model(self, model: nn.Module) -> nn.Module:
-        """What training queries for the frozen ``model``: its copy with BatchNorm folded
-        (``models.fold_batch_norm``) where ``fold_teacher`` is True, or None and the model
-        is built of torch.nn's and this package's modules only (``models.pure_modules``),
-        made once and kept while the model's weights stay as they are (a compiled attack
-        step keeps its graph across ``fit`` calls); else ``model``."""
+    def queried_model(self, model: nn.Module, sample: torch.Tensor) -> nn.Module:
+        """What this ``fit`` queries for the frozen ``model``: a copy with BatchNorm folded
+        (``models.fold_batch_norm``, checked on ``sample``) where ``fold_teacher`` is True,
+        or None and the model is built of torch.nn's and this package's modules only
+        (``models.pure_modules``); else ``model``. Made anew at every ``fit``, from the
+        model's weights as they are then."""
         if self.fold_teacher is False or (
             self.fold_teacher is None and not models.pure_modules(model)
         ):
             return model
-        cache: dict[int, tuple[nn.Module, tuple[int, ...], nn.Module]]
-        cache = self.__dict__.setdefault("_folded_models", {})
-        versions = tuple(t._version for t in model.state_dict().values())
-        held = cache.get(id(model))
-        if held is not None and held[0] is model and held[1] == versions:
-            return held[2]
-        folded = models.fold_batch_norm(model)
+        folded = models.fold_batch_norm(model, sample)
         if folded is not model and self.channels_last:
             folded.to(memory_format=torch.channels_last)
-        cache[id(model)] = (model, versions, folded)
         return folded
 
     def method_state(self) -> dict[str, Any]:
@@ -239,10 +232,11 @@ class TrainingLoop(Trainer):
             self._train_model = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
 
         given = {name: getattr(self, name) for name in self.frozen_model_names}
-        for name, model in given.items():  # the given teachers come back in `finally`
-            if model is not None:
-                setattr(self, name, self.queried_model(model))
         try:
+            sample = self._to_device(first.images[:2])
+            for name, model in given.items():  # the given teachers come back in `finally`
+                if model is not None:
+                    setattr(self, name, self.queried_model(model, sample))
             for epoch in range(start_epoch, nb_epochs):
                 self.epoch, self.nb_epochs = epoch, nb_epochs
                 started = time.perf_counter()

@@ -31,12 +31,13 @@ from dard_plugin._validation import (
     check_real,
 )
 from dard_plugin.attacks import _fast
-from dard_plugin.attacks.pgd import NORMS, Objective, projected_gradient_descent
+from dard_plugin.attacks.pgd import NORMS, Objective
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
 from dard_plugin.training._checks import check_no_teacher_options
 from dard_plugin.training.attacks import (
     AttackSettings,
+    attack_from_noise,
     build_attack,
     declared_norm,
     resolve_attack,
@@ -275,6 +276,8 @@ class AdversarialTrainerBase(TrainingLoop):
             **({} if teacher_batch is None else {"teacher_batch_size": teacher_batch}),
             # only when on, so that the fingerprints of runs without a schedule are unchanged
             **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
+            # only when set: a resume with another explicit setting differs in float rounding
+            **({} if self.fold_teacher is None else {"fold_teacher": self.fold_teacher}),
         }
 
     def _fingerprinted_teacher_batch(self) -> int | None:
@@ -364,23 +367,10 @@ class AdversarialTrainerBase(TrainingLoop):
 
     def attack_from_noise(self, model: Any, batch: Batch, objective: Objective) -> torch.Tensor:
         """PGD on ``objective`` at the run's attack settings from ``x + 0.001 N(0, 1)``
-        (clipped to the bounds, noise from the run's generator): the inner maximisation of
-        RSLAD's, AdaAD's and MTARD's code."""
+        (``training.attacks.attack_from_noise``, noise from the run's generator): the inner
+        maximisation of RSLAD's, AdaAD's and MTARD's code."""
         settings = self.attack_settings or AttackSettings()
-        noise = torch.randn(batch.images.shape, generator=self._generator)
-        noise = noise.to(batch.images.device, batch.images.dtype)
-        return projected_gradient_descent(
-            model,
-            batch.images,
-            batch.labels,
-            objective,
-            norm=settings.norm,
-            eps=settings.budget,
-            alpha=settings.step,
-            steps=settings.steps,
-            start=(batch.images + 0.001 * noise).clamp(*self.bounds),
-            bounds=self.bounds,
-        )
+        return attack_from_noise(model, batch, objective, settings, self._generator, self.bounds)
 
     def get_classifier(self) -> Any:
         """The trained classifier: the ART classifier given, or one wrapping the module."""
