@@ -97,7 +97,7 @@ def test_two_gloo_ranks_killed_resumed_equal_single_process(tmp_path) -> None:
 
 
 @pytest.mark.slow  # two torchrun launches (~40 s)
-@pytest.mark.parametrize("what", ["data", "model"])
+@pytest.mark.parametrize("what", [pytest.param("data", marks=pytest.mark.extended), "model"])
 def test_ranks_that_disagree_are_refused_before_work(tmp_path, what: str) -> None:
     done = run_child(
         str(tmp_path / "r.json"),

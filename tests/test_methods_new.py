@@ -499,7 +499,15 @@ def test_short_training_makes_a_fashion_mnist_student_robust(method: str, fashio
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", NEW_METHODS)
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param("iad", marks=pytest.mark.extended),  # the default run: AdaAD + IGDM
+        pytest.param("adaad", marks=pytest.mark.extended),  # (AdaAD's path) and MTARD
+        "adaad-igdm",
+        "mtard",
+    ],
+)
 def test_dard_distill_cli_runs_each_method(method: str, tmp_path) -> None:
     from dard_plugin.models import create
     from dard_plugin.recipes import save_model

@@ -27,7 +27,13 @@ def run_child(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str
 # DARD, and the later methods with their own attacks (adaad-igdm runs AdaAD's attack and
 # loss, plus IGDM; MTARD its adaptive weights);
 # SAT, ARD and RSLAD share DARD's path through the loop
-RESUMED_METHODS = ["dard", "iad", "adaad-igdm", "mtard"]
+EXTENDED = pytest.mark.extended  # the default run keeps one or two methods per slow path
+RESUMED_METHODS = [
+    "dard",
+    pytest.param("iad", marks=EXTENDED),
+    pytest.param("adaad-igdm", marks=EXTENDED),
+    "mtard",  # its adaptive weights: method state through a kill and a resume
+]
 
 
 @pytest.mark.slow
@@ -84,7 +90,10 @@ def test_resume_refuses_a_different_configuration(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dard", "adaad-igdm", "mtard"])
+@pytest.mark.parametrize(
+    "method",
+    ["dard", pytest.param("adaad-igdm", marks=EXTENDED), pytest.param("mtard", marks=EXTENDED)],
+)
 def test_torchrun_two_processes_gloo(tmp_path, method: str) -> None:
     done = subprocess.run(
         [
