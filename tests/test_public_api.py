@@ -21,3 +21,22 @@ def test_l2_faces_are_top_level() -> None:
     from dard_plugin.attacks import DPGDL2, dpgd_l2
 
     assert dard_plugin.DPGDL2 is DPGDL2 and dard_plugin.dpgd_l2 is dpgd_l2
+
+
+def test_loading_and_evaluating_models_does_not_import_the_trainers() -> None:
+    """`dard evaluate` and `dard attack` load models through ``recipes``; its ``distill``
+    (trainers, ART: half of a command's start-up here) loads on first use only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dard_plugin.recipes import load_model, default_eps\n"
+        "import dard_plugin.evaluation\n"
+        "assert 'art' not in sys.modules and 'dard_plugin.training.loop' not in sys.modules\n"
+        "from dard_plugin.recipes import distill, DistillationResult, plot_history\n"
+        "assert distill.__module__ == 'dard_plugin.recipes.distillation'\n"
+        "assert 'dard_plugin.training.loop' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
