@@ -273,11 +273,12 @@ def fold_batch_norm(model: nn.Module, sample: torch.Tensor | None = None) -> nn.
     from torch.fx.experimental.optimization import fuse
 
     try:
-        calls = [n.target for n in fx.symbolic_trace(model).graph.nodes if n.op == "call_module"]
+        traced = fx.symbolic_trace(model)  # shares the caller's layers: fuse copies it
+        calls = [n.target for n in traced.graph.nodes if n.op == "call_module"]
         if len(calls) != len(set(calls)):
             logger.info("teacher queried as given: it calls a layer more than once")
             return model
-        folded = fuse(model)  # a deep copy: the caller's teacher is not changed
+        folded = fuse(traced, no_trace=True)  # a deep copy: the caller's teacher is not changed
     except Exception as error:  # control flow on tensors, untraceable calls: keep it as is
         logger.info("teacher queried as given: it cannot be traced to fold BatchNorm (%s)", error)
         return model
