@@ -79,9 +79,10 @@ from leaderboard_design import (
     final_runs,
     grid_name,
     grid_runs,
+    load_costs,
     selected_lr,
 )
-from leaderboard_report import COSTS, load_costs, write_report
+from leaderboard_report import COSTS, write_report
 from study_runner import ResultStore, Runner, Unit, add_arguments, main_for
 from study_runner.provenance import cpu_model
 from study_runner.report import machine_label

@@ -33,8 +33,8 @@ from leaderboard_design import (
     STUDENTS,
     TEACHER,
     available_methods,
+    cost_file_name,
 )
-from leaderboard_report import cost_file_name
 from study_runner import command_line, provenance
 
 from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf

@@ -1,13 +1,19 @@
 """The leaderboard's design as data: methods, students, grids, the rules that extend a
-grid and select its learning rate, and the calls. Pure functions of a unit loader, so that
-the plan, the report and the tests read the same rules. ``leaderboard.py``'s docstring
+grid and select its learning rate, the calls, and which machine a unit or a cost file ran
+on. Pure functions of a unit loader, so that the plan, the report and the tests read the
+same rules. ``leaderboard.py``'s docstring
 describes the whole design."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from study_runner.report import machine_label
 
 EPS = 0.1
 TEACHER, NATURAL_TEACHER = "dard-fmnist-teacher", "dard-fmnist-teacher-natural"
@@ -179,3 +185,32 @@ def final_runs(load: Loader, row: str, student: str) -> list[Run]:
 def call(diff: float, verdict: str) -> str:
     """The study's verdict as the leaderboard says it."""
     return {"higher": "better", "lower": "worse"}.get(verdict, verdict)
+
+
+# The CPU model of every unit that recorded one until 2026-12-06 (2026-12-03 15:11 on); the
+# earlier units (the study's, 2026-12-01 to 12-03 10:45) do not record it and are counted as
+# run on the same kind of machine, as the report assumed until then.
+EARLIER_CPU = "Intel(R) Xeon(R) Processor"
+
+
+def machine(unit: dict[str, Any]) -> str:
+    """Where a unit (or a cost file) ran: the GPU's name, else the CPU model with the torch
+    threads (``EARLIER_CPU`` for units that predate its record)."""
+    found = unit["provenance"]["machine"]
+    return machine_label({"cpu_model": EARLIER_CPU, **{k: v for k, v in found.items() if v}})
+
+
+def cost_file_name(unit: dict[str, Any]) -> str:
+    """The cost file's name for the machine ``unit`` ran on: its ``machine`` label (the GPU,
+    or the CPU model and torch threads) in lower case, with dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", machine(unit).lower()).strip("-") + ".json"
+
+
+def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
+    """``leaderboard_costs.py``'s files in ``folder``, by the machine each was measured on
+    (``machine``): every method's epoch cost, in one process on that machine."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        measured = json.loads(path.read_text())
+        found[machine(measured)] = {**measured, "file": path.name}
+    return found

@@ -4,8 +4,6 @@ leaderboard's and the study's it reuses)."""
 
 from __future__ import annotations
 
-import json
-import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -26,13 +24,14 @@ from leaderboard_design import (
     final_value,
     grid_lrs,
     grid_name,
+    load_costs,
+    machine,
     selected_lr,
 )
 from study_runner.report import (
     code_and_machines,
     compare,
     errorbar_scatter,
-    machine_label,
     mean_spread,
     mean_std,
     pct,
@@ -44,35 +43,6 @@ FIGURES = "results/fashion_mnist/leaderboard"  # as docs/leaderboard.md links th
 COSTS = "costs"  # beside the unit folder: the measured costs, one file per machine
 PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
 SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the budget warm-up
-
-
-# The CPU model of every unit that recorded one until 2026-12-06 (2026-12-03 15:11 on); the
-# earlier units (the study's, 2026-12-01 to 12-03 10:45) do not record it and are counted as
-# run on the same kind of machine, as the report assumed until then.
-EARLIER_CPU = "Intel(R) Xeon(R) Processor"
-
-
-def machine(unit: dict[str, Any]) -> str:
-    """Where a unit (or a cost file) ran: the GPU's name, else the CPU model with the torch
-    threads (``EARLIER_CPU`` for units that predate its record)."""
-    found = unit["provenance"]["machine"]
-    return machine_label({"cpu_model": EARLIER_CPU, **{k: v for k, v in found.items() if v}})
-
-
-def cost_file_name(unit: dict[str, Any]) -> str:
-    """The cost file's name for the machine ``unit`` ran on: its ``machine`` label (the GPU,
-    or the CPU model and torch threads) in lower case, with dashes."""
-    return re.sub(r"[^a-z0-9]+", "-", machine(unit).lower()).strip("-") + ".json"
-
-
-def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
-    """``leaderboard_costs.py``'s files in ``folder``, by the machine each was measured on
-    (``machine``): every method's epoch cost, in one process on that machine."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        measured = json.loads(path.read_text())
-        found[machine(measured)] = {**measured, "file": path.name}
-    return found
 
 
 def work_seconds(unit: dict[str, Any]) -> float:
@@ -132,11 +102,15 @@ class Row:
         return f"{100 * mean:+.1f}{'' if mean < FLAT else ' (not flat)'}"
 
     def cost_vs(
-        self, reference: list[dict[str, Any]], costs: dict[str, dict[str, Any]] | None = None
+        self,
+        reference: list[dict[str, Any]],
+        costs: dict[str, dict[str, Any]] | None = None,
+        used: set[tuple[str, str]] | None = None,
     ) -> str:
         """Mean epoch seconds of this row's finals over the ``reference`` finals' mean on
         the same machine; for finals on a machine no reference final ran on, the ratio that
-        ``costs`` measured in one process on that machine, marked ‡."""
+        ``costs`` measured in one process on that machine, marked ‡ (its machine and file
+        added to ``used``)."""
         by_machine: dict[str, list[float]] = {}
         for unit in reference:
             by_machine.setdefault(machine(unit), []).append(epoch_seconds(unit))
@@ -156,6 +130,8 @@ class Row:
             if isinstance(own, float | int) and isinstance(sat, float | int) and sat > 0:
                 ratios.append(own / sat)  # a method not measured there: no ratio
                 measured = True
+                if used is not None:
+                    used.add((here, (costs or {})[here]["file"]))
         if not ratios:
             return "—"
         return f"{mean_std(ratios)[0]:.1f}x{' ‡' if measured else ''}"
@@ -255,6 +231,7 @@ def student_section(
         "| vs best | val. PGD-10, last 10 epochs | seeds |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |",
     ]
+    measured: set[tuple[str, str]] = set()  # the cost files behind ‡ cells
     for row, r in rows.items():
         label = LABELS[row] + (" (at chance)" if r.at_chance() else "")
         if row in unavailable and not r.units:
@@ -264,7 +241,7 @@ def student_section(
             f"| {label} | {'—' if r.lr is None else f'{r.lr:g}'} | "
             f"{mean_spread(r.values('clean_accuracy'))} | "
             f"{mean_spread(r.values('robust_accuracy'))} | {autoattack_cell(r)} | "
-            f"{r.cost_vs(sat_finals, costs)} | "
+            f"{r.cost_vs(sat_finals, costs, measured)} | "
             f"{calls(r, baseline)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
             f"{len(r.tests)} |"
         )
@@ -280,16 +257,8 @@ def student_section(
             f"validation accuracies and the study's record, in points: {gaps} (0.0: the same "
             "training, bit for bit on these numbers).",
         ]
-    measured = sorted(
-        {
-            (machine(u), costs[machine(u)]["file"])
-            for r in rows.values()
-            for u in r.trains
-            if costs and machine(u) in costs and machine(u) not in map(machine, sat_finals)
-        }
-    )
     if measured:
-        where = "; ".join(f"{name}: `{COSTS}/{file}`" for name, file in measured)
+        where = "; ".join(f"{name}: `{COSTS}/{file}`" for name, file in sorted(measured))
         lines += [
             "",
             "‡ No SAT final ran on this row's machine: the epoch cost is the ratio measured "

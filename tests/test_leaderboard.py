@@ -325,9 +325,9 @@ def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file
     costs.mkdir(parents=True)
     measured = {"sat/tiny-cnn": {"epoch_seconds": 20.0}, "adaad/tiny-cnn": {"epoch_seconds": 150.0}}
     payload = {"provenance": amd, "costs": measured}
-    (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
-    assert report.cost_file_name(payload) == "amd-epyc-1-torch-thread-per-process.json"
-    loaded = report.load_costs(costs)
+    (costs / design.cost_file_name(payload)).write_text(json.dumps(payload))
+    assert design.cost_file_name(payload) == "amd-epyc-1-torch-thread-per-process.json"
+    loaded = design.load_costs(costs)
     assert list(loaded) == ["AMD EPYC, 1 torch thread per process"]
     text = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}, None, loaded))
     rows: dict[str, str] = {}  # the first table's rows (the grid's come after)
@@ -358,7 +358,7 @@ def test_the_plan_estimates_with_this_machines_cost_file(tmp_path: Path, monkeyp
     for model, seconds in (("Other CPU", 99.0), ("This CPU", 7.0)):
         machine = {"cuda": None, "torch_threads": 1, "cpu_model": model}
         payload = {"provenance": {"machine": machine}, "costs": {"sat/tiny-cnn": seconds}}
-        (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
+        (costs / design.cost_file_name(payload)).write_text(json.dumps(payload))
     monkeypatch.setattr(leaderboard, "cpu_model", lambda: "This CPU")
     assert make(tmp_path).costs == {"sat/tiny-cnn": 7.0}
     monkeypatch.setattr(leaderboard, "cpu_model", lambda: "A third CPU")
@@ -380,7 +380,7 @@ def test_the_plan_takes_this_machines_measured_seconds_as_they_are(
     }
     machine = {"cuda": None, "torch_threads": 1, "cpu_model": "This CPU"}
     payload = {"provenance": {"machine": machine}, "costs": measured}
-    (costs / report.cost_file_name(payload)).write_text(json.dumps(payload))
+    (costs / design.cost_file_name(payload)).write_text(json.dumps(payload))
     monkeypatch.setattr(leaderboard, "cpu_model", lambda: "This CPU")
     board = make(tmp_path)
     run = design.Run("grid-adaad-tiny-cnn-lr0.04", "adaad", "tiny-cnn", 0.04, 15)
