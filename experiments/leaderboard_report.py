@@ -262,8 +262,8 @@ def student_section(
         lines += [
             "",
             "‡ No SAT final ran on this row's machine: the epoch cost is the ratio measured "
-            "in one process on it by `experiments/leaderboard_costs.py` (CPU seconds of a "
-            f"steady epoch over SAT's, the same student; {where}).",
+            "in one process on it by `experiments/leaderboard_costs.py` (the trainer's timer "
+            f"for a steady epoch over SAT's, the same student; {where}).",
         ]
     lines += ["", *summary(rows, best, baseline), *grid_table(load, student), ""]
     return lines
