@@ -422,3 +422,20 @@ def test_on_a_gpu_the_units_train_in_float32_as_on_the_cpu(tmp_path: Path, monke
     with pytest.raises(RuntimeError, match="stop before training"):
         board.train(run)
     assert seen["amp"] is False and seen["device"] == "cuda"
+
+
+def test_cost_measurement_reads_the_trainers_epoch_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``leaderboard_costs.measure`` takes a steady epoch from the run's own history (the
+    least of epochs 2 and 3) and the first epoch's excess, and scales to an epoch of
+    ``N_TRAIN`` images: checked on a real one-batch SAT run of tiny-cnn, then on a given
+    history (a slow first epoch, an uneven second and third)."""
+    import leaderboard_costs as costs
+
+    seconds = costs.epoch_seconds("sat", {}, "tiny-cnn", batches=1, epochs=2)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    monkeypatch.setattr(costs, "epoch_seconds", lambda *args: [9.0, 2.5, 2.0])
+    found = costs.measure("sat", {}, "tiny-cnn", batches=4)
+    batches = -(-design.N_TRAIN // 128)
+    assert found == pytest.approx(
+        {"batch_seconds": 0.5, "epoch_seconds": 0.5 * batches, "first_epoch_extra_seconds": 7.0}
+    )
