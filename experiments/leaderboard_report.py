@@ -48,13 +48,14 @@ SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the bu
 def work_seconds(unit: dict[str, Any]) -> float:
     """The compute a unit file stands for, counted once: a training unit's epochs (its
     history, which a resumed run keeps whole; at least the unit's own time, which adds the
-    validation), a test unit's evaluation alone (its training is the train unit's), else
-    the unit's time."""
+    validation), a test or AutoAttack unit's evaluation alone (its training is a train
+    unit's), else the unit's time."""
     if "history" in unit:
         return max(float(unit.get("seconds", 0)), sum(h["seconds"] for h in unit["history"]))
-    suite = unit.get("suite")
-    if isinstance(suite, dict) and isinstance(suite.get("seconds"), dict):
-        return float(sum(suite["seconds"].values()))
+    for key in ("suite", "autoattack"):  # an AutoAttack unit may have retrained its student
+        report = unit.get(key)
+        if isinstance(report, dict) and isinstance(report.get("seconds"), dict):
+            return float(sum(report["seconds"].values()))
     return float(unit.get("seconds", 0))
 
 
@@ -71,19 +72,39 @@ class Row:
         self.row, self.student = row, student
         self.lr = selected_lr(load, row, student)
         names = [final_name(row, student, seed) for seed in SEEDS]
-        tests = [load("test", n) for n in names]
-        trains = [load("train", n) for n in names]
+        tests = [self.matching(load("test", n)) for n in names]
+        own = [self.matching(load("train", n)) for n in names]
+        study = [self.matching(linked("train", n)) if linked else None for n in names]
+        # a test unit reused from the study measured the study's student: its training run
+        # (validation curve, epoch cost) is the study's, also where this leaderboard retrained
+        # that seed for AutoAttack
+        trains = [
+            theirs if test and "linked_from" in test and theirs else mine
+            for test, mine, theirs in zip(tests, own, study, strict=True)
+        ]
         self.tests = [t for t in tests if t is not None]
         self.trains = [t for t in trains if t is not None]
-        self.autoattack = load("autoattack", names[0])
+        self.autoattack = self.matching(load("autoattack", names[0]))
         # AutoAttack's student retrained here where the study's (behind a reused test unit)
         # was not at hand: the largest gap between the two validation histories, in points
         self.retrained_gap: float | None = None
-        own, test = trains[0], tests[0]
-        study = linked("train", names[0]) if linked else None
-        if own and study and "linked_from" not in own and test and "linked_from" in test:
-            self.retrained_gap = history_gap(own["history"], study["history"])
-        self.units = [*self.tests, *self.trains, *([self.autoattack] if self.autoattack else [])]
+        retrained = own[0] if own[0] is not trains[0] else None
+        if retrained and "linked_from" not in retrained and self.autoattack and study[0]:
+            self.retrained_gap = history_gap(retrained["history"], study[0]["history"])
+        self.units = [
+            *self.tests,
+            *self.trains,
+            *([retrained] if retrained and self.autoattack else []),
+            *([self.autoattack] if self.autoattack else []),
+        ]
+
+    def matching(self, unit: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``unit`` if it ran at the selected learning rate, else None (a final left from
+        an earlier selection, before a grid unit came in, is not this row's)."""
+        if unit is None or self.lr is None:
+            return None
+        ran = unit.get("run", {}).get("lr")
+        return unit if ran is None or abs(float(ran) - self.lr) <= 1e-12 else None
 
     def values(self, key: str) -> list[float]:
         return [t["suite"][key] for t in self.tests]
@@ -99,7 +120,7 @@ class Row:
         if not gains:
             return "—"
         mean, _ = mean_std(gains)
-        return f"{100 * mean:+.1f}{'' if mean < FLAT else ' (not flat)'}"
+        return f"{100 * mean:+.1f}{'' if abs(mean) < FLAT else ' (not flat)'}"
 
     def cost_vs(
         self,

@@ -439,3 +439,65 @@ def test_cost_measurement_reads_the_trainers_epoch_timer(monkeypatch: pytest.Mon
     assert found == pytest.approx(
         {"batch_seconds": 0.5, "epoch_seconds": 0.5 * batches, "first_epoch_extra_seconds": 7.0}
     )
+
+
+def test_a_reused_test_unit_keeps_the_studys_training_run_and_the_footnote_needs_autoattack(
+    tmp_path: Path,
+) -> None:
+    """Seed 0 reused from the study and retrained here for AutoAttack: the row's validation
+    curve and epoch cost are the tested (study's) student's; the † footnote appears only
+    once that AutoAttack unit exists; its evaluation alone counts as the unit's work."""
+    board = make(tmp_path, available=False)
+    study, out = tmp_path / "study", board.store.out
+    for lr, pgd in {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4}.items():
+        run = design.Run(design.grid_name("sat", "small-cnn", lr), "sat", "small-cnn", lr,
+                         design.GRID_EPOCHS, 0, design.METHODS["sat"][1])  # fmt: skip
+        write(study, "train", f"grid-sat-lr{lr:g}", history=history(pgd),
+              run=run.study_settings())  # fmt: skip
+    name = design.final_name("sat", "small-cnn", 0)
+    final = design.Run(name, "sat", "small-cnn", 0.015, design.FINAL_EPOCHS, 0,
+                       design.METHODS["sat"][1])  # fmt: skip
+    rising = [{**h, "pgd_accuracy": 0.50 + 0.01 * i} for i, h in enumerate(history(0, epochs=11))]
+    write(study, "train", "final-shipped-sat-s0", history=rising, run=final.study_settings())
+    write(study, "test", "final-shipped-sat-s0", suite=suite(0.78, 0.61),
+          run=final.study_settings())  # fmt: skip
+    write(out, "train", name, history=history(0.60, epochs=11))  # retrained, flat
+    text = report.report_section(board.store.load, out, [], {}, board.store.linked)
+    sat = next(line for line in text.splitlines() if line.startswith("| SAT (PGD-AT) |"))
+    assert "| +10.0 (not flat) | 1 |" in sat  # the study's rising curve, not the flat retrain
+    assert "†" not in text  # no AutoAttack unit yet: nothing to footnote
+    aa = {"robust_accuracy": 0.58, "seconds": {"clean": 1.0, "autoattack": 400.0}}
+    write(out, "autoattack", name, autoattack=aa)  # the unit's own 60 s include the retrain
+    text = report.report_section(board.store.load, out, [], {}, board.store.linked)
+    assert "| 58.0 † |" in text and "in points: SAT (PGD-AT) 10.0" in text
+    unit = board.store.load("autoattack", name)
+    assert report.work_seconds({**unit, "seconds": 1000.0}) == 401.0
+
+
+def test_finals_at_a_learning_rate_no_longer_selected_are_not_the_rows(tmp_path: Path) -> None:
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    grid(board, "ard", "small-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    for seed, lr in enumerate([0.015, 0.04, 0.015]):  # seed 1 ran at an earlier selection
+        name = design.final_name("ard", "small-cnn", seed)
+        write(out, "test", name, suite=suite(0.8, 0.6), run={"lr": lr})
+        write(out, "train", name, history=history(0.6, epochs=11), run={"lr": lr})
+    row = report.Row(board.store.load, "ard", "small-cnn")
+    assert row.lr == 0.015 and len(row.tests) == 2 and len(row.trains) == 2
+
+
+def test_a_falling_validation_curve_is_not_flat(tmp_path: Path) -> None:
+    board = make(tmp_path, available=False)
+    grid(board, "ard", "small-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    name = design.final_name("ard", "small-cnn", 0)
+    falling = [{**h, "pgd_accuracy": 0.65 - 0.005 * i} for i, h in enumerate(history(0, epochs=11))]
+    write(board.store.out, "train", name, history=falling)
+    assert report.Row(board.store.load, "ard", "small-cnn").last_gain() == "-5.0 (not flat)"
+
+
+def test_grid_accuracies_stored_as_float32_tie_with_exact_ones(tmp_path: Path) -> None:
+    """1197/2000 stored through float32 (as some study units are) ties with the exact value:
+    the tie goes to the larger learning rate, not to the float32 rounding."""
+    board = make(tmp_path)
+    grid(board, "ard", "tiny-cnn", {0.005: 0.5, 0.015: 0.5985000133514404, 0.04: 0.5985, 0.1: 0.4})
+    assert design.selected_lr(board.store.load, "ard", "tiny-cnn") == 0.04
