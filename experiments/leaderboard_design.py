@@ -219,3 +219,26 @@ def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
         measured = json.loads(path.read_text())
         found[machine(measured)] = {**measured, "file": path.name}
     return found
+
+
+def one_process_costs(student: str, costs: dict[str, dict[str, Any]]) -> list[str]:
+    """A line per cost file measured with the trainer's epoch timer (``leaderboard_costs.py``
+    since 2026-12-06; earlier files took a CPU-time difference of whole runs, too noisy to
+    show): each row's steady epoch over SAT's on ``student``, in one process."""
+    lines = []
+    for name, measured in sorted(costs.items()):
+        table = measured.get("costs", {})
+        sat = table.get(f"sat/{student}", {}).get("epoch_seconds")
+        if "epoch timer" not in measured.get("what", "") or not sat:
+            continue
+        ratios = [
+            f"{LABELS[row]} {table[f'{row}/{student}']['epoch_seconds'] / sat:.1f}x"
+            for row in METHODS
+            if "epoch_seconds" in table.get(f"{row}/{student}", {})
+        ]
+        lines.append(
+            f"Epoch cost over SAT's, measured in one process on {name} "
+            f"(`costs/{measured['file']}`; a steady epoch, SAT's {sat:.0f} s; cached DARD's "
+            f"one-off target cache not included): {', '.join(ratios)}."
+        )
+    return lines

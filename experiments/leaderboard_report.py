@@ -26,6 +26,7 @@ from leaderboard_design import (
     grid_name,
     load_costs,
     machine,
+    one_process_costs,
     selected_lr,
 )
 from study_runner.report import (
@@ -286,6 +287,8 @@ def student_section(
             "in one process on it by `experiments/leaderboard_costs.py` (the trainer's timer "
             f"for a steady epoch over SAT's, the same student; {where}).",
         ]
+    for line in one_process_costs(student, costs or {}):
+        lines += ["", line]
     lines += ["", *summary(rows, best, baseline), *grid_table(load, student), ""]
     return lines
 

@@ -501,3 +501,15 @@ def test_grid_accuracies_stored_as_float32_tie_with_exact_ones(tmp_path: Path) -
     board = make(tmp_path)
     grid(board, "ard", "tiny-cnn", {0.005: 0.5, 0.015: 0.5985000133514404, 0.04: 0.5985, 0.1: 0.4})
     assert design.selected_lr(board.store.load, "ard", "tiny-cnn") == 0.04
+
+
+def test_the_one_process_cost_line_shows_timer_measured_files_only() -> None:
+    timed = {"what": "4 batches of 128; the trainer's epoch timer, ...", "file": "a.json",
+             "costs": {"sat/tiny-cnn": {"epoch_seconds": 14.0},
+                       "adaad/tiny-cnn": {"epoch_seconds": 140.0},
+                       "iad/tiny-cnn": {"unavailable": "not installed"}}}  # fmt: skip
+    older = {**timed, "what": "4 batches of 128, 2 epochs, extrapolated", "file": "b.json"}
+    (line,) = design.one_process_costs("tiny-cnn", {"AMD": timed, "Intel": older})
+    assert "on AMD (`costs/a.json`; a steady epoch, SAT's 14 s;" in line
+    assert line.endswith("SAT (PGD-AT) 1.0x, AdaAD 10.0x.")
+    assert design.one_process_costs("small-cnn", {"AMD": timed}) == []  # no SAT measured
