@@ -111,7 +111,10 @@ class Row:
         return [t["suite"][key] for t in self.tests]
 
     def at_chance(self) -> bool:
-        return any(final_value(t, "clean_accuracy") <= CHANCE for t in self.trains)
+        """A final stayed at chance: its last validation or its test clean accuracy."""
+        tests = (t["suite"]["clean_accuracy"] for t in self.tests)
+        trains = (final_value(t, "clean_accuracy") for t in self.trains)
+        return any(value <= CHANCE for value in (*trains, *tests))
 
     def last_gain(self) -> str:
         gains = [

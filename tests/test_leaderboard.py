@@ -513,3 +513,13 @@ def test_the_one_process_cost_line_shows_timer_measured_files_only() -> None:
     assert "on AMD (`costs/a.json`; a steady epoch, SAT's 14 s;" in line
     assert line.endswith("SAT (PGD-AT) 1.0x, AdaAD 10.0x.")
     assert design.one_process_costs("small-cnn", {"AMD": timed}) == []  # no SAT measured
+
+
+def test_a_row_is_at_chance_from_its_test_units_alone(tmp_path: Path) -> None:
+    board = make(tmp_path, available=False)
+    grid(board, "iad", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    name = design.final_name("iad", "tiny-cnn", 0)
+    write(board.store.out, "test", name, suite=suite(0.31, 0.2))
+    assert not report.Row(board.store.load, "iad", "tiny-cnn").at_chance()
+    write(board.store.out, "test", name, suite=suite(0.1, 0.1))  # no train unit at hand
+    assert report.Row(board.store.load, "iad", "tiny-cnn").at_chance()
