@@ -305,14 +305,11 @@ def grid_table(load: Loader, student: str) -> list[str]:
         "| --- | " + " | ".join("---:" for _ in lrs) + " | ---: |",
     ]
     for row in METHODS:
-        cells = []
-        for lr in lrs:
-            unit = load("train", grid_name(row, student, lr))
-            cells.append(
-                ""
-                if unit is None
-                else f"{pct(final_value(unit, 'clean_accuracy'))} / {pct(final_value(unit))}"
-            )
+        units = [load("train", grid_name(row, student, lr)) for lr in lrs]
+        cells = [
+            f"{pct(final_value(u, 'clean_accuracy'))} / {pct(final_value(u))}" if u else ""
+            for u in units
+        ]
         lr = selected_lr(load, row, student)
         lines.append(
             f"| {LABELS[row]} | " + " | ".join(cells) + f" | {'—' if lr is None else f'{lr:g}'} |"
