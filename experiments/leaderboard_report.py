@@ -89,8 +89,9 @@ class Row:
         # AutoAttack's student retrained here where the study's (behind a reused test unit)
         # was not at hand: the largest gap between the two validation histories, in points
         self.retrained_gap: float | None = None
-        retrained = own[0] if own[0] is not trains[0] else None
-        if retrained and "linked_from" not in retrained and self.autoattack and study[0]:
+        mine = own[0] if own[0] and "linked_from" not in own[0] else None
+        retrained = mine if mine is not trains[0] else None
+        if retrained and self.autoattack and study[0]:
             self.retrained_gap = history_gap(retrained["history"], study[0]["history"])
         self.units = [
             *self.tests,
