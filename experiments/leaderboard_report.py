@@ -319,27 +319,28 @@ def grid_table(load: Loader, student: str) -> list[str]:
 
 
 def plot(load: Loader, student: str, path: Path) -> Path | None:
-    points, styles = [], []
+    """Rows at chance are named in the title, not drawn: at 10% they would squeeze the
+    trained rows into a corner."""
+    points, styles, at_chance = [], [], []
     for style, row in enumerate(METHODS):
         r = Row(load, row, student)
-        if r.tests:
-            clean, clean_std = mean_std(r.values("clean_accuracy"))
-            robust, robust_std = mean_std(r.values("robust_accuracy"))
-            points.append(
-                (LABELS[row], 100 * clean, 100 * (clean_std or 0), 100 * robust,
-                 100 * (robust_std or 0))
-            )  # fmt: skip
+        if r.tests and r.at_chance():
+            at_chance.append(LABELS[row])
+        elif r.tests:
+            (clean, clean_std), (robust, robust_std) = (
+                mean_std(r.values(key)) for key in ("clean_accuracy", "robust_accuracy")
+            )
+            points.append((LABELS[row], 100 * clean, 100 * (clean_std or 0), 100 * robust,
+                           100 * (robust_std or 0)))  # fmt: skip
             styles.append(style)
+    title = f"{student}: mean ± sample std over seeds"
+    if at_chance:
+        title += f"\nat chance, not drawn (see the table): {', '.join(at_chance)}"
     if not points:
         return None
-    return errorbar_scatter(
-        points,
-        path,
-        xlabel="clean accuracy (%)",
-        ylabel="worst-case accuracy, six attacks (%)",
-        title=f"{student}: mean ± sample std over seeds",
-        styles=styles,
-    )
+    return errorbar_scatter(points, path, xlabel="clean accuracy (%)",
+                            ylabel="worst-case accuracy, six attacks (%)", title=title,
+                            styles=styles)  # fmt: skip
 
 
 def report_section(

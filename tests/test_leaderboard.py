@@ -523,3 +523,20 @@ def test_a_row_is_at_chance_from_its_test_units_alone(tmp_path: Path) -> None:
     assert not report.Row(board.store.load, "iad", "tiny-cnn").at_chance()
     write(board.store.out, "test", name, suite=suite(0.1, 0.1))  # no train unit at hand
     assert report.Row(board.store.load, "iad", "tiny-cnn").at_chance()
+
+
+def test_the_plot_names_rows_at_chance_instead_of_drawing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = make(tmp_path, available=False)
+    for row, clean in {"sat": 0.1, "ard": 0.8}.items():
+        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed in design.SEEDS:
+            name = design.final_name(row, "tiny-cnn", seed)
+            write(board.store.out, "test", name, suite=suite(clean, clean - 0.1 * (clean > 0.5)))
+    drawn: dict[str, Any] = {}
+    monkeypatch.setattr(report, "errorbar_scatter", lambda points, path, **kw: drawn.update(
+        labels=[p[0] for p in points], **kw) or path)  # fmt: skip
+    report.plot(board.store.load, "tiny-cnn", tmp_path / "plot.png")
+    assert drawn["labels"] == ["ARD"]
+    assert drawn["title"].endswith("at chance, not drawn (see the table): SAT (PGD-AT)")
