@@ -365,13 +365,13 @@ class Leaderboard:
                 continue
             units.append(
                 Unit("test", r.name, lambda r=r: self.evaluate(r, SUITE_ATTACKS, N_EVAL),
-                     self.minutes(r, "test"), why)
+                     self.minutes(r, "test"), why, r.name)
             )  # fmt: skip
             if r.seed == 0:
                 units.append(
                     Unit("autoattack", r.name,
                          lambda r=r: self.evaluate(r, ["clean", "autoattack"], N_AA),
-                         self.minutes(r, "autoattack"), why)
+                         self.minutes(r, "autoattack"), why, r.name)
                 )  # fmt: skip
         return units
 

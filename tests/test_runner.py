@@ -138,6 +138,36 @@ def test_units_held_by_a_live_process_are_left_to_it(tmp_path: Path) -> None:
     assert locks == ["square-n3.lock"]  # the live holder's; this process released its own
 
 
+def test_units_that_share_work_never_run_it_in_two_processes(tmp_path: Path) -> None:
+    """A test unit and an AutoAttack unit that both train one student where it is missing:
+    while another live process holds that student's training (it runs the test unit),
+    the AutoAttack unit waits; once it is free, the unit runs and releases both locks."""
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    log: list[str] = []
+
+    def plan() -> list[Unit]:
+        return [
+            Unit("test", "final-s0", lambda: log.append("test") or {}, 1.0, shares="final-s0"),
+            Unit("autoattack", "final-s0", lambda: log.append("aa") or {}, 1.0,
+                 shares="final-s0"),
+            Unit("test", "final-s1", lambda: log.append("s1") or {}, 1.0, shares="final-s1"),
+        ]  # fmt: skip
+
+    runner = Runner(store=store, plan=plan)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "test-final-s0.lock").write_text(str(os.getppid()))  # another process's unit
+    (work / "shared-final-s0.lock").write_text(str(os.getppid()))  # ... and its training
+    assert runner.run() == ["test/final-s1"] and log == ["s1"]
+    assert sorted(p.name for p in work.glob("*.lock")) == [
+        "shared-final-s0.lock",
+        "test-final-s0.lock",
+    ]  # the AutoAttack unit's own lock was given back when the shared one was busy
+    (work / "shared-final-s0.lock").unlink()  # the other process's training ended
+    assert runner.run() == ["autoattack/final-s0"]
+    assert [p.name for p in work.glob("*.lock")] == ["test-final-s0.lock"]
+
+
 def test_the_recorded_command_reruns_that_unit_alone_for_a_new_user(tmp_path: Path) -> None:
     author = tmp_path / "author"
     author.mkdir()

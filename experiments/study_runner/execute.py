@@ -25,13 +25,17 @@ class Unit:
     ``work`` returns the payload to record, or None where it recorded its files itself (a
     test unit that trains its student first records both). ``minutes`` is the estimate on
     one CPU thread (None where unknown); ``unavailable`` says why a planned unit cannot run
-    yet (a method this installation lacks): it stays in the plan and the report."""
+    yet (a method this installation lacks): it stays in the plan and the report. ``shares``
+    names work that other units may also do (a student that a test unit and an AutoAttack
+    unit both train where it is missing): a process holds it while the unit runs, and the
+    unit waits while another process holds it, so that no two processes train one run."""
 
     kind: str
     name: str
     work: Callable[[], dict[str, Any] | None] = field(compare=False, repr=False)
     minutes: float | None = None
     unavailable: str | None = None
+    shares: str | None = None
 
     @property
     def id(self) -> str:
@@ -111,21 +115,34 @@ class Runner:
                 rerun = bool(self.only) and f"{unit.kind}-{unit.name}" in committed
                 if unit.unavailable or (not rerun and self.finished(unit)):
                     continue
-                lock = self.store.claim(unit.kind, unit.name)
-                if lock is None:
+                locks = self.claim(unit)
+                if not locks:
                     continue
                 try:
                     if rerun or not self.finished(unit):  # another process may have ended it
                         self._work(unit, rerun=rerun)
                         ran.append(unit.id)
                 finally:
-                    lock.unlink(missing_ok=True)
+                    for lock in locks:
+                        lock.unlink(missing_ok=True)
                 break  # re-plan: a finished unit can make later units known
             else:
                 break
         if self.report is not None and any(self.store.out.glob("*.json")):
             self.report()
         return ran
+
+    def claim(self, unit: Unit) -> list[Path]:
+        """The unit's lock and, where it shares work, that work's; none (both released)
+        where another live process holds either."""
+        lock = self.store.claim(unit.kind, unit.name)
+        if lock is None or unit.shares is None:
+            return [] if lock is None else [lock]
+        shared = self.store.claim("shared", unit.shares)
+        if shared is None:
+            lock.unlink(missing_ok=True)
+            return []
+        return [lock, shared]
 
     def finished(self, unit: Unit) -> bool:
         return self.store.load(unit.kind, unit.name) is not None
