@@ -217,7 +217,7 @@ def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         measured = json.loads(path.read_text())
-        found[machine(measured)] = {**measured, "file": path.name}
+        found[machine(measured)] = {**measured, "file": str(path)}
     return found
 
 
@@ -238,7 +238,7 @@ def one_process_costs(student: str, costs: dict[str, dict[str, Any]]) -> list[st
         ]
         lines.append(
             f"Epoch cost over SAT's, measured in one process on {name} "
-            f"(`costs/{measured['file']}`; a steady epoch, SAT's {sat:.0f} s; cached DARD's "
+            f"(`{measured['file']}`; a steady epoch, SAT's {sat:.0f} s; cached DARD's "
             f"one-off target cache not included): {', '.join(ratios)}."
         )
     return lines

@@ -284,7 +284,7 @@ def student_section(
             "training, bit for bit on these numbers).",
         ]
     if measured:
-        where = "; ".join(f"{name}: `{COSTS}/{file}`" for name, file in sorted(measured))
+        where = "; ".join(f"{name}: `{file}`" for name, file in sorted(measured))
         lines += [
             "",
             "‡ No SAT final ran on this row's machine: the epoch cost is the ratio measured "

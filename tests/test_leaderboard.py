@@ -337,10 +337,8 @@ def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file
     assert "| 7.5x ‡ |" in rows["| AdaAD"]  # 150 / 20, not 400 / 10
     assert "| 1.5x |" in rows["| ARD"]  # 15 / 10 on the same machine
     assert "‡ No SAT final ran on this row's machine" in text
-    assert (
-        "AMD EPYC, 1 torch thread per process: `costs/amd-epyc-1-torch-thread-per-process.json`"
-        in text
-    )
+    where = costs / "amd-epyc-1-torch-thread-per-process.json"  # as the repository names it
+    assert f"AMD EPYC, 1 torch thread per process: `{where}`" in text
     # a cost file that could not measure SAT (or AdaAD) there: no ratio, no crash
     for broken in ({"unavailable": "not installed"}, {"epoch_seconds": 0.0}):
         loaded[next(iter(loaded))]["costs"]["sat/tiny-cnn"] = broken
@@ -510,7 +508,7 @@ def test_the_one_process_cost_line_shows_timer_measured_files_only() -> None:
                        "iad/tiny-cnn": {"unavailable": "not installed"}}}  # fmt: skip
     older = {**timed, "what": "4 batches of 128, 2 epochs, extrapolated", "file": "b.json"}
     (line,) = design.one_process_costs("tiny-cnn", {"AMD": timed, "Intel": older})
-    assert "on AMD (`costs/a.json`; a steady epoch, SAT's 14 s;" in line
+    assert "on AMD (`a.json`; a steady epoch, SAT's 14 s;" in line
     assert line.endswith("SAT (PGD-AT) 1.0x, AdaAD 10.0x.")
     assert design.one_process_costs("small-cnn", {"AMD": timed}) == []  # no SAT measured
 
