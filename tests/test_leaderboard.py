@@ -270,12 +270,9 @@ def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
     assert "within the spread: RSLAD" in against_sat
 
 
-def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
-    tmp_path: Path,
-) -> None:
-    """A reused (study) test unit whose AutoAttack student was retrained here: the AutoAttack
-    cell is marked and the footnote gives the largest gap between the two runs' validation
-    histories."""
+def study_sat_seed0(tmp_path: Path, train_history: list[Any]) -> tuple[Any, str]:
+    """A board whose small-cnn SAT grid (best lr 0.015) and seed-0 final (train unit with
+    ``train_history``, test unit) are the study's; returns it and the final's name."""
     board = make(tmp_path, available=False)
     study = tmp_path / "study"
     for lr, pgd in {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4}.items():
@@ -286,10 +283,20 @@ def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
     name = design.final_name("sat", "small-cnn", 0)
     final = design.Run(name, "sat", "small-cnn", 0.015, design.FINAL_EPOCHS, 0,
                        design.METHODS["sat"][1])  # fmt: skip
-    write(study, "train", "final-shipped-sat-s0", history=history(0.61),
+    write(study, "train", "final-shipped-sat-s0", history=train_history,
           run=final.study_settings())  # fmt: skip
     write(study, "test", "final-shipped-sat-s0", suite=suite(0.78, 0.61),
           run=final.study_settings())  # fmt: skip
+    return board, name
+
+
+def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
+    tmp_path: Path,
+) -> None:
+    """A reused (study) test unit whose AutoAttack student was retrained here: the AutoAttack
+    cell is marked and the footnote gives the largest gap between the two runs' validation
+    histories."""
+    board, name = study_sat_seed0(tmp_path, history(0.61))
     out = board.store.out
     write(out, "train", name, history=history(0.613))  # retrained: 0.3 points off
     write(out, "autoattack", name, autoattack={"robust_accuracy": 0.58})
@@ -445,20 +452,9 @@ def test_a_reused_test_unit_keeps_the_studys_training_run_and_the_footnote_needs
     """Seed 0 reused from the study and retrained here for AutoAttack: the row's validation
     curve and epoch cost are the tested (study's) student's; the † footnote appears only
     once that AutoAttack unit exists; its evaluation alone counts as the unit's work."""
-    board = make(tmp_path, available=False)
-    study, out = tmp_path / "study", board.store.out
-    for lr, pgd in {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4}.items():
-        run = design.Run(design.grid_name("sat", "small-cnn", lr), "sat", "small-cnn", lr,
-                         design.GRID_EPOCHS, 0, design.METHODS["sat"][1])  # fmt: skip
-        write(study, "train", f"grid-sat-lr{lr:g}", history=history(pgd),
-              run=run.study_settings())  # fmt: skip
-    name = design.final_name("sat", "small-cnn", 0)
-    final = design.Run(name, "sat", "small-cnn", 0.015, design.FINAL_EPOCHS, 0,
-                       design.METHODS["sat"][1])  # fmt: skip
     rising = [{**h, "pgd_accuracy": 0.50 + 0.01 * i} for i, h in enumerate(history(0, epochs=11))]
-    write(study, "train", "final-shipped-sat-s0", history=rising, run=final.study_settings())
-    write(study, "test", "final-shipped-sat-s0", suite=suite(0.78, 0.61),
-          run=final.study_settings())  # fmt: skip
+    board, name = study_sat_seed0(tmp_path, rising)
+    out = board.store.out
     write(out, "train", name, history=history(0.60, epochs=11))  # retrained, flat
     text = report.report_section(board.store.load, out, [], {}, board.store.linked)
     sat = next(line for line in text.splitlines() if line.startswith("| SAT (PGD-AT) |"))
