@@ -318,12 +318,12 @@ def grid_table(load: Loader, student: str) -> list[str]:
     return lines
 
 
-def plot(load: Loader, student: str, path: Path) -> Path | None:
+def plot(load: Loader, student: str, path: Path, linked: Loader | None = None) -> Path | None:
     """Rows at chance are named in the title, not drawn: at 10% they would squeeze the
     trained rows into a corner."""
     points, styles, at_chance = [], [], []
     for style, row in enumerate(METHODS):
-        r = Row(load, row, student)
+        r = Row(load, row, student, linked)  # the table's rows: at chance as it says
         if r.tests and r.at_chance():
             at_chance.append(LABELS[row])
         elif r.tests:
@@ -354,7 +354,7 @@ def report_section(
     lines: list[str] = []
     for student in STUDENTS:
         lines += student_section(load, student, unavailable, linked, costs)
-        png = plot(load, student, out.parent / f"leaderboard-{student}.png")
+        png = plot(load, student, out.parent / f"leaderboard-{student}.png", linked)
         if png is not None:
             lines += [
                 f"![{student}: clean against worst case]({FIGURES}/{png.name})",
