@@ -189,14 +189,14 @@ class Study:
         return self.store.claim(kind, name)
 
     def student_path(self, name: str) -> Path:
-        return self.work / name / "student.pt"
+        return self.store.work_path(name) / "student.pt"
 
     # ------------------------------------------------------------------ units
     def train(self, run: Run, *, for_test: bool = False) -> None:
         """Train ``run`` (resuming its checkpoint in ``--work``) and record it. For a test
-        unit (``for_test``) a finished run whose student is in ``--work`` is kept."""
-        done = self.load("train", run.name)
-        if for_test and done is not None and self.student_path(run.name).is_file():
+        unit (``for_test``) a finished run whose train unit recorded ``run``'s settings is
+        kept (one with other settings is refused)."""
+        if for_test and self.store.trained_student(run.name, asdict(run)) is not None:
             return
         started = time.perf_counter()
         result = distill(
@@ -212,7 +212,7 @@ class Study:
             eps=EPS,
             seed=run.seed,
             device=str(self.device),
-            out_dir=self.work / run.name,
+            out_dir=self.store.folder_to_train(run.name),
             resume=True,
             verbose=self.args.verbose,
             **run.options,
@@ -247,7 +247,7 @@ class Study:
                 y,
                 attacks=["clean", "autoattack"],
                 n_examples=N_AA,
-                state_path=self.work / f"aa-{name}.json",
+                state_path=self.store.work_path(f"aa-{name}.json"),
                 **common,
             )
             payload["autoattack"] = aa.to_dict()

@@ -46,7 +46,6 @@ the two seed spreads). The plan and its compute are in ``docs/leaderboard.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -83,61 +82,19 @@ from leaderboard_design import (
     selected_lr,
 )
 from leaderboard_report import COSTS, write_report
-from study_runner import ResultStore, Runner, Unit, add_arguments, main_for
+from leaderboard_store import LinkedStore
+from study_runner import Runner, Unit, add_arguments, main_for
 from study_runner.provenance import cpu_model
 from study_runner.report import machine_label
 from torch import nn
 
 logger = logging.getLogger("experiments.leaderboard")
-STUDY_TWINS = ("sat", "ard", "rslad", "dard", "dard-online")
 # Plan minutes on one CPU thread: SAT's epoch of 10,000 images and its validation as the
 # study recorded them for small-cnn (18.5 s and 3 s), the final suite on 1,000 images and
 # AutoAttack on 500 (the study: 240 s, and 232 s per 200 images).
 # DARD's target cache (the teacher's DPGD on 10,000 images, once per run): 130 s.
 SAT_EPOCH_SECONDS, VALIDATION_SECONDS, SUITE_MINUTES, AA_MINUTES = 18.5, 3.0, 4.0, 10.0
 CACHE_SECONDS = 130.0
-
-
-class LinkedStore(ResultStore):
-    """The leaderboard's unit files, and the study's where its settings are identical."""
-
-    def __init__(self, out: Path, work: Path, study_out: Path, device: str) -> None:
-        super().__init__(out, work, device=device)
-        self.study_out = study_out
-
-    def load(self, kind: str, name: str) -> dict[str, Any] | None:
-        return super().load(kind, name) or self.linked(kind, name)
-
-    def twin(self, kind: str, name: str) -> tuple[str, dict[str, Any]] | None:
-        """The study's file name for this unit and the settings it must have recorded."""
-        for row in STUDY_TWINS:
-            grid = f"grid-{row}-{STUDY_STUDENT}-lr"
-            if kind == "train" and name.startswith(grid):
-                lr = float(name[len(grid) :])
-                run = Run(name, row, STUDY_STUDENT, lr, GRID_EPOCHS, 0, METHODS[row][1])
-                return f"train-grid-{row}-lr{lr:g}", run.study_settings()
-            final = f"final-{row}-{STUDY_STUDENT}-s"
-            if kind in ("train", "test") and name.startswith(final):
-                lr = selected_lr(self.load, row, STUDY_STUDENT)
-                if lr is None:
-                    return None
-                seed = int(name[len(final) :])
-                run = Run(name, row, STUDY_STUDENT, lr, FINAL_EPOCHS, seed, METHODS[row][1])
-                return f"{kind}-final-shipped-{row}-s{seed}", run.study_settings()
-        return None
-
-    def linked(self, kind: str, name: str) -> dict[str, Any] | None:
-        twin = self.twin(kind, name)
-        if twin is None:
-            return None
-        path = self.study_out / f"{twin[0]}.json"
-        if not path.is_file():
-            return None
-        unit = json.loads(path.read_text())
-        recorded = {key: unit.get("run", {}).get(key) for key in twin[1]}
-        if recorded != twin[1]:
-            return None
-        return {**unit, "linked_from": str(path)}
 
 
 class Leaderboard:
@@ -193,13 +150,18 @@ class Leaderboard:
     def unavailable_rows(self) -> dict[str, str]:
         return {row: why for row in METHODS if (why := self.unavailable(row)) is not None}
 
-    def student_path(self, run: Run) -> Path:
-        """The trained student: in ``--work``, else the study's where the unit is reused."""
-        own = Path(self.args.work) / run.name / "student.pt"
+    def trained_student(self, run: Run) -> Path | None:
+        """The finished student of ``run``: its own (trained with ``run``'s settings, as its
+        train unit records; other settings are refused), else the study's where the train
+        unit is reused; None when it must be trained."""
+        own = self.store.trained_student(run.name, asdict(run))
+        if own is not None or self.store.rerunning:
+            return own
         study = Path(self.args.study_work) / f"final-shipped-{run.row}-s{run.seed}" / "student.pt"
-        if not own.is_file() and study.is_file() and self.store.linked("train", run.name):
+        untrained = not (self.store.work_path(run.name) / "student.pt").is_file()
+        if untrained and study.is_file() and self.store.linked("train", run.name):
             return study
-        return own
+        return None
 
     # ------------------------------------------------------------------ units
     def train(self, run: Run) -> dict[str, Any]:
@@ -224,7 +186,7 @@ class Leaderboard:
             eps=EPS,
             seed=run.seed,
             device=str(self.device),
-            out_dir=Path(self.args.work) / run.name,
+            out_dir=self.store.folder_to_train(run.name),
             resume=True,
             verbose=self.args.verbose,
             **extra,
@@ -244,9 +206,11 @@ class Leaderboard:
     def student(self, run: Run) -> nn.Module:
         from dard_plugin.recipes import load_model
 
-        if not self.student_path(run).is_file():
+        path = self.trained_student(run)
+        if path is None:
             self.train(run)
-        return load_model(str(self.student_path(run)), device=self.device)
+            path = self.store.work_path(run.name) / "student.pt"
+        return load_model(str(path), device=self.device)
 
     @property
     def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +227,7 @@ class Leaderboard:
         report = evaluate(
             self.student(run), x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
             device=self.device, model_name=run.name,
-            state_path=Path(self.args.work) / f"aa-{run.name}.json" if n == N_AA else None,
+            state_path=self.store.work_path(f"aa-{run.name}.json") if n == N_AA else None,
         )  # fmt: skip
         key = "autoattack" if "autoattack" in attacks else "suite"
         return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}

@@ -237,10 +237,10 @@ def test_compare_methods_learning_rates_are_the_leaderboards_selection() -> None
     sys.path.insert(0, str(REPO_ROOT / "experiments"))
     sys.path.insert(0, str(EXAMPLES))
     import compare_methods
-    import leaderboard
     import leaderboard_design as design
+    import leaderboard_store
 
-    store = leaderboard.LinkedStore(
+    store = leaderboard_store.LinkedStore(
         REPO_ROOT / "docs/results/fashion_mnist/leaderboard/units",
         REPO_ROOT / "runs" / "unused",
         REPO_ROOT / design.STUDY_OUT,

@@ -237,6 +237,21 @@ def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
     assert suite["n_examples"] == 32 and set(suite["per_attack"]) == set(design.SUITE_ATTACKS[1:])
     assert suite["robust_accuracy"] <= min(suite["per_attack"].values()) <= suite["clean_accuracy"]
     assert (tmp_path / "work" / "final-sat-tiny-cnn-s0" / "student.pt").is_file()  # trained first
+    moved = design.Run("final-sat-tiny-cnn-s0", "sat", "tiny-cnn", 0.015, 1, 0, {})
+    with pytest.raises(ValueError, match=r"lr: 0\.04 recorded, 0\.015 now"):
+        board.evaluate(moved, design.SUITE_ATTACKS, leaderboard.N_EVAL)  # not that student
+
+    # Its recorded command run again: the unit trains again, into work/rerun/, and the
+    # committed unit and student are left as they were.
+    committed = (board.store.out / "train-grid-sat-tiny-cnn-lr0.04.json").read_text()
+    student = (tmp_path / "work" / "grid-sat-tiny-cnn-lr0.04" / "student.pt").read_bytes()
+    assert board.runner.run() == ["train/grid-sat-tiny-cnn-lr0.04"]
+    rerun = json.loads((tmp_path / "work/rerun/train-grid-sat-tiny-cnn-lr0.04.json").read_text())
+    assert (tmp_path / "work/rerun/grid-sat-tiny-cnn-lr0.04/student.pt").is_file()
+    assert rerun["training_seconds"] > 0 and rerun["history"][0]["seconds"] > 0
+    assert rerun["history"][0]["clean_accuracy"] == unit["history"][0]["clean_accuracy"]
+    assert (board.store.out / "train-grid-sat-tiny-cnn-lr0.04.json").read_text() == committed
+    assert (tmp_path / "work/grid-sat-tiny-cnn-lr0.04/student.pt").read_bytes() == student
 
 
 def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(

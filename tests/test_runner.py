@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
@@ -252,3 +253,41 @@ def test_cpu_model_is_read_from_proc_cpuinfo(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU @ 2.00GHz\n")
     assert cpu_model(cpuinfo) == "Example CPU @ 2.00GHz"
     assert cpu_model(tmp_path / "missing")  # falls back to what platform knows
+
+
+def test_a_finished_student_is_evaluated_only_with_the_settings_its_train_unit_recorded(
+    tmp_path: Path,
+) -> None:
+    """A test unit may reuse a student in ``work`` only where the committed train unit
+    recorded the run's settings now: a student trained at a learning rate no longer
+    selected is refused, naming its folder, not evaluated under the new one; a rerun
+    does its work in ``work/rerun/`` (and first deletes a finished run an earlier rerun
+    left there, so that it trains again)."""
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    settings = {"lr": 0.04, "epochs": 30, "seed": 0, "options": {"warmup": (1, 2)}}
+    assert store.trained_student("final-s0", settings) is None  # nothing trained
+    student = tmp_path / "work" / "final-s0" / "student.pt"
+    student.parent.mkdir(parents=True)
+    student.write_bytes(b"weights")
+    assert store.trained_student("final-s0", settings) is None  # trained, not recorded
+    store.record("train", "final-s0", {"run": {**settings, "method": "sat"}}, 1.0)
+    assert store.trained_student("final-s0", settings) == student  # tuples stored as lists
+    with pytest.raises(ValueError, match=r"lr: 0.04 recorded, 0.015 now.*delete .*final-s0"):
+        store.trained_student("final-s0", {**settings, "lr": 0.015})
+    assert student.read_bytes() == b"weights"  # refused, not removed
+
+    store.rerunning = True
+    assert store.work_path("final-s0") == tmp_path / "work" / "rerun" / "final-s0"
+    assert store.trained_student("final-s0", settings) is None  # a rerun trains first
+    rerun_student = store.work_path("final-s0") / "student.pt"
+    rerun_student.parent.mkdir(parents=True)
+    rerun_student.write_bytes(b"an earlier rerun's")
+    (rerun_student.parent / "checkpoint").mkdir()
+    (rerun_student.parent / "checkpoint" / "checkpoint.pt").write_bytes(b"state")
+    assert store.folder_to_train("final-s0") == rerun_student.parent
+    assert not rerun_student.exists() and not (rerun_student.parent / "checkpoint").exists()
+    assert student.read_bytes() == b"weights"  # the committed run's student is untouched
+    (rerun_student.parent / "checkpoint").mkdir()
+    (rerun_student.parent / "checkpoint" / "checkpoint.pt").write_bytes(b"unfinished")
+    store.folder_to_train("final-s0")  # an unfinished rerun resumes: its checkpoint is kept
+    assert (rerun_student.parent / "checkpoint" / "checkpoint.pt").read_bytes() == b"unfinished"

@@ -17,7 +17,12 @@ study:
   difference, the generated part of a markdown file between markers, and the plots.
 
 A unit named with ``--only`` that is already finished in ``--out`` is run again and its new
-JSON written to ``<work>/rerun/``: a rerun never overwrites a committed result.
+JSON written to ``<work>/rerun/``: a rerun never overwrites a committed result. Its work
+(training folder, resumable evaluation state) is in ``<work>/rerun/`` too
+(``ResultStore.work_path``), so that it trains and attacks again, as on a fresh clone,
+instead of finding the committed unit's finished student. A test unit evaluates a finished
+student only where its train unit recorded the run's current settings
+(``ResultStore.trained_student``): one trained with others is refused, not evaluated.
 """
 
 from __future__ import annotations

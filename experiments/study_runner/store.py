@@ -60,6 +60,50 @@ class ResultStore:
     def path(self, kind: str, name: str) -> Path:
         return (self.rerun_dir if self.rerunning else self.out) / f"{kind}-{name}.json"
 
+    def work_path(self, name: str) -> Path:
+        """A unit's work in progress (a training run's folder, an evaluation's resumable
+        state): ``<work>/<name>``, or ``<work>/rerun/<name>`` while rerunning, so that a
+        rerun does the work again, as on a fresh clone, instead of finding the committed
+        unit's finished student or finished evaluation."""
+        return (self.rerun_dir if self.rerunning else self.work) / name
+
+    def folder_to_train(self, name: str) -> Path:
+        """:meth:`work_path`, where a rerun first deletes the finished run an earlier
+        rerun left (an unfinished one resumes): the training a rerun records is its own."""
+        from dard_plugin.recipes.settings import existing_run, remove_run
+
+        folder = self.work_path(name)
+        if self.rerunning and existing_run(folder) == "finished":
+            remove_run(folder)
+        return folder
+
+    def trained_student(self, name: str, settings: dict[str, Any]) -> Path | None:
+        """The finished student of run ``name`` that a test unit may evaluate: its file in
+        :meth:`work_path` when the committed train unit recorded exactly ``settings``
+        (its ``run`` field, compared on ``settings``' keys); None when there is no such file,
+        or while rerunning (a rerun trains first). A student whose train unit recorded other
+        settings (the plan changed, say a new learning rate was selected) is refused, naming
+        its folder, rather than evaluated as if it were this run's."""
+        student = self.work_path(name) / "student.pt"
+        if self.rerunning or not student.is_file():
+            return None
+        unit = self.load("train", name)
+        if unit is None:
+            return None  # trained but not recorded: training again resumes and records it
+        wanted = json.loads(json.dumps(settings))  # as JSON stores them: tuples are lists
+        recorded = {key: unit.get("run", {}).get(key) for key in wanted}
+        if recorded != wanted:
+            changed = ", ".join(
+                f"{key}: {recorded[key]!r} recorded, {wanted[key]!r} now"
+                for key in sorted(wanted)
+                if recorded[key] != wanted[key]
+            )
+            raise ValueError(
+                f"{student} was trained with other settings than run {name!r} has now "
+                f"({changed}): delete {student.parent} and train-{name}.json to train it again"
+            )
+        return student
+
     def load(self, kind: str, name: str) -> dict[str, Any] | None:
         """The finished unit in ``out`` (never a rerun's file), or None."""
         path = self.out / f"{kind}-{name}.json"
