@@ -67,7 +67,7 @@ def validation_seconds(student: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-def epoch_seconds(
+def timed_epochs(
     method: str, options: dict[str, Any], student: str, batches: int, epochs: int
 ) -> list[float]:
     """The trainer's timer for each epoch of a ``distill`` run of ``batches`` batches."""
@@ -100,7 +100,7 @@ def measure(method: str, options: dict[str, Any], student: str, batches: int) ->
     """Three epochs: the least of the second and third is a steady epoch of ``batches``
     batches; what the first took beyond it (a target cache, first-call costs) is
     ``first``."""
-    first, *steady_epochs = epoch_seconds(method, options, student, batches, 3)
+    first, *steady_epochs = timed_epochs(method, options, student, batches, 3)
     steady = min(steady_epochs)
     return {
         "batch_seconds": steady / batches,
@@ -124,7 +124,7 @@ def main() -> None:
     costs: dict[str, Any] = {}
     for _ in range(args.rounds):  # the least of the rounds: a shared machine only slows
         for student in STUDENTS:
-            epoch_seconds("sat", {}, student, 1, 1)  # the first call's one-time costs
+            timed_epochs("sat", {}, student, 1, 1)  # the first call's one-time costs
             n = 256
             seconds = validation_seconds(student, n) * N_VAL_CURVE / n
             costs[f"validation/{student}"] = min(

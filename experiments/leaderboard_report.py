@@ -60,7 +60,7 @@ def work_seconds(unit: dict[str, Any]) -> float:
     return float(unit.get("seconds", 0))
 
 
-def epoch_seconds(unit: dict[str, Any]) -> float:
+def median_epoch_seconds(unit: dict[str, Any]) -> float:
     """The median epoch's seconds: an epoch stretched by a paused process (SIGSTOP while
     CI ran beside the units) or a burst of load does not move it."""
     return float(statistics.median(h["seconds"] for h in unit["history"]))
@@ -139,12 +139,12 @@ class Row:
         added to ``used``)."""
         by_machine: dict[str, list[float]] = {}
         for unit in reference:
-            by_machine.setdefault(machine(unit), []).append(epoch_seconds(unit))
+            by_machine.setdefault(machine(unit), []).append(median_epoch_seconds(unit))
         ratios, measured = [], False
         for unit in self.trains:
             here = machine(unit)
             if here in by_machine:
-                ratios.append(epoch_seconds(unit) / mean_std(by_machine[here])[0])
+                ratios.append(median_epoch_seconds(unit) / mean_std(by_machine[here])[0])
                 continue
             table = (costs or {}).get(here, {}).get("costs", {})
             own, sat = (

@@ -451,9 +451,9 @@ def test_cost_measurement_reads_the_trainers_epoch_timer(monkeypatch: pytest.Mon
     history (a slow first epoch, an uneven second and third)."""
     import leaderboard_costs as costs
 
-    seconds = costs.epoch_seconds("sat", {}, "tiny-cnn", batches=1, epochs=2)
+    seconds = costs.timed_epochs("sat", {}, "tiny-cnn", batches=1, epochs=2)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
-    monkeypatch.setattr(costs, "epoch_seconds", lambda *args: [9.0, 2.5, 2.0])
+    monkeypatch.setattr(costs, "timed_epochs", lambda *args: [9.0, 2.5, 2.0])
     found = costs.measure("sat", {}, "tiny-cnn", batches=4)
     batches = -(-design.N_TRAIN // 128)
     assert found == pytest.approx(
