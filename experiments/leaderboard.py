@@ -56,7 +56,7 @@ import torch
 from leaderboard_design import (
     EPS,
     FINAL_EPOCHS,
-    GRID_EPOCHS,
+    LABELS,
     LRS,
     METHODS,
     N_AA,
@@ -76,7 +76,6 @@ from leaderboard_design import (
     available_methods,
     final_name,
     final_runs,
-    grid_name,
     grid_runs,
     load_costs,
     selected_lr,
@@ -85,10 +84,11 @@ from leaderboard_report import COSTS, write_report
 from leaderboard_store import LinkedStore
 from study_runner import Runner, Unit, add_arguments, main_for
 from study_runner.provenance import cpu_model
-from study_runner.report import machine_label
+from study_runner.report import machine_label, replace_generated
 from torch import nn
 
 logger = logging.getLogger("experiments.leaderboard")
+COMPUTE_MARKERS = ("<!-- leaderboard-compute:begin -->", "<!-- leaderboard-compute:end -->")
 # Plan minutes on one CPU thread: SAT's epoch of 10,000 images and its validation as the
 # study recorded them for small-cnn (18.5 s and 3 s), the final suite on 1,000 images and
 # AutoAttack on 500 (the study: 240 s, and 232 s per 200 images).
@@ -107,7 +107,7 @@ class Leaderboard:
         self.runner = Runner(
             store=self.store,
             plan=self.plan,
-            report=lambda: write_report(args.report, self.store, self.unavailable_rows()),
+            report=self.write_report,
             script=str(Path(__file__)),
             only=args.only,
             threads=args.threads,
@@ -122,9 +122,10 @@ class Leaderboard:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         here = machine_label({"cuda": gpu, "cpu_model": cpu_model(), "torch_threads": 1})
-        chosen = measured.get(here) or next(iter(measured.values()), {})
-        self.costs = chosen.get("costs", {})
+        label = here if here in measured else next(iter(measured), None)
+        self.costs = measured[label].get("costs", {}) if label else {}
         self.costs_here = here in measured  # then its seconds are this machine's own
+        self.cost_basis = f"on one thread of {label} (its cost file)" if label else "(no cost file)"
         self._models: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -232,6 +233,12 @@ class Leaderboard:
         key = "autoattack" if "autoattack" in attacks else "suite"
         return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}
 
+    def write_report(self) -> None:
+        """The tables and plots (``leaderboard_report.py``), and what is still to run."""
+        write_report(self.args.report, self.store, self.unavailable_rows())
+        if self.args.report:
+            replace_generated(Path(self.args.report), *COMPUTE_MARKERS, self.projection())
+
     # ------------------------------------------------------------------ the plan
     def size(self, student: str, what: str = "sat") -> float:
         """A student's cost relative to small-cnn's (SAT epochs or the validation)."""
@@ -245,7 +252,7 @@ class Leaderboard:
         epoch and validation seconds, and the study's suite and AutoAttack minutes scaled
         by its SAT epoch against the study's. Else the cost file's ratios to SAT, anchored
         on the study's recorded SAT epoch. A test unit includes its training where not
-        finished."""
+        at hand."""
         sat = self.costs.get(f"sat/{run.student}", {}).get("epoch_seconds")
         own = self.costs.get(f"{run.row}/{run.student}", {})
         ratio = own["epoch_seconds"] / sat if sat and "epoch_seconds" in own else 1.0
@@ -260,49 +267,63 @@ class Leaderboard:
         train = (run.epochs * (anchor * ratio + validation) + one_off) / 60
         if what == "train":
             return train
+        # an evaluation trains its student first where it is not at hand (counted once: in
+        # the test unit while that is unfinished)
+        try:
+            trained = 0.0 if self.trained_student(run) else train
+        except ValueError:  # trained with other settings: it is to be trained again
+            trained = train
         if what == "autoattack":
-            return AA_MINUTES * speed * self.size(run.student)
-        trained = 0.0 if self.store.load("train", run.name) else train
+            trained *= self.store.load("test", run.name) is not None
+            return trained + AA_MINUTES * speed * self.size(run.student)
         return trained + SUITE_MINUTES * speed * self.size(run.student)
 
     def projection(self) -> str:
-        """The whole leaderboard's compute still to run, per row and student, before any
-        selection is known (every grid's best taken as interior: no extension; a final at
-        the study's grid's second lr where not selected yet)."""
+        """What is committed, and the compute still to run per row and student: the grid as
+        planned now (an extension counts once it is planned), three finals at the selected
+        lr (the grid's second lr where none is selected yet) and AutoAttack at seed 0."""
         load = self.store.load
         lines = [
             "| method | student | grid | 3 finals | AutoAttack | total (min) |",
             "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
-        total = 0.0
+        done, planned = {"grid": 0, "test": 0, "AutoAttack": 0}, {"grid": 0, "test": 0}
+        total = {"all": 0.0, "online": 0.0}
         for row, (_, options) in METHODS.items():
             for student in STUDENTS:
-                grid = sum(
-                    self.minutes(r, "train")
-                    for r in (
-                        Run(grid_name(row, student, lr), row, student, lr, GRID_EPOCHS, 0, options)
-                        for lr in LRS
-                    )
-                    if load("train", r.name) is None
-                )
+                runs = grid_runs(load, row, student)
+                left = [r for r in runs if load("train", r.name) is None]
+                grid = sum(self.minutes(r, "train") for r in left)
                 lr = selected_lr(load, row, student) or LRS[1]
                 finals = [
                     Run(final_name(row, student, s), row, student, lr, FINAL_EPOCHS, s, options)
                     for s in SEEDS
                 ]
                 tests = sum(self.minutes(r, "test") for r in finals if not load("test", r.name))
-                aa = (
-                    0.0
-                    if load("autoattack", finals[0].name)
-                    else self.minutes(finals[0], "autoattack")
-                )
-                total += grid + tests + aa
-                lines.append(
-                    f"| {row} | {student} | {grid:.0f} | {tests:.0f} | {aa:.0f} | "
-                    f"{grid + tests + aa:.0f} |"
-                )
-        lines.append(f"| all | | | | | {total:.0f} ({total / 60:.0f} hours on one CPU thread) |")
-        return "\n".join(lines)
+                aa_done = load("autoattack", finals[0].name) is not None
+                aa = 0.0 if aa_done else self.minutes(finals[0], "autoattack")
+                done["grid"] += len(runs) - len(left)
+                done["test"] += sum(load("test", r.name) is not None for r in finals)
+                done["AutoAttack"] += aa_done
+                planned["grid"] += len(runs)
+                planned["test"] += len(finals)
+                total["all"] += grid + tests + aa
+                total["online"] += (grid + tests + aa) * (row == "dard-online")
+                if grid + tests + aa:
+                    lines.append(
+                        f"| {LABELS[row]} | {student} | {grid:.0f} | {tests:.0f} | {aa:.0f} | "
+                        f"{grid + tests + aa:.0f} |"
+                    )
+        hours = total["all"] / 60, (total["all"] - total["online"]) / 60
+        lines.append(
+            f"| all | | | | | {total['all']:,.0f} ({hours[0]:.0f} hours on one CPU thread; "
+            f"{hours[1]:.0f} without online DARD) |"
+        )
+        planned["AutoAttack"] = len(METHODS) * len(STUDENTS)
+        counts = ", ".join(f"{done[k]} of {planned[k]} {k} units" for k in done)
+        return f"Committed: {counts}. Still to run, in minutes {self.cost_basis}:\n\n" + "\n".join(
+            lines
+        )
 
     def plan(self) -> list[Unit]:
         load = self.store.load

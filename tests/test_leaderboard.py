@@ -5,6 +5,7 @@ unit files."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -205,10 +206,15 @@ def test_a_report_is_written_with_its_plot(tmp_path: Path) -> None:
     grid(board, "sat", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
     target = tmp_path / "leaderboard.md"
     target.write_text("# Leaderboard\n\nWritten by hand.\n")
-    report.write_report(str(target), board.store, {})
+    board.args.report = str(target)
+    board.runner.report()
     text = target.read_text()
     assert text.startswith("# Leaderboard\n\nWritten by hand.\n") and report.BEGIN in text
     assert "| SAT (PGD-AT) | 0.015 | 70.0 ± 0.0 | 61.0 ± 1.0 |" in text
+    begin, end = leaderboard.COMPUTE_MARKERS  # and what is still to run
+    compute = text[text.index(begin) + len(begin) : text.index(end)]
+    assert compute.strip() == board.projection()
+    assert "Committed: 4 of " in compute and ", 3 of " in compute
     assert (tmp_path / "lb" / "leaderboard-tiny-cnn.png").stat().st_size > 0
 
 
@@ -219,7 +225,6 @@ def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
     128 training images, one epoch, 32 test images."""
     for name, value in (("N_TRAIN", 128), ("N_VAL_CURVE", 32), ("N_EVAL", 32)):
         monkeypatch.setattr(leaderboard, name, value)
-    monkeypatch.setattr(leaderboard, "GRID_EPOCHS", 1)
     monkeypatch.setattr(design, "GRID_EPOCHS", 1)
     board = make(tmp_path)
     board.runner.only = ["train/grid-sat-tiny-cnn-lr0.04"]
@@ -407,7 +412,31 @@ def test_the_plan_takes_this_machines_measured_seconds_as_they_are(
     assert board.minutes(run, "train") == pytest.approx(15 * (180.0 + 6.0) / 60)
     speed = 37.0 / leaderboard.SAT_EPOCH_SECONDS  # the study's suite, at this machine's pace
     small = design.Run("final-sat-small-cnn-s0", "sat", "small-cnn", 0.04, 30)
-    assert board.minutes(small, "autoattack") == pytest.approx(leaderboard.AA_MINUTES * speed)
+    aa = leaderboard.AA_MINUTES * speed
+    assert board.minutes(small, "autoattack") == pytest.approx(aa)  # the test unit trains it
+    # test units done, the student not at hand: the AutoAttack unit retrains it first
+    write(board.store.out, "test", small.name, run={})
+    train = board.minutes(small, "train")
+    assert train > 30 * 37.0 / 60 and board.minutes(small, "autoattack") == pytest.approx(
+        aa + train
+    )
+    student = tmp_path / "work" / small.name / "student.pt"
+    student.parent.mkdir(parents=True)
+    student.write_bytes(b"weights")
+    write(board.store.out, "train", small.name, run={**dataclasses.asdict(small)})
+    assert board.minutes(small, "autoattack") == pytest.approx(aa)  # at hand: evaluated
+
+    # the projection the report writes into the page: what is committed, what is left
+    text = board.projection()
+    rows = len(design.METHODS) * len(design.STUDENTS)
+    grids = rows * len(design.LRS)
+    assert text.startswith(
+        f"Committed: 0 of {grids} grid units, 1 of {rows * 3} test units, "
+        f"0 of {rows} AutoAttack units. Still to run, in minutes on one thread of This CPU"
+    )
+    total = text.splitlines()[-1]
+    assert total.startswith("| all |") and "without online DARD" in total
+    assert len(text.splitlines()) == 2 + 3 + rows  # the header, the table: every row left
 
 
 def test_on_a_gpu_the_units_train_in_float32_as_on_the_cpu(tmp_path: Path, monkeypatch) -> None:
