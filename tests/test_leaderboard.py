@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ sys.path.insert(0, str(REPO_ROOT / "experiments"))
 import leaderboard
 import leaderboard_design as design
 import leaderboard_report as report
+from study_runner.execute import ReusedUnitError
 
 PROVENANCE = {
     "git_commit": "1" * 40,
@@ -155,6 +157,15 @@ def test_the_studys_units_are_reused_only_where_their_settings_are_identical(
     states = board.runner.plan_table()
     assert "| `train/grid-sat-small-cnn-lr0.04` | reused: " in states
     assert "| `train/grid-sat-small-cnn-lr0.015` | to run |" in states
+    # asked to rerun a reused unit: refused before any work, naming where to rerun it
+    board.runner.only = ["train/grid-sat-small-cnn-lr0.04"]
+    command = "python experiments/fashion_mnist_study.py run --only train/grid-sat-lr0.04"
+    unit = {"run": {"name": "grid-sat-lr0.04", **same}, "history": history(0.6)}
+    write(study, "train", "grid-sat-lr0.04", command=command, **unit)
+    where = r"reused from .*train-grid-sat-lr0\.04\.json, not run here; rerun it there: "
+    with pytest.raises(ReusedUnitError, match=where + re.escape(command)):
+        board.runner.run()
+    assert not (tmp_path / "work").exists()  # nothing started
 
 
 def suite(clean: float, robust: float) -> dict[str, Any]:

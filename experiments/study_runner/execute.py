@@ -45,8 +45,17 @@ class Unit:
         return any(key in (self.id, self.name) for key in only)
 
 
-class UnknownUnitError(ValueError):
+class OnlyError(ValueError):
+    """``--only`` names a unit this runner cannot run."""
+
+
+class UnknownUnitError(OnlyError):
     """``--only`` names a unit the plan does not hold."""
+
+
+class ReusedUnitError(OnlyError):
+    """``--only`` names a unit whose result the store reuses from elsewhere (another
+    study's file with identical settings): it is rerun where it was made."""
 
 
 class Runner:
@@ -95,18 +104,11 @@ class Runner:
     def run(self) -> list[str]:
         """Run the plan; returns the ids of the units run. A unit named in ``only`` that was
         finished when this process started is run again into ``<work>/rerun/``."""
+        committed = {p.stem for p in self.store.out.glob("*.json")}
         if self.only:
-            planned = self.plan()
-            unknown = [key for key in self.only if not any(u.named_in([key]) for u in planned)]
-            if unknown:
-                raise UnknownUnitError(
-                    f"--only {','.join(unknown)}: no such unit in the plan now (`plan` lists "
-                    "them; a unit that depends on others appears once they are finished, and "
-                    "a unit file's `command` names the unit that writes it)"
-                )
+            self.check_only(self.plan(), committed)
         self.store.out.mkdir(parents=True, exist_ok=True)
         self.store.work.mkdir(parents=True, exist_ok=True)
-        committed = {p.stem for p in self.store.out.glob("*.json")}
         ran: list[str] = []
         while True:
             for unit in self.ordered(self.plan()):
@@ -131,6 +133,28 @@ class Runner:
         if self.report is not None and any(self.store.out.glob("*.json")):
             self.report()
         return ran
+
+    def check_only(self, planned: list[Unit], committed: set[str]) -> None:
+        """Refuse, before any work, an ``only`` that names no unit of the plan, or a unit
+        whose result this store reuses from another (finished, but not in ``out``)."""
+        assert self.only is not None
+        unknown = [key for key in self.only if not any(u.named_in([key]) for u in planned)]
+        if unknown:
+            raise UnknownUnitError(
+                f"--only {','.join(unknown)}: no such unit in the plan now (`plan` lists "
+                "them; a unit that depends on others appears once they are finished, and "
+                "a unit file's `command` names the unit that writes it)"
+            )
+        for unit in planned:
+            if not unit.named_in(self.only) or f"{unit.kind}-{unit.name}" in committed:
+                continue
+            found = self.store.load(unit.kind, unit.name)
+            if found is not None:
+                where = found.get("linked_from", "another folder")
+                raise ReusedUnitError(
+                    f"--only {unit.id}: its result is reused from {where}, not run here; "
+                    f"rerun it there: {found.get('command') or 'the command that made it'}"
+                )
 
     def claim(self, unit: Unit) -> list[Path]:
         """The unit's lock and, where it shares work, that work's; none (both released)
@@ -264,5 +288,5 @@ def main_for(args: argparse.Namespace, runner: Runner) -> None:
     else:
         try:
             runner.run()
-        except UnknownUnitError as error:
+        except OnlyError as error:
             raise SystemExit(str(error)) from None
