@@ -401,6 +401,36 @@ def test_mtard_fingerprints_both_teachers_and_resumes_its_weights(tmp_path) -> N
         run(2.0, 2)  # another natural teacher
 
 
+@pytest.mark.parametrize("method", ["iad", "adaad-igdm", "adaad"])
+def test_a_schedule_over_the_run_is_not_resumed_as_a_run_of_another_length(
+    tmp_path, method: str
+) -> None:
+    """IAD's start epoch and IGDM's weight are fractions of ``nb_epochs``: 2 epochs resumed
+    as a run of 4 would train neither schedule, so it is refused (the run's own length
+    resumes). AdaAD alone has no such schedule: continued."""
+    x, y, _ = make_prototype_data(n=32)
+    options = {"iad": {"start_fraction": 0.5}}.get(method, {})
+
+    def run(epochs: int, folder: Path) -> tuple[nn.Module, list]:
+        student = Linear(0)
+        trainer = new_trainer(method, student, checkpoint_dir=folder, resume=True, **options)
+        return student, trainer.fit(x, y, batch_size=16, nb_epochs=epochs)
+
+    history = run(4, tmp_path / "whole")[1]
+    run(2, tmp_path / "cut")
+    if method == "adaad":
+        run(4, tmp_path / "cut")  # continued
+        return
+    with pytest.raises(ValueError, match=r"planned for nb_epochs=2.*nb_epochs=4"):
+        run(4, tmp_path / "cut")
+    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["nb_epochs"] == 2  # the refused resume wrote nothing
+    resumed = run(2, tmp_path / "cut")[1]  # its own length: returned as it is
+    assert [h["epoch"] for h in resumed] == [1, 2]
+    if method == "iad":
+        assert ["reliability" in h for h in history] == [False, False, True, True]
+
+
 def test_registry_drives_recipes_cli_and_docs() -> None:
     from dard_plugin.cli.main import build_parser
     from dard_plugin.training import TRAINERS

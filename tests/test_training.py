@@ -241,6 +241,19 @@ def test_global_rng_untouched_and_seeded_runs_equal() -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_a_second_fit_returns_its_own_epochs_and_leaves_the_first_ones_history() -> None:
+    """``fit`` again on one trainer trains on (ART's trainers do): it returns that call's
+    epochs, and the list the first call returned is not changed by it."""
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    first = trainer.fit(x, y, batch_size=16, nb_epochs=2)
+    kept = [dict(record) for record in first]
+    second = trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert [h["epoch"] for h in first] == [1, 2] and first == kept
+    assert [h["epoch"] for h in second] == [1] and second[0]["loss"] != first[0]["loss"]
+
+
 @pytest.mark.parametrize("source", ["dataloader", "art-generator"])
 def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -> None:
     """Probing the first batch started a shuffling DataLoader's iterator outside the run's

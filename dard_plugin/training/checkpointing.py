@@ -111,6 +111,20 @@ class Checkpointer:
                 "or another --out"
             )
 
+    def check_run_length(self, state: dict[str, Any], nb_epochs: int, method: str) -> None:
+        """For a method whose schedule is a fraction of the run: a checkpoint of a run of
+        another length is refused (checkpoints before 2026-12-06 did not record it)."""
+        planned = state.get("nb_epochs")
+        if planned is not None and int(planned) != nb_epochs:
+            raise ValueError(
+                f"resume refused: {self.path} holds a run planned for nb_epochs={planned}, "
+                f"and {method}'s schedule is a fraction of the run (IAD's start epoch, "
+                f"IGDM's weight), so continuing it as a run of nb_epochs={nb_epochs} would "
+                f"train neither schedule. Pass nb_epochs={planned}, or train {nb_epochs} "
+                "epochs afresh: resume=False (the run is overwritten) or another "
+                "checkpoint_dir; the CLI: --overwrite or another --out"
+            )
+
     def check_fingerprint(self, state: dict[str, Any], fingerprint: dict[str, Any]) -> None:
         """Refused (``ValueError`` listing the fields) when ``state`` was written by a run
         with another fingerprint."""
@@ -233,6 +247,7 @@ def save_run(
         "validation": validation,
         "world_size": distributed_world_size(),
         "epoch": epochs_done,
+        "nb_epochs": loop.nb_epochs,  # the run's planned length (check_run_length)
         "model": loop.student.state_dict(),
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,

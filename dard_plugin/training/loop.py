@@ -91,6 +91,13 @@ class TrainingLoop(Trainer):
     epoch: int = 0  # the epoch being trained (0-based), for methods with a schedule
     nb_epochs: int = 1  # the number of epochs of the current fit
 
+    @property
+    def schedule_spans_run(self) -> bool:
+        """Whether the method's schedule is a fraction of the run (IAD's start epoch, IGDM's
+        weight): then a resume under another ``nb_epochs`` is refused, since it would train
+        neither schedule."""
+        return False
+
     frozen_model_names: tuple[str, ...] = ("teacher",)  # MTARD adds its natural teacher
 
     def frozen_models(self) -> list[nn.Module]:
@@ -182,6 +189,8 @@ class TrainingLoop(Trainer):
         saved = self.checkpointer.read() if self.resume else None
         if saved is not None:
             self.checkpointer.check_epochs(saved, nb_epochs)
+            if self.schedule_spans_run:
+                self.checkpointer.check_run_length(saved, nb_epochs, self.method)
         validation = self._read_validation(validation_data)
         # the probe of the first batch starts the source's iterator (a DataLoader draws its
         # seeds from the global RNG): inside a fork, seeded as epoch 0, so that the caller's
@@ -224,6 +233,7 @@ class TrainingLoop(Trainer):
             if validation is None or validation_labels is None
             else (validation[0], validation_labels),
         )
+        self.history = []  # this run's epochs: a resume restores the earlier ones
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
@@ -292,7 +302,7 @@ class TrainingLoop(Trainer):
             self._schedule_attack(None)
             for name, model in given.items():
                 setattr(self, name, model)
-        return self.history
+        return list(self.history)  # a later fit does not change what this one returned
 
     def _run_epoch(
         self, batches: Any, length: int | None, epoch: int, nb_epochs: int, rank: int

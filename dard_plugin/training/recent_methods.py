@@ -79,6 +79,10 @@ class IADTrainer(AdversarialTrainerBase):
         }
 
     @property
+    def schedule_spans_run(self) -> bool:
+        return self.start_fraction > 0.0
+
+    @property
     def reliability_started(self) -> bool:
         return self.epoch >= math.floor(self.start_fraction * self.nb_epochs)
 
@@ -159,6 +163,10 @@ class AdaADTrainer(AdversarialTrainerBase):
             "igdm": self.igdm,
             "kl_reduction": self.kl_reduction,
         }
+
+    @property
+    def schedule_spans_run(self) -> bool:
+        return self.igdm > 0.0  # its weight grows as (epoch + 1) / nb_epochs
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:

@@ -321,7 +321,8 @@ class AdversarialTrainerBase(TrainingLoop):
         """Train on arrays ``x`` (N, C, H, W) inside ``bounds`` and labels ``y`` (class
         indices of shape (N,) or (N, 1), or one-hot rows as wide as the model has classes:
         ``dard_plugin/_labels.py``). All of ``x`` and ``y`` are checked before training.
-        ``scheduler`` steps once per epoch. Returns the per-epoch history."""
+        ``scheduler`` steps once per epoch. Returns the run's per-epoch history: this call's
+        epochs, after a resumed run's earlier ones."""
         if kwargs:
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         check_int("batch_size", batch_size, minimum=1)
