@@ -89,6 +89,68 @@ def test_resume_refuses_a_different_configuration(tmp_path) -> None:
             trainer.fit(x, y, batch_size=16, nb_epochs=1)
 
 
+def sign_step(model, images, labels, generator, eps=0.1):
+    """A training attack given as a callable (one FGSM step)."""
+    del generator
+    images = images.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    (gradient,) = torch.autograd.grad(loss, images)
+    return (images + eps * gradient.sign()).clamp(0, 1).detach()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "refused"),
+    [
+        (("PGD", 0.1, 2), ("PGD", 0.3, 7), "config.attack.eps"),
+        (("PGD", 0.1, 2), ("PGD", 0.1, 2), None),
+        (("PGD", 0.1, 2), ("BIM", 0.1, 2), "config.attack.torchattacks"),
+        (("sign_step", 0.1), ("sign_step", 0.3), "config.attack.keywords"),
+        (("sign_step", 0.1), ("sign_step", 0.1), None),
+    ],
+)
+def test_resume_with_another_torchattacks_attack_or_callable_is_refused(
+    tmp_path, first: tuple, second: tuple, refused: str | None
+) -> None:
+    """A torchattacks attack or a callable has no settings dict, but a resume with another
+    one (other eps or steps, another class, another partial's arguments) is still refused;
+    the same one continues."""
+    import functools
+
+    import torchattacks
+    from conftest import TinyCNN, make_prototype_data
+
+    from dard_plugin.training import SATTrainer
+
+    x, y, _ = make_prototype_data(n=32)
+
+    def trainer(attack: tuple) -> SATTrainer:
+        torch.manual_seed(0)
+        student = TinyCNN()
+        if attack[0] == "sign_step":
+            built = functools.partial(sign_step, eps=attack[1])
+        else:
+            kind, eps, steps = attack
+            built = getattr(torchattacks, kind)(student, eps=eps, alpha=eps / 4, steps=steps)
+        return SATTrainer(
+            student,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.1),
+            attack=built,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+
+    trainer(first).fit(x, y, batch_size=16, nb_epochs=1)
+    if refused is None:
+        assert [h["epoch"] for h in trainer(second).fit(x, y, batch_size=16, nb_epochs=2)] == [
+            1,
+            2,
+        ]
+    else:
+        with pytest.raises(ValueError, match=f"different configuration.*{refused}"):
+            trainer(second).fit(x, y, batch_size=16, nb_epochs=2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "method",

@@ -203,6 +203,56 @@ def resolve_attack(
     )
 
 
+# torchattacks' attributes that name where an attack runs, not what it computes
+_TORCHATTACKS_PLACE = {"model", "model_name", "device", "supported_mode", "attack"}
+
+
+def describe_attack(attack: object) -> dict[str, Any] | None:
+    """What identifies a torchattacks attack or a callable in a run's fingerprint (so that a
+    resume with another one is refused): a torchattacks attack's class and its public
+    settings (``eps``, ``alpha``, ``steps``, mode, normalization; not its model or device);
+    a callable's qualified name, and a ``functools.partial``'s arguments. None for None and
+    dicts, whose :class:`AttackSettings` are fingerprinted instead. A callable's closure is
+    not seen: one function given other captured values resumes."""
+    if attack is None or isinstance(attack, Mapping):
+        return None
+    from torchattacks.attack import Attack
+
+    if isinstance(attack, Attack):
+        public = {
+            key: _plain(value)
+            for key, value in sorted(vars(attack).items())
+            if not key.startswith("_") and key not in _TORCHATTACKS_PLACE
+        }
+        return {"torchattacks": type(attack).__name__, **public}
+    if isinstance(attack, functools.partial):
+        return {
+            "callable": _qualified_name(attack.func),
+            "args": _plain(list(attack.args)),
+            "keywords": _plain(dict(attack.keywords)),
+        }
+    return {"callable": _qualified_name(attack)}
+
+
+def _qualified_name(function: object) -> str:
+    module = getattr(function, "__module__", None) or type(function).__module__
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}.{name}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-like data, for a fingerprint (no object addresses)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return type(value).__qualname__
+
+
 def warmup_factor(epoch: int, warmup_epochs: int | None) -> float:
     """The fraction of the attack budget used in ``epoch`` (0-based) under a linear ramp
     over the first ``warmup_epochs`` epochs: ``min(1, (epoch + 1) / warmup_epochs)``, 1.0

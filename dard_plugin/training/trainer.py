@@ -40,6 +40,7 @@ from dard_plugin.training.attacks import (
     attack_from_noise,
     build_attack,
     declared_norm,
+    describe_attack,
     resolve_attack,
     scheduled_settings,
 )
@@ -217,6 +218,7 @@ class AdversarialTrainerBase(TrainingLoop):
         self.attack, self.attack_settings, attack_eps = resolve_attack(
             attack, default_kind=self.default_attack, student=self.student, bounds=self.bounds
         )
+        self.attack_description = describe_attack(attack)  # fingerprinted where no settings
         if eps_warmup_epochs is not None:
             check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
             if self.attack_settings is None:
@@ -270,7 +272,7 @@ class AdversarialTrainerBase(TrainingLoop):
             "seed": self.seed,
             "teacher_targets": self.teacher_targets,
             "cache_refresh_epochs": self.cache_refresh_epochs,
-            "attack": None if settings is None else vars(settings),
+            "attack": self.attack_description if settings is None else vars(settings),
             "bounds": list(self.bounds),
             # only when set, so that earlier runs' fingerprints (and resumes) still match
             **({} if teacher_batch is None else {"teacher_batch_size": teacher_batch}),
