@@ -227,6 +227,40 @@ def test_torchattacks_attack_for_the_student() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("attack", "settings"),
+    [
+        (lambda s: torchattacks.PGD(s, eps=0.1, alpha=0.02, steps=7), (0.1, 0.02, 7)),
+        (lambda s: torchattacks.FGSM(s, eps=0.1), (0.1, 0.025, 10)),  # eps / 4, 10 steps
+    ],
+)
+def test_dards_teacher_is_attacked_at_a_torchattacks_attacks_own_budget(
+    attack, settings: tuple[float, float, int]
+) -> None:
+    """With the student's attack a torchattacks attack, the teacher's DPGD takes its eps
+    (and alpha and steps where it has them), not the default 8/255."""
+    student, optimizer = student_and_optimizer()
+    trainer = DARDTrainer(
+        student, teacher_model(), optimizer=optimizer, attack=attack(student), verbose=False
+    )
+    teacher = trainer.teacher_attack
+    assert (teacher.eps, teacher.alpha, teacher.steps, teacher.norm) == (*settings, "Linf")
+    x, y, _ = make_prototype_data(n=8)
+    images = torch.as_tensor(x)
+    # the teacher's adversarial example reaches beyond 8/255, inside 0.1
+    taken = {}
+    original = trainer.teacher
+
+    def spy(batch: torch.Tensor) -> torch.Tensor:
+        if not torch.equal(batch, images):
+            taken["distance"] = float((batch - images).detach().abs().max())
+        return original(batch)
+
+    trainer.teacher = spy
+    trainer.teacher_outputs(images, torch.as_tensor(y))
+    assert 8 / 255 + 1e-6 < taken["distance"] <= 0.1 + 1e-6
+
+
 def test_global_rng_untouched_and_seeded_runs_equal() -> None:
     x, y, _ = make_prototype_data(n=32)
     weights = []

@@ -234,6 +234,22 @@ def describe_attack(attack: object) -> dict[str, Any] | None:
     return {"callable": _qualified_name(attack)}
 
 
+def settings_of(description: Mapping[str, Any] | None, norm: str) -> AttackSettings | None:
+    """The settings a torchattacks attack declares (from :func:`describe_attack`): its
+    ``eps``, its ``alpha`` (``eps / 4`` where it has none, the package's step) and its
+    ``steps`` (10 where it has none), in ``norm``; None where it declares no ``eps``."""
+    if not description or "torchattacks" not in description:
+        return None
+    eps, alpha, steps = (description.get(key) for key in ("eps", "alpha", "steps"))
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+        return None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        alpha = eps / 4
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        steps = 10
+    return AttackSettings(eps=float(eps), alpha=float(alpha), steps=steps, norm=norm)
+
+
 def _qualified_name(function: object) -> str:
     module = getattr(function, "__module__", None) or type(function).__module__
     name = getattr(function, "__qualname__", None) or type(function).__qualname__

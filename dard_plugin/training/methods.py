@@ -23,7 +23,7 @@ from dard_plugin._validation import check_bool, check_choice, check_real
 from dard_plugin.attacks.dpgd import dpgd_objective
 from dard_plugin.attacks.pgd import kl_objective, projected_gradient_descent
 from dard_plugin.losses.distillation import ard_loss, dard_loss, rslad_loss, sat_loss
-from dard_plugin.training.attacks import AttackSettings
+from dard_plugin.training.attacks import AttackSettings, settings_of
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
 
 
@@ -153,7 +153,8 @@ class DARDTrainer(AdversarialTrainerBase):
         temperature: ``tau`` (3.0), applied to the teacher's logits.
         adv_weight: ``w`` (0.5: the paper's average of the two terms).
         teacher_attack: settings of the teacher's DPGD (default: the student attack's
-            settings, or the run's norm's defaults when those are unknown). A partial dict
+            settings, a torchattacks attack's ``eps``, ``alpha`` and ``steps`` where it has
+            them, else the run's norm's defaults). A partial dict
             takes the run's norm (the student attack's) when it names none, and that norm's
             defaults for what it omits: ``{"steps": 20}`` in an L2 run is an L2 DPGD at
             eps 1.5 (``L2_TRAINING_EPS``), step eps / 4, 20 steps; in an L-inf run, at
@@ -203,7 +204,8 @@ class DARDTrainer(AdversarialTrainerBase):
         where it names none, and that norm's defaults for the rest."""
         run_norm = self.attack_norm or "Linf"
         if given is None:
-            return self.attack_settings or AttackSettings(norm=run_norm)
+            declared = settings_of(self.attack_description, run_norm)  # a torchattacks one's
+            return self.attack_settings or declared or AttackSettings(norm=run_norm)
         if not isinstance(given, Mapping):
             raise TypeError(
                 "teacher_attack must be a dict of settings (norm, eps, alpha, steps), got "
