@@ -82,11 +82,22 @@ def test_offline_without_files_fails_fast_and_leaves_nothing(tmp_path, monkeypat
         load_dataset("fashion-mnist", root=root)
     assert time.perf_counter() - start < 1.0
     message = str(caught.value)
-    assert str(root) in message and "no-debian" in message
+    assert str(root) in message and "no-debian" not in message  # a given root alone
     assert "apt-get install dataset-fashion-mnist" in message
     assert not (tmp_path / "nested").exists()
     with pytest.raises(DatasetNotFoundError, match="root=DIR"):
         load_dataset("fashion-mnist", root=root, download=False)
+
+
+def test_a_given_root_without_the_files_is_an_error_not_another_copy(tmp_path) -> None:
+    """The Debian copy is read only where no root is given: a mistyped or empty root must
+    not train or evaluate on other data than the folder named."""
+    assert fmnist_module._find_in(fmnist_module.DEBIAN_DIR, train=False) is not None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError, match=f"not found in {empty}[ (]"):
+        load_dataset("fashion-mnist", train=False, root=empty, n_examples=5, download=False)
+    assert load_dataset("fashion-mnist", train=False, n_examples=5)[0].shape == (5, 1, 28, 28)
 
 
 def test_cifar_offline_error_leaves_no_folder(tmp_path) -> None:

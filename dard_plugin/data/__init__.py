@@ -1,8 +1,9 @@
 """Datasets by name, as (images, labels) tensors in [0, 1], and fast DataLoaders.
 
 ``cifar10`` and ``cifar100`` come from torchvision (downloaded when online, from ``root``
-otherwise); ``fashion-mnist`` is read from IDX files: ``root``, then the Debian package's
-``/usr/share/datasets/fashion-mnist``, then a download when online.
+otherwise); ``fashion-mnist`` is read from IDX files: from ``root`` alone when it is given
+(downloaded there when online), else from the Debian package's
+``/usr/share/datasets/fashion-mnist``, else downloaded into ``data`` when online.
 """
 
 from __future__ import annotations

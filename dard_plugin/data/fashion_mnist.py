@@ -96,13 +96,15 @@ def _download(root: Path, timeout: float = 30.0) -> None:
 def load_fashion_mnist(
     *, train: bool, root: str | Path | None, download: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64."""
-    places = [Path(root).expanduser()] if root is not None else []
-    places.append(DEBIAN_DIR)
+    """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64, from ``root`` alone
+    when it is given (a download goes there), else from the Debian package's folder, else
+    downloaded into ``data``: a ``root`` without the files is an error, never a silent
+    read of another copy."""
+    places = [Path(root).expanduser()] if root is not None else [DEBIAN_DIR]
     found = next((f for f in (_find_in(p, train) for p in places) if f is not None), None)
     download_error: Exception | None = None
     if found is None and download:
-        target = places[0] if root is not None else Path("data")
+        target = Path(root).expanduser() if root is not None else Path("data")
         try:
             _download(target)
             found = _find_in(target, train)
