@@ -120,6 +120,20 @@ def test_missing_data_root_is_an_error(student_file, tmp_path) -> None:
         assert_one_line_error(done, f"--data-root {missing} does not exist")
 
 
+def test_options_that_a_named_or_file_model_ignores_are_refused(student_file, tmp_path) -> None:
+    """Once `--threat-model L2 --arch resnet18` with the shipped teacher evaluated it as
+    if neither were given (as `dard distill` already refused)."""
+    for model, flags, fragment in (
+        ("dard-fmnist-teacher", ["--threat-model", "L2"], "is a shipped teacher: drop it"),
+        (str(student_file), ["--threat-model", "L2"], "is a checkpoint file: drop it"),
+        ("dard-fmnist-teacher", ["--arch", "resnet18"], "named model whose architecture"),
+    ):
+        for command in ("evaluate", "attack"):
+            out = tmp_path / command
+            assert_one_line_error(dard(command, model, *flags, "--out", str(out)), fragment)
+            assert not out.exists()  # refused before any work
+
+
 def test_architecture_mismatch_names_the_file_and_the_arch(student_file) -> None:
     """Once torch's list of missing and unexpected keys."""
     done = dard("evaluate", str(student_file), "--arch", "teacher-cnn")

@@ -207,6 +207,13 @@ def test_shipped_fashion_mnist_teacher(name: str) -> None:
     assert load_teacher(name) is not teacher  # dataset defaults to its own
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_teacher(name, dataset="cifar10")
+    # options that choose among RobustBench entries, or a file's network, are refused here
+    with pytest.raises(ValueError, match=f"threat_model='L2': '{name}' is a shipped Linf"):
+        load_teacher(name, threat_model="L2")
+    from dard_plugin.recipes import load_model
+
+    with pytest.raises(ValueError, match="arch='resnet18' applies to a checkpoint file"):
+        load_model(name, arch="resnet18")
 
 
 @pytest.mark.parametrize("name", ["dard-fmnist-teacher-strong", "dard-fmnist-teacher-natural"])

@@ -107,12 +107,27 @@ def _load_model_source(args: argparse.Namespace) -> Any:
     from dard_plugin.data import dataset_info
     from dard_plugin.evaluation._checks import expected_input_shape
     from dard_plugin.recipes import load_model
+    from dard_plugin.teachers import SHIPPED_TEACHERS
 
+    is_file = Path(args.model).suffix in (".pt", ".pth") or Path(args.model).is_file()
+    if args.arch is not None and not is_file:
+        raise CommandError(
+            f"--arch applies to a checkpoint file; {args.model} is a named model whose "
+            "architecture is known: drop --arch"
+        )
+    if args.threat_model is not None and (is_file or args.model in SHIPPED_TEACHERS):
+        kind = "a checkpoint file" if is_file else "a shipped teacher"
+        raise CommandError(
+            f"--threat-model chooses a RobustBench entry; {args.model} is {kind}: drop it"
+        )
+    shipped = SHIPPED_TEACHERS.get(args.model)
     model = load_model(
         args.model,
         dataset=args.dataset,
         arch=args.arch,
-        threat_model=args.threat_model or getattr(args, "norm", "Linf"),
+        threat_model=shipped.threat_model
+        if shipped is not None
+        else args.threat_model or getattr(args, "norm", "Linf"),
         model_dir=args.model_dir,
         device=args.device,
     )

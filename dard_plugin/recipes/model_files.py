@@ -33,7 +33,9 @@ def load_model(
     device: str | torch.device | None = None,
 ) -> nn.Module:
     """A model from a file (a dard-plugin model file, or any checkpoint with ``arch``), a
-    shipped teacher name, or a RobustBench name. Frozen (eval mode, no gradients)."""
+    shipped teacher name, or a RobustBench name (``threat_model`` chooses its entry; a
+    shipped teacher takes only its own, ``arch`` only a file). Frozen (eval mode, no
+    gradients)."""
     path = Path(spec)
     if path.suffix in (".pt", ".pth") or path.is_file():
         checkpoint = safe_load(path)
@@ -54,6 +56,11 @@ def load_model(
         target = weights_target(model, state)  # a bare network's weights: behind Normalize
         load_weights(target, state, source=str(path), arch=arch, recorded_arch=file_arch)
         return freeze(model.to(device or "cpu"))
+    if arch is not None:
+        raise ValueError(
+            f"arch={arch!r} applies to a checkpoint file; {spec!r} is a named model whose "
+            "architecture is known: drop arch"
+        )
     from dard_plugin.teachers import load_teacher
 
     return load_teacher(

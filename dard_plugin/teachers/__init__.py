@@ -47,10 +47,17 @@ def load_teacher(
     ``dataset="fashion-mnist"``; no file or network needed; see :data:`SHIPPED_TEACHERS`)
     or a RobustBench zoo entry
     (e.g. ``"Wong2020Fast"``; ``dataset`` defaults to ``"cifar10"``), read from
-    ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing.
+    ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing. A
+    shipped teacher has its own threat model: another ``threat_model`` is an error.
     For a local checkpoint of your own, use :func:`load_checkpoint`.
     """
     if name in SHIPPED_TEACHERS:
+        shipped = SHIPPED_TEACHERS[name].threat_model
+        if threat_model != shipped:
+            raise ValueError(
+                f"threat_model={threat_model!r}: {name!r} is a shipped {shipped} teacher "
+                "(threat_model chooses among RobustBench entries): drop it"
+            )
         return load_shipped_teacher(
             name, dataset=dataset or SHIPPED_TEACHERS[name].dataset, device=device
         )
