@@ -83,6 +83,7 @@ def main_() -> None:
                 {"label": f"teacher ({demo.DEMO_TEACHER}, 4x the size)", "report": reports[0]},
                 {
                     "label": f"SAT, same budget (lr {args.sat_lr:g})",
+                    "budget": {"n_train": demo.N_TRAIN, "epochs": demo.EPOCHS},
                     "report": reports[1],
                 },
             ],

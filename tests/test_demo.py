@@ -58,6 +58,14 @@ def test_the_comparison_needs_the_same_evaluation(reference) -> None:
         assert demo.comparison_table(other, reference) is None, field
     fewer = dict(student, per_attack={"fgsm": 0.5})
     assert demo.comparison_table(fewer, reference) is None
+    # another training budget: SAT's stored row (10,000 images, 5 epochs) is not "the same
+    # budget" any more, the teacher's stays
+    assert reference["rows"][1]["budget"] == {"n_train": demo.N_TRAIN, "epochs": demo.EPOCHS}
+    for budget in ({"n_train": 64, "epochs": 1}, {"n_train": demo.N_TRAIN, "epochs": 1}):
+        other_budget = demo.comparison_table(student, reference, budget)
+        assert other_budget is not None and "| SAT" not in other_budget
+        assert "| teacher" in other_budget and "| this student" in other_budget
+    assert "| SAT, same budget" in table
 
 
 def test_the_readme_shows_the_stored_rows(reference) -> None:
