@@ -275,6 +275,31 @@ def test_global_rng_untouched_and_seeded_runs_equal() -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.parametrize("method", ["sat", "dard", "adaad"])
+def test_a_batchnorm_frozen_by_the_caller_stays_frozen_and_a_loaded_student_trains(
+    method: str,
+) -> None:
+    """A student in train mode with one BatchNorm put in eval mode (fine-tuning with frozen
+    statistics): training keeps that flag and those statistics, as the attacks and the
+    validation do, and trains the rest. A student given wholly in eval mode (as loaded)
+    trains in train mode (as ART's ``fit``), its statistics updated."""
+    x, y, _ = make_prototype_data(n=32)
+    for frozen in (True, False):
+        student, optimizer = student_and_optimizer()
+        batchnorm = student.features[1]
+        if frozen:
+            batchnorm.eval()
+        else:
+            student.eval()
+        before = state_snapshot(student)
+        make_trainer(method, student, optimizer).fit(x, y, batch_size=16, nb_epochs=1)
+        after = state_snapshot(student)
+        statistics = ("features.1.running_mean", "features.1.running_var")
+        assert batchnorm.training is not frozen
+        assert all(torch.equal(before[k], after[k]) for k in statistics) is frozen
+        assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
+
+
 def test_a_second_fit_returns_its_own_epochs_and_leaves_the_first_ones_history() -> None:
     """``fit`` again on one trainer trains on (ART's trainers do): it returns that call's
     epochs, and the list the first call returned is not changed by it."""

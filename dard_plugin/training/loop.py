@@ -87,6 +87,7 @@ class TrainingLoop(Trainer):
     _input_shape: tuple[int, ...] | None
     _num_classes: int
     _train_model: nn.Module
+    _kept_in_eval: list[nn.Module]
     epochs_run: int = 0  # epochs trained by the last fit (0: resumed a finished run)
     epoch: int = 0  # the epoch being trained (0-based), for methods with a schedule
     nb_epochs: int = 1  # the number of epochs of the current fit
@@ -234,6 +235,12 @@ class TrainingLoop(Trainer):
             else (validation[0], validation_labels),
         )
         self.history = []  # this run's epochs: a resume restores the earlier ones
+        # a submodule the caller put in eval mode inside a student in train mode (a frozen
+        # BatchNorm) stays in eval mode while the student trains; a student given wholly in
+        # eval mode (as loaded) trains in train mode, as ART's fit does
+        self._kept_in_eval = (
+            [m for m in self.student.modules() if not m.training] if self.student.training else []
+        )
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
@@ -334,6 +341,8 @@ class TrainingLoop(Trainer):
             self.student.eval()
             adversarial = self.craft_adversarial(batch, targets)
             self.student.train()
+            for module in self._kept_in_eval:  # a frozen BatchNorm stays frozen
+                module.eval()
             loss, terms = self.compute_loss(batch, adversarial, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -262,6 +262,7 @@ class AdversarialTrainerBase(TrainingLoop):
         self._input_shape: tuple[int, ...] | None = None
         self._num_classes = 0
         self._train_model: nn.Module = self.student
+        self._kept_in_eval: list[nn.Module] = []
 
     def config(self) -> dict[str, Any]:
         """The method's settings that change the result (part of the run's fingerprint)."""
