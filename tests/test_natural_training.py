@@ -75,13 +75,28 @@ def test_distill_natural_needs_no_teacher_and_defaults_to_lr_0_05(tmp_path) -> N
         n_train=64,
         n_val=16,
         epochs=1,
-        steps=1,
         verbose=False,
         out_dir=tmp_path / "run",
     )
     assert [h["epoch"] for h in result.history] == [1]
     assert result.history[0]["lr"] == pytest.approx(0.05)
     assert 0 <= result.history[0]["pgd_accuracy"] <= result.history[0]["clean_accuracy"]
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    common = {"dataset": "fashion-mnist", "student_arch": "small-cnn", "n_train": 64}
+    # an attack setting for a method without an attack: refused, not recorded and ignored
+    for given in ({"steps": 3}, {"step_size": 0.05}):
+        name = next(iter(given))
+        with pytest.raises(ValueError, match=f"{name} does not apply to method 'natural'"):
+            distill(method="natural", n_val=16, epochs=1, **common, **given)
+    # a method option out of range with overwrite: refused before the run is deleted
+    from dard_plugin.teachers import load_teacher
+
+    with pytest.raises(ValueError, match="alpha"):
+        distill(
+            method="ard", teacher=load_teacher("dard-fmnist-teacher"), n_val=16, epochs=1,
+            out_dir=tmp_path / "run", overwrite=True, alpha=5.0, verbose=False, **common,
+        )  # fmt: skip
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
 
 
 def test_train_teacher_natural_on_the_command_line(tmp_path) -> None:
@@ -120,3 +135,17 @@ def test_train_teacher_natural_on_the_command_line(tmp_path) -> None:
     assert (out / "student.pt").is_file()
     history = json.loads(done.stdout)["history"]
     assert history[0]["lr"] == pytest.approx(0.05)
+
+
+def test_distill_method_natural_refuses_attack_flags_on_the_command_line(tmp_path) -> None:
+    """As `train-teacher --natural` did: `dard distill --method natural --steps 3` once
+    trained, recorded steps 3 in run.json, and ran no attack."""
+    for flags in (["--steps", "3"], ["--step-size", "0.05"], ["--eps-warmup-epochs", "2"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "dard_plugin", "distill", "--method", "natural", *flags,
+             "--out", str(tmp_path / "run")],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert f"{flags[0]} does not apply to --method natural" in done.stderr
+        assert not (tmp_path / "run").exists()

@@ -186,14 +186,17 @@ def check_training_args(args: argparse.Namespace) -> None:
     check_data_root(args.data_root)
     _choose_validation(args)
     check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")
+    natural = "--natural" if getattr(args, "natural", False) else None
+    if run_method(args) == "natural" and natural is None:
+        natural = "--method natural"
     if args.eps_warmup_epochs is not None:
         check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
-        if getattr(args, "natural", False):
-            raise CommandError("--eps-warmup-epochs does not apply to --natural (no attack)")
-    if getattr(args, "natural", False) and (args.steps != 10 or args.step_size is not None):
+        if natural:
+            raise CommandError(f"--eps-warmup-epochs does not apply to {natural} (no attack)")
+    if natural and (args.steps != 10 or args.step_size is not None):
         given = "--steps" if args.steps != 10 else "--step-size"
         raise CommandError(
-            f"{given} does not apply to --natural (no attack in training; the validation "
+            f"{given} does not apply to {natural} (no attack in training; the validation "
             "runs PGD-10 at eps / 4): drop it"
         )
     for attack in args.eval_attacks.split(","):

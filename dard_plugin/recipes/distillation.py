@@ -162,8 +162,6 @@ def distill(
     }
     if attack_kind is not None:
         attack["kind"] = attack_kind
-    if out is not None and overwrite and distributed()[1] == 0:
-        remove_run(out)
     trainer = build_trainer(
         method,
         student,
@@ -179,6 +177,10 @@ def distill(
         eps_warmup_epochs=eps_warmup_epochs,
         **method_kwargs,
     )
+    # the old run goes only now: every setting, the method's own options included (checked
+    # by the trainer), has passed
+    if out is not None and overwrite and distributed()[1] == 0:
+        remove_run(out)
     started = time.perf_counter()
     history = trainer.fit(
         x,

@@ -171,6 +171,12 @@ def check_distill_settings(
         return _arg(key, cli)
 
     check_choice(name("method"), method, list(METHODS))
+    if not METHODS[method].adversarial and (steps != 10 or step_size is not None):
+        given = name("steps") if steps != 10 else name("step_size")
+        raise ValueError(
+            f"{given} does not apply to method {method!r} (no attack in training; the "
+            "validation runs PGD-10 at eps / 4): drop it"
+        )
     info = dataset_info(dataset)
     check_choice(name("student_arch"), student_arch, list(REGISTRY))
     built_for = REGISTRY[student_arch].input_shape[1:]
