@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torchattacks
-from art.data_generators import PyTorchDataGenerator
+from art.data_generators import NumpyDataGenerator, PyTorchDataGenerator
 from art.estimators.classification import PyTorchClassifier
 from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
 from torch import nn
@@ -313,14 +313,18 @@ def test_a_second_fit_returns_its_own_epochs_and_leaves_the_first_ones_history()
     assert [h["epoch"] for h in second] == [1] and second[0]["loss"] != first[0]["loss"]
 
 
-@pytest.mark.parametrize("source", ["dataloader", "art-generator"])
+@pytest.mark.parametrize("source", ["dataloader", "art-generator", "art-numpy-generator"])
 def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -> None:
     """Probing the first batch started a shuffling DataLoader's iterator outside the run's
     fork of the RNG: the caller's global RNG moved (and an ART generator's first epoch
-    followed the caller's RNG instead of the run's seed)."""
+    followed the caller's RNG instead of the run's seed). ART's NumpyDataGenerator
+    shuffles with NumPy's global RNG: its order followed the caller's NumPy seed, and it
+    consumed that RNG."""
     x, y, _ = make_prototype_data(n=48)
 
     def loader() -> object:
+        if source == "art-numpy-generator":
+            return NumpyDataGenerator(x.numpy(), y.numpy(), batch_size=16, shuffle=True)
         data = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True
         )
@@ -334,11 +338,43 @@ def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -
         trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, seed=7, verbose=False)
         generator = loader()
         torch.manual_seed(global_seed)
-        state = torch.get_rng_state()
-        trainer.fit_generator(generator, nb_epochs=1)
+        np.random.seed(global_seed)
+        state, numpy_state = torch.get_rng_state(), np.random.get_state()
+        trainer.fit_generator(generator, nb_epochs=2)
         assert torch.equal(torch.get_rng_state(), state)
+        after = np.random.get_state()
+        assert np.array_equal(after[1], numpy_state[1]) and after[2] == numpy_state[2]
         weights.append(state_snapshot(student))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("source", ["dataloader", "make-loader", "art-numpy-generator"])
+def test_fit_generator_refuses_a_resume_that_batches_otherwise(tmp_path, source: str) -> None:
+    """fit_generator's fingerprint had no batch size (fit's has): a run resumed on a loader
+    of another batch size, order or short-batch rule was continued, mixing two runs."""
+    x, y, _ = make_prototype_data(n=48)
+
+    def loader(batch_size: int, shuffle: bool) -> object:
+        if source == "art-numpy-generator":
+            return NumpyDataGenerator(x.numpy(), y.numpy(), batch_size=batch_size, shuffle=shuffle)
+        if source == "make-loader":
+            return make_loader(x, y, batch_size=batch_size, shuffle=shuffle)
+        dataset = torch.utils.data.TensorDataset(x, y)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+
+    def fit(batch_size: int, shuffle: bool, epochs: int) -> list:
+        student, optimizer = student_and_optimizer()
+        trainer = SATTrainer(
+            student, optimizer=optimizer, attack=ATTACK, checkpoint_dir=tmp_path, resume=True,
+            verbose=False,
+        )  # fmt: skip
+        return trainer.fit_generator(loader(batch_size, shuffle), nb_epochs=epochs)
+
+    fit(16, True, 1)
+    for batch_size, shuffle, field in ((8, True, "batch_size"), (16, False, "")):
+        with pytest.raises(ValueError, match=f"differing fields: batch_size.*{field}"):
+            fit(batch_size, shuffle, 2)
+    assert [h["epoch"] for h in fit(16, True, 2)] == [1, 2]  # the same loader continues
 
 
 @pytest.mark.parametrize(

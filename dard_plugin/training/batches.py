@@ -33,6 +33,8 @@ from dard_plugin.data.loaders import (
 )
 from dard_plugin.training.fingerprints import tensor_digest
 
+_END = object()  # the end of a source's items
+
 
 @dataclass
 class Batch:
@@ -83,6 +85,8 @@ class BatchSource:
             self._unchecked.append(whole)
             self.known = (images, whole.indices)
         self.source = source
+        self.given = source
+        self._numpy_state: Any = None  # the source's own NumPy RNG state (seed_numpy)
         if isinstance(source, DataGenerator):
             if source.size is not None:
                 self.length = math.ceil(source.size / source.batch_size)
@@ -125,10 +129,12 @@ class BatchSource:
         self._unchecked.clear()
         self.num_classes = num_classes
 
-    def first(self) -> Batch:
-        """The first batch, without losing it for training."""
+    def first(self, numpy_seed: int | None = None) -> Batch:
+        """The first batch, without losing it for training (drawn as epoch 0's first, with
+        ``numpy_seed`` as in :meth:`epoch`)."""
         if self._first is not None:
             return self._first
+        self.seed_numpy(numpy_seed)
         iterator = self._raw()
         try:
             batch = next(iterator)
@@ -139,15 +145,75 @@ class BatchSource:
         self._first = batch
         return batch
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """One epoch's batches (seeded loaders are set to ``epoch`` first)."""
+    def epoch(self, epoch: int, numpy_seed: int | None = None) -> Iterator[Batch]:
+        """One epoch's batches (seeded loaders are set to ``epoch`` first). A source that
+        draws from NumPy's global RNG (ART's ``NumpyDataGenerator(shuffle=True)``) draws
+        from its own state seeded by ``numpy_seed`` instead, so that the run's seed fixes
+        its order and the caller's NumPy RNG is left as found."""
         set_loader_epoch(self.source, epoch)
         if self._pending is not None:
             pending, self._pending = self._pending, None
             if self._get_batch is not None:  # the first epoch's length still holds
                 return itertools.islice(pending, self.length)
             return pending
+        self.seed_numpy(numpy_seed)
         return self._raw()
+
+    def seed_numpy(self, seed: int | None) -> None:
+        if seed is not None:
+            self._numpy_state = np.random.RandomState(seed % 2**32).get_state()
+
+    def _numpy_isolated(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``items``, each drawn with NumPy's global RNG set to this source's own state
+        (then given back): see :meth:`epoch`."""
+        while True:
+            if self._numpy_state is None:
+                item = next(items, _END)
+            else:
+                outside = np.random.get_state()
+                np.random.set_state(self._numpy_state)
+                try:
+                    item = next(items, _END)
+                finally:
+                    self._numpy_state = np.random.get_state()
+                    np.random.set_state(outside)
+            if item is _END:
+                return
+            yield item
+
+    def batching(self) -> dict[str, Any] | None:
+        """How the source batches its data, where it says (batch size, order, a short last
+        batch): ``fit_generator``'s part of the run's fingerprint (``fit`` records its own
+        ``batch_size``), so that a resume with another loader is refused. None for a plain
+        iterable, which says nothing of it."""
+        from art.data_generators import DataGenerator
+
+        found: dict[str, Any] = {}
+        if isinstance(self.given, DataGenerator):
+            found["generator"] = type(self.given).__name__
+            found["batch_size"] = int(self.given.batch_size)
+            for key in ("shuffle", "drop_remainder"):
+                if isinstance(getattr(self.given, key, None), bool):
+                    found[key] = getattr(self.given, key)
+        loader = self.source
+        if isinstance(loader, torch.utils.data.DataLoader):
+            sampler = loader.sampler  # make_loader's batches come from its EpochBatchSampler
+            if loader.batch_size is None and loader.batch_sampler is not None:
+                sampler = loader.batch_sampler
+            described: dict[str, Any] = {
+                "batch_size": loader.batch_size,
+                "drop_last": loader.drop_last,
+                "sampler": type(sampler).__name__,
+            }
+            if isinstance(sampler, EpochBatchSampler):
+                described.update(
+                    batch_size=sampler.batch_size,
+                    shuffle=sampler.shuffle,
+                    drop_last=sampler.drop_last,
+                    seed=sampler.seed,
+                )
+            found["loader"] = described
+        return found or None
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the training data: every image and label when known (a loader
@@ -175,12 +241,15 @@ class BatchSource:
                 images, labels = collate(dataset[indices])
                 yield Batch(images, self._labels(labels, images, number), indices)
             return
-        items = (
-            (self._get_batch() for _ in range(self.length or 0))
-            if self._get_batch is not None
-            else iter(self.source)
-        )
-        for number, item in enumerate(items, start=1):
+
+        def items() -> Iterator[Any]:  # made lazily: an iterator's creation may draw too
+            if self._get_batch is not None:
+                for _ in range(self.length or 0):
+                    yield self._get_batch()
+            else:
+                yield from self.source
+
+        for number, item in enumerate(self._numpy_isolated(items()), start=1):
             yield self._to_batch(item, number)
 
     def _to_batch(self, item: Any, number: int) -> Batch:

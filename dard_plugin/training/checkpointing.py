@@ -155,7 +155,8 @@ def run_fingerprint(
         "config": loop.config(),
         "optimizer": optimizer_fingerprint(loop.optimizer),
         "scheduler": scheduler_fingerprint(scheduler),
-        "batch_size": batch_size,
+        # fit's batch size; fit_generator's loader or generator says how it batches
+        "batch_size": batch_size if batch_size is not None else source.batching(),
         "data": source.fingerprint(),
         "teacher": " + ".join(model_fingerprint(m) for m in loop.frozen_models()) or None,
         "student": f"{type(loop.student).__name__}, "

@@ -198,7 +198,7 @@ class TrainingLoop(Trainer):
         # RNG is left as found and a one-shot source's first epoch follows the run's seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_epoch_seed(self.seed, 0))
-            first = source.first()
+            first = source.first(numpy_seed=_epoch_seed(self.seed, 0))
         self._input_shape = tuple(first.images.shape[1:])
         if validation is not None and tuple(validation[0].shape[1:]) != self._input_shape:
             raise ValueError(
@@ -257,7 +257,7 @@ class TrainingLoop(Trainer):
             for epoch in range(start_epoch, nb_epochs):
                 self.epoch, self.nb_epochs = epoch, nb_epochs
                 started = time.perf_counter()
-                batches = source.epoch(epoch)
+                batches = source.epoch(epoch, numpy_seed=_epoch_seed(self.seed, epoch))
                 self._generator.manual_seed(_epoch_seed(self.seed, epoch))
                 fork_devices = [self.device] if self.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=fork_devices, device_type=self.device.type):
