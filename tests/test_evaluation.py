@@ -189,6 +189,9 @@ def test_eps_string() -> None:
     # fractions that reduce (3/255 = 1/85) once came out as 0.0117647
     assert [eps_string(k / 255) for k in (1, 3, 5, 17)] == ["1/255", "3/255", "5/255", "17/255"]
     assert eps_string(0.2) == "0.2" and eps_string(1.0) == "1"  # short decimals stay so
+    # a float32 budget is read at float32 precision: once "0.0313726" for 8/255
+    assert eps_string(np.float32(8 / 255)) == "8/255" and eps_string(np.float32(0.2)) == "0.2"
+    assert eps_string(np.float32(0.1)) == "0.1" and eps_string(0.0314) == "0.0314"
 
 
 def test_l2_has_every_row(linear_setup) -> None:

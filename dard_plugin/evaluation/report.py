@@ -13,12 +13,14 @@ from dard_plugin._json import dumps_strict
 
 
 def eps_string(eps: float) -> str:
-    """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number."""
+    """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number;
+    to float32 precision (``np.float32(8 / 255)`` is ``8/255`` too)."""
+    eps = float(eps)
     steps = round(eps * 255)
-    on_grid = steps > 0 and abs(steps / 255 - eps) < 1e-9
-    short = float(f"{eps:.4g}") == eps  # 0.2 (51/255) and 1.0 stay decimals
-    if on_grid and not short:
-        return f"{steps}/255"
+    on_grid = steps > 0 and abs(steps / 255 - eps) <= 1e-7 * eps
+    short = abs(float(f"{eps:.4g}") - eps) <= 1e-7 * eps  # 0.2 (51/255) and 1.0 stay decimals
+    if on_grid:
+        return f"{eps:.4g}" if short else f"{steps}/255"
     return f"{eps:g}"
 
 
@@ -79,7 +81,7 @@ class RobustnessReport:
         """A table to paste into a paper or a README."""
         lines = [
             f"Model `{self.model_name}`, {self.norm} eps = {eps_string(self.eps)}, "
-            f"{self.n_examples} examples, seed {self.seed}",
+            f"{self.n_examples} examples, attack seed {self.seed}",
             "",
             "| attack | accuracy (%) | seconds |",
             "| --- | ---: | ---: |",
