@@ -348,7 +348,9 @@ def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-@pytest.mark.parametrize("source", ["dataloader", "make-loader", "art-numpy-generator"])
+@pytest.mark.parametrize(
+    "source", ["dataloader", "make-loader", "batch-sampler", "art-numpy-generator"]
+)
 def test_fit_generator_refuses_a_resume_that_batches_otherwise(tmp_path, source: str) -> None:
     """fit_generator's fingerprint had no batch size (fit's has): a run resumed on a loader
     of another batch size, order or short-batch rule was continued, mixing two runs."""
@@ -360,6 +362,12 @@ def test_fit_generator_refuses_a_resume_that_batches_otherwise(tmp_path, source:
         if source == "make-loader":
             return make_loader(x, y, batch_size=batch_size, shuffle=shuffle)
         dataset = torch.utils.data.TensorDataset(x, y)
+        if source == "batch-sampler":
+            order = (
+                torch.utils.data.RandomSampler if shuffle else torch.utils.data.SequentialSampler
+            )(dataset)
+            batches = torch.utils.data.BatchSampler(order, batch_size, drop_last=False)
+            return torch.utils.data.DataLoader(dataset, batch_sampler=batches)
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
 
     def fit(batch_size: int, shuffle: bool, epochs: int) -> list:

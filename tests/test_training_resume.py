@@ -106,14 +106,17 @@ def sign_step(model, images, labels, generator, eps=0.1):
         (("PGD", 0.1, 2), ("BIM", 0.1, 2), "config.attack.torchattacks"),
         (("sign_step", 0.1), ("sign_step", 0.3), "config.attack.keywords"),
         (("sign_step", 0.1), ("sign_step", 0.1), None),
+        (("kind", "pgd"), ("kind", "dpgd"), "config.attack_kind"),
+        (("kind", None), ("kind", None), None),
     ],
 )
 def test_resume_with_another_torchattacks_attack_or_callable_is_refused(
     tmp_path, first: tuple, second: tuple, refused: str | None
 ) -> None:
     """A torchattacks attack or a callable has no settings dict, but a resume with another
-    one (other eps or steps, another class, another partial's arguments) is still refused;
-    the same one continues."""
+    one (other eps or steps, another class, another partial's arguments) is still refused,
+    as is one under another dict ``kind`` (it replaces the method's attack); the same one
+    continues."""
     import functools
 
     import torchattacks
@@ -126,7 +129,14 @@ def test_resume_with_another_torchattacks_attack_or_callable_is_refused(
     def trainer(attack: tuple) -> SATTrainer:
         torch.manual_seed(0)
         student = TinyCNN()
-        if attack[0] == "sign_step":
+        if attack[0] == "kind":  # a dict naming the attack that replaces the method's
+            built = {
+                "eps": 0.1,
+                "alpha": 0.05,
+                "steps": 2,
+                **({"kind": attack[1]} if attack[1] else {}),
+            }
+        elif attack[0] == "sign_step":
             built = functools.partial(sign_step, eps=attack[1])
         else:
             kind, eps, steps = attack

@@ -197,7 +197,10 @@ class BatchSource:
                     found[key] = getattr(self.given, key)
         loader = self.source
         if isinstance(loader, torch.utils.data.DataLoader):
-            sampler = loader.sampler  # make_loader's batches come from its EpochBatchSampler
+            # the sampler that makes the batches: make_loader's EpochBatchSampler (given as
+            # the sampler of a loader with batch_size=None), a batch_sampler, or torch's
+            # BatchSampler over the loader's sampler
+            sampler = loader.sampler
             if loader.batch_size is None and loader.batch_sampler is not None:
                 sampler = loader.batch_sampler
             described: dict[str, Any] = {
@@ -205,13 +208,13 @@ class BatchSource:
                 "drop_last": loader.drop_last,
                 "sampler": type(sampler).__name__,
             }
-            if isinstance(sampler, EpochBatchSampler):
-                described.update(
-                    batch_size=sampler.batch_size,
-                    shuffle=sampler.shuffle,
-                    drop_last=sampler.drop_last,
-                    seed=sampler.seed,
-                )
+            for key in ("batch_size", "drop_last", "shuffle", "seed"):
+                value = getattr(sampler, key, None)
+                if isinstance(value, (bool, int)):
+                    described[key] = value
+            inner = getattr(sampler, "sampler", None)  # a BatchSampler's own sampler
+            if inner is not None and sampler is not loader.sampler:
+                described["inner_sampler"] = type(inner).__name__
             found["loader"] = described
         return found or None
 

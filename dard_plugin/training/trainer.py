@@ -281,6 +281,8 @@ class AdversarialTrainerBase(TrainingLoop):
             **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
             # only when set: a resume with another explicit setting differs in float rounding
             **({} if self.fold_teacher is None else {"fold_teacher": self.fold_teacher}),
+            # only when a dict names it: it replaces the method's own attack (RSLAD's KL, ...)
+            **({} if self.uses_method_attack else {"attack_kind": self._attack_kind}),
         }
 
     def _fingerprinted_teacher_batch(self) -> int | None:
