@@ -247,7 +247,7 @@ class Study:
                 y,
                 attacks=["clean", "autoattack"],
                 n_examples=N_AA,
-                state_path=self.store.work_path(f"aa-{name}.json"),
+                state_path=self.store.evaluation_state(f"aa-{name}.json", "test", name),
                 **common,
             )
             payload["autoattack"] = aa.to_dict()
@@ -284,7 +284,7 @@ class Study:
             steps=10,
             seed=0,
             device=str(self.device),
-            out_dir=self.work / "teacher-strong",
+            out_dir=self.store.folder_to_train("teacher-strong"),
             resume=True,
             verbose=self.args.verbose,
         )
@@ -298,7 +298,8 @@ class Study:
         )  # fmt: skip
         aa = evaluate(
             result.student, x, y, attacks=["clean", "autoattack"], n_examples=N_AA,
-            model_name=name, state_path=self.work / "aa-teacher-strong.json", **common,
+            model_name=name, **common,
+            state_path=self.store.evaluation_state("aa-teacher-strong.json", "teacher", "strong"),
         )  # fmt: skip
         return {
             "history": result.history,

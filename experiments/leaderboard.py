@@ -228,7 +228,9 @@ class Leaderboard:
         report = evaluate(
             self.student(run), x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
             device=self.device, model_name=run.name,
-            state_path=self.store.work_path(f"aa-{run.name}.json") if n == N_AA else None,
+            state_path=self.store.evaluation_state(f"aa-{run.name}.json", "autoattack", run.name)
+            if n == N_AA
+            else None,
         )  # fmt: skip
         key = "autoattack" if "autoattack" in attacks else "suite"
         return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}

@@ -132,6 +132,13 @@ def test_options_that_a_named_or_file_model_ignores_are_refused(student_file, tm
             out = tmp_path / command
             assert_one_line_error(dard(command, model, *flags, "--out", str(out)), fragment)
             assert not out.exists()  # refused before any work
+    # with --overwrite, an earlier evaluation in --out is kept: refused before it is deleted
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    flags = ["--threat-model", "L2", "--out", str(out), "--overwrite"]
+    assert_one_line_error(dard("evaluate", "dard-fmnist-teacher", *flags), "shipped teacher")
+    assert (out / "report.json").read_text() == "{}"
 
 
 def test_architecture_mismatch_names_the_file_and_the_arch(student_file) -> None:

@@ -96,7 +96,20 @@ def test_distill_natural_needs_no_teacher_and_defaults_to_lr_0_05(tmp_path) -> N
             method="ard", teacher=load_teacher("dard-fmnist-teacher"), n_val=16, epochs=1,
             out_dir=tmp_path / "run", overwrite=True, alpha=5.0, verbose=False, **common,
         )  # fmt: skip
+    # ... nor after a check that fit makes before its first epoch (the teacher's classes)
+    five_classes = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)).eval()
+    with pytest.raises(ValueError, match="classes"):
+        distill(
+            method="ard", teacher=five_classes, n_val=16, epochs=1, out_dir=tmp_path / "run",
+            overwrite=True, verbose=False, **common,
+        )  # fmt: skip
     assert files == {p.name: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    replaced = distill(
+        method="natural", n_val=16, epochs=1, seed=1, out_dir=tmp_path / "run", overwrite=True,
+        verbose=False, **common,
+    )  # fmt: skip
+    assert replaced.history[0]["loss"] != result.history[0]["loss"]  # overwritten, then
+    assert (tmp_path / "run" / "student.pt").read_bytes() != files["student.pt"]
 
 
 def test_train_teacher_natural_on_the_command_line(tmp_path) -> None:

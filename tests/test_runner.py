@@ -275,6 +275,8 @@ def test_a_finished_student_is_evaluated_only_with_the_settings_its_train_unit_r
     with pytest.raises(ValueError, match=r"lr: 0.04 recorded, 0.015 now.*delete .*final-s0"):
         store.trained_student("final-s0", {**settings, "lr": 0.015})
     assert student.read_bytes() == b"weights"  # refused, not removed
+    # a setting added to the runs since the unit was recorded is not held against it
+    assert store.trained_student("final-s0", {**settings, "new_setting": 1}) == student
 
     store.rerunning = True
     assert store.work_path("final-s0") == tmp_path / "work" / "rerun" / "final-s0"
@@ -291,3 +293,17 @@ def test_a_finished_student_is_evaluated_only_with_the_settings_its_train_unit_r
     (rerun_student.parent / "checkpoint" / "checkpoint.pt").write_bytes(b"unfinished")
     store.folder_to_train("final-s0")  # an unfinished rerun resumes: its checkpoint is kept
     assert (rerun_student.parent / "checkpoint" / "checkpoint.pt").read_bytes() == b"unfinished"
+
+    # an evaluation's resumable state: kept while an interrupted rerun resumes it, deleted
+    # once an earlier rerun finished the unit (its JSON is in rerun/), never outside a rerun
+    state = store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0")
+    assert state == tmp_path / "work" / "rerun" / "aa-final-s0.json"
+    state.write_text("chunks")
+    assert store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0").is_file()
+    store.record("autoattack", "final-s0", {}, 1.0)  # into rerun/: that rerun finished
+    assert not store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0").exists()
+    store.rerunning = False
+    committed_state = store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0")
+    committed_state.write_text("chunks")
+    store.record("autoattack", "final-s0", {}, 1.0)
+    assert store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0").is_file()

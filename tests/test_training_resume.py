@@ -98,6 +98,16 @@ def sign_step(model, images, labels, generator, eps=0.1):
     return (images + eps * gradient.sign()).clamp(0, 1).detach()
 
 
+class SignStep:
+    """A training attack given as a callable object, its setting an attribute."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def __call__(self, model, images, labels, generator):
+        return sign_step(model, images, labels, generator, eps=self.eps)
+
+
 @pytest.mark.parametrize(
     ("first", "second", "refused"),
     [
@@ -107,6 +117,8 @@ def sign_step(model, images, labels, generator, eps=0.1):
         (("sign_step", 0.1), ("sign_step", 0.3), "config.attack.keywords"),
         (("sign_step", 0.1), ("sign_step", 0.1), None),
         (("kind", "pgd"), ("kind", "dpgd"), "config.attack_kind"),
+        (("SignStep", 0.1), ("SignStep", 0.3), "config.attack.attributes.eps"),
+        (("SignStep", 0.1), ("SignStep", 0.1), None),
         (("kind", None), ("kind", None), None),
     ],
 )
@@ -138,6 +150,8 @@ def test_resume_with_another_torchattacks_attack_or_callable_is_refused(
             }
         elif attack[0] == "sign_step":
             built = functools.partial(sign_step, eps=attack[1])
+        elif attack[0] == "SignStep":
+            built = SignStep(attack[1])
         else:
             kind, eps, steps = attack
             built = getattr(torchattacks, kind)(student, eps=eps, alpha=eps / 4, steps=steps)

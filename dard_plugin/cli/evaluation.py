@@ -109,17 +109,6 @@ def _load_model_source(args: argparse.Namespace) -> Any:
     from dard_plugin.recipes import load_model
     from dard_plugin.teachers import SHIPPED_TEACHERS
 
-    is_file = Path(args.model).suffix in (".pt", ".pth") or Path(args.model).is_file()
-    if args.arch is not None and not is_file:
-        raise CommandError(
-            f"--arch applies to a checkpoint file; {args.model} is a named model whose "
-            "architecture is known: drop --arch"
-        )
-    if args.threat_model is not None and (is_file or args.model in SHIPPED_TEACHERS):
-        kind = "a checkpoint file" if is_file else "a shipped teacher"
-        raise CommandError(
-            f"--threat-model chooses a RobustBench entry; {args.model} is {kind}: drop it"
-        )
     shipped = SHIPPED_TEACHERS.get(args.model)
     model = load_model(
         args.model,
@@ -141,12 +130,26 @@ def _load_model_source(args: argparse.Namespace) -> Any:
 
 
 def _check_model_source_args(args: argparse.Namespace) -> None:
-    """``evaluate`` and ``attack``: the budget, the data folder and the output folder,
-    before any model or data is loaded."""
+    """``evaluate`` and ``attack``: the model's flags (``--arch`` serves a checkpoint file
+    only, ``--threat-model`` a RobustBench name only: given for another kind of model they
+    would change nothing), the budget, the data folder and the output folder, before any
+    model or data is loaded and before an old evaluation is overwritten."""
     from dard_plugin._validation import check_eps_plausible, check_real
     from dard_plugin.data import dataset_info
     from dard_plugin.recipes import default_eps
+    from dard_plugin.teachers import SHIPPED_TEACHERS
 
+    is_file = Path(args.model).suffix in (".pt", ".pth") or Path(args.model).is_file()
+    if args.arch is not None and not is_file:
+        raise CommandError(
+            f"--arch applies to a checkpoint file; {args.model} is a named model whose "
+            "architecture is known: drop --arch"
+        )
+    if args.threat_model is not None and (is_file or args.model in SHIPPED_TEACHERS):
+        kind = "a checkpoint file" if is_file else "a shipped teacher"
+        raise CommandError(
+            f"--threat-model chooses a RobustBench entry; {args.model} is {kind}: drop it"
+        )
     norm = getattr(args, "norm", "Linf")
     if args.eps is None:
         args.eps = default_eps(args.dataset, norm)

@@ -3,6 +3,7 @@ trained by any method of the registry, its files written to a folder."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -177,10 +178,10 @@ def distill(
         eps_warmup_epochs=eps_warmup_epochs,
         **method_kwargs,
     )
-    # the old run goes only now: every setting, the method's own options included (checked
-    # by the trainer), has passed
     if out is not None and overwrite and distributed()[1] == 0:
-        remove_run(out)
+        # the old run goes once fit's checks (teacher, budgets, validation, the folder's
+        # writability) have passed, as the method's options did when the trainer was built
+        trainer.before_training = functools.partial(remove_run, out)
     started = time.perf_counter()
     history = trainer.fit(
         x,

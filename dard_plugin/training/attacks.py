@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -211,9 +212,10 @@ def describe_attack(attack: object) -> dict[str, Any] | None:
     """What identifies a torchattacks attack or a callable in a run's fingerprint (so that a
     resume with another one is refused): a torchattacks attack's class and its public
     settings (``eps``, ``alpha``, ``steps``, mode, normalization; not its model or device);
-    a callable's qualified name, and a ``functools.partial``'s arguments. None for None and
-    dicts, whose :class:`AttackSettings` are fingerprinted instead. A callable's closure is
-    not seen: one function given other captured values resumes."""
+    a callable's qualified name, a ``functools.partial``'s arguments and a callable
+    object's plain public attributes (numbers, strings, flags). None for None and dicts,
+    whose :class:`AttackSettings` are fingerprinted instead. A closure's captured values
+    are not seen: one function given other captured values resumes."""
     if attack is None or isinstance(attack, Mapping):
         return None
     from torchattacks.attack import Attack
@@ -231,7 +233,22 @@ def describe_attack(attack: object) -> dict[str, Any] | None:
             "args": _plain(list(attack.args)),
             "keywords": _plain(dict(attack.keywords)),
         }
-    return {"callable": _qualified_name(attack)}
+    described: dict[str, Any] = {"callable": _qualified_name(attack)}
+    if not inspect.isroutine(attack) and hasattr(attack, "__dict__"):  # an object's settings
+        described["attributes"] = {
+            key: value
+            for key, value in sorted(vars(attack).items())
+            if not key.startswith("_") and _is_setting(value)
+        }
+    return described
+
+
+def _is_setting(value: Any) -> bool:
+    """A plain value (number, string, flag, None, or a short list of them): what a callable
+    object's settings look like, unlike a model or a tensor it holds."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and len(value) <= 16 and all(map(_is_setting, value))
 
 
 def settings_of(description: Mapping[str, Any] | None, norm: str) -> AttackSettings | None:

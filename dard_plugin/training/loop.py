@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +100,9 @@ class TrainingLoop(Trainer):
         return False
 
     frozen_model_names: tuple[str, ...] = ("teacher",)  # MTARD adds its natural teacher
+    # called once per fit when every check has passed, before the first epoch (the recipes
+    # delete an old run being overwritten there, so that a refused fit deletes nothing)
+    before_training: Callable[[], None] | None = None
 
     def frozen_models(self) -> list[nn.Module]:
         """The frozen models (teachers) the method uses: moved to the device, put in the
@@ -242,6 +245,8 @@ class TrainingLoop(Trainer):
             [m for m in self.student.modules() if not m.training] if self.student.training else []
         )
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
+        if self.before_training is not None:
+            self.before_training()
         self.epochs_run = max(0, nb_epochs - start_epoch)
         self._train_model = self.student
         if world > 1:

@@ -77,6 +77,15 @@ class ResultStore:
             remove_run(folder)
         return folder
 
+    def evaluation_state(self, filename: str, kind: str, name: str) -> Path:
+        """:meth:`work_path` of an evaluation's resumable state file, where a rerun first
+        deletes the state an earlier rerun of the unit ``kind/name`` finished with (its
+        JSON is in ``<work>/rerun/``): the rerun attacks again, as on a fresh clone."""
+        path = self.work_path(filename)
+        if self.rerunning and (self.rerun_dir / f"{kind}-{name}.json").is_file():
+            path.unlink(missing_ok=True)
+        return path
+
     def trained_student(self, name: str, settings: dict[str, Any]) -> Path | None:
         """The finished student of run ``name`` that a test unit may evaluate: its file in
         :meth:`work_path` when the committed train unit recorded exactly ``settings``
@@ -88,16 +97,17 @@ class ResultStore:
         if self.rerunning or not student.is_file():
             return None
         unit = self.load("train", name)
-        if unit is None:
-            return None  # trained but not recorded: training again resumes and records it
+        run = unit.get("run", {}) if unit is not None else {}
         wanted = json.loads(json.dumps(settings))  # as JSON stores them: tuples are lists
-        recorded = {key: unit.get("run", {}).get(key) for key in wanted}
-        if recorded != wanted:
-            changed = ", ".join(
-                f"{key}: {recorded[key]!r} recorded, {wanted[key]!r} now"
-                for key in sorted(wanted)
-                if recorded[key] != wanted[key]
-            )
+        shared = sorted(key for key in wanted if key in run)  # a setting added since: unseen
+        if not shared:
+            return None  # trained but not recorded: training again resumes and records it
+        changed = ", ".join(
+            f"{key}: {run[key]!r} recorded, {wanted[key]!r} now"
+            for key in shared
+            if run[key] != wanted[key]
+        )
+        if changed:
             raise ValueError(
                 f"{student} was trained with other settings than run {name!r} has now "
                 f"({changed}): delete {student.parent} and train-{name}.json to train it again"
