@@ -31,7 +31,7 @@ from torch import nn
 from dard_plugin import evaluate, load_teacher
 from dard_plugin.data import DATASETS, load_dataset
 from dard_plugin.models import list_models
-from dard_plugin.teachers import load_checkpoint
+from dard_plugin.teachers import SHIPPED_TEACHERS, load_checkpoint
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
@@ -40,10 +40,12 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
             raise SystemExit("--checkpoint needs --arch (one of: " + ", ".join(list_models()) + ")")
         model = load_checkpoint(args.checkpoint, args.arch, dataset=args.dataset)
         return model, Path(args.checkpoint).stem
+    # --norm chooses a RobustBench entry; a shipped teacher has its own (any norm attacks it)
+    shipped = SHIPPED_TEACHERS.get(args.model)
     teacher = load_teacher(
         args.model,
         dataset=args.dataset,
-        threat_model=args.norm,
+        threat_model=shipped.threat_model if shipped is not None else args.norm,
         model_dir=args.model_dir,
         device=args.device,
     )

@@ -186,6 +186,11 @@ def test_autoattack_report_example(tmp_path: Path) -> None:
     assert report["dard_plugin"]["per_sample"]["clean"] == "".join(
         "1" if flag else "0" for flag in correct.tolist()
     )
+    # --norm L2 attacks the shipped L-inf teacher in L2 (it once asked load_teacher for an
+    # L2 entry of the shipped teacher, and failed)
+    run_example("autoattack_report.py", "--norm", "L2", "--out", str(tmp_path / "l2"))
+    l2 = read_report(tmp_path / "l2" / "report.json")
+    assert l2["norm"] == "L2" and l2["eps"] == "1.5" and l2["n_examples"] == 2
 
 
 @pytest.mark.slow
@@ -227,8 +232,11 @@ def test_compare_methods_example(tmp_path: Path) -> None:
         assert all(row["worst_case"] <= v for v in row["per_attack"].values())
         assert f"| {method} |" in output
         assert (tmp_path / method / "student.pt").is_file()
-    # tiny-cnn: no selection for plain SAT (at chance) or IAD yet: the methods' defaults
-    assert results["sat"]["lr"] is None
+    # tiny-cnn: no selection for plain SAT (at chance) or IAD (at chance): the methods'
+    # defaults, recorded as the rates that ran (once null)
+    assert results["sat"]["lr"] == 0.05 and results["sat"]["lr_is_default"]
+    assert "| sat | 0.05 (default) |" in output
+    assert not results["mtard"]["lr_is_default"]
 
 
 def test_compare_methods_learning_rates_are_the_leaderboards_selection() -> None:

@@ -22,6 +22,17 @@ def test_every_architecture_forward_backward(name: str) -> None:
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_a_cnn_built_for_another_size_declares_it() -> None:
+    """``input_size=32`` built a 32x32 network that declared (1, 28, 28): evaluate refused
+    its images and accepted the ones it cannot run."""
+    from dard_plugin.evaluation._checks import expected_input_shape
+
+    model = create("small-cnn", num_classes=10, in_channels=3, input_size=32,
+                   mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # fmt: skip
+    assert expected_input_shape(model) == (3, 32, 32)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_default_wide_resnet_is_wrn_28_10() -> None:
     model = create("wide-resnet", num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == 36_479_194

@@ -150,6 +150,49 @@ def test_local_checkpoint_formats(tmp_path, layout: str) -> None:
         load_checkpoint(path, 3)
 
 
+def test_keys_that_do_not_load_are_named_or_refused_and_statistics_come_whole(
+    tmp_path, caplog
+) -> None:
+    """strict=False once returned a model left as initialised when no key fitted (a
+    ``model.``-prefixed file), and said nothing of a partly loaded one; ``mean`` without
+    ``std`` (or the reverse) was replaced by the defaults; a bare CIFAR-100 network loaded
+    by ``load_model`` sat behind CIFAR-10's statistics."""
+    import logging
+
+    from dard_plugin.data import dataset_info
+    from dard_plugin.recipes import load_model
+
+    torch.manual_seed(0)
+    model = create("small-cnn", num_classes=10).eval()
+    prefixed = tmp_path / "prefixed.pt"
+    torch.save({f"model.{k}": v for k, v in model.state_dict().items()}, prefixed)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(prefixed, "small-cnn", num_classes=10, strict=False)
+    partial = tmp_path / "partial.pt"
+    state = model.state_dict()
+    torch.save({k: v for k, v in state.items() if "classifier" not in k}, partial)
+    dropped = sorted(k for k in state if "classifier" in k)
+    assert dropped
+    with caplog.at_level(logging.WARNING):
+        load_checkpoint(partial, "small-cnn", num_classes=10, strict=False)
+    assert f"{len(dropped)} of the model's keys kept their initial values" in caplog.text
+    assert dropped[0] in caplog.text
+
+    for given in ({"mean": (0.5,)}, {"std": (0.1,)}):
+        with pytest.raises(ValueError, match="mean and std must be given together"):
+            create("small-cnn", num_classes=10, **given)
+
+    network = create("resnet56", dataset="cifar100").eval()
+    bare = tmp_path / "bare100.pt"
+    torch.save(network.network.state_dict(), bare)
+    loaded = load_model(str(bare), dataset="cifar100", arch="resnet56")
+    info = dataset_info("cifar100")
+    assert torch.allclose(loaded.normalize.mean.flatten(), torch.tensor(info.mean))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), network(x))
+
+
 def test_robustbench_import_leaves_autoattack_alone() -> None:
     code = (
         "import importlib.util, sys\n"

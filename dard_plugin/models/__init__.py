@@ -106,6 +106,11 @@ def create(
     num_classes = check_int("num_classes", num_classes, minimum=2)
     channels = default_shape[0] if in_channels is None else in_channels
     check_int("in_channels", channels, minimum=1)
+    if (mean is None) != (std is None):
+        raise ValueError(
+            f"mean and std must be given together ({'mean' if std is None else 'std'} alone "
+            f"would be replaced by the default statistics), got mean={mean}, std={std}"
+        )
     if mean is None or std is None:
         if channels != len(default_mean):
             raise ValueError(
@@ -114,8 +119,10 @@ def create(
             )
         mean, std = default_mean, default_std
     network = architecture.build(num_classes=num_classes, in_channels=channels, **kwargs)
-    # the registry's networks are built for their own image size (fixed-size heads)
-    shape = (channels, *architecture.input_shape[1:])
+    # the registry's networks are built for their own image size (fixed-size heads), or
+    # the ``input_size`` given to one that takes it
+    size = kwargs.get("input_size")
+    shape = (channels, *((size, size) if size is not None else architecture.input_shape[1:]))
     return Normalized(network, mean, std, input_shape=shape)
 
 

@@ -51,7 +51,11 @@ def load_model(
             checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
         ) or dataset_info(dataset).num_classes
         # the file's Normalize buffers hold the statistics it was trained with
-        model = create(arch, num_classes=int(num_classes))
+        # a bare network's Normalize takes the dataset's statistics (a model file's own
+        # buffers override them); a network built for other images keeps its own, and the
+        # callers' shape check names the mismatch
+        fits = arch in REGISTRY and REGISTRY[arch].input_shape == dataset_info(dataset).input_shape
+        model = create(arch, num_classes=int(num_classes), dataset=dataset if fits else None)
         state = extract_state_dict(checkpoint, source=str(path))
         target = weights_target(model, state)  # a bare network's weights: behind Normalize
         load_weights(target, state, source=str(path), arch=arch, recorded_arch=file_arch)

@@ -3,6 +3,7 @@ wrong with a file (an HTML page, a truncated download, a pickle that would run c
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -133,16 +136,29 @@ def load_weights(
 ) -> None:
     """``model.load_state_dict(state)``; when the weights do not fit, a
     :class:`CheckpointError` that says what the file holds and which ``arch`` was asked
-    for, instead of torch's list of missing and unexpected keys."""
+    for, instead of torch's list of missing and unexpected keys. With ``strict=False`` the
+    keys left out either way are logged as a warning, and a file of which no key loads is
+    refused as with ``strict=True``."""
+    expected = sum(p.numel() for p in model.parameters())
+    unfit = CheckpointError(
+        f"{source} does not fit the architecture arch={arch!r} ({expected:,} parameters) "
+        f"that was asked for: {describe_state(state, recorded_arch=recorded_arch)}. Give "
+        "the architecture the file was saved from (see dard_plugin.models.list_models())"
+    )
     try:
-        model.load_state_dict(state, strict=strict)
+        result = model.load_state_dict(state, strict=strict)
     except RuntimeError:
-        expected = sum(p.numel() for p in model.parameters())
-        raise CheckpointError(
-            f"{source} does not fit the architecture arch={arch!r} ({expected:,} parameters) "
-            f"that was asked for: {describe_state(state, recorded_arch=recorded_arch)}. Give "
-            "the architecture the file was saved from (see dard_plugin.models.list_models())"
-        ) from None
+        raise unfit from None
+    if strict or not (result.missing_keys or result.unexpected_keys):
+        return
+    if len(result.missing_keys) == len(model.state_dict()):
+        raise unfit  # strict=False, and not one key loaded: a model left as initialised
+    logger.warning(
+        "%s loaded into arch=%r with strict=False: %d of the model's keys kept their initial "
+        "values (%s), %d of the file's keys were not used (%s)",
+        source, arch, len(result.missing_keys), ", ".join(result.missing_keys[:8]),
+        len(result.unexpected_keys), ", ".join(result.unexpected_keys[:8]),
+    )  # fmt: skip
 
 
 def weights_target(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
