@@ -334,10 +334,39 @@ def test_autoattack_on_a_retrained_reused_student_is_marked_with_its_gap(
     text = report.report_section(board.store.load, out, [], {}, board.store.linked)
     sat = next(line for line in text.splitlines() if line.startswith("| SAT (PGD-AT) |"))
     assert "| 58.0 † |" in sat
-    assert "validation accuracies and the study's record, in points: SAT (PGD-AT) 0.3" in text
+    assert "validation accuracies, in points: SAT (PGD-AT) 0.3" in text
     # without the study's record at hand nothing is marked
     plain = report.report_section(board.store.load, out, [], {})
     assert "†" not in plain
+
+
+def test_autoattack_on_a_retrained_own_student_is_recorded_beside_it_and_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row of the leaderboard's own whose seed-0 student was not at hand: AutoAttack's
+    retraining once overwrote the train unit of the student the test measured, and the
+    AutoAttack cell was not marked. It is recorded as retrain/ beside it, and marked."""
+    board = make(tmp_path)
+    grid(board, "iad", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    out, name = board.store.out, design.final_name("iad", "tiny-cnn", 0)
+    run = {"lr": 0.015, "epochs": 30, "seed": 0}
+    write(out, "train", name, run=run, history=history(0.61))
+    write(out, "test", name, run=run, suite=suite(0.7, 0.6))
+    trained = {"history": history(0.65), "seconds": 1.0}
+    monkeypatch.setattr(
+        "dard_plugin.recipes.distill", lambda **kwargs: argparse.Namespace(**trained)
+    )
+    r = next(r for r in design.final_runs(board.store.load, "iad", "tiny-cnn") if r.seed == 0)
+    board.train(r)  # as the AutoAttack unit does where the student is not at hand
+    assert (out / f"retrain-{name}.json").is_file()
+    assert (
+        json.loads((out / f"train-{name}.json").read_text())["history"][0]["pgd_accuracy"] == 0.61
+    )
+    write(out, "autoattack", name, autoattack={"robust_accuracy": 0.58})
+    text = report.report_section(board.store.load, out, [], {}, board.store.linked)
+    tiny = text[text.index("### `tiny-cnn`") :]
+    iad = next(line for line in tiny.splitlines() if line.startswith("| IAD |"))
+    assert "| 58.0 † |" in iad and "in points: IAD 4.0" in tiny
 
 
 def test_epoch_cost_on_a_machine_without_sat_finals_uses_that_machines_cost_file(
