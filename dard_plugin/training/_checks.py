@@ -1,11 +1,13 @@
-"""Checks the training side adds to :mod:`dard_plugin._validation`: output locations, and
-teacher options given to a method without a teacher."""
+"""Checks the training side adds to :mod:`dard_plugin._validation`: output locations, the
+input bounds, and teacher options given to a method without a teacher."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from dard_plugin._validation import check_bounds
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -67,3 +69,18 @@ def check_no_teacher_options(
             raise ValueError(
                 f"{option}={value!r} does not apply to {trainer}, which trains without a teacher"
             )
+
+
+def training_bounds(bounds: object, clip_values: tuple[float, float] | None) -> tuple[float, float]:
+    """The run's input range: ``bounds`` (a pair of numbers; it must agree with the ART
+    classifier's ``clip_values`` where both are given), else ``clip_values``, else (0, 1)."""
+    given = check_bounds("bounds", bounds)
+    if given is not None and not all(isinstance(b, float) for b in given):
+        raise ValueError(
+            f"bounds must be a pair of numbers (low, high) for training, got {bounds!r}"
+        )
+    if given is not None and clip_values is not None and given != clip_values:
+        raise ValueError(f"bounds {given} differ from the classifier's clip_values {clip_values}")
+    if given is not None:
+        return float(given[0]), float(given[1])
+    return clip_values or (0.0, 1.0)

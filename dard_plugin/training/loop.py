@@ -20,12 +20,11 @@ from art.defences.trainer.trainer import Trainer
 from torch import nn
 from tqdm.auto import tqdm
 
-from dard_plugin._labels import ClassLabels, read_labels
 from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
-from dard_plugin.training.batches import Batch, BatchSource, as_images
+from dard_plugin.training.batches import Batch, BatchSource
 from dard_plugin.training.checkpointing import (
     Checkpointer,
     restore_run,
@@ -34,7 +33,7 @@ from dard_plugin.training.checkpointing import (
     validation_fingerprint,
 )
 from dard_plugin.training.targets import TeacherTargets
-from dard_plugin.training.validation import validate
+from dard_plugin.training.validation import check_validation_shape, read_validation, validate
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,9 @@ class TrainingLoop(Trainer):
             self.checkpointer.check_epochs(saved, nb_epochs)
             if self.schedule_spans_run:
                 self.checkpointer.check_run_length(saved, nb_epochs, self.method)
-        validation = self._read_validation(validation_data)
+        validation = read_validation(
+            validation_data, self.eval_eps, self.eval_eps_missing, self._check_images
+        )
         # the probe of the first batch starts the source's iterator (a DataLoader draws its
         # seeds from the global RNG): inside a fork, seeded as epoch 0, so that the caller's
         # RNG is left as found and a one-shot source's first epoch follows the run's seed
@@ -203,12 +204,8 @@ class TrainingLoop(Trainer):
             torch.manual_seed(_epoch_seed(self.seed, 0))
             first = source.first(numpy_seed=_epoch_seed(self.seed, 0))
         self._input_shape = tuple(first.images.shape[1:])
-        if validation is not None and tuple(validation[0].shape[1:]) != self._input_shape:
-            raise ValueError(
-                f"validation_data[0] must hold images of the training images' shape "
-                f"{self._input_shape}, got {tuple(validation[0].shape)}: per-example shape "
-                f"{tuple(validation[0].shape[1:])}"
-            )
+        if validation is not None:
+            check_validation_shape(validation[0], self._input_shape)
         self._check_budgets(self._input_shape, validating=validation is not None)
         # the student's classes check every label known so far before the teacher runs
         self._num_classes = models.student_classes(self.student, first.images, self.bounds)
@@ -238,12 +235,7 @@ class TrainingLoop(Trainer):
             else (validation[0], validation_labels),
         )
         self.history = []  # this run's epochs: a resume restores the earlier ones
-        # a submodule the caller put in eval mode inside a student in train mode (a frozen
-        # BatchNorm) stays in eval mode while the student trains; a student given wholly in
-        # eval mode (as loaded) trains in train mode, as ART's fit does
-        self._kept_in_eval = (
-            [m for m in self.student.modules() if not m.training] if self.student.training else []
-        )
+        self._kept_in_eval = models.kept_in_eval(self.student)
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
         if self.before_training is not None:
             self.before_training()
@@ -345,9 +337,7 @@ class TrainingLoop(Trainer):
             targets = self.targets.for_batch(batch, self.teacher_outputs, self.device)
             self.student.eval()
             adversarial = self.craft_adversarial(batch, targets)
-            self.student.train()
-            for module in self._kept_in_eval:  # a frozen BatchNorm stays frozen
-                module.eval()
+            models.train_mode(self.student, self._kept_in_eval)
             loss, terms = self.compute_loss(batch, adversarial, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -399,21 +389,3 @@ class TrainingLoop(Trainer):
             budgets.append(("eval_eps", self.eval_eps, self.eval_norm))
         for name, eps, norm in budgets:
             check_eps_plausible(eps, self.bounds, norm=norm, input_shape=input_shape, name=name)
-
-    def _read_validation(
-        self, validation_data: tuple[Any, Any] | None
-    ) -> tuple[torch.Tensor, ClassLabels] | None:
-        """The validation images (checked) and labels (read by the label rule)."""
-        if validation_data is None:
-            return None
-        if self.eval_eps is None:
-            raise ValueError(f"eval_eps must be given to validate: {self.eval_eps_missing}")
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError(
-                "validation_data must be a pair (images, labels), got "
-                f"{type(validation_data).__name__}"
-            )
-        images = as_images(validation_data[0], "validation_data[0]")
-        self._check_images("validation_data[0]", images)
-        labels = read_labels("validation_data[1]", validation_data[1], num_examples=images.shape[0])
-        return images, labels

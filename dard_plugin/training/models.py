@@ -295,3 +295,40 @@ def fold_batch_norm(model: nn.Module, sample: torch.Tensor | None = None) -> nn.
             return model
     logger.info("teacher queried with %d of its %d BatchNorm layers folded", before - after, before)
     return folded
+
+
+def kept_in_eval(student: nn.Module) -> list[nn.Module]:
+    """The submodules the caller put in eval mode inside a student in train mode (a frozen
+    BatchNorm): they stay in eval mode while the student trains. A student given wholly in
+    eval mode (as loaded) trains in train mode, as ART's ``fit`` does: none is kept."""
+    return [m for m in student.modules() if not m.training] if student.training else []
+
+
+def train_mode(student: nn.Module, kept: list[nn.Module]) -> None:
+    """The student in train mode, but for the submodules ``kept`` in eval mode."""
+    student.train()
+    for module in kept:
+        module.eval()
+
+
+def art_classifier(
+    student: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    input_shape: tuple[int, ...],
+    nb_classes: int,
+    bounds: tuple[float, float],
+    device: torch.device,
+) -> Any:
+    """An ART ``PyTorchClassifier`` over the trained ``student`` (cross-entropy loss, its
+    optimizer, ``clip_values=bounds``) on ``device``'s type."""
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(
+        model=student,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        input_shape=input_shape,
+        nb_classes=nb_classes,
+        clip_values=bounds,
+        device_type="gpu" if device.type == "cuda" else "cpu",
+    )

@@ -24,7 +24,6 @@ from torch import nn
 from dard_plugin._labels import read_labels
 from dard_plugin._validation import (
     check_bool,
-    check_bounds,
     check_choice,
     check_images,
     check_int,
@@ -34,7 +33,7 @@ from dard_plugin.attacks import _fast
 from dard_plugin.attacks.pgd import NORMS, Objective
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
-from dard_plugin.training._checks import check_no_teacher_options
+from dard_plugin.training._checks import check_no_teacher_options, training_bounds
 from dard_plugin.training.attacks import (
     AttackSettings,
     attack_from_noise,
@@ -160,18 +159,7 @@ class AdversarialTrainerBase(TrainingLoop):
     ) -> None:
         super().__init__(classifier)
         self.student, self.optimizer, clip_values = models.unpack_student(classifier, optimizer)
-        given = check_bounds("bounds", bounds)
-        if given is not None and not all(isinstance(b, float) for b in given):
-            raise ValueError(
-                f"bounds must be a pair of numbers (low, high) for training, got {bounds!r}"
-            )
-        if given is not None and clip_values is not None and given != clip_values:
-            raise ValueError(
-                f"bounds {given} differ from the classifier's clip_values {clip_values}"
-            )
-        self.bounds: tuple[float, float] = (
-            (float(given[0]), float(given[1])) if given is not None else clip_values or (0.0, 1.0)
-        )
+        self.bounds: tuple[float, float] = training_bounds(bounds, clip_values)
         self.teacher: nn.Module | None = None
         if self.needs_teacher:
             self.teacher = models.unpack_teacher(teacher, classifier, type(self).__name__)
@@ -383,18 +371,15 @@ class AdversarialTrainerBase(TrainingLoop):
         if not isinstance(self._classifier, nn.Module):
             return self._classifier
         if self._classifier_wrapper is None:
-            from art.estimators.classification import PyTorchClassifier
-
             if self._input_shape is None:
                 raise RuntimeError("get_classifier needs fit() to have seen the data first")
-            self._classifier_wrapper = PyTorchClassifier(
-                model=self.student,
-                loss=nn.CrossEntropyLoss(),
-                optimizer=self.optimizer,
-                input_shape=self._input_shape,
-                nb_classes=self._num_classes,
-                clip_values=self.bounds,
-                device_type="gpu" if self.device.type == "cuda" else "cpu",
+            self._classifier_wrapper = models.art_classifier(
+                self.student,
+                self.optimizer,
+                self._input_shape,
+                self._num_classes,
+                self.bounds,
+                self.device,
             )
         return self._classifier_wrapper
 

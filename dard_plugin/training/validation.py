@@ -4,14 +4,52 @@ run's input bounds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
+from dard_plugin._labels import ClassLabels, read_labels
 from dard_plugin.attacks.pgd import eval_mode
 from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack
+from dard_plugin.training.batches import as_images
 
 VALIDATION: dict[str, SuiteAttack] = {"pgd": PGD10, "dpgd": SUITE["dpgd"]}
 EVAL_ATTACKS = tuple(VALIDATION)
+
+
+def read_validation(
+    validation_data: tuple[Any, Any] | None,
+    eval_eps: float | None,
+    eval_eps_missing: str,
+    check_images: Callable[[str, torch.Tensor], None],
+) -> tuple[torch.Tensor, ClassLabels] | None:
+    """``fit``'s ``validation_data``: the images (checked by ``check_images``, the trainer's
+    bounds check) and the labels (read by the label rule); ``None`` when not given. A
+    validation needs ``eval_eps`` (``eval_eps_missing`` says how to set it)."""
+    if validation_data is None:
+        return None
+    if eval_eps is None:
+        raise ValueError(f"eval_eps must be given to validate: {eval_eps_missing}")
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError(
+            f"validation_data must be a pair (images, labels), got {type(validation_data).__name__}"
+        )
+    images = as_images(validation_data[0], "validation_data[0]")
+    check_images("validation_data[0]", images)
+    labels = read_labels("validation_data[1]", validation_data[1], num_examples=images.shape[0])
+    return images, labels
+
+
+def check_validation_shape(images: torch.Tensor, input_shape: tuple[int, ...]) -> None:
+    """The validation images have the training images' per-example shape."""
+    if tuple(images.shape[1:]) != input_shape:
+        raise ValueError(
+            f"validation_data[0] must hold images of the training images' shape "
+            f"{input_shape}, got {tuple(images.shape)}: per-example shape "
+            f"{tuple(images.shape[1:])}"
+        )
 
 
 def validate(
