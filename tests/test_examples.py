@@ -33,12 +33,13 @@ TESTED = {
     "distill_robustbench.py": "test_distill_robustbench_example",
     "autoattack_report.py": "test_autoattack_report_example",
     "sharded_evaluation.py": "test_sharded_evaluation_example",
+    "distributed_training.py": "test_distributed_training_example",
     "l2_track.py": "test_l2_track_example",
     "compare_methods.py": "test_compare_methods_example",
 }
 
 
-def run_example(name: str, *args: str, torchrun: bool = False) -> str:
+def run_example(name: str, *args: str, torchrun: bool = False, check: bool = True) -> str:
     launcher = [sys.executable]
     if torchrun:
         launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -51,6 +52,9 @@ def run_example(name: str, *args: str, torchrun: bool = False) -> str:
         cwd=REPO_ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
+    if not check:
+        assert completed.returncode != 0, completed.stdout[-3000:]
+        return completed.stderr
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed.stdout
 
@@ -206,6 +210,25 @@ def test_sharded_evaluation_example(tmp_path: Path) -> None:
     for key in ("per_sample", "per_attack", "clean_accuracy", "robust_accuracy", "eps"):
         assert two[key] == one[key], key
     assert 0.0 < one["robust_accuracy"] < one["clean_accuracy"]  # the attacks did something
+
+
+@pytest.mark.slow
+def test_distributed_training_example(tmp_path: Path) -> None:
+    out = str(tmp_path / "ddp")
+    first = run_example("distributed_training.py", "--out", out, torchrun=True)
+    assert first.count("worst case") == 1  # rank 0 alone prints
+    assert "2 process(es) of batch 32: trained 2 epoch(s), 2 in the history" in first
+    assert "parameters differ by at most 0.0e+00" in first  # DDP kept the ranks equal
+    # the same command, longer: a resume trains only the epoch left, on the same 2 ranks
+    longer = run_example("distributed_training.py", "--out", out, "--epochs", "3", torchrun=True)
+    assert "trained 1 epoch(s), 3 in the history" in longer
+    history = json.loads((tmp_path / "ddp" / "checkpoint" / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    report = read_report(tmp_path / "ddp" / "report.json")["dard_plugin"]
+    assert report["world_size"] == 2 and report["shards"] == [[0, 16], [16, 32]]
+    # one process cannot continue a run trained by two
+    refused = run_example("distributed_training.py", "--out", out, "--epochs", "4", check=False)
+    assert "trained by 2 processes, this run has 1" in refused
 
 
 @pytest.mark.slow
