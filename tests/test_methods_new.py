@@ -1,12 +1,14 @@
 """IAD, AdaAD (+ IGDM) and MTARD: each loss against the official code's formula, transcribed
-here in plain torch; their attacks inside the ball and the bounds; teachers untouched; the
-registry read by the recipes and the command line; short runs that make students robust."""
+here in plain torch (ARD's and RSLAD's too, for their KL scaling); their attacks inside the
+ball and the bounds; teachers untouched; the registry read by the recipes and the command
+line; short runs that make students robust."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,12 @@ from torch import nn
 from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
 from dard_plugin.losses.distillation import (
     adaad_loss,
+    ard_loss,
     iad_loss,
     igdm_loss,
     mtard_kl,
     mtard_loss,
+    rslad_loss,
 )
 from dard_plugin.training import METHODS, AdaADTrainer, IADTrainer, MTARDTrainer, build_trainer
 from dard_plugin.training.batches import Batch
@@ -280,6 +284,81 @@ def test_mtard_kl_is_the_official_kl_with_the_stated_factor() -> None:
         + torch.log(F.softmax(teacher, 1)) * F.softmax(teacher, 1)
     )
     assert torch.allclose(mtard_kl(student, teacher), 10 * official_no_eps, atol=1e-6)
+
+
+def official_ard(outputs, teacher_outputs, basic_outputs, targets, alpha, temp):
+    """goldblum/AdversariallyRobustDistillation ``main.py`` ``train()``: ``outputs`` the
+    student on x', ``basic_outputs`` on x; ``KL_loss = nn.KLDivLoss()`` (element mean)."""
+    kl_loss, xent_loss = nn.KLDivLoss(), nn.CrossEntropyLoss()
+    with warnings.catch_warnings():  # PyTorch's note that "mean" is not the batch mean
+        warnings.simplefilter("ignore")
+        kl = kl_loss(F.log_softmax(outputs / temp, dim=1), F.softmax(teacher_outputs / temp, dim=1))
+    return alpha * temp * temp * kl + (1.0 - alpha) * xent_loss(basic_outputs, targets)
+
+
+def official_rslad(adv_logits, nat_logits, teacher_logits, log_eps=1e-5):
+    """zibojia/RSLAD ``resnet18_rslad_cifar10.py``: ``kl_loss(a, b) = -a*b + log(b+1e-5)*b``,
+    each term's element mean, weighted 5/6 and 1/6."""
+
+    def kl_loss(a, b):
+        return -a * b + torch.log(b + log_eps) * b
+
+    target = F.softmax(teacher_logits.detach(), dim=1)
+    kl_1 = torch.mean(kl_loss(F.log_softmax(adv_logits, dim=1), target))
+    kl_2 = torch.mean(kl_loss(F.log_softmax(nat_logits, dim=1), target))
+    return 5 / 6.0 * kl_1 + 1 / 6.0 * kl_2
+
+
+@pytest.mark.parametrize(("alpha", "temperature"), [(1.0, 30.0), (0.9, 4.0)])
+def test_ard_loss_is_the_official_formula_with_the_stated_factor(
+    alpha: float, temperature: float
+) -> None:
+    student_nat, student_adv, teacher_nat, _ = random_logits(5)
+    labels = torch.arange(6) % 10
+    official = official_ard(student_adv, teacher_nat, student_nat, labels, alpha, temperature)
+    options = {"alpha": alpha, "temperature": temperature}
+    exact = ard_loss(student_nat, student_adv, teacher_nat, labels, kl_reduction="mean", **options)
+    assert torch.allclose(exact, official, rtol=0, atol=1e-6), (exact, official)
+    # the default batch mean: the KL term K = 10 times the code's, the CE term as it is
+    ce = (1.0 - alpha) * F.cross_entropy(student_nat, labels)
+    default = ard_loss(student_nat, student_adv, teacher_nat, labels, **options)
+    assert torch.allclose(default - ce, 10 * (official - ce), rtol=1e-5, atol=1e-6)
+
+
+def test_rslad_loss_is_the_official_formula_with_the_stated_factor() -> None:
+    student_nat, student_adv, teacher_nat, _ = random_logits(6)
+    exact = rslad_loss(
+        student_nat, student_adv, teacher_nat, kl_reduction="mean", target_log_eps=1e-5
+    )
+    official = official_rslad(student_adv, student_nat, teacher_nat)
+    assert torch.allclose(exact, official, rtol=0, atol=1e-6), (exact, official)
+    default = rslad_loss(student_nat, student_adv, teacher_nat)
+    no_eps = official_rslad(student_adv, student_nat, teacher_nat, log_eps=0.0)
+    assert torch.allclose(default, 10 * no_eps, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["ard", "rslad"])
+def test_ard_and_rslad_trainers_take_their_codes_kl_scaling(method: str, tmp_path) -> None:
+    """``kl_reduction="mean"`` reaches the loss (a tenth of the default's at alpha 1), joins
+    the fingerprint only when set (a default run's checkpoint from before the option
+    still resumes), and a resume under the other scaling is refused."""
+    x, y, _ = make_prototype_data(n=32)
+    adversarial = (x[:8] + 0.05).clamp(0, 1)
+    losses = {}
+    for reduction in ("batchmean", "mean"):
+        trainer = new_trainer(method, Linear(0), kl_reduction=reduction)
+        targets = {"teacher_nat": trainer.teacher(x[:8]).detach()}
+        losses[reduction] = trainer.compute_loss(Batch(x[:8], y[:8], None), adversarial, targets)[0]
+        assert ("kl_reduction" in trainer.config()) == (reduction == "mean")
+    assert torch.allclose(losses["mean"], losses["batchmean"] / 10, rtol=1e-5)
+    new_trainer(method, Linear(0), checkpoint_dir=tmp_path).fit(x, y, batch_size=16, nb_epochs=1)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        resumed = new_trainer(
+            method, Linear(0), checkpoint_dir=tmp_path, resume=True, kl_reduction="mean"
+        )
+        resumed.fit(x, y, batch_size=16, nb_epochs=2)
+    with pytest.raises(ValueError, match="kl_reduction"):
+        new_trainer(method, Linear(0), kl_reduction="sum")
 
 
 @pytest.mark.parametrize("reproduce", [True, False])

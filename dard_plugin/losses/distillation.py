@@ -27,9 +27,12 @@ def distillation_kl(
     temperature: float = 1.0,
     legacy_teacher_softmax: bool = False,
     reduction: str = "batchmean",
+    target_log_eps: float = 0.0,
 ) -> torch.Tensor:
     """``KL(softmax(teacher / tau) || softmax(student / tau))``, batch mean (or, with
     ``reduction="mean"``, the element mean: the batch mean divided by the classes).
+    ``target_log_eps > 0`` takes ``log(p + eps)`` for the target's log, as code written
+    ``p * (log(p + 1e-5) - log q)`` does (RSLAD's, MTARD's).
 
     ``legacy_teacher_softmax=True`` reproduces the DARD scripts' defect: the temperature
     softmax is applied to the teacher's *probabilities*, ``softmax(softmax(teacher) / tau)``,
@@ -41,7 +44,12 @@ def distillation_kl(
     target = F.softmax(teacher / temperature, dim=1)
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
     check_choice("kl_reduction", reduction, KL_REDUCTIONS)
-    kl = F.kl_div(log_student, target, reduction="batchmean")
+    check_real("target_log_eps", target_log_eps, low=0.0)
+    if target_log_eps > 0.0:
+        elements = target * (torch.log(target + target_log_eps) - log_student)
+        kl = elements.sum() / elements.shape[0]
+    else:
+        kl = F.kl_div(log_student, target, reduction="batchmean")
     # "mean" by hand: PyTorch warns that its reduction="mean" will become "batchmean"
     return kl / target.shape[1] if reduction == "mean" else kl
 
@@ -95,11 +103,16 @@ def ard_loss(
     *,
     alpha: float = 1.0,
     temperature: float = 30.0,
+    kl_reduction: str = "batchmean",
 ) -> torch.Tensor:
     """ARD (Goldblum et al. 2020): ``a * tau^2 * KL(T(x)/tau || S(x')/tau) +
-    (1 - a) * CE(S(x), y)``. Defaults are ARD's published ones (alpha 1, tau 30)."""
+    (1 - a) * CE(S(x), y)``. Defaults are ARD's published ones (alpha 1, tau 30). ARD's
+    code (``main.py``, ``nn.KLDivLoss()``) takes the element mean of the KL:
+    ``kl_reduction="mean"`` reproduces it; the default batch mean is ``K`` times it."""
     _check_weights(alpha, temperature)
-    kl = distillation_kl(student_adv_logits, teacher_nat_logits, temperature=temperature)
+    kl = distillation_kl(
+        student_adv_logits, teacher_nat_logits, temperature=temperature, reduction=kl_reduction
+    )
     ce = F.cross_entropy(student_nat_logits.float(), labels)
     return alpha * temperature**2 * kl + (1.0 - alpha) * ce
 
@@ -108,11 +121,25 @@ def rslad_loss(
     student_nat_logits: torch.Tensor,
     student_adv_logits: torch.Tensor,
     teacher_nat_logits: torch.Tensor,
+    *,
+    kl_reduction: str = "batchmean",
+    target_log_eps: float = 0.0,
 ) -> torch.Tensor:
     """RSLAD (Zi et al. 2021): ``5/6 * KL(T(x) || S(x')) + 1/6 * KL(T(x) || S(x))``, tau 1:
-    the teacher's clean soft labels replace the hard labels everywhere."""
-    adversarial = distillation_kl(student_adv_logits, teacher_nat_logits)
-    natural = distillation_kl(student_nat_logits, teacher_nat_logits)
+    the teacher's clean soft labels replace the hard labels everywhere. RSLAD's code
+    (``resnet18_rslad_cifar10.py``) takes ``mean(p (log(p + 1e-5) - log q))`` over all
+    elements: ``kl_reduction="mean", target_log_eps=1e-5`` reproduces it; the defaults
+    (batch mean, exact log) are ``K`` times it up to the ``1e-5``."""
+
+    def kl(student_logits: torch.Tensor) -> torch.Tensor:
+        return distillation_kl(
+            student_logits,
+            teacher_nat_logits,
+            reduction=kl_reduction,
+            target_log_eps=target_log_eps,
+        )
+
+    adversarial, natural = kl(student_adv_logits), kl(student_nat_logits)
     return 5.0 / 6.0 * adversarial + 1.0 / 6.0 * natural
 
 

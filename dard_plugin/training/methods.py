@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from dard_plugin._validation import check_bool, check_choice, check_real
 from dard_plugin.attacks.dpgd import dpgd_objective
 from dard_plugin.attacks.pgd import kl_objective, projected_gradient_descent
-from dard_plugin.losses.distillation import ard_loss, dard_loss, rslad_loss, sat_loss
+from dard_plugin.losses.distillation import (
+    KL_REDUCTIONS,
+    ard_loss,
+    dard_loss,
+    rslad_loss,
+    sat_loss,
+)
 from dard_plugin.training.attacks import AttackSettings, settings_of
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
 
@@ -75,7 +81,11 @@ class NaturalTrainer(AdversarialTrainerBase):
 
 class ARDTrainer(AdversarialTrainerBase):
     """ARD (Goldblum et al. 2020): ``a tau^2 KL(T(x)/tau || S(x')/tau) + (1-a) CE(S(x), y)``,
-    ``x'`` = PGD on CE against the student from a random start."""
+    ``x'`` = PGD on CE against the student from a random start.
+
+    KL scaling: ``kl_reduction="batchmean"`` (default, the package's convention); ARD's
+    code (``nn.KLDivLoss()``) takes the element mean, ``kl_reduction="mean"``, ``K`` times
+    smaller."""
 
     method = "ard"
     default_attack = "pgd"
@@ -88,14 +98,21 @@ class ARDTrainer(AdversarialTrainerBase):
         *,
         alpha: float = 1.0,
         temperature: float = 30.0,
+        kl_reduction: str = "batchmean",
         **kwargs: Any,
     ) -> None:
         self.alpha = check_real("alpha", alpha, low=0.0, high=1.0)
         self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
+        self.kl_reduction = check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
         super().__init__(classifier, teacher, **kwargs)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "alpha": self.alpha, "temperature": self.temperature}
+        return {
+            **super().config(),
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            **kl_settings(self.kl_reduction),
+        }
 
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
@@ -107,19 +124,49 @@ class ARDTrainer(AdversarialTrainerBase):
             batch.labels,
             alpha=self.alpha,
             temperature=self.temperature,
+            kl_reduction=self.kl_reduction,
         )
         return loss, {}
+
+
+def kl_settings(kl_reduction: str, target_log_eps: float = 0.0) -> dict[str, Any]:
+    """The KL options of ARD and RSLAD for the fingerprint: only where not the defaults, so
+    that runs from before these options existed keep their fingerprints (and resume)."""
+    return {
+        **({} if kl_reduction == "batchmean" else {"kl_reduction": kl_reduction}),
+        **({} if target_log_eps == 0.0 else {"target_log_eps": target_log_eps}),
+    }
 
 
 class RSLADTrainer(AdversarialTrainerBase):
     """RSLAD (Zi et al. 2021): ``5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x))``; ``x'``
     maximises ``KL(T(x) || S(x'))`` from ``x + 0.001 N(0, 1)`` (as RSLAD's code), at the
     ``attack`` settings (L-inf or L2, ``attack={"norm": ...}``); an attack of another kind
-    (``{"kind": ...}``, a torchattacks attack, a callable) replaces it."""
+    (``{"kind": ...}``, a torchattacks attack, a callable) replaces it.
+
+    KL scaling: ``kl_reduction="batchmean"`` (default); RSLAD's code takes the element mean
+    of ``p (log(p + 1e-5) - log q)``: ``kl_reduction="mean", target_log_eps=1e-5``
+    reproduces it (the default is ``K`` times it up to the ``1e-5``)."""
 
     method = "rslad"
     default_attack = "pgd"
     teacher_output_names = ("teacher_nat",)
+
+    def __init__(
+        self,
+        classifier: Any,
+        teacher: Any,
+        *,
+        kl_reduction: str = "batchmean",
+        target_log_eps: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.kl_reduction = check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
+        self.target_log_eps = check_real("target_log_eps", target_log_eps, low=0.0)
+        super().__init__(classifier, teacher, **kwargs)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), **kl_settings(self.kl_reduction, self.target_log_eps)}
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:
@@ -134,6 +181,8 @@ class RSLADTrainer(AdversarialTrainerBase):
             self.student_logits(batch.images),
             self.student_logits(adversarial),
             targets["teacher_nat"],
+            kl_reduction=self.kl_reduction,
+            target_log_eps=self.target_log_eps,
         )
         return loss, {}
 
