@@ -306,6 +306,14 @@ def test_mask_in_generate_per_sample_and_broadcast(prototype_model, data) -> Non
         x_adv = attack.generate(x, y, mask=mask)
         assert np.abs((1 - mask.astype(np.float32)) * (x_adv - x)).max() == 0
         assert (x_adv != x).any()
+    # a leading 1 broadcasts over every batch, whatever the batch size
+    leading = rng.binomial(1, 0.5, size=(1, *x.shape[1:])).astype(np.float32)
+    for batch_size in (x.shape[0], 2, 1):
+        attack.set_params(batch_size=batch_size)
+        x_adv = attack.generate(x, y, mask=leading)
+        assert np.abs((1 - leading) * (x_adv - x)).max() == 0 and (x_adv != x).any()
+    with pytest.raises(ValueError, match=r"`mask` must broadcast against x"):
+        attack.generate(x, y, mask=np.ones((2, *x.shape[1:]), dtype=np.float32))
     with pytest.raises(ValueError, match="mask"):
         attack.generate(x, y, mask=-np.ones(x.shape[1:], dtype=np.float32))
     with pytest.raises(ValueError, match="mask"):

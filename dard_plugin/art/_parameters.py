@@ -217,17 +217,27 @@ def mask_from_kwargs(x: np.ndarray, kwargs: dict[str, Any]) -> np.ndarray | None
         )
     if np.issubdtype(mask.dtype, np.floating) and np.amin(mask) < 0.0:
         raise ValueError("The `mask` of a floating type must hold only zero or positive values.")
+    try:
+        broadcast = np.broadcast_shapes(mask.shape, np.shape(x))
+    except ValueError:
+        broadcast = None
+    if broadcast != np.shape(x):
+        raise ValueError(
+            f"`mask` must broadcast against x of shape {np.shape(x)} (or have its shape), "
+            f"got shape {mask.shape}"
+        )
     return mask
 
 
 def mask_batch(
     mask: np.ndarray | None, x: np.ndarray, start: int, stop: int, device: torch.device
 ) -> torch.Tensor | None:
-    """The batch's slice of ``mask`` (one mask per sample when it has ``x``'s dimensions,
-    as in ART), as a tensor broadcasting against the batch."""
+    """The batch's slice of ``mask`` (one mask per sample when it has ``x``'s dimensions
+    and length, as in ART; a leading 1 broadcasts over every batch), as a tensor
+    broadcasting against the batch."""
     if mask is None:
         return None
-    if mask.ndim == x.ndim:
+    if mask.ndim == x.ndim and mask.shape[0] == x.shape[0]:
         mask = mask[start:stop]
     mask = mask.reshape((1,) * (x.ndim - mask.ndim) + mask.shape)
     return torch.as_tensor(mask.astype(ART_NUMPY_DTYPE), device=device)

@@ -1,8 +1,9 @@
 """Checks the training side adds to :mod:`dard_plugin._validation`: output locations, the
-input bounds, and teacher options given to a method without a teacher."""
+input bounds, the scheduler, and teacher options given to a method without a teacher."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -84,3 +85,31 @@ def training_bounds(bounds: object, clip_values: tuple[float, float] | None) -> 
     if given is not None:
         return float(given[0]), float(given[1])
     return clip_values or (0.0, 1.0)
+
+
+def check_scheduler(scheduler: object) -> None:
+    """``scheduler`` is None or steps once per epoch with no argument (``StepLR``,
+    ``MultiStepLR``, ``OneCycleLR``, ...); one whose ``step`` needs an argument
+    (``ReduceLROnPlateau``'s metric) is refused before any work."""
+    if scheduler is None:
+        return
+    step = getattr(scheduler, "step", None)
+    if not callable(step):
+        raise ValueError(
+            f"scheduler must have a step() method (a torch.optim.lr_scheduler), got "
+            f"{type(scheduler).__name__}"
+        )
+    try:
+        required = [
+            p.name
+            for p in inspect.signature(step).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # no signature to read: let it run
+        return
+    if required:
+        raise ValueError(
+            f"scheduler {type(scheduler).__name__}.step needs {', '.join(required)}: the "
+            "trainers step the scheduler once per epoch with no argument (a "
+            "ReduceLROnPlateau needs a metric); use an epoch-based scheduler"
+        )

@@ -178,6 +178,13 @@ def resolve_attack(
                 f"a torchattacks attack clips to [0, 1], but the inputs lie in {bounds}: "
                 "pass attack settings (a dict) or a callable instead"
             )
+        if attack.model is getattr(student, "model", None) and hasattr(student, "std"):
+            raise ValueError(
+                "attack is built on the ART classifier's model, which the trainer runs behind "
+                "the classifier's preprocessing=(mean, std); a torchattacks attack cannot "
+                "follow it there: pass attack settings (a dict) or a callable, or a classifier "
+                "without preprocessing whose model holds its normalisation"
+            )
         if attack.model is not student:
             raise ValueError(
                 "attack must be built on the student being trained "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from dard_plugin._files import atomic_write_bytes
 from dard_plugin.training._checks import check_writable_dir, check_writable_file
@@ -19,6 +20,7 @@ from dard_plugin.training.fingerprints import (
     model_fingerprint,
     optimizer_fingerprint,
     scheduler_fingerprint,
+    standardisation,
     tensor_digest,
 )
 
@@ -160,8 +162,16 @@ def run_fingerprint(
         "data": source.fingerprint(),
         "teacher": " + ".join(model_fingerprint(m) for m in loop.frozen_models()) or None,
         "student": f"{type(loop.student).__name__}, "
-        f"{sum(p.numel() for p in loop.student.parameters())} parameters",
+        f"{sum(p.numel() for p in loop.student.parameters())} parameters"
+        + standardisation_note(loop.student),
     }
+
+
+def standardisation_note(student: nn.Module) -> str:
+    """An ART student's mean/std standardisation, for its fingerprint (empty without one,
+    so that other students' fingerprints are unchanged)."""
+    stats = standardisation(student)
+    return f", standardised {tensor_digest(*stats)}" if stats else ""
 
 
 def distributed_world_size() -> int:

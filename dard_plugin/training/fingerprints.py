@@ -27,8 +27,21 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 
 
 def model_fingerprint(model: nn.Module) -> str:
+    """The class and a digest of the state dict; an ART classifier's standardisation (held
+    outside the state dict) joins the digest."""
     state = model.state_dict()
-    return f"{type(model).__name__}:{tensor_digest(*(state[k] for k in sorted(state)))}"
+    tensors = [state[k] for k in sorted(state)]
+    return f"{type(model).__name__}:{tensor_digest(*tensors, *standardisation(model))}"
+
+
+def standardisation(model: nn.Module) -> list[torch.Tensor]:
+    """The mean and std of an ART classifier's standardisation (``models.Standardised``),
+    or none: so that two runs under other ``preprocessing=(mean, std)`` differ."""
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    if type(model).__name__ == "Standardised" and isinstance(mean, torch.Tensor):
+        assert isinstance(std, torch.Tensor)
+        return [mean, std]
+    return []
 
 
 def plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import models
+from dard_plugin.training._checks import check_scheduler
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource
 from dard_plugin.training.checkpointing import (
@@ -182,6 +183,7 @@ class TrainingLoop(Trainer):
         batch_size: int | None,
     ) -> list[dict[str, Any]]:
         world, rank = distributed()
+        check_scheduler(scheduler)
         if self.targets.cached and source.known is None:
             raise ValueError(
                 "teacher_targets='cached' needs fit(x, y) or a loader from "

@@ -112,16 +112,36 @@ def unpack_student(
         optimizer = optimizer if optimizer is not None else classifier.optimizer
         if optimizer is None:
             raise ValueError("the ART classifier has no optimizer: pass optimizer=")
-        if classifier.clip_values is not None:
-            low, high = classifier.clip_values
-            clip_values = (float(low), float(high))
+        clip_values = scalar_clip_values(classifier, "classifier")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
     return model, optimizer, clip_values
 
 
-def unpack_teacher(teacher: Any, student_source: Any, owner: str) -> nn.Module:
-    """The teacher's module, in eval mode (with a warning if it was training)."""
+def scalar_clip_values(classifier: Any, argument: str) -> tuple[float, float] | None:
+    """An ART classifier's ``clip_values`` as one ``(low, high)`` pair (None when it has
+    none); per-feature arrays are refused unless uniform: the trainers' attacks and checks
+    take one range."""
+    import numpy as np
+
+    if classifier.clip_values is None:
+        return None
+    low, high = (np.asarray(bound, dtype=np.float64) for bound in classifier.clip_values)
+    if low.size == 0 or high.size == 0 or np.ptp(low) != 0 or np.ptp(high) != 0:
+        raise ValueError(
+            f"{argument}: the trainers take one input range, clip_values=(low, high) as two "
+            f"numbers; this ART classifier's clip_values are per-feature arrays of shapes "
+            f"{low.shape} and {high.shape} with different values"
+        )
+    return float(low.flat[0]), float(high.flat[0])
+
+
+def unpack_teacher(
+    teacher: Any, student_source: Any, owner: str, bounds: tuple[float, float] | None = None
+) -> nn.Module:
+    """The teacher's module, in eval mode (with a warning if it was training). An ART
+    classifier's ``clip_values`` must be the run's ``bounds``: the teacher sees the
+    student's inputs, in the student's range."""
     if teacher is None:
         raise ValueError(f"{owner} needs a teacher")
     model = teacher if isinstance(teacher, nn.Module) else getattr(teacher, "model", None)
@@ -133,6 +153,13 @@ def unpack_teacher(teacher: Any, student_source: Any, owner: str) -> nn.Module:
     if model is student_source or model is getattr(student_source, "model", None):
         raise ValueError("teacher and student must be different models")
     if not isinstance(teacher, nn.Module):  # an ART classifier: what its predict computes
+        clip_values = scalar_clip_values(teacher, "teacher")
+        if bounds is not None and clip_values is not None and clip_values != tuple(bounds):
+            raise ValueError(
+                f"{owner}: the teacher's clip_values {clip_values} differ from the run's "
+                f"bounds {tuple(bounds)}; the teacher is queried on the student's inputs, in "
+                "that range: give a teacher classifier for inputs in it"
+            )
         model = art_module(teacher, "teacher")
     if model.training:
         warnings.warn(

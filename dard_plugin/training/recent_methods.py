@@ -288,7 +288,7 @@ class MTARDTrainer(AdversarialTrainerBase):
             )
         super().__init__(classifier, teacher, **kwargs)
         self.natural_teacher = models.unpack_teacher(
-            natural_teacher, classifier, "MTARDTrainer (natural_teacher)"
+            natural_teacher, classifier, "MTARDTrainer (natural_teacher)", self.bounds
         )
         if self.natural_teacher is self.teacher:
             raise ValueError("teacher and natural_teacher must be different models")

@@ -162,7 +162,9 @@ class AdversarialTrainerBase(TrainingLoop):
         self.bounds: tuple[float, float] = training_bounds(bounds, clip_values)
         self.teacher: nn.Module | None = None
         if self.needs_teacher:
-            self.teacher = models.unpack_teacher(teacher, classifier, type(self).__name__)
+            self.teacher = models.unpack_teacher(
+                teacher, classifier, type(self).__name__, self.bounds
+            )
         elif teacher is not None:
             raise ValueError(f"{type(self).__name__} takes no teacher")
         else:
@@ -182,6 +184,12 @@ class AdversarialTrainerBase(TrainingLoop):
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
         if teacher_batch_size is not None:
             check_int("teacher_batch_size", teacher_batch_size, minimum=1)
+            if self.teacher_targets != "cached":
+                raise ValueError(
+                    "teacher_batch_size sets the teacher's chunk when building cached targets; "
+                    f"with teacher_targets={self.teacher_targets!r} it would change nothing "
+                    "(the teacher runs on each training batch): drop it, or use 'cached'"
+                )
         self.teacher_batch_size = teacher_batch_size
         self.resume = check_bool("resume", resume)
         self.verbose = check_bool("verbose", verbose)
@@ -267,6 +275,8 @@ class AdversarialTrainerBase(TrainingLoop):
             **({} if teacher_batch is None else {"teacher_batch_size": teacher_batch}),
             # only when on, so that the fingerprints of runs without a schedule are unchanged
             **({"eps_warmup_epochs": self.eps_warmup_epochs} if self.eps_warmup_epochs else {}),
+            # only when on (CPU runs' fingerprints unchanged): bf16 changes the weights
+            **({"amp": True} if self.amp else {}),
             # only when set: a resume with another explicit setting differs in float rounding
             **({} if self.fold_teacher is None else {"fold_teacher": self.fold_teacher}),
             # only when a dict names it: it replaces the method's own attack (RSLAD's KL, ...)

@@ -1,0 +1,161 @@
+"""Settings a trainer used to ignore or mix without a word, found by an outside audit: each
+now changes the run's fingerprint (a resume under another value is refused) or is refused
+before any work. ART classifiers' standardisation and clip values, bf16 autocast, options
+that do nothing, schedulers that need an argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchattacks
+from art.estimators.classification import PyTorchClassifier
+from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from torch import nn
+
+from dard_plugin.training import ARDTrainer, DARDTrainer, SATTrainer
+
+ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
+
+
+def classifier(model: nn.Module, *, mean: float = 0.0, std: float = 1.0, clip=(0.0, 1.0)):
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=clip,
+        preprocessing=(np.array([mean], dtype=np.float32), np.array([std], dtype=np.float32)),
+    )
+
+
+def fresh_student() -> TinyCNN:
+    torch.manual_seed(0)
+    return TinyCNN()
+
+
+def teacher_model() -> nn.Module:
+    return PrototypeLinear(make_prototype_data()[2]).eval()
+
+
+@pytest.mark.parametrize("side", ["teacher", "student"])
+def test_a_resume_under_another_art_standardisation_is_refused(side: str, tmp_path) -> None:
+    """The mean/std of an ART classifier's ``preprocessing`` lie outside the state dict;
+    a resume under other values trained (and, for a teacher, reused its cached targets)."""
+    x, y, _ = make_prototype_data(n=32)
+
+    def run(mean: float, std: float, epochs: int) -> ARDTrainer:
+        stats = {"mean": mean, "std": std}
+        teacher: object = teacher_model()
+        if side == "teacher":
+            teacher = classifier(teacher, **stats)
+        student = fresh_student()
+        trainer = ARDTrainer(
+            classifier(student, **stats) if side == "student" else student,
+            teacher,
+            optimizer=None if side == "student" else torch.optim.SGD(student.parameters(), 0.05),
+            attack=ATTACK,
+            teacher_targets="cached",
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+        trainer.fit(x, y, batch_size=16, nb_epochs=epochs)
+        return trainer
+
+    run(0.5, 0.25, 1)
+    assert run(0.5, 0.25, 1).epochs_run == 0  # the same standardisation resumes
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    with pytest.raises(ValueError, match=side):
+        run(0.1, 0.5, 2)
+    after = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert after["epoch"] == saved["epoch"] == 1  # nothing trained or written
+
+
+def test_a_resume_under_another_amp_setting_is_refused(tmp_path) -> None:
+    """bf16 autocast changes the weights (it runs on the CPU too); its default follows the
+    device, so a run started on the CPU and resumed on CUDA would have switched."""
+    x, y, _ = make_prototype_data(n=32)
+
+    def run(amp: bool, epochs: int) -> SATTrainer:
+        student = fresh_student()
+        trainer = SATTrainer(
+            student,
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+            attack=ATTACK,
+            amp=amp,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            verbose=False,
+        )
+        trainer.fit(x, y, batch_size=16, nb_epochs=epochs)
+        return trainer
+
+    assert "amp" not in run(False, 1).config()  # CPU runs keep their fingerprints
+    with pytest.raises(ValueError, match="amp"):
+        run(True, 2)
+
+
+def test_teacher_batch_size_without_cached_targets_is_refused() -> None:
+    student = fresh_student()
+    with pytest.raises(ValueError, match=r"teacher_batch_size.*teacher_targets='online'"):
+        DARDTrainer(
+            student,
+            teacher_model(),
+            optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+            teacher_batch_size=3,
+        )
+    DARDTrainer(  # with cached targets it sets the teacher's chunk
+        student,
+        teacher_model(),
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+        teacher_batch_size=3,
+        teacher_targets="cached",
+    )
+
+
+def test_per_feature_clip_values_are_read_or_refused_by_name() -> None:
+    uniform = (np.zeros((1, 8, 8)), np.ones((1, 8, 8)))
+    trainer = SATTrainer(classifier(fresh_student(), clip=uniform), attack=ATTACK)
+    assert trainer.bounds == (0.0, 1.0)
+    high = np.ones((1, 8, 8))
+    high[..., 0] = 0.5
+    with pytest.raises(ValueError, match=r"classifier: .*clip_values.*per-feature"):
+        SATTrainer(classifier(fresh_student(), clip=(np.zeros((1, 8, 8)), high)))
+
+
+def test_a_teacher_classifier_for_another_input_range_is_refused() -> None:
+    """A teacher classifier for 0..255 inputs, queried on the student's 0..1 images,
+    predicted one class for everything."""
+    student = fresh_student()
+    teacher = classifier(teacher_model(), clip=(0.0, 255.0))
+    with pytest.raises(ValueError, match=r"teacher's clip_values \(0.0, 255.0\).*bounds"):
+        ARDTrainer(student, teacher, optimizer=torch.optim.SGD(student.parameters(), lr=0.05))
+    ARDTrainer(  # the same range is accepted
+        student,
+        classifier(teacher_model()),
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.05),
+    )
+
+
+def test_a_scheduler_that_needs_a_metric_is_refused_before_work() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student = fresh_student()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    before = state_snapshot(student)
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau.step needs metrics"):
+        trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=plateau)
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+    step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=step)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
+
+
+def test_a_torchattacks_attack_on_a_standardised_art_model_is_refused_by_what_it_is() -> None:
+    art_student = classifier(fresh_student(), mean=0.5, std=0.25)
+    attack = torchattacks.PGD(art_student.model, eps=0.1, alpha=0.05, steps=2)
+    with pytest.raises(ValueError, match=r"preprocessing=\(mean, std\).*dict"):
+        SATTrainer(art_student, attack=attack)
