@@ -27,6 +27,7 @@ from _common import parse_args
 
 from dard_plugin import evaluate, load_teacher
 from dard_plugin.data import load_dataset
+from dard_plugin.recipes import default_eps
 
 
 def join_process_group(device: str) -> tuple[int, int, str]:
@@ -46,7 +47,9 @@ def main() -> None:
     )
     parser.add_argument("--model", default="dard-fmnist-teacher", help="a teacher name")
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--eps", type=float, default=0.1)
+    parser.add_argument(
+        "--eps", type=float, default=None, help="default: the dataset's (0.1; CIFAR 8/255)"
+    )
     parser.add_argument("--attacks", default="clean,fgsm,pgd,dpgd,autoattack")
     parser.add_argument("--n-examples", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=100)
@@ -57,6 +60,8 @@ def main() -> None:
         parser,
         fast={"attacks": "clean,fgsm,pgd,dpgd,apgd-ce", "n_examples": 16, "batch_size": 8},
     )
+    if args.eps is None:
+        args.eps = default_eps(args.dataset, "Linf")
     world_size, rank, device = join_process_group(args.device)
     try:
         # every rank loads the same model and data; evaluate() checks that they agree

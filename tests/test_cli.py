@@ -562,8 +562,8 @@ def test_distill_holds_out_validation_images_by_default(capsys, tmp_path) -> Non
 def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
     """`dard evaluate --norm L2` once defaulted to 0.1 while `dard distill --norm L2` used
     1.5."""
-    from dard_plugin.cli.evaluation import _check_model_source_args
     from dard_plugin.cli.main import build_parser
+    from dard_plugin.cli.model_source import check_model_source_args
     from dard_plugin.cli.training_options import check_training_args
     from dard_plugin.recipes import default_eps
 
@@ -575,7 +575,7 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
     ):
         common = ["--dataset", dataset, "--norm", norm]
         evaluate = build_parser().parse_args(["evaluate", "m.pt", *common])
-        _check_model_source_args(evaluate)
+        check_model_source_args(evaluate)
         arch = ["--arch", "small-cnn" if dataset == "fashion-mnist" else "resnet18"]
         distill = build_parser().parse_args(
             ["distill", *common, *arch, "--out", str(tmp_path / "r")]

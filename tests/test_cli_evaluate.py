@@ -416,3 +416,56 @@ def test_attack_image_grid_is_written_whole_or_not_at_all(monkeypatch, tmp_path)
     with pytest.raises(OSError, match="disk full"):
         image_grid(images, images, labels, predictions, predictions, path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_keeps_the_earlier_evaluation_until_model_and_data_load(
+    student_file, capsys, tmp_path
+) -> None:
+    """`dard evaluate --overwrite` once deleted the earlier report, then failed to load a
+    misspelt model (or a dataset not at hand), leaving --out empty."""
+    out = tmp_path / "eval"
+    tiny = ["--attacks", "clean", "--n-examples", "8", "--quiet", "--out", str(out)]
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *tiny)
+    assert code == 0, err
+    first = (out / "report.json").read_text()
+    code, _, err = run_main(capsys, "evaluate", "dard-fmnist-teachr", *tiny, "--overwrite")
+    assert code == 2 and "dard-fmnist-teacher" in err, err
+    assert (out / "report.json").read_text() == first  # still there
+    code, _, err = run_main(capsys, "evaluate", "dard-fmnist-teacher", *tiny, "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["name"] == "dard-fmnist-teacher"
+
+
+def test_a_model_of_another_class_count_than_the_dataset_is_refused(capsys, tmp_path) -> None:
+    """A 100-class model scored on a 10-class dataset's labels once gave a report."""
+    from dard_plugin.models import create
+    from dard_plugin.recipes import save_model
+
+    path = tmp_path / "hundred.pt"
+    save_model(path, create("small-cnn", num_classes=100), "small-cnn", 100)
+    out = tmp_path / "eval"
+    code, _, err = run_main(capsys, "evaluate", str(path), "--attacks", "clean", "--out", str(out))
+    assert code == 2 and "outputs 100 classes, but --dataset fashion-mnist has 10" in err, err
+    assert not (out / "report.json").exists()
+
+
+def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
+    """`dard attack --json` once printed float32 means (0.8333333134651184 for 10 of 12)."""
+    out = tmp_path / "attack"
+    code, printed, err = run_main(
+        capsys,
+        "attack",
+        "dard-fmnist-teacher",
+        "--n",
+        "12",
+        "--steps",
+        "3",
+        "--json",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    summary = json.loads(printed)
+    for key in ("clean_accuracy", "dpgd_accuracy"):
+        assert summary[key] in {k / 12 for k in range(13)}, summary[key]
+    assert summary["clean_accuracy"] not in (0.0, 0.5, 1.0)  # a value float32 would round

@@ -451,3 +451,60 @@ def test_ranks_that_disagree_are_shown_in_full() -> None:
     first, second = "a" * 63 + "0", "a" * 63 + "1"  # fingerprints that differ at the end
     text = describe_disagreement([first, second, first])
     assert f"ranks [0, 2]: {first}" in text and f"ranks [1]: {second}" in text
+
+
+def test_attacks_and_budgets_given_as_iterators_run_in_full(tmp_path, linear_setup) -> None:
+    """An iterator for ``attacks`` was read up by the checks: no attack ran, and the report
+    gave the clean accuracy as the worst case. ``robustness_curve`` returned [] for a
+    generator of budgets."""
+    model, x, y = linear_setup
+    listed = evaluate(model, x, y, eps=0.2, attacks=["clean", "pgd"], verbose=False)
+    lazy = evaluate(model, x, y, eps=0.2, attacks=map(str.strip, ["clean", " pgd"]), verbose=False)
+    assert list(lazy.per_attack) == ["pgd"]
+    assert lazy.robust_accuracy == listed.robust_accuracy < listed.clean_accuracy
+    reports = robustness_curve(model, x, y, (e for e in (0.1, 0.2)), attacks=["pgd"], verbose=False)
+    assert [r.eps for r in reports] == [0.1, 0.2]
+
+
+def test_a_curve_with_autoattack_state_keeps_one_state_per_budget(tmp_path, linear_setup) -> None:
+    """Every budget once shared one state file: the second was refused as "written for
+    another evaluation" after the first had run."""
+    model, x, y = linear_setup
+    options = {"attacks": ["clean", "apgd-ce"], "verbose": False}
+    state = tmp_path / "aa.json"
+    reports = robustness_curve(model, x, y, [0.1, 8 / 255], state_path=state, **options)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["aa.eps-0.1.apgd-ce.json", "aa.eps-8_255.apgd-ce.json"]
+    again = robustness_curve(model, x, y, [0.1, 8 / 255], state_path=state, **options)
+    assert [r.per_sample for r in again] == [r.per_sample for r in reports]  # resumed
+
+
+def test_autoattack_leaves_no_gradient_in_the_parameters(linear_setup) -> None:
+    """FAB's ``backward()`` filled ``.grad`` of a model whose parameters require grad."""
+    model, x, y = linear_setup
+    assert all(p.requires_grad for p in model.parameters())
+    report = evaluate(model, x[:8], y[:8], eps=0.2, attacks=["fab-t"], verbose=False)
+    assert 0.0 <= report.per_attack["fab-t"] <= 1.0
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+
+
+def test_percentages_round_half_up_from_the_exact_share() -> None:
+    """``f"{100 * 115 / 800:.2f}"`` is 14.37 (the product is 14.374999...)."""
+    from dard_plugin.evaluation.report import percent
+
+    assert [percent(k / 800) for k in (115, 117, 203)] == ["14.38", "14.63", "25.38"]
+    assert [percent(v) for v in (0.0, 1.0, 2 / 3, 0.4567)] == ["0.00", "100.00", "66.67", "45.67"]
+    report = RobustnessReport(
+        model_name="m",
+        eps=0.1,
+        norm="Linf",
+        clean_accuracy=115 / 800,
+        robust_accuracy=115 / 800,
+        per_attack={},
+        n_examples=800,
+        seed=0,
+        seconds={},
+        versions={},
+    )
+    assert json.loads(report.to_json())["clean_acc"] == "14.38"
+    assert "| clean | 14.38 |" in report.to_markdown()

@@ -7,13 +7,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dard_plugin.cli.common import (
-    DATASETS,
-    CommandError,
-    add_robustbench_options,
-    check_data_root,
-    check_out_writable,
-    distributed_setup,
+from dard_plugin.cli.common import CommandError, distributed_setup
+from dard_plugin.cli.model_source import (
+    add_model_source,
+    check_model_source_args,
+    load_model_source,
 )
 
 # every suite row has an L-inf and an L2 form, so this serves both --norm values
@@ -22,7 +20,7 @@ DEFAULT_EVALUATE_ATTACKS = "clean,fgsm,pgd,dpgd,autoattack"  # evaluation.DEFAUL
 
 def add_parsers(commands: Any) -> None:
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a model")
-    _add_model_source(evaluate)
+    add_model_source(evaluate)
     evaluate.add_argument("--norm", default="Linf", choices=("Linf", "L2"))
     evaluate.add_argument(
         "--attacks",
@@ -62,7 +60,7 @@ def add_parsers(commands: Any) -> None:
     )
 
     attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
-    _add_model_source(attack)
+    add_model_source(attack)
     attack.add_argument("--n", type=int, default=16, help="first N test images")
     attack.add_argument("--step-size", type=float, default=None)
     attack.add_argument("--steps", type=int, default=10)
@@ -80,90 +78,6 @@ def add_parsers(commands: Any) -> None:
         action="store_true",
         help="replace adv.npz and grid.png where --out holds them (refused otherwise)",
     )
-
-
-def _add_model_source(parser: argparse.ArgumentParser) -> None:
-    """The model to load, the data and the budget: shared by evaluate and attack."""
-    parser.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
-    parser.add_argument("--arch", default=None, help="architecture of a bare checkpoint")
-    parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
-    parser.add_argument("--data-root", default=None)
-    add_robustbench_options(
-        parser,
-        "the RobustBench entry of a name listed under several (default: --norm's, Linf for attack)",
-    )
-    parser.add_argument(
-        "--eps",
-        type=float,
-        default=None,
-        help="budget in [0,1] pixels (default per dataset and norm, as dard distill's: "
-        "Fashion-MNIST 0.1 for Linf, 1.5 for L2; CIFAR 8/255 and 0.5)",
-    )
-
-
-def _load_model_source(args: argparse.Namespace) -> Any:
-    """The model named by :func:`_add_model_source`'s arguments, frozen; a model that
-    declares an input shape other than the dataset's is an error naming both."""
-    from dard_plugin.data import dataset_info
-    from dard_plugin.evaluation._checks import expected_input_shape
-    from dard_plugin.recipes import load_model
-    from dard_plugin.teachers import SHIPPED_TEACHERS
-
-    shipped = SHIPPED_TEACHERS.get(args.model)
-    model = load_model(
-        args.model,
-        dataset=args.dataset,
-        arch=args.arch,
-        threat_model=shipped.threat_model
-        if shipped is not None
-        else args.threat_model or getattr(args, "norm", "Linf"),
-        model_dir=args.model_dir,
-        device=args.device,
-    )
-    expected, given = expected_input_shape(model), dataset_info(args.dataset).input_shape
-    if expected is not None and expected != given:
-        raise CommandError(
-            f"{args.model} expects inputs of shape {expected}, but --dataset {args.dataset} "
-            f"gives images of shape {given}: choose the dataset the model was trained on"
-        )
-    return model
-
-
-def _check_model_source_args(args: argparse.Namespace) -> None:
-    """``evaluate`` and ``attack``: the model's flags (``--arch`` serves a checkpoint file
-    only, ``--threat-model`` a RobustBench name only: given for another kind of model they
-    would change nothing), the budget, the data folder and the output folder, before any
-    model or data is loaded and before an old evaluation is overwritten."""
-    from dard_plugin._validation import check_eps_plausible, check_real
-    from dard_plugin.data import dataset_info
-    from dard_plugin.recipes import default_eps
-    from dard_plugin.teachers import SHIPPED_TEACHERS
-
-    is_file = Path(args.model).suffix in (".pt", ".pth") or Path(args.model).is_file()
-    if args.arch is not None and not is_file:
-        raise CommandError(
-            f"--arch applies to a checkpoint file; {args.model} is a named model whose "
-            "architecture is known: drop --arch"
-        )
-    if args.threat_model is not None and (is_file or args.model in SHIPPED_TEACHERS):
-        kind = "a checkpoint file" if is_file else "a shipped teacher"
-        raise CommandError(
-            f"--threat-model chooses a RobustBench entry; {args.model} is {kind}: drop it"
-        )
-    norm = getattr(args, "norm", "Linf")
-    if args.eps is None:
-        args.eps = default_eps(args.dataset, norm)
-    check_real("--eps", args.eps, low=0.0, low_inclusive=False)
-    check_eps_plausible(
-        args.eps,
-        (0.0, 1.0),
-        norm=norm,
-        input_shape=dataset_info(args.dataset).input_shape,
-        name="--eps",
-    )
-    check_data_root(args.data_root)
-    if args.out is not None:
-        check_out_writable(args.out)
 
 
 # what `dard evaluate` writes in --out (AutoAttack's state files match STATE_PATTERN)
@@ -216,11 +130,11 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
     prints and writes the report)."""
     from dard_plugin._validation import check_choice, check_int
-    from dard_plugin.data import check_n_examples
+    from dard_plugin.data import check_n_examples, load_dataset
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.evaluation.distributed import check_torchrun_environment
 
-    _check_model_source_args(args)
+    check_model_source_args(args)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not attacks:
         raise CommandError(f"--attacks must name at least one of {list(ATTACK_NAMES)}")
@@ -232,14 +146,19 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     _check_existing_evaluation(args)
     check_torchrun_environment()
     world, rank = distributed_setup(args)
-    if args.overwrite and rank == 0:
-        _remove_evaluation(args.out)
-    if world > 1:
-        from dard_plugin.cli.common import barrier
-
-        barrier()  # no rank starts before rank 0 has removed the old files
     try:
-        return _evaluate_sharded(args, attacks, curve, rank)
+        # the model and the data first: a failure there leaves an earlier evaluation in place
+        model = load_model_source(args)
+        data = load_dataset(
+            args.dataset, train=False, n_examples=args.n_examples, root=args.data_root
+        )
+        if args.overwrite and rank == 0:
+            _remove_evaluation(args.out)
+        if world > 1:
+            from dard_plugin.cli.common import barrier
+
+            barrier()  # no rank starts before rank 0 has removed the old files
+        return _evaluate_sharded(args, attacks, curve, rank, model, data)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -248,14 +167,17 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate_sharded(
-    args: argparse.Namespace, attacks: list[str], curve: list[float], rank: int
+    args: argparse.Namespace,
+    attacks: list[str],
+    curve: list[float],
+    rank: int,
+    model: Any,
+    data: tuple[Any, Any],
 ) -> dict[str, Any]:
-    from dard_plugin.data import load_dataset
     from dard_plugin.evaluation import evaluate, plot_robustness_curve, robustness_curve
     from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, state_file
 
-    model = _load_model_source(args)
-    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_examples, root=args.data_root)
+    x, y = data
     name = Path(args.model).stem
     state = args.out / STATE_NAME if args.out is not None else None
     options: dict[str, Any] = {
@@ -331,7 +253,7 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.cli.figures import image_grid
     from dard_plugin.data import load_dataset
 
-    _check_model_source_args(args)
+    check_model_source_args(args)
     check_int("--n", args.n, minimum=1)
     check_int("--steps", args.steps, minimum=1)
     if args.step_size is not None:
@@ -350,7 +272,7 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
             f"got {args.n}"
         )
     x, y = x[: args.n].clone(), y[: args.n].clone()
-    model = _load_model_source(args)
+    model = load_model_source(args)
     device = args.device or "cpu"
     step = args.step_size if args.step_size is not None else args.eps / 4
     adversarial = dpgd(
@@ -381,8 +303,8 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
         "n": args.n,
         "eps": args.eps,
         "reduction": args.reduction,
-        "clean_accuracy": float((clean_pred == y).float().mean()),
-        "dpgd_accuracy": float((adv_pred == y).float().mean()),
+        "clean_accuracy": int((clean_pred == y).sum()) / len(y),  # exact, not a float32 mean
+        "dpgd_accuracy": int((adv_pred == y).sum()) / len(y),
         "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],
     }
     if not args.json:

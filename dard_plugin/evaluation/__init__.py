@@ -4,6 +4,7 @@ attack suite, reported the way RobustBench reports them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,8 +31,12 @@ def robustness_curve(
     **kwargs: Any,
 ) -> list[RobustnessReport]:
     """:func:`evaluate` at each budget in ``eps_values`` (for :func:`plot_robustness_curve`).
-    Every budget is checked before the first evaluation."""
-    if isinstance(eps_values, (str, bytes)) or not eps_values:
+    Every budget is checked before the first evaluation. A ``state_path`` (AutoAttack's
+    resume state) gives each budget its own files, ``aa.json`` -> ``aa.eps-0.1.json``."""
+    if isinstance(eps_values, (str, bytes)):
+        raise ValueError("eps_values must hold at least one budget, not a string")
+    eps_values = list(eps_values)  # an iterator is read once, here
+    if not eps_values:
         raise ValueError("eps_values must hold at least one budget")
     norm = kwargs.get("norm", "Linf")
     check_choice("norm", norm, NORMS)
@@ -41,7 +46,21 @@ def robustness_curve(
         check_eps_plausible(
             eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]), name=name
         )
-    return [evaluate(model, images, labels, eps=eps, **kwargs) for eps in eps_values]
+    state_path = kwargs.pop("state_path", None)
+    return [
+        evaluate(model, images, labels, eps=eps, state_path=budget_state(state_path, eps), **kwargs)
+        for eps in eps_values
+    ]
+
+
+def budget_state(state_path: str | Path | None, eps: float) -> Path | None:
+    """The state path of one budget of a curve: ``aa.json`` -> ``aa.eps-8_255.json``."""
+    if state_path is None:
+        return None
+    path = Path(state_path)
+    tag = "eps-" + eps_string(eps).replace("/", "_")
+    suffix = path.suffix or ".json"
+    return path.with_name(f"{path.stem if path.suffix else path.name}.{tag}{suffix}")
 
 
 __all__ = [

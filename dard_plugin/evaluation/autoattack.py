@@ -13,8 +13,10 @@ run again from its start, so the resumed result equals an uninterrupted one exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,21 @@ class AutoAttackState:
         write_text_atomically(self.path, dumps_strict(payload, indent=None))
 
 
+@contextlib.contextmanager
+def parameters_without_grad(model: nn.Module) -> Iterator[None]:
+    """The model's parameters with ``requires_grad`` off, each flag given back: FAB's
+    ``backward()`` would otherwise fill (and leave) their ``.grad``; AutoAttack needs
+    gradients with respect to the inputs only."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
 def run_autoattack(
     model: nn.Module,
     images: torch.Tensor,
@@ -146,7 +163,10 @@ def run_autoattack(
         if start not in state.chunks:
             x = images[offset : offset + batch_size].to(device)
             y = labels[offset : offset + batch_size].to(device)
-            with torch.random.fork_rng(devices=fork_devices, device_type=device.type):
+            with (
+                torch.random.fork_rng(devices=fork_devices, device_type=device.type),
+                parameters_without_grad(model),
+            ):
                 _, predicted = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
             state.record(start, (predicted == y).cpu())
         flags.append(state.chunks[start])

@@ -131,6 +131,8 @@ def evaluate(
     """
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
+    if not isinstance(attacks, str):
+        attacks = list(attacks)  # an iterator is read once, here (not by the checks alone)
     if isinstance(attacks, str) or not attacks:
         raise ValueError(f"attacks must be a non-empty list of names from {list(ATTACK_NAMES)}")
     for name in attacks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ def eps_string(eps: float) -> str:
     if on_grid:
         return f"{eps:.4g}" if short else f"{steps}/255"
     return f"{eps:g}"
+
+
+def percent(fraction: float) -> str:
+    """``fraction`` in percent with two decimals, rounded half up from its shortest decimal
+    form (``115/800`` is ``14.38``: ``100 * 0.14375`` is ``14.374999...`` in binary, which
+    ``f"{x:.2f}"`` printed as ``14.37``)."""
+    value = Decimal(repr(float(fraction))) * 100
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 @dataclass
@@ -61,11 +70,11 @@ class RobustnessReport:
             "name": self.model_name,
             "eps": eps_string(self.eps),
             "norm": self.norm,
-            "clean_acc": f"{100 * self.clean_accuracy:.2f}",
+            "clean_acc": percent(self.clean_accuracy),
         }
         if "autoattack" in self.per_attack:
-            payload["autoattack_acc"] = f"{100 * self.per_attack['autoattack']:.2f}"
-        payload["robust_acc"] = f"{100 * self.robust_accuracy:.2f}"
+            payload["autoattack_acc"] = percent(self.per_attack["autoattack"])
+        payload["robust_acc"] = percent(self.robust_accuracy)
         payload["n_examples"] = self.n_examples
         payload["dard_plugin"] = self.to_dict()
         text = dumps_strict(payload)
@@ -85,11 +94,11 @@ class RobustnessReport:
             "",
             "| attack | accuracy (%) | seconds |",
             "| --- | ---: | ---: |",
-            f"| clean | {100 * self.clean_accuracy:.2f} | {self.seconds.get('clean', 0.0):.1f} |",
+            f"| clean | {percent(self.clean_accuracy)} | {self.seconds.get('clean', 0.0):.1f} |",
         ]
         for name, value in self.per_attack.items():
-            lines.append(f"| {name} | {100 * value:.2f} | {self.seconds.get(name, 0.0):.1f} |")
-        lines.append(f"| **worst case over all** | **{100 * self.robust_accuracy:.2f}** | |")
+            lines.append(f"| {name} | {percent(value)} | {self.seconds.get(name, 0.0):.1f} |")
+        lines.append(f"| **worst case over all** | **{percent(self.robust_accuracy)}** | |")
         return "\n".join(lines) + "\n"
 
 
