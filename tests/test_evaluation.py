@@ -464,6 +464,10 @@ def test_attacks_and_budgets_given_as_iterators_run_in_full(tmp_path, linear_set
     assert lazy.robust_accuracy == listed.robust_accuracy < listed.clean_accuracy
     reports = robustness_curve(model, x, y, (e for e in (0.1, 0.2)), attacks=["pgd"], verbose=False)
     assert [r.eps for r in reports] == [0.1, 0.2]
+    lazy_curve = robustness_curve(model, x, y, [0.1, 0.2], attacks=iter(["pgd"]), verbose=False)
+    assert [r.per_attack for r in lazy_curve] == [r.per_attack for r in reports]  # both budgets
+    with pytest.raises(ValueError, match="attacks must be a non-empty list"):
+        evaluate(model, x, y, eps=0.2, attacks=None)
 
 
 def test_a_curve_with_autoattack_state_keeps_one_state_per_budget(tmp_path, linear_setup) -> None:

@@ -237,12 +237,14 @@ def test_eval_batch_size_joins_the_fingerprint_only_where_it_shapes_cached_targe
     default = config()
     assert "teacher_batch_size" not in default  # default runs' fingerprints unchanged
     assert config(eval_batch_size=256) == default
-    assert config(teacher_batch_size=64)["teacher_batch_size"] == 64
     if targets == "cached":
+        assert config(teacher_batch_size=64)["teacher_batch_size"] == 64
         assert config(eval_batch_size=128)["teacher_batch_size"] == 128
         assert config(eval_batch_size=128, teacher_batch_size=64)["teacher_batch_size"] == 64
     else:  # online targets are computed per training batch: eval_batch_size is irrelevant
         assert config(eval_batch_size=128) == default
+        with pytest.raises(ValueError, match="teacher_batch_size"):  # and it changes nothing
+            config(teacher_batch_size=64)
 
 
 def test_resume_under_another_eval_batch_size_is_refused_for_cached_targets(

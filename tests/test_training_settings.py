@@ -125,6 +125,30 @@ def test_per_feature_clip_values_are_read_or_refused_by_name() -> None:
         SATTrainer(classifier(fresh_student(), clip=(np.zeros((1, 8, 8)), high)))
 
 
+def test_ranges_are_compared_at_art_float32_precision() -> None:
+    """ART stores clip_values as float32: the same range given as bounds was refused."""
+    low, high = -0.4242, 2.8215
+    student = fresh_student()
+    teacher = classifier(teacher_model(), clip=(low, high))
+    trainer = ARDTrainer(
+        student, teacher, optimizer=torch.optim.SGD(student.parameters(), 0.05), bounds=(low, high)
+    )
+    assert trainer.bounds == (low, high)
+    art_student = classifier(fresh_student(), clip=(low, high))
+    assert SATTrainer(art_student, bounds=(low, high)).bounds == (low, high)
+    with pytest.raises(ValueError, match="differ"):
+        SATTrainer(classifier(fresh_student(), clip=(low, high)), bounds=(low, high + 1e-3))
+
+
+def test_a_trainer_without_its_teacher_says_so() -> None:
+    from dard_plugin.training import TRAINERS
+
+    for name in ("ard", "rslad", "dard", "iad", "adaad"):
+        student = fresh_student()
+        with pytest.raises(ValueError, match="needs a teacher"):
+            TRAINERS[name](student, optimizer=torch.optim.SGD(student.parameters(), 0.05))
+
+
 def test_a_teacher_classifier_for_another_input_range_is_refused() -> None:
     """A teacher classifier for 0..255 inputs, queried on the student's 0..1 images,
     predicted one class for everything."""
@@ -149,6 +173,13 @@ def test_a_scheduler_that_needs_a_metric_is_refused_before_work() -> None:
     with pytest.raises(ValueError, match=r"ReduceLROnPlateau.step needs metrics"):
         trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=plateau)
     assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+    class KeywordMetric:  # a scheduler of one's own whose step needs a keyword
+        def step(self, *, metrics: float) -> None:
+            del metrics
+
+    with pytest.raises(ValueError, match=r"KeywordMetric.step needs metrics"):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1, scheduler=KeywordMetric())
     step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     trainer.fit(x, y, batch_size=16, nb_epochs=2, scheduler=step)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)

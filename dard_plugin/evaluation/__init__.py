@@ -3,7 +3,7 @@ attack suite, reported the way RobustBench reports them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ def robustness_curve(
             eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]), name=name
         )
     state_path = kwargs.pop("state_path", None)
+    attacks = kwargs.get("attacks")
+    if isinstance(attacks, Iterable) and not isinstance(attacks, str):
+        kwargs["attacks"] = list(attacks)  # an iterator is read once, for every budget
     return [
         evaluate(model, images, labels, eps=eps, state_path=budget_state(state_path, eps), **kwargs)
         for eps in eps_values

@@ -7,7 +7,7 @@ import importlib.metadata
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +131,7 @@ def evaluate(
     """
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
-    if not isinstance(attacks, str):
+    if isinstance(attacks, Iterable) and not isinstance(attacks, str):
         attacks = list(attacks)  # an iterator is read once, here (not by the checks alone)
     if isinstance(attacks, str) or not attacks:
         raise ValueError(f"attacks must be a non-empty list of names from {list(ATTACK_NAMES)}")

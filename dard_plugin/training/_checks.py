@@ -4,9 +4,12 @@ input bounds, the scheduler, and teacher options given to a method without a tea
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dard_plugin._validation import check_bounds
 
@@ -80,11 +83,20 @@ def training_bounds(bounds: object, clip_values: tuple[float, float] | None) -> 
         raise ValueError(
             f"bounds must be a pair of numbers (low, high) for training, got {bounds!r}"
         )
-    if given is not None and clip_values is not None and given != clip_values:
+    if given is not None and clip_values is not None and not same_range(given, clip_values):
         raise ValueError(f"bounds {given} differ from the classifier's clip_values {clip_values}")
     if given is not None:
         return float(given[0]), float(given[1])
     return clip_values or (0.0, 1.0)
+
+
+def same_range(first: Sequence[Any], second: Sequence[Any]) -> bool:
+    """Two ``(low, high)`` ranges equal at float32 precision (ART stores ``clip_values``
+    as float32: ``(-0.4242, 2.8215)`` comes back as ``(-0.42419999837875366, ...)``)."""
+    return all(
+        math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-7)
+        for a, b in zip(first, second, strict=True)
+    )
 
 
 def check_scheduler(scheduler: object) -> None:
@@ -103,7 +115,7 @@ def check_scheduler(scheduler: object) -> None:
         required = [
             p.name
             for p in inspect.signature(step).parameters.values()
-            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
     except (TypeError, ValueError):  # no signature to read: let it run
         return

@@ -94,7 +94,7 @@ class ARDTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         *,
         alpha: float = 1.0,
         temperature: float = 30.0,
@@ -155,7 +155,7 @@ class RSLADTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         *,
         kl_reduction: str = "batchmean",
         target_log_eps: float = 0.0,
@@ -220,7 +220,7 @@ class DARDTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         *,
         alpha: float = 0.7,
         temperature: float = 3.0,

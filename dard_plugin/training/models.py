@@ -15,6 +15,7 @@ from torch import nn
 
 from dard_plugin._validation import check_images
 from dard_plugin.attacks.pgd import eval_mode
+from dard_plugin.training._checks import same_range
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def unpack_teacher(
         raise ValueError("teacher and student must be different models")
     if not isinstance(teacher, nn.Module):  # an ART classifier: what its predict computes
         clip_values = scalar_clip_values(teacher, "teacher")
-        if bounds is not None and clip_values is not None and clip_values != tuple(bounds):
+        if bounds is not None and clip_values is not None and not same_range(clip_values, bounds):
             raise ValueError(
                 f"{owner}: the teacher's clip_values {clip_values} differ from the run's "
                 f"bounds {tuple(bounds)}; the teacher is queried on the student's inputs, in "

@@ -55,7 +55,7 @@ class IADTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         *,
         alpha: float = 1.0,
         temperature: float = 1.0,
@@ -143,7 +143,7 @@ class AdaADTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         *,
         alpha: float = 1.0,
         igdm: float = 0.0,
@@ -268,7 +268,7 @@ class MTARDTrainer(AdversarialTrainerBase):
     def __init__(
         self,
         classifier: Any,
-        teacher: Any,
+        teacher: Any = None,
         natural_teacher: Any = None,
         *,
         weight_lr: float = 0.025,
