@@ -634,3 +634,46 @@ def test_cache_refresh_without_cached_targets_is_refused_in_python() -> None:
             optimizer=torch.optim.SGD(student.parameters(), lr=0.01),
             cache_refresh_epochs=2,
         )
+
+
+def test_a_data_root_without_the_test_split_fails_before_training(capsys, tmp_path) -> None:
+    """The test images of the final evaluation were first read after every epoch had
+    trained (and student.pt was written)."""
+    from dard_plugin.data import fashion_mnist
+
+    root = tmp_path / "train-only"
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (root / name).symlink_to(fashion_mnist.DEBIAN_DIR / name)
+    out = tmp_path / "run"
+    flags = ["--method", "sat", "--arch", "tiny-cnn", *TINY_TRAIN, "--quiet"]
+    code, _, err = run_main(capsys, "distill", *flags, "--data-root", str(root), "--out", str(out))
+    assert code != 0 and "t10k-images-idx3-ubyte" in err, err
+    assert not (out / "student.pt").exists() and not (out / "checkpoint").exists()
+
+
+def test_an_l2_run_is_taught_by_the_teachers_l2_entry(capsys, monkeypatch, tmp_path) -> None:
+    """`dard distill --norm L2 --teacher NAME` loaded NAME's L-inf RobustBench entry (the
+    evaluation of the same name follows --norm)."""
+    import argparse
+
+    import dard_plugin.recipes
+    from dard_plugin.cli.training_options import teacher_threat_model
+
+    run = argparse.Namespace(threat_model=None, norm="L2")
+    assert teacher_threat_model(run, "Rade2021Helper_R18_ddpm") == "L2"
+    assert teacher_threat_model(run, "dard-fmnist-teacher") == "Linf"  # a shipped one's own
+    chosen = argparse.Namespace(threat_model="Linf", norm="L2")
+    assert teacher_threat_model(chosen, "Rade2021Helper_R18_ddpm") == "Linf"
+    asked = []
+
+    def record(spec, **kwargs):
+        asked.append((spec, kwargs["threat_model"]))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(dard_plugin.recipes, "load_model", record)
+    flags = ["--dataset", "cifar10", "--arch", "resnet56", "--norm", "L2", "--n-train", "64"]
+    out = str(tmp_path / "r")
+    code, _, err = run_main(capsys, "distill", *flags, "--teacher", "Standard", "--out", out)
+    assert code != 0 and "stop here" in err, err
+    assert asked == [("Standard", "L2")]

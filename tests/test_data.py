@@ -183,3 +183,15 @@ def test_named_loader_augments_train_only() -> None:
     assert torch.equal(torch.cat([x for x, _ in test]), raw)
     x, y = next(iter(train))
     assert x.shape == (128, 1, 28, 28) and y.dtype == torch.int64
+
+
+def test_a_download_without_root_is_read_back_from_where_it_went(tmp_path, monkeypatch) -> None:
+    """Without ``root``, a download goes to ``./data``, which was never searched: a second
+    call offline failed, and online downloaded again."""
+    monkeypatch.setattr(fmnist_module, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(fmnist_module, "MIRROR", "http://dard-plugin.invalid/")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    raw = write_fake_fashion_mnist(tmp_path / "data", compress=True)
+    images, _ = load_dataset("fashion-mnist", train=True, download=False)
+    assert torch.equal(images[:, 0], torch.from_numpy(raw).float() / 255)

@@ -116,7 +116,13 @@ def test_truncated_checkpoint(tmp_path, architectures) -> None:
         load_checkpoint(path, "preact-resnet18", num_classes=10)
 
 
-def test_malicious_pickle_is_refused_never_run(tmp_path) -> None:
+@pytest.mark.parametrize("torch_default", ["weights-only", "forced-off"])
+def test_malicious_pickle_is_refused_never_run(tmp_path, monkeypatch, torch_default) -> None:
+    """RobustBench's ``load_model`` calls ``torch.load`` without ``weights_only``: safe on
+    torch >= 2.6 by default only; with the default forced off (as torch < 2.6 behaves) the
+    pickle's code ran before the package forced ``weights_only=True`` around it."""
+    if torch_default == "forced-off":
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "code-ran"
     path = expected_path(tmp_path, "Wong2020Fast")
     path.parent.mkdir(parents=True)
@@ -375,3 +381,24 @@ def test_load_model_takes_a_bare_network_state_dict_as_load_checkpoint_does(tmp_
             load_checkpoint(path, "teacher-cnn", num_classes=10),
         ):
             assert torch.equal(model(x), expected)
+
+
+def test_a_model_file_records_the_options_that_rebuild_it(tmp_path) -> None:
+    """``save_model`` once wrote only the architecture's name: a ``wide-resnet`` of depth 10
+    could not be loaded back ("does not fit the architecture", no way to say the depth)."""
+    from dard_plugin.recipes import load_model, save_model
+
+    torch.manual_seed(0)
+    model = create("wide-resnet", dataset="cifar10", depth=10, width=1).eval()
+    path = tmp_path / "wrn.pt"
+    with pytest.raises(ValueError, match=r"arch_options.*depth="):
+        save_model(path, model, "wide-resnet", 10)
+    assert not path.exists()  # refused before writing
+    save_model(path, model, "wide-resnet", 10, arch_options={"depth": 10, "width": 1})
+    loaded = load_model(str(path), dataset="cifar10")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    plain = tmp_path / "small.pt"  # a default architecture's file is as before
+    save_model(plain, create("small-cnn", num_classes=10), "small-cnn", 10)
+    assert sorted(torch.load(plain, weights_only=True)) == ["arch", "num_classes", "state_dict"]

@@ -24,6 +24,7 @@ from dard_plugin.cli.training_options import (
     distill_settings,
     method_options,
     run_method,
+    teacher_threat_model,
 )
 
 __all__ = ["COMMANDS", "add_parsers", "run_distill", "run_train_teacher"]
@@ -89,6 +90,7 @@ def _announce_validation(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> dict[str, Any]:
+    from dard_plugin.data import load_dataset
     from dard_plugin.recipes import distill
 
     world, rank = distributed_setup(args)
@@ -96,6 +98,9 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
     if rank == 0:
         _announce_validation(args)
     try:
+        # the test images of the final evaluation, read before training: a --data-root
+        # without them fails now, not after every epoch has trained
+        test = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
         result = distill(
             **distill_settings(args),
             teacher=teacher,
@@ -113,6 +118,7 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
         if broadcast_from_rank0(report is None, world):
             report = _evaluate_into(
                 result.student,
+                test,
                 args,
                 args.out if rank == 0 else None,
                 name=f"{run_method(args)}-{args.arch}",
@@ -143,18 +149,18 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
 
 def _evaluate_into(
     model: Any,
+    test: tuple[Any, Any],
     args: argparse.Namespace,
     out: Path | None,
     *,
     name: str,
     announce: bool = True,
 ) -> dict[str, Any]:
-    from dard_plugin.data import load_dataset
     from dard_plugin.evaluation import evaluate
     from dard_plugin.training.loop import distributed
 
     attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
-    x, y = load_dataset(args.dataset, train=False, n_examples=args.n_eval, root=args.data_root)
+    x, y = test
     batch_size = 256
     world = distributed()[0]
     if world > 1 and x.shape[0] <= batch_size * (world - 1):
@@ -213,7 +219,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
             args.teacher,
             dataset=args.dataset,
             arch=args.teacher_arch,
-            threat_model=args.threat_model,
+            threat_model=teacher_threat_model(args, args.teacher),
             model_dir=args.model_dir,
             device=args.device,
         )
@@ -221,7 +227,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
             method_kwargs["natural_teacher"] = load_model(
                 args.natural_teacher,
                 dataset=args.dataset,
-                threat_model=args.threat_model,
+                threat_model=teacher_threat_model(args, args.natural_teacher),
                 model_dir=args.model_dir,
                 device=args.device,
             )

@@ -65,8 +65,8 @@ def add_parsers(commands: Any) -> None:
     )
     add_robustbench_options(
         distill,
-        "the RobustBench entry of a teacher listed under several (default: Linf); refused "
-        "for a shipped teacher or a checkpoint file",
+        "the RobustBench entry of a teacher listed under several (default: --norm's); "
+        "refused for a shipped teacher or a checkpoint file",
     )
     distill.add_argument(
         "--teacher-targets",
@@ -183,6 +183,7 @@ def check_training_args(args: argparse.Namespace) -> None:
     from dard_plugin.recipes import check_distill_settings
 
     check_choice("--norm", args.norm, ["Linf", "L2"])
+    check_int("--seed", args.seed, minimum=0)
     check_data_root(args.data_root)
     _choose_validation(args)
     check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")
@@ -294,7 +295,18 @@ def _check_teacher_source_options(args: argparse.Namespace) -> None:
                 raise CommandError(
                     f"--threat-model chooses a RobustBench entry; {name} is {kind}: drop it"
                 )
-    args.threat_model = args.threat_model or "Linf"
+
+
+def teacher_threat_model(args: argparse.Namespace, name: str) -> str:
+    """The threat model to load teacher ``name`` under: a shipped teacher's own, else
+    ``--threat-model``, else the run's ``--norm`` (an L2 run is taught by a RobustBench
+    name's L2 entry, as ``dard evaluate --norm L2`` evaluates it)."""
+    from dard_plugin.teachers import SHIPPED_TEACHERS
+
+    shipped = SHIPPED_TEACHERS.get(name)
+    if shipped is not None:
+        return shipped.threat_model
+    return str(args.threat_model or getattr(args, "norm", None) or "Linf")
 
 
 def method_options_allowed(method: str) -> set[str]:

@@ -3,7 +3,8 @@
 ``cifar10`` and ``cifar100`` come from torchvision (downloaded when online, from ``root``
 otherwise); ``fashion-mnist`` is read from IDX files: from ``root`` alone when it is given
 (downloaded there when online), else from the Debian package's
-``/usr/share/datasets/fashion-mnist``, else downloaded into ``data`` when online.
+``/usr/share/datasets/fashion-mnist`` or ``./data``, else downloaded into ``./data`` when
+online (and read from there afterwards).
 """
 
 from __future__ import annotations

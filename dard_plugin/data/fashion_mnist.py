@@ -29,6 +29,11 @@ _IDX_DTYPES: dict[int, str | type] = {
 }
 
 
+# where a download without ``root`` goes (relative to the working directory), and is
+# read from afterwards
+DOWNLOAD_DIR = Path("data")
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are nowhere on disk and could not be downloaded."""
 
@@ -97,14 +102,14 @@ def load_fashion_mnist(
     *, train: bool, root: str | Path | None, download: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64, from ``root`` alone
-    when it is given (a download goes there), else from the Debian package's folder, else
-    downloaded into ``data``: a ``root`` without the files is an error, never a silent
-    read of another copy."""
-    places = [Path(root).expanduser()] if root is not None else [DEBIAN_DIR]
+    when it is given (a download goes there), else from the Debian package's folder or
+    ``data`` (where a download without ``root`` goes), else downloaded into ``data``: a
+    ``root`` without the files is an error, never a silent read of another copy."""
+    places = [Path(root).expanduser()] if root is not None else [DEBIAN_DIR, DOWNLOAD_DIR]
     found = next((f for f in (_find_in(p, train) for p in places) if f is not None), None)
     download_error: Exception | None = None
     if found is None and download:
-        target = Path(root).expanduser() if root is not None else Path("data")
+        target = Path(root).expanduser() if root is not None else DOWNLOAD_DIR
         try:
             _download(target)
             found = _find_in(target, train)

@@ -3,7 +3,9 @@ teacher name or RobustBench name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,12 +17,42 @@ from dard_plugin.teachers.checkpoints import load_weights, weights_target
 from dard_plugin.training.checkpointing import save_checkpoint
 
 
-def save_model(path: Path, model: nn.Module, arch: str, num_classes: int) -> None:
+def save_model(
+    path: Path,
+    model: nn.Module,
+    arch: str,
+    num_classes: int,
+    *,
+    arch_options: Mapping[str, Any] | None = None,
+) -> None:
     """A model file that knows its architecture: ``{'arch', 'num_classes', 'state_dict'}``
-    (plain data and tensors: loads with ``weights_only=True``)."""
-    save_checkpoint(
-        path, {"arch": arch, "num_classes": num_classes, "state_dict": model.state_dict()}
-    )
+    and, when given, ``'arch_options'`` (``create``'s options the model was built with,
+    e.g. ``{"depth": 10, "width": 1}`` for ``wide-resnet``), so that :func:`load_model`
+    rebuilds it; plain data and tensors, loading with ``weights_only=True``. A model that
+    ``create(arch, num_classes=..., **arch_options)`` does not rebuild (another shape of
+    any weight) is refused before anything is written."""
+    options = dict(arch_options or {})
+    state = model.state_dict()
+    with torch.device("meta"):  # shapes only: nothing allocated
+        rebuilt = weights_target(create(arch, num_classes=num_classes, **options), state)
+    expected = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != given:
+        differing = sorted(set(expected) ^ set(given)) or sorted(
+            k for k in expected if expected[k] != given[k]
+        )
+        raise ValueError(
+            f"model is not create({arch!r}, num_classes={num_classes}"
+            f"{''.join(f', {k}={v!r}' for k, v in options.items())}): "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters against "
+            f"{sum(p.numel() for p in rebuilt.parameters()):,}, first difference at "
+            f"{differing[0]!r}; pass arch_options, the options it was built with (e.g. "
+            "depth=, width=), so that load_model can rebuild it"
+        )
+    payload: dict[str, Any] = {"arch": arch, "num_classes": num_classes, "state_dict": state}
+    if options:
+        payload["arch_options"] = options
+    save_checkpoint(path, payload)
 
 
 def load_model(
@@ -55,7 +87,10 @@ def load_model(
         # buffers override them); a network built for other images keeps its own, and the
         # callers' shape check names the mismatch
         fits = arch in REGISTRY and REGISTRY[arch].input_shape == dataset_info(dataset).input_shape
-        model = create(arch, num_classes=int(num_classes), dataset=dataset if fits else None)
+        options = checkpoint.get("arch_options", {}) if isinstance(checkpoint, dict) else {}
+        model = create(
+            arch, num_classes=int(num_classes), dataset=dataset if fits else None, **options
+        )
         state = extract_state_dict(checkpoint, source=str(path))
         target = weights_target(model, state)  # a bare network's weights: behind Normalize
         load_weights(target, state, source=str(path), arch=arch, recorded_arch=file_arch)

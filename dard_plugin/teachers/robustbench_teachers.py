@@ -7,6 +7,7 @@ import difflib
 import io
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -156,6 +157,25 @@ def _check_zoo_name(name: str, dataset: str, threat_model: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """``torch.load`` with ``weights_only=True`` forced while RobustBench loads a file: its
+    ``load_model`` calls ``torch.load`` without it, which unpickles arbitrary objects (runs
+    code) on torch < 2.6 or under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``; an explicit
+    ``True`` holds in both cases."""
+    original = torch.load
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
 def load_robustbench_teacher(
     name: str,
     *,
@@ -182,7 +202,7 @@ def load_robustbench_teacher(
     utils = import_robustbench_utils()
     printed = io.StringIO()  # robustbench prints its download messages: log them instead
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), weights_only_loads():
             model: nn.Module = utils.load_model(
                 model_name=name,
                 model_dir=str(model_dir),
