@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.015, help="the leaderboard's DARD rate")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=Path("runs/distributed_training"))
-    args = parse_args(parser, fast={"n_train": 256, "n_test": 32, "epochs": 2, "batch_size": 32})
+    args = parse_args(parser, fast={"n_train": 128, "n_test": 16, "epochs": 1, "batch_size": 32})
     world_size, rank, device = join_process_group(args.device)
     try:
         # every rank builds the same student (the same seed) and reads the same images; the
