@@ -134,7 +134,7 @@ class Row:
         costs: dict[str, dict[str, Any]] | None = None,
         used: set[tuple[str, str]] | None = None,
     ) -> str:
-        """Mean epoch seconds of this row's finals over the ``reference`` finals' mean on
+        """Median epoch seconds of this row's finals (averaged) over the ``reference`` finals' on
         the same machine; for finals on a machine no reference final ran on, the ratio that
         ``costs`` measured in one process on that machine, marked ‡ (its machine and file
         added to ``used``)."""
@@ -249,8 +249,8 @@ def student_section(
         f"first {N_AA}, seed 0. Calls on clean / worst case, difference of means in points: "
         "called only beyond the sum of the two seed spreads. Best = the highest mean worst "
         f"case{f': {LABELS[best.row]}' if best else ''}. vs SAT = against the SAT row with the "
-        f"higher mean worst case ({LABELS[baseline.row]}). Epoch cost: mean epoch seconds "
-        "of the row's finals over those of all SAT finals (both SAT rows) on the same "
+        f"higher mean worst case ({LABELS[baseline.row]}). Epoch cost: the finals' median "
+        "epoch seconds, averaged, over those of all SAT finals (both SAT rows) on the same "
         "machine; wall-clock on a shared machine, rough: rows of equal cost per epoch (the "
         "two SAT rows) differ by up to 0.3x here.",
         "",
