@@ -33,6 +33,7 @@ from study_runner.report import (
     code_and_machines,
     compare,
     errorbar_scatter,
+    half_up,
     mean_spread,
     mean_std,
     pct,
@@ -165,19 +166,18 @@ class Row:
 
 
 def history_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
-    """The largest difference, in points, between two runs' per-epoch validation clean and
-    PGD-10 accuracies (infinite if they ran different epochs)."""
+    """The largest gap, in points, between two runs' per-epoch validation clean and PGD-10
+    accuracies (infinite if they ran different epochs)."""
     if len(a) != len(b):
         return float("inf")
     keys = ("clean_accuracy", "pgd_accuracy")
-    return max(100 * abs(x[k] - y[k]) for x, y in zip(a, b, strict=True) for k in keys)
+    gap = max(100 * abs(x[k] - y[k]) for x, y in zip(a, b, strict=True) for k in keys)
+    return round(gap, 6)  # 100 * (0.7905 - 0.78) is 1.0499999...: 1.05, shown half up
 
 
 def autoattack_cell(r: Row) -> str:
-    if r.autoattack is None:
-        return pct(None)
-    cell = pct(r.autoattack["autoattack"]["robust_accuracy"])
-    return cell if r.retrained_gap is None else f"{cell} †"
+    cell = pct(None if r.autoattack is None else r.autoattack["autoattack"]["robust_accuracy"])
+    return cell if r.autoattack is None or r.retrained_gap is None else f"{cell} †"
 
 
 def calls(a: Row, b: Row) -> str:
@@ -251,8 +251,7 @@ def student_section(
         f"case{f': {LABELS[best.row]}' if best else ''}. vs SAT = against the SAT row with the "
         f"higher mean worst case ({LABELS[baseline.row]}). Epoch cost: the finals' median "
         "epoch seconds, averaged, over those of all SAT finals (both SAT rows) on the same "
-        "machine; wall-clock on a shared machine, rough: rows of equal cost per epoch (the "
-        "two SAT rows) differ by up to 0.3x here.",
+        "machine (wall-clock on a shared machine: rough).",
         "",
         "| method | lr | clean | worst case | AutoAttack | epoch cost vs SAT | vs SAT "
         "| vs best | val. PGD-10, last 10 epochs | seeds |",
@@ -276,7 +275,7 @@ def student_section(
         LABELS[r.row]: r.retrained_gap for r in rows.values() if r.retrained_gap is not None
     }
     if retrained:
-        gaps = ", ".join(f"{label} {gap:.1f}" for label, gap in retrained.items())
+        gaps = ", ".join(f"{label} {half_up(gap)}" for label, gap in retrained.items())
         lines += [
             "",
             "† AutoAttack ran on a student retrained with the settings and seed of the one "

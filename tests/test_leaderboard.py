@@ -618,3 +618,17 @@ def test_the_plot_names_rows_at_chance_instead_of_drawing_them(
     report.plot(board.store.load, "tiny-cnn", tmp_path / "plot.png")
     assert drawn["labels"] == ["ARD"]
     assert drawn["title"].endswith("at chance, not drawn (see the table): SAT (PGD-AT)")
+
+
+def test_retraining_gaps_are_rounded_half_up_from_their_exact_value() -> None:
+    """A gap of 21 images in 2,000 (1.05 points) was shown 1.0 and one of 129 (6.45) 6.5:
+    ``100 * (0.7905 - 0.78)`` is 1.0499999... in binary."""
+    from study_runner.report import half_up
+
+    def run(clean: float) -> list[dict[str, float]]:
+        return [{"clean_accuracy": clean, "pgd_accuracy": 0.5}]
+
+    gaps = [report.history_gap(run(0.78 + k / 2000), run(0.78)) for k in (21, 13, 129)]
+    assert gaps == [1.05, 0.65, 6.45]
+    assert [half_up(g) for g in gaps] == ["1.1", "0.7", "6.5"]
+    assert report.history_gap(run(0.5), run(0.5) * 2) == float("inf")  # other epochs

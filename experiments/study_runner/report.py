@@ -4,6 +4,7 @@ difference, the generated part of a markdown file, provenance lines and plots.""
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,11 @@ from study_runner.store import write_text_atomically
 
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
+
+
+def half_up(points: float) -> str:
+    """``points`` with one decimal, rounded half up (1.05 -> 1.1, 0.65 -> 0.7)."""
+    return str(Decimal(repr(points)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
