@@ -212,7 +212,9 @@ def test_sharded_evaluation_example(tmp_path: Path) -> None:
     assert 0.0 < one["robust_accuracy"] < one["clean_accuracy"]  # the attacks did something
 
 
-@pytest.mark.slow
+# extended: 2-process training is in the default run already (test_training_resume.py and
+# test_cli.py), which is near its 15-minute budget
+@pytest.mark.extended
 def test_distributed_training_example(tmp_path: Path) -> None:
     out = str(tmp_path / "ddp")
     first = run_example("distributed_training.py", "--out", out, torchrun=True)
