@@ -1,12 +1,16 @@
-"""Shared by the examples: the ``--fast`` switch, and a quickly trained Fashion-MNIST
-classifier to attack."""
+"""Shared by the examples: the ``--fast`` switch, a quickly trained Fashion-MNIST
+classifier to attack, and torchrun's process group."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -54,3 +58,21 @@ def test_slice(n_test: int) -> tuple[torch.Tensor, torch.Tensor]:
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model(images).argmax(1) == labels).float().mean())
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[tuple[int, int, str]]:
+    """(world size, rank, this process's device) inside torchrun's process group, joined
+    on entry (nccl on CUDA, one GPU per process; gloo on CPU) and left on exit; (1, 0,
+    device) without torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield 1, 0, device
+        return
+    if device == "cuda":
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield dist.get_world_size(), dist.get_rank(), device
+    finally:
+        dist.destroy_process_group()

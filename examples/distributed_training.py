@@ -19,27 +19,15 @@ is the one shipped with the package (``dard-fmnist-teacher``, Fashion-MNIST, L-i
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from _common import parse_args
+from _common import parse_args, process_group
 
 from dard_plugin import DARDTrainer, evaluate, load_teacher
 from dard_plugin.data import load_dataset
 from dard_plugin.models import create
-
-
-def join_process_group(device: str) -> tuple[int, int, str]:
-    """(world size, rank, this process's device); joins torchrun's process group if any."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 1, 0, device
-    if device == "cuda":
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_world_size(), dist.get_rank(), device
 
 
 def parameter_spread(model: torch.nn.Module) -> float:
@@ -66,8 +54,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", type=Path, default=Path("runs/distributed_training"))
     args = parse_args(parser, fast={"n_train": 128, "n_test": 16, "epochs": 1, "batch_size": 32})
-    world_size, rank, device = join_process_group(args.device)
-    try:
+    with process_group(args.device) as (world_size, rank, device):
         # every rank builds the same student (the same seed) and reads the same images; the
         # trainer gives each rank its share of every epoch
         teacher = load_teacher("dard-fmnist-teacher", device=device)
@@ -113,9 +100,6 @@ def main() -> None:
             print(f"evaluation shards {report.shards}")
             print(report.to_markdown())
             print(f"written: {args.out / 'checkpoint'}, {args.out / 'report.json'}")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -18,27 +18,13 @@ The torch.distributed backend is gloo on the CPU, nccl on CUDA (one GPU per proc
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from _common import parse_args
+from _common import parse_args, process_group
 
 from dard_plugin import evaluate, load_teacher
 from dard_plugin.data import load_dataset
 from dard_plugin.recipes import default_eps
-
-
-def join_process_group(device: str) -> tuple[int, int, str]:
-    """(world size, rank, this process's device); joins torchrun's process group if any."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 1, 0, device
-    if device == "cuda":
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_world_size(), dist.get_rank(), device
 
 
 def main() -> None:
@@ -62,8 +48,7 @@ def main() -> None:
     )
     if args.eps is None:
         args.eps = default_eps(args.dataset, "Linf")
-    world_size, rank, device = join_process_group(args.device)
-    try:
+    with process_group(args.device) as (world_size, rank, device):
         # every rank loads the same model and data; evaluate() checks that they agree
         model = load_teacher(args.model, dataset=args.dataset, device=device)
         images, labels = load_dataset(args.dataset, train=False, n_examples=args.n_examples)
@@ -87,9 +72,6 @@ def main() -> None:
             print(f"{world_size} process(es), shards {report.shards}")
             print(report.to_markdown())
             print(f"written: {out / 'report.json'}")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from torch import nn
 
 from dard_plugin._validation import check_choice, check_eps_plausible, check_real
 from dard_plugin.evaluation.attacks import SUITE
-from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS
+from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, tagged_path
 from dard_plugin.evaluation.evaluate import (
     ATTACK_NAMES,
     DEFAULT_ATTACKS,
@@ -60,10 +60,7 @@ def budget_state(state_path: str | Path | None, eps: float) -> Path | None:
     """The state path of one budget of a curve: ``aa.json`` -> ``aa.eps-8_255.json``."""
     if state_path is None:
         return None
-    path = Path(state_path)
-    tag = "eps-" + eps_string(eps).replace("/", "_")
-    suffix = path.suffix or ".json"
-    return path.with_name(f"{path.stem if path.suffix else path.name}.{tag}{suffix}")
+    return tagged_path(state_path, "eps-" + eps_string(eps).replace("/", "_"))
 
 
 __all__ = [

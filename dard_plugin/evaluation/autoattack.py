@@ -43,11 +43,17 @@ def state_file(
     """The state file of one attack set (and one rank) derived from ``state_path``:
     ``aa.json`` gives ``aa.autoattack.json`` in one process and
     ``aa.autoattack.rank0-of-2.json`` under two ranks."""
-    path = Path(state_path)
-    suffix = path.suffix or ".json"
     tag = attack_set_name(parts)
     if world_size > 1:
         tag += f".rank{rank}-of-{world_size}"
+    return tagged_path(state_path, tag)
+
+
+def tagged_path(state_path: str | Path, tag: str) -> Path:
+    """``state_path`` with ``tag`` before its suffix: ``aa.json`` -> ``aa.TAG.json`` (a
+    name without a suffix gets ``.json``)."""
+    path = Path(state_path)
+    suffix = path.suffix or ".json"
     return path.with_name(f"{path.stem if path.suffix else path.name}.{tag}{suffix}")
 
 

@@ -243,16 +243,11 @@ def mtard_kl(
     computes ``p (log(p + 1e-5) - log_softmax(S))`` elementwise and takes the element
     mean: ``kl_reduction="mean", target_log_eps=1e-5`` reproduces it; the defaults
     (batch mean, exact log) give ``K`` times the code's value up to the ``1e-5``.
+    (:func:`distillation_kl` at temperature 1.)
     """
-    check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
-    check_real("target_log_eps", target_log_eps, low=0.0)
-    log_student = F.log_softmax(student_logits.float(), dim=1)
-    target = F.softmax(teacher_logits.detach().float(), dim=1)
-    if target_log_eps == 0.0:
-        return F.kl_div(log_student, target, reduction=kl_reduction)
-    elements = target * (torch.log(target + target_log_eps) - log_student)
-    total = elements.sum()
-    return total / (elements.numel() if kl_reduction == "mean" else elements.shape[0])
+    return distillation_kl(
+        student_logits, teacher_logits, reduction=kl_reduction, target_log_eps=target_log_eps
+    )
 
 
 def mtard_loss(

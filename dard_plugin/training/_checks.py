@@ -79,15 +79,15 @@ def training_bounds(bounds: object, clip_values: tuple[float, float] | None) -> 
     """The run's input range: ``bounds`` (a pair of numbers; it must agree with the ART
     classifier's ``clip_values`` where both are given), else ``clip_values``, else (0, 1)."""
     given = check_bounds("bounds", bounds)
-    if given is not None and not all(isinstance(b, float) for b in given):
+    if given is None:
+        return clip_values or (0.0, 1.0)
+    if not all(isinstance(b, float) for b in given):
         raise ValueError(
             f"bounds must be a pair of numbers (low, high) for training, got {bounds!r}"
         )
-    if given is not None and clip_values is not None and not same_range(given, clip_values):
+    if clip_values is not None and not same_range(given, clip_values):
         raise ValueError(f"bounds {given} differ from the classifier's clip_values {clip_values}")
-    if given is not None:
-        return float(given[0]), float(given[1])
-    return clip_values or (0.0, 1.0)
+    return float(given[0]), float(given[1])
 
 
 def same_range(first: Sequence[Any], second: Sequence[Any]) -> bool:

@@ -37,11 +37,9 @@ def model_fingerprint(model: nn.Module) -> str:
 def standardisation(model: nn.Module) -> list[torch.Tensor]:
     """The mean and std of an ART classifier's standardisation (``models.Standardised``),
     or none: so that two runs under other ``preprocessing=(mean, std)`` differ."""
-    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
-    if type(model).__name__ == "Standardised" and isinstance(mean, torch.Tensor):
-        assert isinstance(std, torch.Tensor)
-        return [mean, std]
-    return []
+    from dard_plugin.training.models import Standardised
+
+    return [model.mean, model.std] if isinstance(model, Standardised) else []
 
 
 def plain(value: Any) -> Any:
