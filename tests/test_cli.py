@@ -665,6 +665,8 @@ def test_an_l2_run_is_taught_by_the_teachers_l2_entry(capsys, monkeypatch, tmp_p
     assert teacher_threat_model(run, "dard-fmnist-teacher") == "Linf"  # a shipped one's own
     chosen = argparse.Namespace(threat_model="Linf", norm="L2")
     assert teacher_threat_model(chosen, "Rade2021Helper_R18_ddpm") == "Linf"
+    # a file has no entry to choose: load_model refuses a threat model for one
+    assert teacher_threat_model(run, str(tmp_path / "teacher.pt")) is None
     asked = []
 
     def record(spec, **kwargs):

@@ -402,3 +402,23 @@ def test_a_model_file_records_the_options_that_rebuild_it(tmp_path) -> None:
     plain = tmp_path / "small.pt"  # a default architecture's file is as before
     save_model(plain, create("small-cnn", num_classes=10), "small-cnn", 10)
     assert sorted(torch.load(plain, weights_only=True)) == ["arch", "num_classes", "state_dict"]
+
+
+def test_load_model_refuses_a_threat_model_for_a_file(tmp_path, monkeypatch) -> None:
+    """``threat_model`` chooses a RobustBench entry: ``load_model(FILE, threat_model="L2")``
+    once returned the file's model as if it answered the request. It is refused before the
+    file is read; without it, a file, a shipped teacher (its own threat model) and the CLI's
+    calls load as before."""
+    import dard_plugin.recipes.model_files as model_files
+    from dard_plugin.recipes import load_model, save_model
+
+    path = tmp_path / "student.pt"
+    save_model(path, create("small-cnn", num_classes=10), "small-cnn", 10)
+    reads: list[object] = []
+    monkeypatch.setattr(model_files, "safe_load", lambda p: reads.append(p) or torch.load(p))
+    for threat_model in ("L2", "Linf"):
+        with pytest.raises(ValueError, match=rf"threat_model='{threat_model}' chooses a Robust"):
+            load_model(str(path), threat_model=threat_model)
+    assert reads == []  # refused before the file was opened
+    assert isinstance(load_model(str(path)), torch.nn.Module) and len(reads) == 1
+    assert load_model("dard-fmnist-teacher").training is False  # its own Linf entry

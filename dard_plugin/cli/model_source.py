@@ -4,7 +4,6 @@ arguments, their checks before any work, and its loading with the dataset's chec
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from dard_plugin.cli.common import (
@@ -41,16 +40,21 @@ def load_model_source(args: argparse.Namespace) -> Any:
     from dard_plugin.data import dataset_info
     from dard_plugin.evaluation._checks import expected_input_shape
     from dard_plugin.recipes import load_model
+    from dard_plugin.recipes.model_files import is_model_file
     from dard_plugin.teachers import SHIPPED_TEACHERS
 
     shipped = SHIPPED_TEACHERS.get(args.model)
+    if is_model_file(args.model):
+        threat_model = None  # a file's weights: no RobustBench entry to choose
+    elif shipped is not None:
+        threat_model = shipped.threat_model
+    else:
+        threat_model = args.threat_model or getattr(args, "norm", "Linf")
     model = load_model(
         args.model,
         dataset=args.dataset,
         arch=args.arch,
-        threat_model=shipped.threat_model
-        if shipped is not None
-        else args.threat_model or getattr(args, "norm", "Linf"),
+        threat_model=threat_model,
         model_dir=args.model_dir,
         device=args.device,
     )
@@ -93,9 +97,10 @@ def check_model_source_args(args: argparse.Namespace) -> None:
     from dard_plugin._validation import check_eps_plausible, check_real
     from dard_plugin.data import dataset_info
     from dard_plugin.recipes import default_eps
+    from dard_plugin.recipes.model_files import is_model_file
     from dard_plugin.teachers import SHIPPED_TEACHERS
 
-    is_file = Path(args.model).suffix in (".pt", ".pth") or Path(args.model).is_file()
+    is_file = is_model_file(args.model)
     if args.arch is not None and not is_file:
         raise CommandError(
             f"--arch applies to a checkpoint file; {args.model} is a named model whose "

@@ -277,12 +277,11 @@ def choose_teacher(args: argparse.Namespace) -> None:
 def _check_teacher_source_options(args: argparse.Namespace) -> None:
     """``--teacher-arch`` serves a checkpoint file only, ``--threat-model`` a RobustBench
     name only: given for another kind of teacher they would change nothing."""
-    from pathlib import Path
-
+    from dard_plugin.recipes.model_files import is_model_file
     from dard_plugin.teachers import SHIPPED_TEACHERS
 
     names = [args.teacher, *([args.natural_teacher] if args.natural_teacher else [])]
-    is_file = [Path(n).suffix in (".pt", ".pth") or Path(n).is_file() for n in names]
+    is_file = [is_model_file(n) for n in names]
     if args.teacher_arch is not None and not is_file[0]:
         raise CommandError(
             f"--teacher-arch applies to a checkpoint file; --teacher {args.teacher} is a "
@@ -297,12 +296,16 @@ def _check_teacher_source_options(args: argparse.Namespace) -> None:
                 )
 
 
-def teacher_threat_model(args: argparse.Namespace, name: str) -> str:
-    """The threat model to load teacher ``name`` under: a shipped teacher's own, else
-    ``--threat-model``, else the run's ``--norm`` (an L2 run is taught by a RobustBench
-    name's L2 entry, as ``dard evaluate --norm L2`` evaluates it)."""
+def teacher_threat_model(args: argparse.Namespace, name: str) -> str | None:
+    """The threat model to load teacher ``name`` under: none for a checkpoint file, a
+    shipped teacher's own, else ``--threat-model``, else the run's ``--norm`` (an L2 run
+    is taught by a RobustBench name's L2 entry, as ``dard evaluate --norm L2`` evaluates
+    it)."""
+    from dard_plugin.recipes.model_files import is_model_file
     from dard_plugin.teachers import SHIPPED_TEACHERS
 
+    if is_model_file(name):
+        return None
     shipped = SHIPPED_TEACHERS.get(name)
     if shipped is not None:
         return shipped.threat_model

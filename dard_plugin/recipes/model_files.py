@@ -55,21 +55,35 @@ def save_model(
     save_checkpoint(path, payload)
 
 
+def is_model_file(spec: str) -> bool:
+    """Whether :func:`load_model` reads ``spec`` as a checkpoint file (a ``.pt`` or
+    ``.pth`` name, or an existing file) rather than a model name."""
+    path = Path(spec)
+    return path.suffix in (".pt", ".pth") or path.is_file()
+
+
 def load_model(
     spec: str,
     *,
     dataset: str = "fashion-mnist",
     arch: str | None = None,
-    threat_model: str = "Linf",
+    threat_model: str | None = None,
     model_dir: str | Path = "./models",
     device: str | torch.device | None = None,
 ) -> nn.Module:
     """A model from a file (a dard-plugin model file, or any checkpoint with ``arch``), a
-    shipped teacher name, or a RobustBench name (``threat_model`` chooses its entry; a
-    shipped teacher takes only its own, ``arch`` only a file). Frozen (eval mode, no
-    gradients)."""
+    shipped teacher name, or a RobustBench name. ``threat_model`` chooses a RobustBench
+    entry (``"Linf"`` when None); a shipped teacher takes only its own, and a file none,
+    since its weights are what they are; ``arch`` applies to a file only. Frozen (eval
+    mode, no gradients)."""
     path = Path(spec)
-    if path.suffix in (".pt", ".pth") or path.is_file():
+    if is_model_file(spec):
+        if threat_model is not None:
+            raise ValueError(
+                f"threat_model={threat_model!r} chooses a RobustBench entry; {spec!r} is a "
+                "checkpoint file, whose weights are the same under any threat model: drop "
+                "threat_model"
+            )
         checkpoint = safe_load(path)
         file_arch = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
         arch = arch or file_arch
@@ -100,8 +114,11 @@ def load_model(
             f"arch={arch!r} applies to a checkpoint file; {spec!r} is a named model whose "
             "architecture is known: drop arch"
         )
-    from dard_plugin.teachers import load_teacher
+    from dard_plugin.teachers import SHIPPED_TEACHERS, load_teacher
 
+    if threat_model is None:
+        shipped = SHIPPED_TEACHERS.get(spec)
+        threat_model = shipped.threat_model if shipped is not None else "Linf"
     return load_teacher(
         spec, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
     )
