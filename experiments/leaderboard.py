@@ -39,7 +39,7 @@ the two seed spreads). The plan and its compute are in ``docs/leaderboard.md``.
     python experiments/leaderboard.py plan                     # units and minutes
     python experiments/leaderboard.py run [--device cuda]      # resumable, shareable
     python experiments/leaderboard.py run --only test/final-sat-tiny-cnn-s0
-    python experiments/leaderboard.py report                   # docs/leaderboard.md
+    python experiments/leaderboard.py report       # docs/leaderboard.md, README's summary
     python experiments/leaderboard.py collect --from OTHER_CHECKOUT/docs/results/...
 """
 
@@ -82,6 +82,7 @@ from leaderboard_design import (
 )
 from leaderboard_report import COSTS, write_report
 from leaderboard_store import LinkedStore
+from leaderboard_summary import write_summary
 from study_runner import Runner, Unit, add_arguments, main_for
 from study_runner.provenance import cpu_model
 from study_runner.report import machine_label, replace_generated
@@ -244,6 +245,7 @@ class Leaderboard:
         write_report(self.args.report, self.store, self.unavailable_rows())
         if self.args.report:
             replace_generated(Path(self.args.report), *COMPUTE_MARKERS, self.projection())
+            write_summary(getattr(self.args, "readme", None), self.store)
 
     # ------------------------------------------------------------------ the plan
     def size(self, student: str, what: str = "sat") -> float:
@@ -379,6 +381,9 @@ def main() -> None:
     )
     parser.add_argument("--study-out", default=STUDY_OUT, help="the study's unit files")
     parser.add_argument("--study-work", default=STUDY_WORK, help="the study's students")
+    parser.add_argument(
+        "--readme", default="README.md", help="its summary's markers are rewritten with --report"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     leaderboard = Leaderboard(args)

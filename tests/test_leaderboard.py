@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ sys.path.insert(0, str(REPO_ROOT / "experiments"))
 import leaderboard
 import leaderboard_design as design
 import leaderboard_report as report
+import leaderboard_summary
 from study_runner.execute import ReusedUnitError
 
 PROVENANCE = {
@@ -299,6 +301,67 @@ def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
     against_sat = section[section.index("Distillation rows against") :].split("\n")[0]
     assert "better: DARD (cached targets)" in against_sat and "worse: ARD" in against_sat
     assert "within the spread: RSLAD" in against_sat
+
+
+def test_the_readme_summary_puts_both_students_side_by_side_and_rewrites_only_its_block(
+    tmp_path: Path,
+) -> None:
+    """The README's summary: per student clean, worst case (the best in bold), AutoAttack
+    and the call against that student's SAT baseline, from the same rows as the page;
+    rewritten between its markers only, and a file without them is left as it is."""
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    finals = {"sat": (0.10, [0.10, 0.10, 0.10]), "sat-warmup": (0.78, [0.60, 0.61, 0.62]),
+              "ard": (0.80, [0.50, 0.51, 0.52]), "dard": (0.79, [0.70, 0.71])}  # fmt: skip
+    for row, (clean, robust) in finals.items():
+        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed, value in enumerate(robust):
+            name = design.final_name(row, "tiny-cnn", seed)
+            write(out, "test", name, suite=suite(clean, value))
+            write(out, "train", name, history=history(value, clean, epochs=11))
+    text = leaderboard_summary.summary_table(board.store.load)
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| method")}  # fmt: skip
+    assert "`tiny-cnn`: SAT, eps warm-up over 5 epochs" in text  # the baseline, named
+    small, tiny = slice(0, 4), slice(4, 8)
+    assert rows["| ARD"][tiny] == ["80.0 ± 0.0", "51.0 ± 1.0", "—", "-10.0 worse |"]
+    assert rows["| SAT (PGD-AT)"][tiny][3] == "at chance |"
+    assert rows["| SAT, eps warm-up over 5 epochs"][tiny][3] == "baseline |"
+    # the best mean worst case in bold; a row short of its seeds says how many it has
+    assert rows["| DARD (cached targets)"][tiny][:2] == ["79.0 ± 0.0 (2 seeds)",
+                                                        "**70.5 ± 0.7 (2 seeds)**"]  # fmt: skip
+    assert rows["| RSLAD"][small] == ["—", "—", "—", "not run yet"]
+    readme = tmp_path / "README.md"
+    plain = "# Title\n\nNo summary here.\n"
+    readme.write_text(plain)
+    assert not leaderboard_summary.write_summary(readme, board.store)
+    assert readme.read_text() == plain  # no markers: left alone
+    begin, end = leaderboard_summary.MARKERS
+    readme.write_text(f"# Title\n\n{begin}\nold\n{end}\n\nAfter.\n")
+    assert leaderboard_summary.write_summary(readme, board.store)
+    assert readme.read_text() == f"# Title\n\n{begin}\n\n{text}\n{end}\n\nAfter.\n"
+
+
+def test_the_committed_readme_summary_is_regenerated_from_the_committed_units() -> None:
+    """README.md's leaderboard summary is what the report writes from the committed unit
+    files (a unit collected without the README's summary would show here)."""
+    text = (REPO_ROOT / "README.md").read_text()
+    begin, end = leaderboard_summary.MARKERS
+    committed = text[text.index(begin) + len(begin) : text.index(end)]
+    args = argparse.Namespace(
+        action="report", out="docs/results/fashion_mnist/leaderboard/units",
+        work="runs/fashion_mnist/leaderboard", study_out=leaderboard.STUDY_OUT,
+        study_work=leaderboard.STUDY_WORK, report="", device="cpu", only=None, threads=None,
+        verbose=False,
+    )  # fmt: skip
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        store = leaderboard.Leaderboard(args).store
+        generated = leaderboard_summary.summary_table(store.load, store.linked)
+    finally:
+        os.chdir(cwd)
+    assert committed == "\n\n" + generated + "\n"
 
 
 def study_sat_seed0(tmp_path: Path, train_history: list[Any]) -> tuple[Any, str]:
