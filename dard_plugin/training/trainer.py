@@ -30,7 +30,7 @@ from dard_plugin._validation import (
     check_real,
 )
 from dard_plugin.attacks import _fast
-from dard_plugin.attacks.pgd import NORMS, Objective
+from dard_plugin.attacks.pgd import NORMS, Objective, eval_mode
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
 from dard_plugin.training._checks import check_no_teacher_options, training_bounds
@@ -368,6 +368,22 @@ class AdversarialTrainerBase(TrainingLoop):
         source = BatchSource(generator, keys=batch_keys)
         source.check_epochs(nb_epochs)
         return self._train(source, nb_epochs, scheduler, validation_data, None)
+
+    def predict(self, x: np.ndarray | torch.Tensor, **kwargs: Any) -> np.ndarray:
+        """The student's logits on ``x`` (N, C, H, W), as ART's trainers' ``predict``: the
+        classifier's ``predict`` (``batch_size=`` passes through), the student's train/eval
+        flags restored. Before ``fit``, a module is wrapped for this call at ``x``'s shape."""
+        images = as_images(x, "x")
+        self._check_images("x", images)
+        classifier = self._classifier
+        if isinstance(classifier, nn.Module):
+            classifier = self.get_classifier() if self._input_shape else models.art_classifier(
+                self.student, self.optimizer, tuple(images.shape[1:]),
+                models.student_classes(self.student, images, self.bounds), self.bounds,
+                self.device,
+            )  # fmt: skip
+        with eval_mode(self.student):
+            return np.asarray(classifier.predict(images.cpu().numpy(), **kwargs))
 
     def attack_from_noise(self, model: Any, batch: Batch, objective: Objective) -> torch.Tensor:
         """PGD on ``objective`` at the run's attack settings from ``x + 0.001 N(0, 1)``

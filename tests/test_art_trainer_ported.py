@@ -1,0 +1,134 @@
+"""ART's trainer tests ported at ART's values (ART 1.20:
+``tests/defences/trainer/test_adversarial_trainer_trades_pytorch.py`` and
+``test_adversarial_trainer_madry_pgd.py``): 100 training and 100 test images, ART's PGD
+settings (L-inf eps 0.3, step 0.03, 5 steps), batch size 128, five epochs, both label
+formats, ``predict`` before and after ``fit``, the test images left as they were, a second
+``fit`` of two epochs with ``validation_data``, and ``get_classifier``.
+
+What does not transfer: ART's accuracy values (0.32 before training, more after; 0.375 for
+Madry's PGD-AT) are those of ART's pre-trained MNIST CNN, which is not available offline.
+On Fashion-MNIST from the pre-trained ``host_fixtures`` classifier (80% clean on these 100
+test images), ART's own trainers at these values lower clean accuracy (TRADES to 23%,
+Madry's PGD-AT to 56%), as SAT and DARD do (76%, 61%): eps 0.3 is three times the budget
+Fashion-MNIST is trained for. The tests below assert what holds at any accuracy, exactly."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from host_fixtures import needs_fashion_mnist, trained_fmnist_model
+from torch import nn
+
+from dard_plugin.data import load_dataset
+
+pytestmark = needs_fashion_mnist
+
+ART_ATTACK = {"norm": "Linf", "eps": 0.3, "alpha": 0.03, "steps": 5}  # ART's eps_step, max_iter
+
+
+@pytest.fixture(scope="module")
+def mnist_subset() -> tuple[np.ndarray, ...]:
+    """ART's ``fix_get_mnist_subset`` (n_train = n_test = 100), from Fashion-MNIST test
+    images the pre-trained classifier never saw."""
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=200, download=False)
+    return x[:100].numpy(), y[:100].numpy(), x[100:].numpy(), y[100:].numpy()
+
+
+def art_classifier() -> object:
+    """ART's ``image_dl_estimator(from_logits=True)`` for PyTorch: a pre-trained classifier,
+    cross-entropy, Adam at lr 0.01, clip values (0, 1)."""
+    from art.estimators.classification import PyTorchClassifier
+
+    model = copy.deepcopy(trained_fmnist_model()).train()
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+
+
+def trainer_for(method: str) -> object:
+    from dard_plugin import load_teacher
+    from dard_plugin.training import build_trainer
+
+    teacher = None if method == "sat" else load_teacher("dard-fmnist-teacher")
+    return build_trainer(method, art_classifier(), teacher=teacher, attack=ART_ATTACK,
+                         verbose=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["sat", "dard"])
+def test_fit_and_predict_in_both_label_formats(method: str, mnist_subset) -> None:
+    """ART's ``test_adversarial_trainer_trades_pytorch_fit_and_predict`` for the package's
+    PGD-AT (ART's Madry trainer) and DARD: one-hot and numerical labels train the same
+    student bit for bit; ``predict`` is the classifier's logits before and after ``fit``
+    and leaves the student's mode alone; no image is modified; a second ``fit`` of two
+    epochs with ``validation_data`` validates each of them."""
+    x_train, y_train, x_test, y_test = mnist_subset
+    originals = (x_train.copy(), x_test.copy())
+    trained = {}
+    for label_format in ("one_hot", "numerical"):
+        labels = np.eye(10, dtype=np.float32)[y_train] if label_format == "one_hot" else y_train
+        trainer = trainer_for(method)
+        student = trainer.student
+        assert student.training
+        before = trainer.predict(x_test)
+        assert student.training  # predict restored the train mode it found
+        with torch.no_grad():
+            expected = student.eval()(torch.from_numpy(x_test)).numpy()
+        student.train()
+        assert before.shape == (100, 10) and np.allclose(before, expected, atol=1e-6)
+        accuracy = float((before.argmax(1) == y_test).mean())
+        assert accuracy == 0.8  # the pre-trained classifier, as ART's 0.32
+        trainer.fit(x_train, labels, nb_epochs=5, batch_size=128)
+        after = trainer.predict(x_test)
+        assert np.array_equal(after, trainer.get_classifier().predict(x_test))
+        assert not np.allclose(after, before)  # it trained
+        trained[label_format] = {k: v.clone() for k, v in student.state_dict().items()}
+        assert all(np.array_equal(a, b) for a, b in zip(originals, (x_train, x_test), strict=True))
+    assert trained["one_hot"].keys() == trained["numerical"].keys()
+    assert all(
+        torch.equal(trained["one_hot"][k], trained["numerical"][k]) for k in trained["one_hot"]
+    )
+    # a second fit trains two more epochs from where the first left the student
+    history = trainer.fit(x_train, y_train, nb_epochs=2, validation_data=(x_train, y_train))
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0.0 <= h["clean_accuracy"] <= 1.0 and "pgd_accuracy" in h for h in history)
+    assert not torch.equal(trainer.student.state_dict()[next(iter(trained["numerical"]))],
+                           trained["numerical"][next(iter(trained["numerical"]))])  # fmt: skip
+
+
+def test_get_classifier_is_the_art_classifier_given() -> None:
+    """ART's ``test_get_classifier`` (Madry's PGD-AT): the trainer hands back the ART
+    classifier it was built with, before any training."""
+    classifier = art_classifier()
+    from dard_plugin.training import build_trainer
+
+    trainer = build_trainer("sat", classifier, attack=ART_ATTACK, verbose=False)
+    assert trainer.get_classifier() is classifier
+
+
+def test_predict_on_a_module_before_and_after_fit(mnist_subset) -> None:
+    """A trainer built on a bare module predicts as ART's trainers do: logits from arrays or
+    tensors, before ``fit`` (wrapped for the call at ``x``'s shape) and after (through
+    ``get_classifier()``); images outside the bounds are refused by name."""
+    from dard_plugin import SATTrainer
+
+    x_train, y_train, x_test, _ = mnist_subset
+    model = copy.deepcopy(trained_fmnist_model()).eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = SATTrainer(model, optimizer=optimizer, attack=ART_ATTACK, verbose=False)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x_test)).numpy()
+    assert np.allclose(trainer.predict(x_test), expected, atol=1e-6)
+    assert np.allclose(trainer.predict(torch.from_numpy(x_test).double()), expected, atol=1e-6)
+    assert not model.training
+    with pytest.raises(ValueError, match=r"x .*\[0(\.0)?, 1(\.0)?\]"):
+        trainer.predict(x_test * 255)
+    trainer.fit(x_train, y_train, nb_epochs=1)
+    assert np.array_equal(trainer.predict(x_test), trainer.get_classifier().predict(x_test))
