@@ -595,3 +595,77 @@ def test_generate_does_not_repeat_the_budget_warning(prototype_model, data) -> N
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             attack.generate(x, y)
+
+
+def test_integer_and_half_inputs_come_back_as_float32_inside_the_ball(prototype_model) -> None:
+    """An integer ``x`` (pixels 0..255) was rounded back to its dtype: a step of 2.5 came
+    back as 3, out of the eps ball. Integer and float16 ``x`` now come back in float32, as
+    ART's PGD returns them; float32 and float64 keep their dtype."""
+    images, labels, _ = make_prototype_data(n=8)
+    pixels = np.round(images.numpy() * 255).astype(np.uint8)
+    scaled = nn.Sequential(_Scale(1 / 255), prototype_model)
+    common = {"eps": 2.5, "eps_step": 1.0, "max_iter": 5, "verbose": False}
+    attack = DicePGD(classifier_for(scaled, clip_values=(0.0, 255.0)), **common)
+    adversarial = attack.generate(pixels, labels.numpy())
+    assert adversarial.dtype == np.float32
+    assert np.abs(adversarial - pixels.astype(np.float32)).max() <= 2.5 + 1e-5
+    assert np.abs(adversarial - pixels).max() > 2.0  # it moved: the ball is not trivially kept
+    art = ProjectedGradientDescentPyTorch(
+        classifier_for(scaled, clip_values=(0.0, 255.0)), num_random_init=0, **common
+    ).generate(pixels, labels.numpy())
+    assert art.dtype == np.float32  # the host's convention
+    half = images.numpy().astype(np.float16)
+    out = DicePGD(classifier_for(prototype_model), eps=EPS, eps_step=EPS / 4, max_iter=5,
+                  verbose=False).generate(half, labels.numpy())  # fmt: skip
+    assert out.dtype == np.float32
+    assert np.abs(out - half.astype(np.float32)).max() <= EPS + 1e-6
+    assert DicePGD(classifier_for(prototype_model), max_iter=0).generate(pixels).dtype == (
+        np.float32
+    )
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+class _LogAtZero(nn.Module):
+    """Finite logits, but a NaN input gradient at pixels exactly 0 (``where`` over
+    ``log``): a model not differentiable at some inputs."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.where(x > 0, x.log(), torch.zeros_like(x)))
+
+
+@pytest.mark.parametrize(
+    ("norm", "eps", "extra"), [("2", 0.5, {}), ("1", 3.0, {}), ("inf", 0.05, {"decay": 1.0})]
+)
+def test_a_nan_gradient_entry_moves_nothing_as_in_art(prototype_model, norm, eps, extra) -> None:
+    """A NaN in the input gradient made the whole sample NaN (L2), or froze it (L1, and
+    L-inf with momentum), where ART's PGD zeroes NaN entries and attacks on. Both now
+    return finite examples inside the ball that move."""
+    images, labels, _ = make_prototype_data(n=6)
+    x = images.numpy().copy()
+    x[:, :, :2, :] = 0.0  # the NaN-gradient pixels
+    model = _LogAtZero(prototype_model)
+    norm_value = np.inf if norm == "inf" else int(norm)
+    common = {"norm": norm_value, "eps": eps, "eps_step": eps / 4, "max_iter": 5,
+              "verbose": False}  # fmt: skip
+    ours = DicePGD(classifier_for(model), **common, **extra).generate(x, labels.numpy())
+    decay = {"decay": extra["decay"]} if extra else {}
+    art = ProjectedGradientDescentPyTorch(
+        classifier_for(model), num_random_init=0, **common, **decay
+    ).generate(x, labels.numpy())
+    order = {"2": 2, "1": 1, "inf": np.inf}[norm]
+    for adversarial in (ours, art):
+        assert np.isfinite(adversarial).all()
+        moved = np.linalg.norm((adversarial - x).reshape(len(x), -1), ord=order, axis=1)
+        assert (moved > 0).all() and (moved <= eps + 1e-5).all()

@@ -148,7 +148,9 @@ class DicePGD(EvasionAttack):
         :param mask: (keyword) an array broadcasting against ``x``, or of ``x``'s shape:
             features where it is zero are not perturbed. Other keyword arguments are
             ignored, as ART's PGD ignores them.
-        :return: adversarial examples, same shape and dtype as ``x``.
+        :return: adversarial examples of ``x``'s shape, in ``x``'s dtype when it is float32
+            or float64, else in float32 as ART returns them (rounding to integers or to
+            float16 would move them off the attack's result, out of the eps ball).
         """
         mask = parameters.mask_from_kwargs(x, kwargs)
         unknown = sorted(set(kwargs) - {"mask"})
@@ -158,8 +160,9 @@ class DicePGD(EvasionAttack):
         nb_classes = self.estimator.nb_classes
         labels = None if y is None else parameters.label_indices(y, x.shape[0], nb_classes)
         eps, eps_step = parameters.draw_eps(self.eps, self.eps_step, self.random_eps)
+        out_dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(ART_NUMPY_DTYPE)
         if self.max_iter == 0:
-            return x.copy()
+            return x.astype(out_dtype, copy=True)
 
         device = self.estimator.device
         logits = ClassifierLogits(self.estimator)
@@ -192,7 +195,7 @@ class DicePGD(EvasionAttack):
                 ).cpu()
         if self.summary_writer is not None:
             self.summary_writer.reset()
-        return adversarial.numpy().astype(x.dtype, copy=False)
+        return adversarial.numpy().astype(out_dtype, copy=False)
 
     def _attack_batch(
         self,

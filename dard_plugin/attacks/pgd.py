@@ -330,6 +330,9 @@ def projected_gradient_descent(
                 check if step == 0 else None,
             )
             adversarial = adversarial.detach()
+            # a NaN entry (a model not differentiable at this input) moves nothing, as in
+            # ART: left in, it makes the sample NaN (L2) or freezes it (L1, momentum)
+            gradient = torch.where(gradient.isnan(), 0.0, gradient)
             if mask_b is not None:
                 gradient = torch.where(mask_b == 0, torch.zeros_like(gradient), gradient)
             if on_step is not None:
