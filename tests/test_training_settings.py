@@ -190,3 +190,31 @@ def test_a_torchattacks_attack_on_a_standardised_art_model_is_refused_by_what_it
     attack = torchattacks.PGD(art_student.model, eps=0.1, alpha=0.05, steps=2)
     with pytest.raises(ValueError, match=r"preprocessing=\(mean, std\).*dict"):
         SATTrainer(art_student, attack=attack)
+
+
+def test_default_budgets_follow_the_inputs_range() -> None:
+    """A classifier with ``clip_values=(0, 255)`` and no attack trained at eps 8/255 of a
+    pixel (1/8160 of the range: natural training, reported as adversarial). An omitted
+    budget is now the default scaled to the range, as ART's Madry trainer's eps=8 for
+    pixels; given budgets are taken as they are, and [0, 1] inputs keep 8/255."""
+    pixels = SATTrainer(classifier(fresh_student(), clip=(0.0, 255.0)))
+    assert pixels.attack_settings is not None
+    assert pixels.attack_settings.budget == pytest.approx(8.0)
+    assert pixels.attack_settings.step == pytest.approx(2.0)
+    assert pixels.eval_eps == pytest.approx(8.0)  # validation at the same budget
+    partial = SATTrainer(classifier(fresh_student(), clip=(0.0, 255.0)), attack={"steps": 3})
+    assert partial.attack_settings is not None and partial.attack_settings.steps == 3
+    assert partial.attack_settings.budget == pytest.approx(8.0)
+    l2 = SATTrainer(classifier(fresh_student(), clip=(0.0, 255.0)), attack={"norm": "L2"})
+    assert l2.attack_settings is not None
+    assert l2.attack_settings.budget == pytest.approx(1.5 * 255)
+    given = SATTrainer(classifier(fresh_student(), clip=(0.0, 255.0)), attack={"eps": 4.0})
+    assert given.attack_settings is not None and given.attack_settings.budget == 4.0
+    unit = SATTrainer(classifier(fresh_student()))
+    assert unit.attack_settings is not None and unit.attack_settings.budget == 8 / 255
+    dard = DARDTrainer(
+        classifier(fresh_student(), clip=(0.0, 255.0)),
+        classifier(teacher_model(), clip=(0.0, 255.0)),
+        teacher_attack={"steps": 5},
+    )
+    assert dard.teacher_attack.budget == pytest.approx(8.0) and dard.teacher_attack.steps == 5

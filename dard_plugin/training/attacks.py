@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,14 +69,26 @@ class AttackSettings:
         return self.alpha
 
     @classmethod
-    def from_mapping(cls, settings: Mapping[str, Any]) -> AttackSettings:
+    def from_mapping(
+        cls, settings: Mapping[str, Any], bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> AttackSettings:
+        """Settings from a mapping; an omitted ``eps`` (and ``alpha`` with it) is the
+        default scaled to the range of ``bounds``: 8/255 of [0, 1] is 8 on [0, 255], as
+        ART's PGD trainer's ``eps=8`` for pixels."""
         unknown = set(settings) - {"eps", "alpha", "steps", "norm", "kind"}
         if unknown:
             raise ValueError(
                 "attack settings take norm ('Linf' or 'L2'), eps, alpha, steps (and kind: "
                 f"{list(ATTACK_KINDS)}), got unknown keys {sorted(unknown)}"
             )
-        return cls(**{k: v for k, v in settings.items() if k != "kind"})
+        given = {k: v for k, v in settings.items() if k != "kind"}
+        span = bounds[1] - bounds[0]
+        if given.get("eps") is None and math.isfinite(span) and span != 1.0:
+            unit = cls(**{**given, "alpha": None})  # the defaults on [0, 1]
+            given["eps"] = unit.budget * span
+            if given.get("alpha") is None:
+                given["alpha"] = unit.step * span
+        return cls(**given)
 
 
 def _dpgd_attack(
@@ -163,12 +176,10 @@ def resolve_attack(
 ) -> tuple[TrainingAttack, AttackSettings | None, float | None]:
     """``(attack function, its settings if known, its eps if known)``; the package's
     attacks stay inside ``bounds`` (a torchattacks attack clips to its own [0, 1])."""
-    if attack is None:
-        settings = AttackSettings()
-        return build_attack(default_kind, settings, bounds), settings, settings.budget
-    if isinstance(attack, Mapping):
-        settings = AttackSettings.from_mapping(attack)
-        kind = attack.get("kind", default_kind)
+    if attack is None or isinstance(attack, Mapping):
+        given: Mapping[str, Any] = attack or {}
+        settings = AttackSettings.from_mapping(given, bounds)
+        kind = given.get("kind", default_kind)
         return build_attack(kind, settings, bounds), settings, settings.budget
     from torchattacks.attack import Attack
 

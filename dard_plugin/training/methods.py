@@ -254,13 +254,14 @@ class DARDTrainer(AdversarialTrainerBase):
         run_norm = self.attack_norm or "Linf"
         if given is None:
             declared = settings_of(self.attack_description, run_norm)  # a torchattacks one's
-            return self.attack_settings or declared or AttackSettings(norm=run_norm)
+            default = AttackSettings.from_mapping({"norm": run_norm}, self.bounds)
+            return self.attack_settings or declared or default
         if not isinstance(given, Mapping):
             raise TypeError(
                 "teacher_attack must be a dict of settings (norm, eps, alpha, steps), got "
                 f"{type(given).__name__}"
             )
-        return AttackSettings.from_mapping({"norm": run_norm, **given})
+        return AttackSettings.from_mapping({"norm": run_norm, **given}, self.bounds)
 
     def attack_budgets(self) -> list[tuple[str, float, str]]:
         budgets = super().attack_budgets()
