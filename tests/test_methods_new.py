@@ -390,6 +390,34 @@ def test_mtard_trainer_follows_the_official_weight_rule(reproduce: bool) -> None
         assert torch.allclose(mine, factor * theirs, atol=1e-6 if reproduce else 2e-3)
 
 
+def test_mtard_weight_rate_is_capped_and_reads_the_lr_of_the_runs_first_step() -> None:
+    """The weight's rate was ``0.025 * lr / lr at construction``: a warm-up schedule
+    (``OneCycleLR``'s lr rises 25x by default) took it above 1 and ``w`` out of [0, 1] (a
+    negative KL weight), and a scheduler made after the trainer changed it 25x. Now the
+    reference is the lr at the run's first step (a scheduler's ``initial_lr``) and the rate
+    never exceeds ``weight_lr``, as in the code: here the code's rule at factors 1, 1, 1,
+    0.5 for lrs 1x, 10x, 40x, 0.5x the first."""
+    x, y, _ = make_prototype_data(n=8)
+    student = Linear(2)
+    trainer = new_trainer("mtard", student)  # optimizer lr 0.05 at construction
+    group = trainer.optimizer.param_groups[0]
+    group["initial_lr"] = group["lr"] = 0.001  # a scheduler made after the trainer
+    natural = trainer.natural_teacher
+    generator = torch.Generator().manual_seed(0)
+    batches, our_weights = [], []
+    for lr in (0.001, 0.01, 0.04, 0.0005):
+        group["lr"] = lr
+        adversarial = (x + 0.1 * torch.rand(x.shape, generator=generator) - 0.05).clamp(0, 1)
+        targets = {"natural_teacher_nat": natural(x).detach()}
+        _, terms = trainer.compute_loss(Batch(x, y, None), adversarial, targets)
+        our_weights.append(float(terms["weight_nat"]))
+        batches.append((student(adversarial), student(x), trainer.teacher(adversarial), natural(x)))
+    _, weights = official_mtard_run(batches, [1, 1, 1, 0.5])
+    assert our_weights == pytest.approx(weights, abs=1e-4)
+    assert all(0.0 <= w <= 1.0 for w in our_weights)
+    assert trainer.method_state()["initial_lr"] == 0.001  # saved with the run for resume
+
+
 def test_mtard_loss_weights_the_two_terms() -> None:
     s_nat, s_adv, t_nat, t_adv = random_logits(3)
     loss, adversarial, natural = mtard_loss(s_nat, s_adv, t_nat, t_adv, weight_nat=0.3)

@@ -247,8 +247,12 @@ class MTARDTrainer(AdversarialTrainerBase):
     ``L_first`` each term's value at the run's first step, ``bert`` 1 and ``lr_w`` 0.025
     (``mtard_resnet18_cifar10.py``). The code divides ``lr_w`` by 10 with the learning
     rate (epochs 215, 260, 285 of 300); here ``lr_w`` follows the optimizer: ``0.025 *
-    lr / initial lr``, whatever the schedule. Under DDP the two loss values are averaged
-    over the processes before the update, so that every process holds the same ``w``.
+    min(1, lr / initial lr)``, whatever the schedule, with the initial lr read at the run's
+    first step (a scheduler's ``initial_lr``, else the lr) and saved with the run. Capped at
+    ``weight_lr``, as in the code, so that a warm-up schedule (``OneCycleLR``) cannot take
+    ``w`` out of [0, 1] and give a KL term a negative weight. Under DDP the two loss values
+    are averaged over the processes before the update, so that every process holds the same
+    ``w``.
 
     KL scaling: the code's ``kl_loss`` is ``p (log(p + 1e-5) - log q)`` averaged over the
     ``B * K`` elements; ``kl_reduction="mean", target_log_eps=1e-5`` reproduces it, the
@@ -292,8 +296,7 @@ class MTARDTrainer(AdversarialTrainerBase):
         )
         if self.natural_teacher is self.teacher:
             raise ValueError("teacher and natural_teacher must be different models")
-        group = self.optimizer.param_groups[0]
-        self._initial_lr = float(group.get("initial_lr", group["lr"]))
+        self.initial_lr: float | None = None  # read at the run's first step
         self.weight_nat = 0.5
         self.first_loss_nat: float | None = None
         self.first_loss_adv: float | None = None
@@ -312,12 +315,14 @@ class MTARDTrainer(AdversarialTrainerBase):
             "weight_nat": self.weight_nat,
             "first_loss_nat": self.first_loss_nat,
             "first_loss_adv": self.first_loss_adv,
+            "initial_lr": self.initial_lr,
         }
 
     def load_method_state(self, state: Mapping[str, Any]) -> None:
         self.weight_nat = float(state.get("weight_nat", 0.5))
         self.first_loss_nat = state.get("first_loss_nat")
         self.first_loss_adv = state.get("first_loss_adv")
+        self.initial_lr = state.get("initial_lr")  # absent before 2026-12-06: read again
 
     def teacher_outputs(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -341,8 +346,11 @@ class MTARDTrainer(AdversarialTrainerBase):
         relative_nat = (
             loss_nat / self.first_loss_nat if self.first_loss_nat > 0 else 1.0
         ) ** self.bert
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        rate = self.weight_lr * lr / self._initial_lr
+        group = self.optimizer.param_groups[0]
+        lr = float(group["lr"])
+        if self.initial_lr is None:  # the scheduler, made before fit, has set initial_lr
+            self.initial_lr = float(group.get("initial_lr", lr))
+        rate = self.weight_lr * min(1.0, lr / self.initial_lr) if self.initial_lr > 0 else 0.0
         share = relative_nat / (relative_adv + relative_nat)
         self.weight_nat = self.weight_nat - rate * (self.weight_nat - share)
         return self.weight_nat
