@@ -300,9 +300,10 @@ def test_a_batchnorm_frozen_by_the_caller_stays_frozen_and_a_loaded_student_trai
         assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
 
 
-def test_a_second_fit_returns_its_own_epochs_and_leaves_the_first_ones_history() -> None:
-    """``fit`` again on one trainer trains on (ART's trainers do): it returns that call's
-    epochs, and the list the first call returned is not changed by it."""
+def test_a_second_fit_continues_the_run_and_leaves_the_first_ones_history() -> None:
+    """``fit`` again on one trainer trains on (ART's trainers do), continuing the run
+    (``tests/test_training_continuation.py``): it returns the run's history with its own
+    epoch after the first call's, and the list the first call returned is not changed."""
     x, y, _ = make_prototype_data(n=32)
     student, optimizer = student_and_optimizer()
     trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
@@ -310,7 +311,8 @@ def test_a_second_fit_returns_its_own_epochs_and_leaves_the_first_ones_history()
     kept = [dict(record) for record in first]
     second = trainer.fit(x, y, batch_size=16, nb_epochs=1)
     assert [h["epoch"] for h in first] == [1, 2] and first == kept
-    assert [h["epoch"] for h in second] == [1] and second[0]["loss"] != first[0]["loss"]
+    assert [h["epoch"] for h in second] == [1, 2, 3] and second[:2] == kept
+    assert second[2]["loss"] != first[0]["loss"]
 
 
 @pytest.mark.parametrize("source", ["dataloader", "art-generator", "art-numpy-generator"])

@@ -89,6 +89,7 @@ class TrainingLoop(Trainer):
     _train_model: nn.Module
     _kept_in_eval: list[nn.Module]
     epochs_run: int = 0  # epochs trained by the last fit (0: resumed a finished run)
+    epochs_trained: int = 0  # the run's epochs so far: a later fit continues from there
     epoch: int = 0  # the epoch being trained (0-based), for methods with a schedule
     nb_epochs: int = 1  # the number of epochs of the current fit
 
@@ -184,6 +185,18 @@ class TrainingLoop(Trainer):
     ) -> list[dict[str, Any]]:
         world, rank = distributed()
         check_scheduler(scheduler)
+        # a later fit continues this trainer's run (numbered epochs, their seeds and
+        # schedules); with resume=True the checkpoint holds the run, nb_epochs its length
+        earlier = 0 if self.resume else self.epochs_trained
+        if earlier and self.schedule_spans_run:
+            raise ValueError(
+                f"{type(self).__name__} already trained {earlier} epochs, and its schedule "
+                "is a fraction of one run (IAD's start epoch, IGDM's weight): a second fit "
+                "cannot continue it. Train the run in one fit call (validation_data= gives "
+                "per-epoch numbers), build a new trainer for a new run, or interrupt and "
+                "continue a run with checkpoint_dir= and resume=True"
+            )
+        nb_epochs += earlier
         if self.targets.cached and source.known is None:
             raise ValueError(
                 "teacher_targets='cached' needs fit(x, y) or a loader from "
@@ -236,9 +249,10 @@ class TrainingLoop(Trainer):
             if validation is None or validation_labels is None
             else (validation[0], validation_labels),
         )
-        self.history = []  # this run's epochs: a resume restores the earlier ones
+        if not earlier:
+            self.history = []  # this run's epochs: a resume restores the earlier ones
         self._kept_in_eval = models.kept_in_eval(self.student)
-        start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print)
+        start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print) or earlier
         if self.before_training is not None:
             self.before_training()
         self.epochs_run = max(0, nb_epochs - start_epoch)
@@ -290,6 +304,7 @@ class TrainingLoop(Trainer):
                         )
                     )
                 self.history.append(record)
+                self.epochs_trained = epoch + 1
                 if rank == 0:
                     logger.info(
                         "%s epoch %d/%d: %s",

@@ -324,8 +324,11 @@ class AdversarialTrainerBase(TrainingLoop):
         """Train on arrays ``x`` (N, C, H, W) inside ``bounds`` and labels ``y`` (class
         indices of shape (N,) or (N, 1), or one-hot rows as wide as the model has classes:
         ``dard_plugin/_labels.py``). All of ``x`` and ``y`` are checked before training.
-        ``scheduler`` steps once per epoch. Returns the run's per-epoch history: this call's
-        epochs, after a resumed run's earlier ones."""
+        ``scheduler`` steps once per epoch. A later ``fit`` continues the run (its epochs
+        numbered on, with their own seeds and schedules: ``fit(nb_epochs=1)`` three times
+        trains what ``fit(nb_epochs=3)`` trains); with ``resume=True`` the checkpoint holds
+        the run and ``nb_epochs`` is its length. Returns the run's per-epoch history, this
+        call's epochs after the earlier ones."""
         if kwargs:
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         check_int("batch_size", batch_size, minimum=1)
