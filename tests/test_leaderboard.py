@@ -272,6 +272,16 @@ def test_a_grid_unit_and_a_final_evaluation_run_end_to_end_at_reduced_size(
     assert (tmp_path / "work/grid-sat-tiny-cnn-lr0.04/student.pt").read_bytes() == student
 
 
+def tiny_finals(board: Any, finals: dict[str, tuple[float, list[float]]]) -> None:
+    """Each row's grid on ``tiny-cnn`` and its finals: (clean, worst case per seed)."""
+    for row, (clean, robust) in finals.items():
+        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+        for seed, value in enumerate(robust):
+            name = design.final_name(row, "tiny-cnn", seed)
+            write(board.store.out, "test", name, suite=suite(clean, value))
+            write(board.store.out, "train", name, history=history(value, clean, epochs=11))
+
+
 def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
     tmp_path: Path,
 ) -> None:
@@ -282,12 +292,7 @@ def test_calls_are_against_the_stronger_sat_row_and_the_summary_says_them(
     finals = {"sat": (0.10, [0.10, 0.10, 0.10]), "sat-warmup": (0.78, [0.60, 0.61, 0.62]),
               "ard": (0.80, [0.50, 0.51, 0.52]), "rslad": (0.79, [0.61, 0.62, 0.63]),
               "dard": (0.79, [0.70, 0.71, 0.72])}  # fmt: skip
-    for row, (clean, robust) in finals.items():
-        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
-        for seed, value in enumerate(robust):
-            name = design.final_name(row, "tiny-cnn", seed)
-            write(out, "test", name, suite=suite(clean, value))
-            write(out, "train", name, history=history(value, clean, epochs=11))
+    tiny_finals(board, finals)
     text = report.report_section(board.store.load, out, [], {})
     section = text[text.index("### `tiny-cnn`") :]
     assert (
@@ -310,15 +315,9 @@ def test_the_readme_summary_puts_both_students_side_by_side_and_rewrites_only_it
     and the call against that student's SAT baseline, from the same rows as the page;
     rewritten between its markers only, and a file without them is left as it is."""
     board = make(tmp_path, available=False)
-    out = board.store.out
     finals = {"sat": (0.10, [0.10, 0.10, 0.10]), "sat-warmup": (0.78, [0.60, 0.61, 0.62]),
               "ard": (0.80, [0.50, 0.51, 0.52]), "dard": (0.79, [0.70, 0.71])}  # fmt: skip
-    for row, (clean, robust) in finals.items():
-        grid(board, row, "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
-        for seed, value in enumerate(robust):
-            name = design.final_name(row, "tiny-cnn", seed)
-            write(out, "test", name, suite=suite(clean, value))
-            write(out, "train", name, history=history(value, clean, epochs=11))
+    tiny_finals(board, finals)
     text = leaderboard_summary.summary_table(board.store.load)
     rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in text.splitlines()
             if line.startswith("| ") and not line.startswith("| method")}  # fmt: skip
