@@ -36,6 +36,7 @@ TESTED = {
     "distributed_training.py": "test_distributed_training_example",
     "l2_track.py": "test_l2_track_example",
     "compare_methods.py": "test_compare_methods_example",
+    "local_teacher.py": "test_local_teacher_example",
 }
 
 
@@ -245,6 +246,21 @@ def test_l2_track_example(tmp_path: Path) -> None:
     # the shipped teacher on these images: accurate clean, beaten at L2 1.5
     assert teacher["dard_plugin"]["clean_accuracy"] > 0.6
     assert teacher["dard_plugin"]["robust_accuracy"] < teacher["dard_plugin"]["clean_accuracy"]
+
+
+def test_local_teacher_example(tmp_path: Path) -> None:
+    """Four shapes of a local checkpoint load with weights_only=True and predict exactly as
+    the original; the pickle that would create a file is refused and the file is absent."""
+    output = run_example("local_teacher.py", "--out", str(tmp_path))
+    for name in ("bare.pt", "wrapped.pt", "ddp.pt", "recorded.pt"):
+        assert f"{name:12s} loaded (weights_only=True), frozen: True, predicts as the " in output
+        assert "original: True" in output
+    assert "unsafe.pt    refused: " in output and "the code in unsafe.pt ran: False" in output
+    assert not (tmp_path / "this-file-means-code-ran").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    teacher_clean, teacher_robust = summary["teacher (wrapped.pt)"]
+    assert teacher_clean > 0.6 and teacher_robust <= teacher_clean
+    assert (tmp_path / "student" / "student.pt").is_file()
 
 
 @pytest.mark.slow
