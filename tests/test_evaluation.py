@@ -3,6 +3,7 @@ reports (JSON, markdown, plots), model untouched, bad input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -84,6 +85,46 @@ def test_float64_images_give_the_float32_report(linear_setup) -> None:
     single = evaluate(model, x, y, eps=0.3, attacks=attacks, verbose=False)
     double = evaluate(model, x.double(), y, eps=0.3, attacks=attacks, verbose=False)
     assert double.per_sample == single.per_sample and "0" in single.per_sample["pgd"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_a_model_of_another_precision_is_attacked_inside_the_ball(
+    linear_setup, dtype, monkeypatch
+) -> None:
+    """A bf16 (fp16) model once got bf16 images: the eps ball was projected in bf16, and
+    every L-inf example lay up to 1.06 eps (1.008 eps) away. The attacks now perturb
+    float32 images and feed the model its dtype; a float64 model, which AutoAttack failed
+    on ("Index put requires the source and destination dtypes match"), runs it."""
+    from dard_plugin.evaluation import attacks as suite
+
+    model, x, y = linear_setup
+    distances = []
+    run = suite.SuiteAttack.run
+
+    def measured(self, model_, images, labels, eps, norm, source):
+        adversarial = run(self, model_, images, labels, eps, norm, source)
+        assert adversarial.dtype == torch.float32
+        distances.append(float((adversarial - images).abs().amax()) / eps)
+        return adversarial
+
+    monkeypatch.setattr(suite.SuiteAttack, "run", measured)
+    cast = copy.deepcopy(model).to(dtype)
+    attacks = ["clean", "fgsm", "pgd", *(["apgd-ce"] if dtype == torch.float64 else [])]
+    report = evaluate(cast, x, y, eps=8 / 255, attacks=attacks, verbose=False)
+    assert distances and max(distances) <= 1 + 1e-6
+    assert all(p.dtype == dtype for p in cast.parameters()) and not cast.training
+    assert set(report.per_attack) == set(attacks) - {"clean"}
+
+
+def test_a_model_with_non_finite_logits_is_refused_before_any_attack(linear_setup) -> None:
+    """NaN logits were scored as class 0 (argmax), so a diverged student reported the share
+    of class 0 as its clean and robust accuracy, with a warning about randomness."""
+    model, x, y = linear_setup
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="logits are not finite"):
+        evaluate(broken, x, y, eps=0.1, attacks=("clean", "pgd"), verbose=False)
 
 
 def test_model_rng_and_mode_untouched(linear_setup) -> None:
@@ -192,6 +233,8 @@ def test_eps_string() -> None:
     # a float32 budget is read at float32 precision: once "0.0313726" for 8/255
     assert eps_string(np.float32(8 / 255)) == "8/255" and eps_string(np.float32(0.2)) == "0.2"
     assert eps_string(np.float32(0.1)) == "0.1" and eps_string(0.0314) == "0.0314"
+    # eight significant digits: nearby budgets (and their curve state files) stay apart
+    assert eps_string(0.1234567) == "0.1234567" != eps_string(0.1234568)
 
 
 def test_l2_has_every_row(linear_setup) -> None:

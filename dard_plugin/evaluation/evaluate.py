@@ -56,11 +56,41 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+class AtItsDtype(nn.Module):
+    """``model`` fed at its own floating dtype and answering float32 logits: the attacks
+    perturb float32 images (the eps ball exact) for a bf16, fp16 or float64 model, and
+    AutoAttack's float32 buffers meet float32 outputs."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    @classmethod
+    def around(cls, model: nn.Module) -> nn.Module:
+        """``model`` itself when it computes in float32 (or has no floating parameter)."""
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if dtype in (None, torch.float32):
+            return model
+        wrapper = cls(model, dtype)
+        wrapper.training = False  # its own flag only: the model's are the caller's
+        return wrapper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(x.to(self.dtype))
+        return logits.float()
+
+
 def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device) -> None:
     """AutoAttack's own warnings: probabilities instead of logits, randomness."""
     sample = images[:8].to(device)
     with torch.no_grad():
         first, second = model(sample), model(sample)
+    if not torch.isfinite(first).all():
+        raise ValueError(
+            "the model's logits are not finite on the first images (NaN or inf: a diverged "
+            "training?); their argmax would be scored as class 0, the share of that class "
+            "reported as accuracy"
+        )
     warn_if_probabilities(first)
     if not torch.allclose(first, second, atol=1e-5):
         warnings.warn(
@@ -121,7 +151,9 @@ def evaluate(
             with the same arguments skips the chunks already done.
     The model is evaluated in eval mode (each module's flag restored afterwards, with a
     warning if it was in train mode); its parameters and buffers are never changed. Images
-    of another floating dtype than the model's (float64 numpy data) are cast to it.
+    are attacked in float32 whatever their dtype and the model's (a bf16 or float64 model
+    is fed its own dtype at its input), so the eps ball is projected in float32. A model
+    whose logits are not finite is refused before any attack.
 
     Under an initialised ``torch.distributed`` process group (e.g. started by ``torchrun``)
     every rank must call this with the same model, data and arguments: each rank evaluates
@@ -154,10 +186,12 @@ def evaluate(
                 f"images given), got {n_examples}"
             )
         images, indices = images[:n_examples], indices[:n_examples]
-    # float64 (or half) images run at the model's floating dtype, as the attacks do
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if dtype is not None and images.dtype != dtype:
-        images = images.to(dtype)
+    # the attacks perturb float32 images, whatever the model's precision: a bf16 model once
+    # got bf16 images, and the eps ball was projected in bf16 (up to 1.06 eps); the model
+    # sees its own dtype through a cast at its input (AtItsDtype)
+    if images.dtype != torch.float32:
+        images = images.float()
+    attacked = AtItsDtype.around(model)
     world_size, rank = distributed.process_group()
     fingerprint = ""
     if state_path is not None or world_size > 1:
@@ -187,12 +221,12 @@ def evaluate(
     shard = slice(sharding.start, sharding.stop)
     # every submodule gets its own train/eval flag back (a frozen BatchNorm stays frozen)
     with eval_mode(model), torch.random.fork_rng(devices=fork_devices, device_type=device.type):
-        _sanity_checks(model, images, device)
+        _sanity_checks(attacked, images, device)
         with torch.no_grad():
-            logits = model(images[:1].to(device))
+            logits = attacked(images[:1].to(device))
         given_labels.check_classes(logits.shape[1])
         correct, seconds = _run_all(
-            model,
+            attacked,
             images[shard],
             indices[shard],
             eps=eps,

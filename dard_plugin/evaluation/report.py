@@ -14,15 +14,16 @@ from dard_plugin._json import dumps_strict
 
 
 def eps_string(eps: float) -> str:
-    """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number;
-    to float32 precision (``np.float32(8 / 255)`` is ``8/255`` too)."""
+    """``8/255`` for budgets on the 1/255 grid (RobustBench's notation), else the number
+    to float32 precision (``np.float32(8 / 255)`` is ``8/255`` too, ``np.float32(0.1)``
+    ``0.1``; eight significant digits, not ``:g``'s six, which merged nearby budgets)."""
     eps = float(eps)
     steps = round(eps * 255)
     on_grid = steps > 0 and abs(steps / 255 - eps) <= 1e-7 * eps
     short = abs(float(f"{eps:.4g}") - eps) <= 1e-7 * eps  # 0.2 (51/255) and 1.0 stay decimals
     if on_grid:
         return f"{eps:.4g}" if short else f"{steps}/255"
-    return f"{eps:g}"
+    return f"{eps:.8g}"  # float32's precision: 0.1234567 and 0.1234568 stay apart
 
 
 def percent(fraction: float) -> str:
