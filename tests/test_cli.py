@@ -223,6 +223,24 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     assert replaced.returncode == 0, replaced.stderr
     assert (out / "student.pt").read_bytes() != before["student.pt"]
     assert_one_line_error(dard(*base, "--resume", "--overwrite"), "exclude each other")
+    # a finished run whose checkpoint was deleted: a resume cannot check its settings (it
+    # once retrained over it with --lr 0.2, rc 0); the student stays
+    bare = tmp_path / "no-checkpoint"
+    shutil.copytree(trained, bare)
+    shutil.rmtree(bare / "checkpoint")
+    kept = (bare / "student.pt").read_bytes()
+    base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(bare)]
+    assert_one_line_error(dard(*base, "--resume", "--lr", "0.2"), "without its checkpoint")
+    assert (bare / "student.pt").read_bytes() == kept
+    # an evaluation's report is not a run's to replace (it once was, silently)
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    shutil.copy(trained / "report.json", evaluation / "report.json")
+    report = (evaluation / "report.json").read_bytes()
+    base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(evaluation)]
+    for flags in ((), ("--resume",)):
+        assert_one_line_error(dard(*base, *flags), "holds a report (report.json) but no run")
+    assert (evaluation / "report.json").read_bytes() == report
 
 
 @pytest.mark.slow  # three CLI processes, one of which distils and evaluates (~25 s alone)
@@ -679,3 +697,13 @@ def test_an_l2_run_is_taught_by_the_teachers_l2_entry(capsys, monkeypatch, tmp_p
     code, _, err = run_main(capsys, "distill", *flags, "--teacher", "Standard", "--out", out)
     assert code != 0 and "stop here" in err, err
     assert asked == [("Standard", "L2")]
+
+
+def test_the_cli_module_runs_as_a_script() -> None:
+    """``python -m dard_plugin.cli.main ...`` did nothing and exited 0 (no ``__main__``
+    guard); it now runs the command, as ``python -m dard_plugin`` does."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dard_plugin.cli.main", "--help"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "usage: dard" in done.stdout, done.stdout + done.stderr

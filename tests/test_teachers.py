@@ -422,3 +422,16 @@ def test_load_model_refuses_a_threat_model_for_a_file(tmp_path, monkeypatch) -> 
     assert reads == []  # refused before the file was opened
     assert isinstance(load_model(str(path)), torch.nn.Module) and len(reads) == 1
     assert load_model("dard-fmnist-teacher").training is False  # its own Linf entry
+
+
+def test_save_model_refuses_a_bare_network(tmp_path) -> None:
+    """``save_model`` wrote a registry model's bare network (no Normalize layer) and
+    ``load_model`` rebuilt it behind the dataset's normalization: another function (42% of
+    predictions agreed in an outside audit). It is refused before anything is written."""
+    from dard_plugin.recipes import save_model
+
+    model = create("small-cnn", dataset="fashion-mnist")
+    path = tmp_path / "bare.pt"
+    with pytest.raises(ValueError, match=r"bare network of create\('small-cnn'\)"):
+        save_model(path, model.network, "small-cnn", 10)
+    assert not path.exists()

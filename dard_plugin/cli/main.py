@@ -45,3 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(dumps_strict(result, default=str))
     return 0
+
+
+if __name__ == "__main__":  # python -m dard_plugin.cli.main, as python -m dard_plugin
+    import sys
+
+    sys.exit(main())

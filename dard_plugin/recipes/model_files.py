@@ -30,13 +30,23 @@ def save_model(
     e.g. ``{"depth": 10, "width": 1}`` for ``wide-resnet``), so that :func:`load_model`
     rebuilds it; plain data and tensors, loading with ``weights_only=True``. A model that
     ``create(arch, num_classes=..., **arch_options)`` does not rebuild (another shape of
-    any weight) is refused before anything is written."""
+    any weight, or its bare network without the Normalize layer, which ``load_model``
+    would put behind the dataset's normalization) is refused before anything is
+    written."""
     options = dict(arch_options or {})
     state = model.state_dict()
     with torch.device("meta"):  # shapes only: nothing allocated
-        rebuilt = weights_target(create(arch, num_classes=num_classes, **options), state)
+        rebuilt = create(arch, num_classes=num_classes, **options)
     expected = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     given = {k: tuple(v.shape) for k, v in state.items()}
+    bare = weights_target(rebuilt, state)
+    if bare is not rebuilt and given == {k: tuple(v.shape) for k, v in bare.state_dict().items()}:
+        raise ValueError(
+            f"model is the bare network of create({arch!r}) (no Normalize layer): "
+            "load_model would rebuild it behind the dataset's normalization, another "
+            "function. Save the registry model that holds it (create(...) with its "
+            "weights), so that the file is what was trained"
+        )
     if expected != given:
         differing = sorted(set(expected) ^ set(given)) or sorted(
             k for k in expected if expected[k] != given[k]

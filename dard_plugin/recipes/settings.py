@@ -231,12 +231,27 @@ def check_distill_settings(
     out = Path(out_dir)
     _check_writable(out, name("out_dir"))
     found = existing_run(out)
-    if found is not None and not (resume or overwrite):
+    if found is None and (out / "report.json").is_file() and not overwrite:
         raise ValueError(
-            f"{name('out_dir')} {out} already holds a {found} run: pass "
+            f"{name('out_dir')} {out} holds a report (report.json) but no run: an "
+            f"evaluation's, which this run's report would replace. Pass "
+            f"{_switch('overwrite', cli)} to replace it, or another {name('out_dir')}"
+        )
+    if found is not None and not (resume or overwrite):
+        article = "an" if found == "unfinished" else "a"
+        raise ValueError(
+            f"{name('out_dir')} {out} already holds {article} {found} run: pass "
             f"{_switch('resume', cli)} to continue it (a finished run with the same settings "
             f"trains nothing), {_switch('overwrite', cli)} to replace it, or another "
             f"{name('out_dir')}"
+        )
+    if found == "finished" and resume and not (out / "checkpoint" / "checkpoint.pt").is_file():
+        raise ValueError(
+            f"{name('out_dir')} {out} holds a finished run without its checkpoint "
+            "(checkpoint/checkpoint.pt, which records the run's settings): a resume cannot "
+            f"check that the settings are the same, and would train afresh over it. Its "
+            f"student stays as it is; pass {_switch('overwrite', cli)} to train afresh, or "
+            f"another {name('out_dir')}"
         )
     done = epochs_done(out) if found is not None and resume else None
     if done is not None and epochs < done:
