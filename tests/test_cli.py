@@ -72,7 +72,11 @@ def trained(tmp_path_factory) -> Path:
     assert set(result["report"]["per_attack"]) == {"pgd"}
     for name in ("student.pt", "history.json", "report.json", "report.md", "training.png"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "run.json").read_text())["lr"] == "0.05"  # the rate that ran
+    run = json.loads((out / "run.json").read_text())
+    assert run["lr"] == "0.05"  # the rate that ran
+    # and the trainer's resolved settings (the options left unset were recorded as "None")
+    assert run["trainer"]["method"] == "sat" and run["trainer"]["attack"]["eps"] == 0.1
+    assert run["trainer"]["attack"]["alpha"] == pytest.approx(0.025)
     return out
 
 
@@ -94,6 +98,9 @@ def test_distill_with_a_checkpoint_teacher(trained, tmp_path) -> None:
     assert "| pgd |" in done.stdout and "worst case" in done.stdout
     history = json.loads((out / "history.json").read_text())
     assert {"loss_nat", "loss_adv"} <= set(history[0])
+    trainer = json.loads((out / "run.json").read_text())["trainer"]
+    assert trainer["method"] == "dard" and trainer["alpha"] == 0.7  # DARD's default, as ran
+    assert trainer["temperature"] == 3.0 and trainer["adv_weight"] == 0.5
     resumed = dard(
         "distill",
         "--method",

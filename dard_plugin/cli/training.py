@@ -60,6 +60,7 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
         report: dict[str, Any] = json.loads((out / "report.json").read_text())["dard_plugin"]
         markdown = (out / "report.md").read_text()
         digest = recorded.pop("report_sha256", None)
+        recorded.pop("trainer", None)  # what ran, resolved: not a setting of the command
         if digest != _report_digest(out):
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # evaluate again
@@ -127,7 +128,8 @@ def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> d
             if rank == 0:
                 from dard_plugin.training.checkpointing import write_json
 
-                settings = _run_settings(args)
+                settings: dict[str, Any] = _run_settings(args)
+                settings["trainer"] = result.config  # the method's values that ran
                 settings["report_sha256"] = _report_digest(args.out)
                 write_json(args.out / "run.json", settings)
         if rank != 0:

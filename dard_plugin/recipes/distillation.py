@@ -38,6 +38,8 @@ class DistillationResult:
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
     epochs_run: int = 0  # 0: resumed a run that had already finished, with the same settings
+    # the trainer's settings as they ran (defaults resolved: alpha, temperature, the attack)
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def distill(
@@ -193,7 +195,12 @@ def distill(
         augment=standard_augment(dataset, seed=seed),
     )
     result = DistillationResult(
-        student.eval(), history, out, time.perf_counter() - started, epochs_run=trainer.epochs_run
+        student.eval(),
+        history,
+        out,
+        time.perf_counter() - started,
+        epochs_run=trainer.epochs_run,
+        config=trainer.config(),
     )
     if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
         save_model(out / "student.pt", student, student_arch, info.num_classes)
