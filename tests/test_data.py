@@ -195,3 +195,32 @@ def test_a_download_without_root_is_read_back_from_where_it_went(tmp_path, monke
     raw = write_fake_fashion_mnist(tmp_path / "data", compress=True)
     images, _ = load_dataset("fashion-mnist", train=True, download=False)
     assert torch.equal(images[:, 0], torch.from_numpy(raw).float() / 255)
+
+
+@pytest.mark.parametrize("train", ["False", "test", None, 0])
+def test_the_split_flag_must_be_a_bool(train) -> None:
+    """``train="False"`` (a config string) read the training split, 60,000 images for an
+    evaluation meant for the test split. Only a bool is taken now, before any file."""
+    with pytest.raises(TypeError, match="train must be a bool"):
+        load_dataset("fashion-mnist", train=train, n_examples=4)
+
+
+def test_each_rank_of_a_multi_process_loader_draws_its_own_augmentation() -> None:
+    """Every rank once drew the same crop offsets and flips for its own images (one seeded
+    augmentation object shared by the ranks); rank 0 keeps the single process's draws.
+    Every image here is the same pattern, so a batch shows only the draws."""
+    from dard_plugin.data import standard_augment
+
+    pattern = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    images, labels = pattern.repeat(64, 1, 1, 1), torch.arange(64) % 10
+
+    def batches(rank: int, replicas: int) -> list[torch.Tensor]:
+        augment = standard_augment("fashion-mnist", seed=0)
+        loader = make_loader(images, labels, batch_size=8, augment=augment, seed=0,
+                             num_replicas=replicas, rank=rank)  # fmt: skip
+        return [batch for batch, _ in loader]
+
+    single, zero, one = batches(0, 1), batches(0, 2), batches(1, 2)
+    assert len(zero) == len(one) == 4
+    assert all(not torch.equal(a, b) for a, b in zip(zero, one, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(zero, single, strict=False))  # rank 0's

@@ -121,3 +121,19 @@ def test_distill_builds_a_cifar100_student_with_cifar100_statistics(monkeypatch)
     normalize = result.student.normalize
     assert torch.equal(normalize.mean.flatten(), torch.tensor(DATASETS["cifar100"].mean))
     assert torch.equal(normalize.std.flatten(), torch.tensor(DATASETS["cifar100"].std))
+
+
+def test_a_network_with_global_pooling_declares_the_datasets_image_shape() -> None:
+    """``create("resnet56", dataset="fashion-mnist")`` declared (1, 32, 32) although it runs
+    on 28x28 images, so ``evaluate`` refused Fashion-MNIST. It declares the dataset's
+    shape when its network takes it; a fixed-size head keeps its own."""
+    from dard_plugin import evaluate
+
+    model = create("resnet56", dataset="fashion-mnist").eval()
+    assert model.input_shape == (1, 28, 28) and model.training is False
+    fresh = create("resnet56", dataset="fashion-mnist")
+    assert fresh.training and all(m.training for m in fresh.modules())  # probe left it so
+    images, labels = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+    report = evaluate(model, images, labels, eps=0.1, attacks=("clean",), verbose=False)
+    assert report.n_examples == 4
+    assert create("small-cnn", dataset="cifar10").input_shape == (3, 28, 28)  # fixed head

@@ -28,6 +28,8 @@ def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
             robust = "-" if row["autoattack_acc"] is None else f"{row['autoattack_acc']:.2f}"
             if row["source"] == "dard-plugin":
                 source = f"measured (AA: {row['autoattack_examples']} images)"
+            elif row["unreliable"]:
+                source = "RobustBench: unreliable"  # an adaptive attack found it lower
             else:
                 source = "RobustBench (published)"
             print(

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dard_plugin._validation import check_choice, check_int
+from dard_plugin._validation import check_bool, check_choice, check_int
 from dard_plugin.data.cifar import load_cifar
 from dard_plugin.data.fashion_mnist import DatasetNotFoundError, load_fashion_mnist, read_idx
 from dard_plugin.data.loaders import (
@@ -85,6 +85,8 @@ def load_dataset(
     :class:`DatasetNotFoundError` when the files are nowhere and cannot be downloaded.
     """
     dataset_info(name)
+    check_bool("train", train)  # "False" or "test" would read the training split
+    check_bool("download", download)
     if n_examples is not None:
         check_int("n_examples", n_examples, minimum=1)
     if name == "fashion-mnist":

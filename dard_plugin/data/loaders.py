@@ -14,8 +14,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dard_plugin._validation import check_bool, check_int
 
 
-def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+def _epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.Generator:
+    # torch's CPU generator keeps a seed's low 32 bits: a rank moves those (rank 0: none)
+    value = (seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1
+    return torch.Generator().manual_seed(value)
 
 
 class BatchAugment:
@@ -26,10 +28,20 @@ class BatchAugment:
         self.padding = check_int("padding", padding, minimum=0)
         self.flip = check_bool("flip", flip)
         self.seed = check_int("seed", seed, minimum=0)
+        self.rank = 0  # a process of a multi-process run draws its own crops and flips
         self.set_epoch(0)
 
+    def on_rank(self, rank: int) -> BatchAugment:
+        """The same augmentation for process ``rank`` of a multi-process run: its own
+        stream of crops and flips (every rank once drew the same sequence), rank 0's the
+        single process's."""
+        copy = BatchAugment(padding=self.padding, flip=self.flip, seed=self.seed)
+        copy.rank = check_int("rank", rank, minimum=0)
+        copy.set_epoch(0)
+        return copy
+
     def set_epoch(self, epoch: int) -> None:
-        self._generator = _epoch_generator(self.seed, epoch, stream=1)
+        self._generator = _epoch_generator(self.seed, epoch, stream=1, rank=self.rank)
 
     def __call__(
         self, batch: tuple[torch.Tensor, torch.Tensor]
@@ -146,7 +158,10 @@ def make_loader(
     num_replicas: int = 1,
     rank: int = 0,
 ) -> DataLoader:
-    """A ``DataLoader`` over in-memory tensors yielding ``(images, labels)`` batches."""
+    """A ``DataLoader`` over in-memory tensors yielding ``(images, labels)`` batches; with
+    ``num_replicas > 1``, ``augment`` draws rank ``rank``'s own crops and flips."""
+    if augment is not None and num_replicas > 1:
+        augment = augment.on_rank(rank)
     sampler = EpochBatchSampler(
         images.shape[0],
         batch_size,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from dard_plugin._validation import check_choice, check_int
@@ -123,7 +124,27 @@ def create(
     # the ``input_size`` given to one that takes it
     size = kwargs.get("input_size")
     shape = (channels, *((size, size) if size is not None else architecture.input_shape[1:]))
+    if size is None and dataset is not None and default_shape[1:] != shape[1:]:
+        # a network with global pooling takes the dataset's images (a CIFAR ResNet on
+        # Fashion-MNIST's 28x28): it declares their shape, which it was once refused
+        dataset_shape = (channels, *default_shape[1:])
+        shape = dataset_shape if _accepts(network, dataset_shape) else shape
     return Normalized(network, mean, std, input_shape=shape)
+
+
+def _accepts(network: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``network`` runs on one input of ``shape`` (eval mode, no gradient: no
+    BatchNorm statistic moves; its mode is restored)."""
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            network(torch.zeros(1, *shape))
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        network.train(was_training)
 
 
 __all__ = ["REGISTRY", "Architecture", "Normalize", "Normalized", "create", "list_models"]

@@ -51,11 +51,24 @@ class TeacherInfo:
     eps: str | None
     source: str = "robustbench"
     autoattack_examples: int | None = None
+    # RobustBench flags the entry's AutoAttack accuracy as unreliable (an adaptive attack
+    # found it lower: Kang2021Stable, 71.28 under AutoAttack, 64.20 on the leaderboard)
+    unreliable: bool = False
 
 
 def model_page(name: str, dataset: str, threat_model: str) -> str:
     """The RobustBench page describing a zoo entry (paper, accuracies)."""
     return f"{MODEL_INFO}/{dataset}/{threat_model}/{name}.json"
+
+
+@lru_cache(maxsize=1)
+def _zoo_notes() -> dict[str, Any]:
+    """The shipped table's notes (which entries RobustBench flags unreliable, ...)."""
+    table = resources.files("dard_plugin.teachers").joinpath("robustbench_zoo.json")
+    if not table.is_file():
+        return {}
+    notes: dict[str, Any] = json.loads(table.read_text()).get("notes", {})
+    return notes
 
 
 @lru_cache(maxsize=1)
@@ -73,7 +86,8 @@ def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[
     """The teachers for ``dataset`` and ``threat_model``: those shipped with this package
     (with the accuracies measured on them) first, then every zoo entry of the installed
     robustbench sorted by the AutoAttack accuracy RobustBench publishes (best first;
-    entries without a published number last). ``"fashion-mnist"`` has shipped teachers
+    entries without a published number, then those RobustBench flags ``unreliable``,
+    last: their AutoAttack number overstates robustness). ``"fashion-mnist"`` has shipped teachers
     only (RobustBench has no Fashion-MNIST track)."""
     from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
 
@@ -100,6 +114,7 @@ def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[
         return shipped
     names = robustbench_zoo().get(dataset, {}).get(threat_model, [])
     published = _published_accuracies().get(dataset, {}).get(threat_model, {})
+    flagged = set(_zoo_notes().get("unreliable_flag_true", []))
     teachers = []
     for name in names:
         info = published.get(name, {})
@@ -113,9 +128,13 @@ def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[
                 architecture=info.get("architecture"),
                 venue=info.get("venue"),
                 eps=info.get("eps"),
+                unreliable=f"{dataset}/{threat_model}/{name}" in flagged,
             )
         )
-    ranked = sorted(teachers, key=lambda t: (t.autoattack_acc is None, -(t.autoattack_acc or 0.0)))
+    ranked = sorted(
+        teachers,
+        key=lambda t: (t.unreliable, t.autoattack_acc is None, -(t.autoattack_acc or 0.0)),
+    )
     return shipped + ranked
 
 
