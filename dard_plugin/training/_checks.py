@@ -125,3 +125,16 @@ def check_scheduler(scheduler: object) -> None:
             "trainers step the scheduler once per epoch with no argument (a "
             "ReduceLROnPlateau needs a metric); use an epoch-based scheduler"
         )
+
+
+def check_continuation(trainer: str, earlier: int, schedule_spans_run: bool) -> None:
+    """A later ``fit`` continues the run, except for a method whose schedule is a fraction
+    of one run: refused before any work, naming the ways out."""
+    if earlier and schedule_spans_run:
+        raise ValueError(
+            f"{trainer} already trained {earlier} epochs, and its schedule is a fraction "
+            "of one run (IAD's start epoch, IGDM's weight): a second fit cannot continue "
+            "it. Train the run in one fit call (validation_data= gives per-epoch numbers), "
+            "build a new trainer for a new run, or interrupt and continue a run with "
+            "checkpoint_dir= and resume=True"
+        )

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import models
-from dard_plugin.training._checks import check_scheduler
+from dard_plugin.training._checks import check_continuation, check_scheduler
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource
 from dard_plugin.training.checkpointing import (
@@ -185,17 +185,9 @@ class TrainingLoop(Trainer):
     ) -> list[dict[str, Any]]:
         world, rank = distributed()
         check_scheduler(scheduler)
-        # a later fit continues this trainer's run (numbered epochs, their seeds and
-        # schedules); with resume=True the checkpoint holds the run, nb_epochs its length
+        # a later fit continues the run; with resume=True the checkpoint holds it
         earlier = 0 if self.resume else self.epochs_trained
-        if earlier and self.schedule_spans_run:
-            raise ValueError(
-                f"{type(self).__name__} already trained {earlier} epochs, and its schedule "
-                "is a fraction of one run (IAD's start epoch, IGDM's weight): a second fit "
-                "cannot continue it. Train the run in one fit call (validation_data= gives "
-                "per-epoch numbers), build a new trainer for a new run, or interrupt and "
-                "continue a run with checkpoint_dir= and resume=True"
-            )
+        check_continuation(type(self).__name__, earlier, self.schedule_spans_run)
         nb_epochs += earlier
         if self.targets.cached and source.known is None:
             raise ValueError(

@@ -30,7 +30,7 @@ from dard_plugin._validation import (
     check_real,
 )
 from dard_plugin.attacks import _fast
-from dard_plugin.attacks.pgd import NORMS, Objective, eval_mode
+from dard_plugin.attacks.pgd import NORMS, Objective
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
 from dard_plugin.training._checks import check_no_teacher_options, training_bounds
@@ -45,6 +45,7 @@ from dard_plugin.training.attacks import (
 )
 from dard_plugin.training.batches import Batch, BatchSource, as_images
 from dard_plugin.training.checkpointing import Checkpointer
+from dard_plugin.training.classifier_face import ClassifierFace
 from dard_plugin.training.loop import TrainingLoop, distributed
 from dard_plugin.training.targets import TEACHER_TARGETS, TeacherTargets
 from dard_plugin.training.validation import EVAL_ATTACKS
@@ -57,7 +58,7 @@ DEFAULT_EVAL_BATCH_SIZE = 256
 __all__ = ["TEACHER_TARGETS", "AdversarialTrainerBase", "AttackSettings", "Batch"]
 
 
-class AdversarialTrainerBase(TrainingLoop):
+class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
     """Shared loop of :class:`SATTrainer`, :class:`ARDTrainer`, :class:`RSLADTrainer` and
     :class:`DARDTrainer`.
 
@@ -372,45 +373,12 @@ class AdversarialTrainerBase(TrainingLoop):
         source.check_epochs(nb_epochs)
         return self._train(source, nb_epochs, scheduler, validation_data, None)
 
-    def predict(self, x: np.ndarray | torch.Tensor, **kwargs: Any) -> np.ndarray:
-        """The student's logits on ``x`` (N, C, H, W), as ART's trainers' ``predict``: the
-        classifier's ``predict`` (``batch_size=`` passes through), the student's train/eval
-        flags restored. Before ``fit``, a module is wrapped for this call at ``x``'s shape."""
-        images = as_images(x, "x")
-        self._check_images("x", images)
-        classifier = self._classifier
-        if isinstance(classifier, nn.Module):
-            classifier = self.get_classifier() if self._input_shape else models.art_classifier(
-                self.student, self.optimizer, tuple(images.shape[1:]),
-                models.student_classes(self.student, images, self.bounds), self.bounds,
-                self.device,
-            )  # fmt: skip
-        with eval_mode(self.student):
-            return np.asarray(classifier.predict(images.cpu().numpy(), **kwargs))
-
     def attack_from_noise(self, model: Any, batch: Batch, objective: Objective) -> torch.Tensor:
         """PGD on ``objective`` at the run's attack settings from ``x + 0.001 N(0, 1)``
         (``training.attacks.attack_from_noise``, noise from the run's generator): the inner
         maximisation of RSLAD's, AdaAD's and MTARD's code."""
         settings = self.attack_settings or AttackSettings()
         return attack_from_noise(model, batch, objective, settings, self._generator, self.bounds)
-
-    def get_classifier(self) -> Any:
-        """The trained classifier: the ART classifier given, or one wrapping the module."""
-        if not isinstance(self._classifier, nn.Module):
-            return self._classifier
-        if self._classifier_wrapper is None:
-            if self._input_shape is None:
-                raise RuntimeError("get_classifier needs fit() to have seen the data first")
-            self._classifier_wrapper = models.art_classifier(
-                self.student,
-                self.optimizer,
-                self._input_shape,
-                self._num_classes,
-                self.bounds,
-                self.device,
-            )
-        return self._classifier_wrapper
 
     def _check_images(self, name: str, images: torch.Tensor) -> None:
         try:
