@@ -26,6 +26,8 @@ def _vs(r: Row, baseline: Row) -> str:
         return "not run yet"
     if r is baseline:
         return "baseline"
+    if not baseline.tests:
+        return "—"  # no SAT row measured yet: nothing to call against
     diff, verdict = compare(r.values("robust_accuracy"), baseline.values("robust_accuracy"))
     return f"{100 * diff:+.1f} {call(diff, verdict)}"
 

@@ -224,3 +224,20 @@ def test_each_rank_of_a_multi_process_loader_draws_its_own_augmentation() -> Non
     assert len(zero) == len(one) == 4
     assert all(not torch.equal(a, b) for a, b in zip(zero, one, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(zero, single, strict=False))  # rank 0's
+
+
+def test_a_rank_keeps_an_augmentation_subclass_and_a_plain_callable() -> None:
+    """The per-rank copy once rebuilt a ``BatchAugment`` subclass as the base class (its own
+    augmentation dropped) and failed on a plain callable under two processes."""
+
+    class Inverted(BatchAugment):
+        def __call__(self, batch):
+            images, labels = super().__call__(batch)
+            return 1.0 - images, labels
+
+    images, labels = torch.zeros(16, 1, 8, 8), torch.arange(16) % 10
+    for augment in (Inverted(padding=0, flip=False), lambda batch: (batch[0] + 0.5, batch[1])):
+        loader = make_loader(images, labels, batch_size=8, augment=augment, num_replicas=2,
+                             rank=1)  # fmt: skip
+        batch, _ = next(iter(loader))
+        assert float(batch.min()) >= 0.5  # the given augmentation ran

@@ -235,6 +235,11 @@ def test_eps_string() -> None:
     assert eps_string(np.float32(0.1)) == "0.1" and eps_string(0.0314) == "0.0314"
     # eight significant digits: nearby budgets (and their curve state files) stay apart
     assert eps_string(0.1234567) == "0.1234567" != eps_string(0.1234568)
+    # ... and a float32 budget keeps its shortest float32 form (not 0.30000001)
+    assert [eps_string(np.float32(e)) for e in (0.3, 0.05, 0.01)] == ["0.3", "0.05", "0.01"]
+    from dard_plugin.evaluation import budget_state
+
+    assert budget_state("aa.json", np.float32(0.05)).name == "aa.eps-0.05.json"
 
 
 def test_l2_has_every_row(linear_setup) -> None:

@@ -330,6 +330,13 @@ def test_the_readme_summary_puts_both_students_side_by_side_and_rewrites_only_it
     assert rows["| DARD (cached targets)"][tiny][:2] == ["79.0 ± 0.0 (2 seeds)",
                                                         "**70.5 ± 0.7 (2 seeds)**"]  # fmt: skip
     assert rows["| RSLAD"][small] == ["—", "—", "—", "not run yet"]
+    # a student with distillation finals and no SAT final: no call, no crash
+    (tmp_path / "lone").mkdir()
+    lone = make(tmp_path / "lone", available=False)
+    tiny_finals(lone, {"ard": (0.80, [0.50, 0.51, 0.52])})
+    ard = next(line for line in leaderboard_summary.summary_table(lone.store.load).splitlines()
+               if line.startswith("| ARD |"))  # fmt: skip
+    assert ard.endswith("| 80.0 ± 0.0 | **51.0 ± 1.0** | — | — |")
     readme = tmp_path / "README.md"
     plain = "# Title\n\nNo summary here.\n"
     readme.write_text(plain)

@@ -59,3 +59,16 @@ def test_a_schedule_over_the_run_refuses_a_second_fit_before_any_work(method: st
     with pytest.raises(ValueError, match=r"already trained 1 epochs.*one fit call"):
         trainer.fit(x, y, nb_epochs=1, batch_size=16)
     assert all(torch.equal(v, trainer.student.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_resumed_run_at_its_length_warns_that_nothing_trained(tmp_path) -> None:
+    """With ``resume=True`` ``nb_epochs`` is the run's length: ART's habit of repeated
+    ``fit(nb_epochs=1)`` trained once and then nothing, silently. It now says so."""
+    x, y, _ = make_prototype_data(n=16)
+    trainer = trainer_for("sat", checkpoint_dir=tmp_path, resume=True)
+    trainer.fit(x, y, nb_epochs=1, batch_size=16)
+    with pytest.warns(UserWarning, match=r"nothing trained: with resume=True, nb_epochs=1"):
+        history = trainer.fit(x, y, nb_epochs=1, batch_size=16)
+    assert [h["epoch"] for h in history] == [1] and trainer.epochs_run == 0
+    history = trainer.fit(x, y, nb_epochs=2, batch_size=16)  # the run's new length
+    assert [h["epoch"] for h in history] == [1, 2]

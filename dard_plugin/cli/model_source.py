@@ -37,24 +37,16 @@ def add_model_source(parser: argparse.ArgumentParser) -> None:
 def load_model_source(args: argparse.Namespace) -> Any:
     """The model named by :func:`add_model_source`'s arguments, frozen; a model that
     declares an input shape other than the dataset's is an error naming both."""
+    from dard_plugin.cli.training_options import teacher_threat_model
     from dard_plugin.data import dataset_info
     from dard_plugin.evaluation._checks import expected_input_shape
     from dard_plugin.recipes import load_model
-    from dard_plugin.recipes.model_files import is_model_file
-    from dard_plugin.teachers import SHIPPED_TEACHERS
 
-    shipped = SHIPPED_TEACHERS.get(args.model)
-    if is_model_file(args.model):
-        threat_model = None  # a file's weights: no RobustBench entry to choose
-    elif shipped is not None:
-        threat_model = shipped.threat_model
-    else:
-        threat_model = args.threat_model or getattr(args, "norm", "Linf")
     model = load_model(
         args.model,
         dataset=args.dataset,
         arch=args.arch,
-        threat_model=threat_model,
+        threat_model=teacher_threat_model(args, args.model),  # the same rule as distill's
         model_dir=args.model_dir,
         device=args.device,
     )

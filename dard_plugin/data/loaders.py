@@ -4,6 +4,7 @@ through PIL. Shuffling and augmentation are seeded per epoch (``set_epoch``, as
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,10 +36,10 @@ class BatchAugment:
         """The same augmentation for process ``rank`` of a multi-process run: its own
         stream of crops and flips (every rank once drew the same sequence), rank 0's the
         single process's."""
-        copy = BatchAugment(padding=self.padding, flip=self.flip, seed=self.seed)
-        copy.rank = check_int("rank", rank, minimum=0)
-        copy.set_epoch(0)
-        return copy
+        ranked = copy.copy(self)  # a subclass stays itself
+        ranked.rank = check_int("rank", rank, minimum=0)
+        ranked.set_epoch(0)
+        return ranked
 
     def set_epoch(self, epoch: int) -> None:
         self._generator = _epoch_generator(self.seed, epoch, stream=1, rank=self.rank)
@@ -160,8 +161,8 @@ def make_loader(
 ) -> DataLoader:
     """A ``DataLoader`` over in-memory tensors yielding ``(images, labels)`` batches; with
     ``num_replicas > 1``, ``augment`` draws rank ``rank``'s own crops and flips."""
-    if augment is not None and num_replicas > 1:
-        augment = augment.on_rank(rank)
+    if augment is not None and num_replicas > 1 and hasattr(augment, "on_rank"):
+        augment = augment.on_rank(rank)  # a plain callable is used as it is
     sampler = EpochBatchSampler(
         images.shape[0],
         batch_size,

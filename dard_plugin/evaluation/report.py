@@ -9,6 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dard_plugin._files import write_text_atomically
 from dard_plugin._json import dumps_strict
 
@@ -23,6 +25,8 @@ def eps_string(eps: float) -> str:
     short = abs(float(f"{eps:.4g}") - eps) <= 1e-7 * eps  # 0.2 (51/255) and 1.0 stay decimals
     if on_grid:
         return f"{eps:.4g}" if short else f"{steps}/255"
+    if float(np.float32(eps)) == eps:  # a float32 budget: its shortest float32 form
+        return np.format_float_positional(np.float32(eps), unique=True, trim="-")
     return f"{eps:.8g}"  # float32's precision: 0.1234567 and 0.1234568 stay apart
 
 

@@ -32,8 +32,9 @@ class Normalized(nn.Sequential):
     """``Normalize`` followed by a network: the form every registry model takes.
 
     ``input_shape`` is the per-example shape the network expects, ``(C, H, W)``, where known
-    (the registry sets it). The module itself does not check it; ``evaluate``, the attacks'
-    faces and the CLI refuse inputs of another shape with both shapes named."""
+    (the registry sets it). The module itself does not check it; ``evaluate``, the CLI and
+    the trainers refuse inputs of another shape with both shapes named (ART's face checks
+    ART's own ``input_shape``)."""
 
     def __init__(
         self,

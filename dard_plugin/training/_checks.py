@@ -138,3 +138,19 @@ def check_continuation(trainer: str, earlier: int, schedule_spans_run: bool) -> 
             "build a new trainer for a new run, or interrupt and continue a run with "
             "checkpoint_dir= and resume=True"
         )
+
+
+def warn_if_nothing_to_resume(resume: bool, trained: int, done: int, nb_epochs: int) -> None:
+    """With ``resume=True`` ``nb_epochs`` is the run's length: a trainer that has trained
+    in this process and calls ``fit(nb_epochs=1)`` again (ART's habit) trains nothing. Said
+    with a warning (a resumed finished run otherwise returns quietly, as intended)."""
+    if resume and trained and done >= nb_epochs:
+        import warnings
+
+        warnings.warn(
+            f"nothing trained: with resume=True, nb_epochs={nb_epochs} is the run's length "
+            f"and its checkpoint has {done} epochs; pass nb_epochs={done + 1} or more to "
+            "train on (a later fit without resume=True continues the run by nb_epochs)",
+            UserWarning,
+            stacklevel=4,
+        )

@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 
 from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
-from dard_plugin.training import models
-from dard_plugin.training._checks import check_continuation, check_scheduler
+from dard_plugin.training import _checks, models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource
 from dard_plugin.training.checkpointing import (
@@ -184,10 +183,10 @@ class TrainingLoop(Trainer):
         batch_size: int | None,
     ) -> list[dict[str, Any]]:
         world, rank = distributed()
-        check_scheduler(scheduler)
+        _checks.check_scheduler(scheduler)
         # a later fit continues the run; with resume=True the checkpoint holds it
         earlier = 0 if self.resume else self.epochs_trained
-        check_continuation(type(self).__name__, earlier, self.schedule_spans_run)
+        _checks.check_continuation(type(self).__name__, earlier, self.schedule_spans_run)
         nb_epochs += earlier
         if self.targets.cached and source.known is None:
             raise ValueError(
@@ -244,7 +243,9 @@ class TrainingLoop(Trainer):
         if not earlier:
             self.history = []  # this run's epochs: a resume restores the earlier ones
         self._kept_in_eval = models.kept_in_eval(self.student)
+        trained_before = self.epochs_trained  # by this trainer, in this process
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print) or earlier
+        _checks.warn_if_nothing_to_resume(self.resume, trained_before, start_epoch, nb_epochs)
         if self.before_training is not None:
             self.before_training()
         self.epochs_run = max(0, nb_epochs - start_epoch)
