@@ -116,15 +116,30 @@ def test_a_model_of_another_precision_is_attacked_inside_the_ball(
     assert set(report.per_attack) == set(attacks) - {"clean"}
 
 
-def test_a_model_with_non_finite_logits_is_refused_before_any_attack(linear_setup) -> None:
+def test_a_model_with_nan_logits_is_refused_before_any_attack(linear_setup) -> None:
     """NaN logits were scored as class 0 (argmax), so a diverged student reported the share
     of class 0 as its clean and robust accuracy, with a warning about randomness."""
     model, x, y = linear_setup
     broken = copy.deepcopy(model)
     with torch.no_grad():
         next(broken.parameters()).fill_(float("nan"))
-    with pytest.raises(ValueError, match="logits are not finite"):
+    with pytest.raises(ValueError, match="logits hold NaN"):
         evaluate(broken, x, y, eps=0.1, attacks=("clean", "pgd"), verbose=False)
+    # a masked class (-inf logit) is no divergence: argmax reads it correctly
+    masked = torch.nn.Sequential(model, _MaskClass(9)).eval()
+    report = evaluate(masked, x, y, eps=0.1, attacks=("clean",), verbose=False)
+    with torch.no_grad():
+        expected = (model(x)[:, :9].argmax(1) == y).float().mean()
+    assert report.clean_accuracy == pytest.approx(float(expected))
+
+
+class _MaskClass(torch.nn.Module):
+    def __init__(self, masked: int) -> None:
+        super().__init__()
+        self.masked = masked
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_fill(1, torch.tensor([self.masked]), float("-inf"))
 
 
 def test_model_rng_and_mode_untouched(linear_setup) -> None:
