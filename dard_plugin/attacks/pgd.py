@@ -369,13 +369,23 @@ def _loss_gradient(
     return logits.detach(), gradient
 
 
+def _floating_weight(model: Model) -> torch.Tensor | None:
+    """The model's first floating parameter or buffer (None for a plain callable)."""
+    if not isinstance(model, nn.Module):
+        return None
+    return next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
+
+
+def model_dtype(model: Model) -> torch.dtype | None:
+    """The floating dtype the model computes in (the one the attacks feed it)."""
+    weight = _floating_weight(model)
+    return None if weight is None else weight.dtype
+
+
 def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:
     """The device and floating dtype of the model's weights (the images' when it has none)."""
-    if isinstance(model, nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.is_floating_point():
-                return tensor.device, tensor.dtype
-    return images.device, images.dtype
+    weight = _floating_weight(model)
+    return (images.device, images.dtype) if weight is None else (weight.device, weight.dtype)
 
 
 __all__ = [

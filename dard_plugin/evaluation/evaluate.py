@@ -24,7 +24,7 @@ from dard_plugin._validation import (
     check_real,
     warn_if_probabilities,
 )
-from dard_plugin.attacks.pgd import eval_mode
+from dard_plugin.attacks.pgd import eval_mode, model_dtype
 from dard_plugin.evaluation import distributed
 from dard_plugin.evaluation._checks import check_input_shape
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
@@ -68,7 +68,7 @@ class AtItsDtype(nn.Module):
     @classmethod
     def around(cls, model: nn.Module) -> nn.Module:
         """``model`` itself when it computes in float32 (or has no floating parameter)."""
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        dtype = model_dtype(model)
         if dtype in (None, torch.float32):
             return model
         wrapper = cls(model, dtype)

@@ -124,11 +124,8 @@ def load_model(
             f"arch={arch!r} applies to a checkpoint file; {spec!r} is a named model whose "
             "architecture is known: drop arch"
         )
-    from dard_plugin.teachers import SHIPPED_TEACHERS, load_teacher
+    from dard_plugin.teachers import load_teacher
 
-    if threat_model is None:
-        shipped = SHIPPED_TEACHERS.get(spec)
-        threat_model = shipped.threat_model if shipped is not None else "Linf"
     return load_teacher(
         spec, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
     )

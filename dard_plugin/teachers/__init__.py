@@ -35,7 +35,7 @@ def load_teacher(
     name: str,
     *,
     dataset: str | None = None,
-    threat_model: str = "Linf",
+    threat_model: str | None = None,
     model_dir: str | Path = "./models",
     device: str | torch.device | None = None,
 ) -> nn.Module:
@@ -48,12 +48,13 @@ def load_teacher(
     or a RobustBench zoo entry
     (e.g. ``"Wong2020Fast"``; ``dataset`` defaults to ``"cifar10"``), read from
     ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing. A
-    shipped teacher has its own threat model: another ``threat_model`` is an error.
+    shipped teacher has its own threat model (taken when ``threat_model`` is None):
+    another is an error. A RobustBench name takes ``"Linf"`` when None.
     For a local checkpoint of your own, use :func:`load_checkpoint`.
     """
     if name in SHIPPED_TEACHERS:
         shipped = SHIPPED_TEACHERS[name].threat_model
-        if threat_model != shipped:
+        if threat_model not in (None, shipped):
             raise ValueError(
                 f"threat_model={threat_model!r}: {name!r} is a shipped {shipped} teacher "
                 "(threat_model chooses among RobustBench entries): drop it"
@@ -65,8 +66,9 @@ def load_teacher(
         raise unknown_teacher_error(name, dataset)
     dataset = dataset or "cifar10"
     return load_robustbench_teacher(
-        name, dataset=dataset, threat_model=threat_model, model_dir=model_dir, device=device
-    )
+        name, dataset=dataset, threat_model=threat_model or "Linf", model_dir=model_dir,
+        device=device,
+    )  # fmt: skip
 
 
 __all__ = [

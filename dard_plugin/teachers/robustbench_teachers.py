@@ -62,24 +62,26 @@ def model_page(name: str, dataset: str, threat_model: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _zoo_notes() -> dict[str, Any]:
-    """The shipped table's notes (which entries RobustBench flags unreliable, ...)."""
+def _zoo_table() -> dict[str, Any]:
+    """The shipped table of RobustBench's model_info (robustbench's wheel does not include
+    it, so it would otherwise need the network): ``models`` and ``notes``, read once."""
     table = resources.files("dard_plugin.teachers").joinpath("robustbench_zoo.json")
     if not table.is_file():
         return {}
-    notes: dict[str, Any] = json.loads(table.read_text()).get("notes", {})
-    return notes
+    loaded: dict[str, Any] = json.loads(table.read_text())
+    return loaded
 
 
-@lru_cache(maxsize=1)
 def _published_accuracies() -> dict[str, Any]:
-    """RobustBench's model_info accuracies, shipped with this package (robustbench's wheel
-    does not include them, so they would otherwise need the network)."""
-    table = resources.files("dard_plugin.teachers").joinpath("robustbench_zoo.json")
-    if not table.is_file():
-        return {}
-    models: dict[str, Any] = json.loads(table.read_text())["models"]
+    """RobustBench's model_info accuracies, per dataset and threat model."""
+    models: dict[str, Any] = _zoo_table().get("models", {})
     return models
+
+
+def _zoo_notes() -> dict[str, Any]:
+    """The table's notes (which entries RobustBench flags unreliable, ...)."""
+    notes: dict[str, Any] = _zoo_table().get("notes", {})
+    return notes
 
 
 def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[TeacherInfo]:

@@ -243,9 +243,8 @@ class TrainingLoop(Trainer):
         if not earlier:
             self.history = []  # this run's epochs: a resume restores the earlier ones
         self._kept_in_eval = models.kept_in_eval(self.student)
-        trained_before = self.epochs_trained  # by this trainer, in this process
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print) or earlier
-        _checks.warn_if_nothing_to_resume(self.resume, trained_before, start_epoch, nb_epochs)
+        _checks.warn_if_nothing_to_resume(self.resume, self.epochs_trained, start_epoch, nb_epochs)
         if self.before_training is not None:
             self.before_training()
         self.epochs_run = max(0, nb_epochs - start_epoch)
