@@ -18,7 +18,8 @@ Units, per student and row (``leaderboard_design.py`` holds the rules):
 - ``train/grid-<row>-<student>-lr<lr>``: the study's grid (0.005, 0.015, 0.04, 0.1; 15
   epochs, seed 0), extended by one value past the edge (the same ratio) where the best is
   on it; selection = the best final validation PGD-10 (clean, then the larger lr, breaks
-  ties), per student. A run that stays at chance is reported as such, not dropped.
+  ties), per student. A run that stays at chance is reported as such, not dropped (a
+  run that diverges too: its NaN student counts 0 correct; a diverged final stops the run).
 - ``test/final-<row>-<student>-s<seed>``: 30 epochs at the selected lr (the study found 30
   better than 15 by 1.5-2.5 points; the report shows each row's validation gain over its
   last 10 epochs to check flatness), seeds 0, 1, 2; the study's six attacks on the first
@@ -74,6 +75,7 @@ from leaderboard_design import (
     TEACHER,
     Run,
     available_methods,
+    diverged_history,
     final_name,
     final_runs,
     grid_runs,
@@ -87,6 +89,8 @@ from study_runner import Runner, Unit, add_arguments, main_for
 from study_runner.provenance import cpu_model
 from study_runner.report import machine_label, replace_generated
 from torch import nn
+
+from dard_plugin.training import TrainingDivergedError
 
 logger = logging.getLogger("experiments.leaderboard")
 COMPUTE_MARKERS = ("<!-- leaderboard-compute:begin -->", "<!-- leaderboard-compute:end -->")
@@ -175,29 +179,23 @@ class Leaderboard:
         if run.method == "mtard":
             extra["natural_teacher"] = self.teacher(NATURAL_TEACHER)
         started = time.perf_counter()
-        result = distill(
-            method=run.method,
-            dataset="fashion-mnist",
-            teacher=None if run.method == "sat" else self.teacher(TEACHER),
-            student_arch=run.student,
-            n_train=N_TRAIN,
-            val_split=N_VALIDATION,
-            n_val=N_VAL_CURVE,
-            epochs=run.epochs,
-            lr=run.lr,
-            eps=EPS,
-            seed=run.seed,
-            device=str(self.device),
-            out_dir=self.store.folder_to_train(run.name),
-            resume=True,
-            verbose=self.args.verbose,
-            **extra,
-            **run.options,
-        )
+        try:
+            result = distill(
+                method=run.method, dataset="fashion-mnist", student_arch=run.student,
+                teacher=None if run.method == "sat" else self.teacher(TEACHER),
+                n_train=N_TRAIN, val_split=N_VALIDATION, n_val=N_VAL_CURVE,
+                epochs=run.epochs, lr=run.lr, eps=EPS, seed=run.seed,
+                device=str(self.device), out_dir=self.store.folder_to_train(run.name),
+                resume=True, verbose=self.args.verbose, **extra, **run.options,
+            )  # fmt: skip
+        except TrainingDivergedError as error:  # at chance, not dropped; no student saved
+            history, seconds = diverged_history(error), time.perf_counter() - started
+        else:
+            history, seconds = result.history, result.seconds
         payload = {
             "run": {**asdict(run), "method": run.method, "teacher": "shipped"},
-            "history": result.history,
-            "training_seconds": result.seconds,
+            "history": history,
+            "training_seconds": seconds,
         }
         # a student trained again for an evaluation, where the committed train unit's
         # student is not at hand, is recorded beside that unit (retrain/), not over it
@@ -213,9 +211,9 @@ class Leaderboard:
         from dard_plugin.recipes import load_model
 
         path = self.trained_student(run)
-        if path is None:
-            self.train(run)
-            path = self.store.work_path(run.name) / "student.pt"
+        if path is None and self.train(run)["history"][-1].get("diverged"):
+            raise RuntimeError(f"{run.name} diverged in training: no student to evaluate")
+        path = path or self.store.work_path(run.name) / "student.pt"
         return load_model(str(path), device=self.device)
 
     @property

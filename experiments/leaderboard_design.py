@@ -103,7 +103,16 @@ class Run:
         }
 
 
+ACCURACIES, INF = ("clean_accuracy", "pgd_accuracy"), float("inf")
 Loader = Callable[[str, str], "dict[str, Any] | None"]
+
+
+def diverged_history(error: Any) -> list[dict[str, Any]]:
+    """A diverged run's history (``TrainingDivergedError``): its finite epochs, then the
+    diverged one, at 0 accuracy (a NaN student predicts no class) and marked ``diverged``;
+    its non-finite losses as text (``"nan"``), which JSON has no number for."""
+    record = {k: str(v) if v != v or v in (INF, -INF) else v for k, v in error.record.items()}
+    return [*error.history, {**record, "diverged": True, **dict.fromkeys(ACCURACIES, 0.0)}]
 
 
 def final_value(unit: dict[str, Any], key: str = "pgd_accuracy") -> float:

@@ -701,3 +701,37 @@ def test_retraining_gaps_are_rounded_half_up_from_their_exact_value() -> None:
     assert gaps == [1.05, 0.65, 6.45]
     assert [half_up(g) for g in gaps] == ["1.1", "0.7", "6.5"]
     assert report.history_gap(run(0.5), run(0.5) * 2) == float("inf")  # other epochs
+
+
+def test_a_diverged_grid_run_is_recorded_at_zero_and_a_diverged_final_stops(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A run whose training diverges (``TrainingDivergedError``) is a grid point at 0
+    accuracy, not dropped and not a crash; the grid selects among the others. A diverged
+    final has no student: its evaluation stops with the unit's name."""
+    import dard_plugin.recipes
+    from dard_plugin.training import TrainingDivergedError
+
+    finite = history(0.5, epochs=2)
+
+    def distill(**kwargs: Any) -> None:
+        record = {"epoch": 3, "loss": float("nan"), "lr": kwargs["lr"], "seconds": 5.0}
+        raise TrainingDivergedError("diverged", finite, record)
+
+    monkeypatch.setattr(dard_plugin.recipes, "distill", distill)
+    board = make(tmp_path)
+    grid(board, "ard", "tiny-cnn", {0.005: 0.3, 0.015: 0.45, 0.04: 0.5})
+    name = design.grid_name("ard", "tiny-cnn", 0.1)
+    payload = board.train(design.Run(name, "ard", "tiny-cnn", 0.1, 15))
+    recorded = board.store.load("train", name)
+    assert recorded is not None and recorded["history"] == payload["history"]
+    last = payload["history"][-1]
+    assert last["diverged"] is True and last["epoch"] == 3 and last["seconds"] == 5.0
+    assert last["loss"] == "nan"  # JSON has no NaN
+    assert (last["clean_accuracy"], last["pgd_accuracy"]) == (0.0, 0.0)
+    assert payload["history"][:2] == finite
+    assert design.selected_lr(board.store.load, "ard", "tiny-cnn") == 0.04
+    final = design.Run(design.final_name("ard", "tiny-cnn", 1), "ard", "tiny-cnn", 0.04, 30, 1)
+    with pytest.raises(RuntimeError, match=f"{final.name} diverged in training"):
+        board.student(final)
+    assert board.store.load("train", final.name)["history"][-1]["diverged"] is True

@@ -379,3 +379,51 @@ def test_every_check_runs_before_the_teacher_and_the_cache(
     assert teacher.calls == 0
     assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_epoch(tmp_path) -> None:
+    """Epoch 1 trains at lr 0.05, then a scheduler sets lr 3e38: the weights overflow and
+    the loss of epoch 2 is NaN. The run stops there, naming the learning rate; the
+    checkpoint keeps epoch 1 and the error carries the history before it."""
+    from dard_plugin.training import TrainingDivergedError
+
+    x, y, _ = make_prototype_data(n=32)
+    trainer = sat(tmp_path, 0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        trainer.optimizer, lambda epoch: 1.0 if epoch == 0 else 6e39
+    )
+    with pytest.raises(TrainingDivergedError, match=r"sat epoch 2: training diverged") as error:
+        trainer.fit(x, y, batch_size=8, nb_epochs=4, scheduler=scheduler)
+    message = str(error.value)
+    assert "loss=nan" in message and "lr=3e+38" in message
+    assert "the checkpoint of epoch 1 is kept" in message
+    assert [record["epoch"] for record in error.value.history] == [1]
+    assert np.isfinite(error.value.history[0]["loss"])
+    assert error.value.record["epoch"] == 2 and np.isnan(error.value.record["loss"])
+    assert trainer.checkpointer.read()["epoch"] == 1
+    assert isinstance(error.value, FloatingPointError)
+
+
+def test_non_finite_batch_norm_statistics_stop_the_run_though_the_loss_is_finite() -> None:
+    """In train mode BatchNorm normalises by the batch's statistics, so the loss stays
+    finite while an infinite running variance makes every eval-mode prediction garbage."""
+    from dard_plugin.training import TrainingDivergedError
+
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    student.features[1].running_var.fill_(float("inf"))
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2: training diverged") as error:
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    message = str(error.value)
+    assert "loss=" not in message and "features.1.running_var" in message
+    assert "no checkpoint was written" in message
+    assert np.isfinite(error.value.record["loss"])
+    assert [record["epoch"] for record in error.value.history] == [1]
+
+
+def test_a_finite_run_is_not_stopped(tmp_path) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    history = sat(tmp_path, 0.05).fit(x, y, batch_size=8, nb_epochs=2)
+    assert [record["epoch"] for record in history] == [1, 2]

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dard_plugin.training._checks import TrainingDivergedError
     from dard_plugin.training.attacks import AttackSettings
     from dard_plugin.training.batches import BatchSource
     from dard_plugin.training.checkpointing import Checkpointer
@@ -46,6 +47,7 @@ _LAZY = {
     "build_trainer": "dard_plugin.training.registry",
     "method_spec": "dard_plugin.training.registry",
     "TeacherTargets": "dard_plugin.training.targets",
+    "TrainingDivergedError": "dard_plugin.training._checks",
     "AdversarialTrainerBase": "dard_plugin.training.trainer",
     "Batch": "dard_plugin.training.trainer",
 }
@@ -69,6 +71,7 @@ __all__ = [
     "RSLADTrainer",
     "SATTrainer",
     "TeacherTargets",
+    "TrainingDivergedError",
     "build_trainer",
     "method_spec",
 ]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dard_plugin._validation import check_bounds
 
 
@@ -154,3 +156,46 @@ def warn_if_nothing_to_resume(resume: bool, trained: int, done: int, nb_epochs: 
             UserWarning,
             stacklevel=4,
         )
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss or student weights. Raised at the end of the
+    epoch where it happened, before that epoch is checkpointed: the run's checkpoint (if
+    any) still holds the last finite epoch. ``history`` holds the epochs trained before it,
+    ``record`` the diverged epoch's averaged loss terms."""
+
+    def __init__(self, message: str, history: list[dict[str, Any]], record: dict[str, Any]):
+        super().__init__(message)
+        self.history = history
+        self.record = record
+
+
+def check_finite_epoch(loop: Any, epoch: int, record: dict[str, Any], world: int) -> None:
+    """Raise :class:`TrainingDivergedError` when the epoch's loss terms or the student's
+    parameters and buffers are not finite (on any rank, so that every rank stops)."""
+    terms = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    tensors = [
+        name
+        for name, t in [*loop.student.named_parameters(), *loop.student.named_buffers()]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+    flag = torch.tensor([float(bool(terms or tensors))], device=loop.device)
+    if world > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    if not flag.item():
+        return
+    where = ", ".join(f"{k}={record[k]}" for k in terms) or "finite losses on this rank"
+    held = f"{len(tensors)} of the student's tensors (first: {tensors[0]})" if tensors else "none"
+    kept = (
+        "no checkpoint was written (checkpoint_dir=None)"
+        if loop.checkpoint_dir is None
+        else f"the checkpoint of epoch {epoch} is kept"
+        if epoch > 0
+        else "nothing was checkpointed"
+    )
+    raise TrainingDivergedError(
+        f"{loop.method} epoch {epoch + 1}: training diverged ({where}; NaN or inf in {held}) "
+        f"at lr={record['lr']:.4g}; {kept}. Lower the learning rate or the attack's step.",
+        list(loop.history),
+        dict(record),
+    )

@@ -95,8 +95,7 @@ class TrainingLoop(Trainer):
     @property
     def schedule_spans_run(self) -> bool:
         """Whether the method's schedule is a fraction of the run (IAD's start epoch, IGDM's
-        weight): then a resume under another ``nb_epochs`` is refused, since it would train
-        neither schedule."""
+        weight): a resume under another ``nb_epochs`` is refused (it would train neither)."""
         return False
 
     frozen_model_names: tuple[str, ...] = ("teacher",)  # MTARD adds its natural teacher
@@ -279,6 +278,7 @@ class TrainingLoop(Trainer):
                 if scheduler is not None:
                     scheduler.step()
                 record["seconds"] = time.perf_counter() - started
+                _checks.check_finite_epoch(self, epoch, record, world)
                 if validation is not None and rank == 0:
                     assert self.eval_eps is not None and validation_labels is not None
                     record.update(
