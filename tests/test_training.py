@@ -300,6 +300,36 @@ def test_a_batchnorm_frozen_by_the_caller_stays_frozen_and_a_loaded_student_trai
         assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
 
 
+@pytest.mark.parametrize("preprocessing", [None, (0.5, 0.25)])
+def test_art_predict_before_or_between_fits_changes_no_training_mode(preprocessing) -> None:
+    """ART's ``predict`` (and its attacks) leave the classifier's model in eval mode. With a
+    mean/std standardisation the student is a wrapper around that model, still flagged
+    train: the next ``fit`` took every module for one the caller froze and trained the whole
+    network in eval mode (BatchNorm statistics never updated, dropout off). A BatchNorm the
+    caller froze was unfrozen by a ``get_classifier().predict`` between two fits. The
+    modules kept in eval are now read at the run's first ``fit``, inside the wrapper."""
+    x, y, _ = make_prototype_data(n=32)
+    for frozen in (False, True):
+        student, optimizer = student_and_optimizer()
+        batchnorm = student.features[1]
+        if frozen:
+            batchnorm.eval()
+        classifier = PyTorchClassifier(
+            student, nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
+            optimizer=optimizer, clip_values=(0.0, 1.0), preprocessing=preprocessing,
+        )  # fmt: skip
+        trainer = SATTrainer(classifier, attack=ATTACK, verbose=False)
+        if not frozen:  # ART's predict before the first fit would erase the caller's flag
+            classifier.predict(x.numpy())
+        tracked = int(batchnorm.num_batches_tracked)
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+        assert int(batchnorm.num_batches_tracked) == tracked + (0 if frozen else 2)
+        trainer.get_classifier().predict(x.numpy())  # between two fits
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+        assert int(batchnorm.num_batches_tracked) == tracked + (0 if frozen else 4)
+        assert batchnorm.training is not frozen
+
+
 def test_a_second_fit_continues_the_run_and_leaves_the_first_ones_history() -> None:
     """``fit`` again on one trainer trains on (ART's trainers do), continuing the run
     (``tests/test_training_continuation.py``): it returns the run's history with its own

@@ -13,7 +13,7 @@ from art.estimators.classification import PyTorchClassifier
 from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
 from torch import nn
 
-from dard_plugin.training import ARDTrainer, DARDTrainer, SATTrainer
+from dard_plugin.training import ARDTrainer, AttackSettings, DARDTrainer, SATTrainer
 
 ATTACK = {"eps": 0.1, "alpha": 0.05, "steps": 2}
 
@@ -190,6 +190,20 @@ def test_a_torchattacks_attack_on_a_standardised_art_model_is_refused_by_what_it
     attack = torchattacks.PGD(art_student.model, eps=0.1, alpha=0.05, steps=2)
     with pytest.raises(ValueError, match=r"preprocessing=\(mean, std\).*dict"):
         SATTrainer(art_student, attack=attack)
+
+
+def test_an_omitted_step_is_a_quarter_of_the_given_budget() -> None:
+    """``{"eps": 8.0}`` on [0, 255] kept the default step 2/255: ten steps moved a pixel by
+    0.08 of its budget of 8, and SAT trained on its random start. An omitted ``alpha`` is
+    now ``eps / 4`` in either norm, 2/255 bit for bit at the L-inf default."""
+    assert AttackSettings().step == 2 / 255
+    assert AttackSettings(eps=0.3).step == 0.075
+    assert AttackSettings(eps=0.3, alpha=0.01).step == 0.01
+    assert AttackSettings(eps=2.0, norm="L2").step == 0.5
+    pixels = SATTrainer(classifier(fresh_student(), clip=(0.0, 255.0)), attack={"eps": 8.0})
+    assert pixels.attack_settings is not None and pixels.attack_settings.step == 2.0
+    dard = DARDTrainer(classifier(fresh_student()), teacher_model(), teacher_attack={"eps": 0.2})
+    assert dard.teacher_attack.step == 0.05
 
 
 def test_default_budgets_follow_the_inputs_range() -> None:

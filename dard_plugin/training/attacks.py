@@ -37,7 +37,9 @@ class AttackSettings:
     """Norm (``"Linf"`` or ``"L2"``), budget, step size and number of steps.
 
     L-inf defaults are METHOD.md's (8/255, 2/255, 10); for ``norm="L2"`` an omitted ``eps``
-    is :data:`L2_TRAINING_EPS` and an omitted ``alpha`` is ``eps / 4``.
+    is :data:`L2_TRAINING_EPS`. An omitted ``alpha`` is ``eps / 4`` in either norm (2/255 at
+    the L-inf default, bit for bit): a fixed 2/255 once stayed beside any given ``eps``,
+    so ``{"eps": 8.0}`` on [0, 255] stepped 1% of its budget.
     """
 
     eps: float | None = None
@@ -51,8 +53,7 @@ class AttackSettings:
             object.__setattr__(self, "eps", 8 / 255 if self.norm == "Linf" else L2_TRAINING_EPS)
         check_budget("eps", self.budget, batch_size=None, positive=True)
         if self.alpha is None:
-            alpha = 2 / 255 if self.norm == "Linf" else float(l2_default_step(self.budget))
-            object.__setattr__(self, "alpha", alpha)
+            object.__setattr__(self, "alpha", float(l2_default_step(self.budget)))
         check_budget("alpha", self.step, batch_size=None, positive=True)
         check_int("steps", self.steps, minimum=1)
 
@@ -72,9 +73,9 @@ class AttackSettings:
     def from_mapping(
         cls, settings: Mapping[str, Any], bounds: tuple[float, float] = (0.0, 1.0)
     ) -> AttackSettings:
-        """Settings from a mapping; an omitted ``eps`` (and ``alpha`` with it) is the
-        default scaled to the range of ``bounds``: 8/255 of [0, 1] is 8 on [0, 255], as
-        ART's PGD trainer's ``eps=8`` for pixels."""
+        """Settings from a mapping; an omitted ``eps`` is the default scaled to the range of
+        ``bounds``: 8/255 of [0, 1] is 8 on [0, 255], as ART's PGD trainer's ``eps=8`` for
+        pixels (and an omitted ``alpha`` ``eps / 4``, 2)."""
         unknown = set(settings) - {"eps", "alpha", "steps", "norm", "kind"}
         if unknown:
             raise ValueError(
@@ -84,10 +85,7 @@ class AttackSettings:
         given = {k: v for k, v in settings.items() if k != "kind"}
         span = bounds[1] - bounds[0]
         if given.get("eps") is None and math.isfinite(span) and span != 1.0:
-            unit = cls(**{**given, "alpha": None})  # the defaults on [0, 1]
-            given["eps"] = unit.budget * span
-            if given.get("alpha") is None:
-                given["alpha"] = unit.step * span
+            given["eps"] = cls(norm=given.get("norm", "Linf")).budget * span  # [0, 1]'s
         return cls(**given)
 
 

@@ -241,7 +241,8 @@ class TrainingLoop(Trainer):
         )
         if not earlier:
             self.history = []  # this run's epochs: a resume restores the earlier ones
-        self._kept_in_eval = models.kept_in_eval(self.student)
+        if not self.epochs_trained:  # read at the run's first fit (an ART predict resets)
+            self._kept_in_eval = models.kept_in_eval(self.student)
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print) or earlier
         _checks.warn_if_nothing_to_resume(self.resume, self.epochs_trained, start_epoch, nb_epochs)
         if self.before_training is not None:
@@ -298,15 +299,9 @@ class TrainingLoop(Trainer):
                 self.history.append(record)
                 self.epochs_trained = epoch + 1
                 if rank == 0:
-                    logger.info(
-                        "%s epoch %d/%d: %s",
-                        self.method,
-                        epoch + 1,
-                        nb_epochs,
-                        ", ".join(
-                            f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)
-                        ),
-                    )
+                    floats = {k: v for k, v in record.items() if isinstance(v, float)}
+                    shown = ", ".join(f"{k}={v:.4g}" for k, v in floats.items())
+                    logger.info("%s epoch %d/%d: %s", self.method, epoch + 1, nb_epochs, shown)
                     save_run(self, epoch + 1, scheduler, fingerprint, validation_print)
         finally:
             # let go of the DDP wrapper (it holds the process group): left for interpreter

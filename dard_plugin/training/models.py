@@ -328,8 +328,11 @@ def fold_batch_norm(model: nn.Module, sample: torch.Tensor | None = None) -> nn.
 def kept_in_eval(student: nn.Module) -> list[nn.Module]:
     """The submodules the caller put in eval mode inside a student in train mode (a frozen
     BatchNorm): they stay in eval mode while the student trains. A student given wholly in
-    eval mode (as loaded) trains in train mode, as ART's ``fit`` does: none is kept."""
-    return [m for m in student.modules() if not m.training] if student.training else []
+    eval mode (as loaded) trains in train mode, as ART's ``fit`` does: none is kept. An ART
+    classifier's standardisation wrapper is not the caller's: its model's mode decides
+    (ART's ``predict`` leaves the model, not the wrapper, in eval mode)."""
+    root = student.model if isinstance(student, Standardised) else student
+    return [m for m in root.modules() if not m.training] if root.training else []
 
 
 def train_mode(student: nn.Module, kept: list[nn.Module]) -> None:
