@@ -119,6 +119,83 @@ def test_teacher_is_frozen_and_untouched() -> None:
     assert all(p.grad is None for p in teacher.parameters())
 
 
+@pytest.mark.parametrize("which", ["teacher", "natural_teacher"])
+def test_a_teacher_put_in_train_mode_after_the_trainer_was_built_is_queried_in_eval(
+    which: str,
+) -> None:
+    """The teacher was put in eval mode only when the trainer was built: a teacher trained
+    afterwards (a pipeline that builds both trainers first) was queried in train mode, its
+    BatchNorm statistics overwritten and dropout in its soft labels. ``fit`` now puts it
+    (and MTARD's natural teacher) in eval mode, with a warning."""
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    torch.manual_seed(5)
+    teachers = {"teacher": TinyCNN().eval(), "natural_teacher": TinyCNN().eval()}
+    trainer = build_trainer(
+        "mtard", student, teachers["teacher"], optimizer=optimizer, attack=ATTACK,
+        natural_teacher=teachers["natural_teacher"], verbose=False,
+    )  # fmt: skip
+    teacher = teachers[which].train()  # e.g. fitted by its own trainer in between
+    snapshot = state_snapshot(teacher)
+    name = "second teacher" if which == "natural_teacher" else "teacher"
+    with pytest.warns(UserWarning, match=f"the {name} was in train mode") as caught:
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert any(w.filename == __file__ for w in caught)  # points at the caller's fit
+    assert not any(module.training for module in teacher.modules())
+    assert all(torch.equal(v, snapshot[k]) for k, v in teacher.state_dict().items())
+
+
+def test_a_scheduler_on_another_optimizer_is_refused_before_work() -> None:
+    """A scheduler built on another optimizer (the ART classifier's, where the trainer was
+    given its own) stepped an lr nothing used: 0.1, 0.1, 0.1, silently."""
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    other = torch.optim.SGD(student.parameters(), lr=0.1)
+    before = state_snapshot(student)
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    with pytest.raises(ValueError, match="scheduler StepLR was built on another optimizer"):
+        trainer.fit(x, y, nb_epochs=2, scheduler=torch.optim.lr_scheduler.StepLR(other, 1))
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+
+
+def test_pythons_random_is_seeded_per_epoch_and_the_callers_left_as_found() -> None:
+    """A Dataset that augments with ``random`` (as many transforms do) trained other
+    weights under the same seed, and ``fit_generator`` moved the caller's ``random``."""
+    import random
+
+    x, y, _ = make_prototype_data(n=32)
+
+    class Jitter(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 32
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return (x[i] * random.uniform(0.8, 1.0), y[i])
+
+    weights = []
+    for caller_seed in (1, 2):
+        random.seed(caller_seed)
+        state = random.getstate()
+        student, optimizer = student_and_optimizer()
+        loader = torch.utils.data.DataLoader(Jitter(), batch_size=16)
+        SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False).fit_generator(
+            loader, nb_epochs=2
+        )
+        assert random.getstate() == state
+        weights.append(state_snapshot(student))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_fit_leaves_the_gradient_of_images_that_require_it() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    x.requires_grad_(True)
+    student, optimizer = student_and_optimizer()
+    DARDTrainer(student, teacher_model(), optimizer=optimizer, attack=ATTACK, verbose=False).fit(
+        x, y, batch_size=16, nb_epochs=1
+    )
+    assert x.grad is None
+
+
 def test_training_improves_robust_accuracy() -> None:
     images, labels, _ = make_prototype_data(n=384, noise=0.25)  # the teacher's prototypes
     x, y, x_test, y_test = images[:256], labels[:256], images[256:], labels[256:]
@@ -343,6 +420,60 @@ def test_a_second_fit_continues_the_run_and_leaves_the_first_ones_history() -> N
     assert [h["epoch"] for h in first] == [1, 2] and first == kept
     assert [h["epoch"] for h in second] == [1, 2, 3] and second[:2] == kept
     assert second[2]["loss"] != first[0]["loss"]
+
+
+@pytest.mark.parametrize("kind", ["pytorch", "numpy"])
+def test_an_art_generators_own_get_batch_and_size_are_what_trains(kind: str) -> None:
+    """ART's trainers call ``get_batch`` ``ceil(size / batch_size)`` times an epoch. The
+    trainers iterated the generator's source instead, skipping a subclass's ``get_batch``
+    (here: labels mapped to 0..4, images inverted) and a ``size`` below the source's."""
+    x, y, _ = make_prototype_data(n=64)
+    base = PyTorchDataGenerator if kind == "pytorch" else NumpyDataGenerator
+
+    class Coarse(base):  # type: ignore[misc, valid-type]
+        def get_batch(self) -> tuple:
+            images, labels = super().get_batch()
+            return 1.0 - images, labels // 2
+
+    def generator(size: int) -> object:
+        if kind == "numpy":
+            return Coarse(x[:size].numpy(), y[:size].numpy(), batch_size=16)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+        return Coarse(loader, size=size, batch_size=16)
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def attack(model, images, labels, generator):
+        seen.append((images.clone(), labels.clone()))
+        return images
+
+    student, optimizer = student_and_optimizer()
+    SATTrainer(student, optimizer=optimizer, attack=attack, verbose=False).fit_generator(
+        generator(32), nb_epochs=2
+    )
+    assert len(seen) == 4  # two batches an epoch, as ART's trainers take
+    expected = Coarse.get_batch(generator(32))  # ART's own first batch
+    assert torch.equal(seen[0][1], torch.as_tensor(expected[1]))
+    assert torch.equal(seen[0][0], torch.as_tensor(expected[0]))
+    assert max(int(labels.max()) for _, labels in seen) <= 4
+    # ART's own generator (no get_batch of its own) is still iterated, seeded by the run
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    stock = (
+        NumpyDataGenerator(x.numpy(), y.numpy(), batch_size=16)
+        if kind == "numpy"
+        else PyTorchDataGenerator(loader, size=64, batch_size=16)
+    )
+    counted: list[int] = []
+
+    def count(model, images, labels, generator):
+        counted.append(len(labels))
+        return images
+
+    plain, optimizer = student_and_optimizer()
+    SATTrainer(plain, optimizer=optimizer, attack=count, verbose=False).fit_generator(
+        stock, nb_epochs=1
+    )
+    assert counted == [16, 16, 16, 16]
 
 
 @pytest.mark.parametrize("source", ["dataloader", "art-generator", "art-numpy-generator"])

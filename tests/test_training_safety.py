@@ -427,3 +427,24 @@ def test_a_finite_run_is_not_stopped(tmp_path) -> None:
     x, y, _ = make_prototype_data(n=32)
     history = sat(tmp_path, 0.05).fit(x, y, batch_size=8, nb_epochs=2)
     assert [record["epoch"] for record in history] == [1, 2]
+
+
+def test_augment_with_a_channels_last_art_student_is_refused_before_work() -> None:
+    """``BatchAugment`` reads (N, C, H, W): on NHWC images it padded and shifted the width
+    and channels and flipped the channel axis (91% of pixels in colours never given)."""
+    from dard_plugin.data import BatchAugment
+
+    x, y, _ = make_prototype_data(n=32)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    classifier = PyTorchClassifier(
+        student, nn.CrossEntropyLoss(), input_shape=(8, 8, 1), nb_classes=10,
+        optimizer=torch.optim.SGD(student.parameters(), lr=0.1), clip_values=(0.0, 1.0),
+        channels_first=False,
+    )  # fmt: skip
+    before = state_snapshot(student)
+    trainer = SATTrainer(classifier, attack=ATTACK, verbose=False)
+    nhwc = x.permute(0, 2, 3, 1).contiguous()
+    with pytest.raises(ValueError, match="channels_first=False"):
+        trainer.fit(nhwc, y, batch_size=16, nb_epochs=1, augment=BatchAugment(padding=1))
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+    trainer.fit(nhwc, y, batch_size=16, nb_epochs=1)  # without augment it trains

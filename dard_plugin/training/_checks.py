@@ -101,12 +101,20 @@ def same_range(first: Sequence[Any], second: Sequence[Any]) -> bool:
     )
 
 
-def check_scheduler(scheduler: object) -> None:
+def check_scheduler(scheduler: object, optimizer: object) -> None:
     """``scheduler`` is None or steps once per epoch with no argument (``StepLR``,
-    ``MultiStepLR``, ``OneCycleLR``, ...); one whose ``step`` needs an argument
-    (``ReduceLROnPlateau``'s metric) is refused before any work."""
+    ``MultiStepLR``, ``OneCycleLR``, ...) the trainer's ``optimizer``; one whose ``step``
+    needs an argument (``ReduceLROnPlateau``'s metric), or one built on another optimizer
+    (it would step an lr nothing uses), is refused before any work."""
     if scheduler is None:
         return
+    own = getattr(scheduler, "optimizer", optimizer)
+    if own is not optimizer:
+        raise ValueError(
+            f"scheduler {type(scheduler).__name__} was built on another optimizer than the "
+            "trainer's: it would change a learning rate nothing trains with; build it on "
+            "the trainer's optimizer (trainer.optimizer)"
+        )
     step = getattr(scheduler, "step", None)
     if not callable(step):
         raise ValueError(

@@ -14,8 +14,10 @@ before any training step); a later batch of a generator is checked when it comes
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,10 +49,44 @@ class Batch:
 
 def as_images(x: Any, name: str) -> torch.Tensor:
     """Float images from an array or a tensor (their range is checked by the trainer)."""
-    images = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    images = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach())
     if not images.is_floating_point():
         raise TypeError(f"{name} must hold floating point images, got dtype {images.dtype}")
     return images.float()
+
+
+@contextlib.contextmanager
+def seeded_python_random(seed: int) -> Iterator[None]:
+    """Python's ``random`` seeded with ``seed`` (a Dataset's augmentation may draw from
+    it), and the caller's state given back afterwards, as ``torch.random.fork_rng`` does
+    for torch's."""
+    outside = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(outside)
+
+
+def _iterates_as_get_batch(generator: Any, iterator: Any, length: int | None) -> bool:
+    """Whether iterating the ART ``generator``'s ``iterator`` gives an epoch of what ART's
+    trainers take from it, ``ceil(size / batch_size)`` calls of ``get_batch``: ART's own
+    PyTorch and NumPy generators over a re-iterable source of that many batches (which the
+    loop then seeds per epoch). A subclass's own ``get_batch`` (a label map, a transform),
+    or a ``size`` that is not the source's, is honoured by calling ``get_batch`` instead."""
+    from art.data_generators import NumpyDataGenerator, PyTorchDataGenerator
+
+    if not isinstance(iterator, Iterable) or isinstance(iterator, Iterator):
+        return False
+    stock = (PyTorchDataGenerator.get_batch, NumpyDataGenerator.get_batch)
+    if type(generator).get_batch not in stock:
+        return False
+    if isinstance(generator, NumpyDataGenerator):
+        return True  # it iterates its own arrays, an epoch of batches_per_epoch
+    try:
+        return length is None or len(iterator) == length  # type: ignore[arg-type]
+    except TypeError:  # a source of unknown length: its size says how many batches
+        return length is None
 
 
 class BatchSource:
@@ -91,7 +127,7 @@ class BatchSource:
             if source.size is not None:
                 self.length = math.ceil(source.size / source.batch_size)
             iterator = getattr(source, "iterator", None)
-            if isinstance(iterator, Iterable) and not isinstance(iterator, Iterator):
+            if _iterates_as_get_batch(source, iterator, self.length):
                 self.source = iterator
             else:
                 if self.length is None:

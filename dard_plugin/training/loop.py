@@ -24,7 +24,7 @@ from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
 from dard_plugin.training import _checks, models
 from dard_plugin.training.attacks import AttackSettings, TrainingAttack
-from dard_plugin.training.batches import Batch, BatchSource
+from dard_plugin.training.batches import Batch, BatchSource, seeded_python_random
 from dard_plugin.training.checkpointing import (
     Checkpointer,
     restore_run,
@@ -182,7 +182,7 @@ class TrainingLoop(Trainer):
         batch_size: int | None,
     ) -> list[dict[str, Any]]:
         world, rank = distributed()
-        _checks.check_scheduler(scheduler)
+        _checks.check_scheduler(scheduler, self.optimizer)
         # a later fit continues the run; with resume=True the checkpoint holds it
         earlier = 0 if self.resume else self.epochs_trained
         _checks.check_continuation(type(self).__name__, earlier, self.schedule_spans_run)
@@ -205,7 +205,7 @@ class TrainingLoop(Trainer):
         # the probe of the first batch starts the source's iterator (a DataLoader draws its
         # seeds from the global RNG): inside a fork, seeded as epoch 0, so that the caller's
         # RNG is left as found and a one-shot source's first epoch follows the run's seed
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), seeded_python_random(_epoch_seed(self.seed, 0)):
             torch.manual_seed(_epoch_seed(self.seed, 0))
             first = source.first(numpy_seed=_epoch_seed(self.seed, 0))
         self._input_shape = tuple(first.images.shape[1:])
@@ -218,10 +218,9 @@ class TrainingLoop(Trainer):
         validation_labels = None
         if validation is not None:
             validation_labels = validation[1].check_classes(self._num_classes)
-        if self.teacher is not None:
-            models.check_teacher(self.teacher, first.images, self._num_classes)
-        for extra in self.frozen_models()[1:]:  # a second teacher (MTARD's natural one)
-            models.check_teacher(extra, first.images, self._num_classes, "second teacher")
+        for frozen, name in zip(self.frozen_models(), ("teacher", "second teacher"), strict=False):
+            models.frozen_in_eval(frozen, name)  # MTARD's natural teacher is the second
+            models.check_teacher(frozen, first.images, self._num_classes, name)
         fingerprint = run_fingerprint(self, source, scheduler, batch_size)
 
         self.student.to(self.device)
@@ -265,7 +264,10 @@ class TrainingLoop(Trainer):
                 batches = source.epoch(epoch, numpy_seed=_epoch_seed(self.seed, epoch))
                 self._generator.manual_seed(_epoch_seed(self.seed, epoch))
                 fork_devices = [self.device] if self.device.type == "cuda" else []
-                with torch.random.fork_rng(devices=fork_devices, device_type=self.device.type):
+                with (
+                    torch.random.fork_rng(devices=fork_devices, device_type=self.device.type),
+                    seeded_python_random(_epoch_seed(self.seed, epoch)),
+                ):
                     torch.manual_seed(_epoch_seed(self.seed, epoch))
                     key = {"data": fingerprint["data"], "teacher": fingerprint["teacher"]}
                     if self.targets.cached and self.targets.due(epoch, key):

@@ -162,11 +162,18 @@ def unpack_teacher(
                 "that range: give a teacher classifier for inputs in it"
             )
         model = art_module(teacher, "teacher")
-    if model.training:
+    return frozen_in_eval(model, "teacher", stacklevel=5)
+
+
+def frozen_in_eval(model: nn.Module, name: str, stacklevel: int = 4) -> nn.Module:
+    """``model`` in eval mode; where any of its modules was in train mode (a teacher trained
+    after the trainer was built), with a warning: a frozen model's BatchNorm statistics
+    and dropout would otherwise move in its soft labels."""
+    if any(module.training for module in model.modules()):
         warnings.warn(
-            "the teacher was in train mode; it is put in eval mode (a teacher is frozen)",
+            f"the {name} was in train mode; it is put in eval mode (a teacher is frozen)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     return model.eval()
 

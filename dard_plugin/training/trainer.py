@@ -334,6 +334,12 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         check_int("batch_size", batch_size, minimum=1)
         check_int("nb_epochs", nb_epochs, minimum=1)
+        if augment is not None and getattr(self._classifier, "channels_first", True) is False:
+            raise ValueError(
+                "augment crops and flips (N, C, H, W) images, and the student classifier has "
+                "channels_first=False: it would crop the width and flip the channels; give "
+                "channels-first images, or augment them before fit"
+            )
         images = as_images(x, "x")
         self._check_images("x", images)
         labels = read_labels("y", y, num_examples=images.shape[0])  # classes: on the probe
