@@ -122,7 +122,7 @@ def _one_hot_indices(name: str, rows: torch.Tensor) -> torch.Tensor:
             f"one 1 per row) or class indices of shape (N,) or (N, 1); row {row} is "
             f"{_shown(rows[row].float())}: {hint}"
         )
-    return rows.argmax(dim=1).long()
+    return (rows == 1).to(torch.uint8).argmax(dim=1).long()  # any dtype (argmax has no uint64)
 
 
 def class_indices(

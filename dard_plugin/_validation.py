@@ -50,8 +50,8 @@ def check_real(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     number = float(value)
-    lo = "[" if low_inclusive else "("
-    hi = "]" if high_inclusive else ")"
+    lo = "[" if low_inclusive and low is not None else "("  # an infinite end is open
+    hi = "]" if high_inclusive and high is not None else ")"
     expected = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
     too_low = low is not None and (number < low or (not low_inclusive and number == low))
     too_high = high is not None and (number > high or (not high_inclusive and number == high))

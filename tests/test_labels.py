@@ -66,6 +66,9 @@ def one_hot(y: torch.Tensor, width: int = 10) -> torch.Tensor:
         lambda y: y[:, None].numpy(),
         lambda y: one_hot(y),
         lambda y: one_hot(y).float().numpy(),
+        lambda y: one_hot(y).numpy().astype(np.uint64),  # torch's argmax has no uint64
+        lambda y: one_hot(y).numpy().astype(np.int8),
+        lambda y: y.numpy()[::-1].copy()[::-1],  # a view with negative strides
     ],
 )
 def test_accepted_labels_give_the_class_indices(given) -> None:

@@ -334,6 +334,10 @@ def test_unknown_teacher_named_with_the_closest_names(tmp_path) -> None:
         load_teacher("dard-fmnist-teachr", dataset="fashion-mnist", model_dir=tmp_path)
     with pytest.raises(ValueError, match=r"Did you mean Wong2020Fast\?"):
         load_teacher("Wong2020Fst", dataset="fashion-mnist", model_dir=tmp_path)
+    # a file path given to load_teacher is named the Python way (it said "give a checkpoint
+    # file", which load_teacher never takes)
+    with pytest.raises(ValueError, match=r"load_checkpoint\(path, arch\)` from Python"):
+        load_teacher("my_teacher.pt", model_dir=tmp_path)
     assert not any(tmp_path.iterdir())
 
 

@@ -448,3 +448,26 @@ def test_augment_with_a_channels_last_art_student_is_refused_before_work() -> No
         trainer.fit(nhwc, y, batch_size=16, nb_epochs=1, augment=BatchAugment(padding=1))
     assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
     trainer.fit(nhwc, y, batch_size=16, nb_epochs=1)  # without augment it trains
+
+
+def test_images_given_as_a_view_with_negative_strides_train_as_a_copy() -> None:
+    x, y, _ = make_prototype_data(n=32)
+    flipped = x.numpy()[..., ::-1]  # numpy's flip: torch.as_tensor refused it
+    weights = []
+    for images in (flipped, np.ascontiguousarray(flipped)):
+        student, optimizer = student_and_optimizer()
+        SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False).fit(
+            images, y, batch_size=16, nb_epochs=1
+        )
+        weights.append(state_snapshot(student))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_a_model_of_another_dtype_is_named_by_its_dtype_not_the_inputs_shape(dtype) -> None:
+    x, y, _ = make_prototype_data(n=32)
+    student, optimizer = student_and_optimizer()
+    student.to(dtype)
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    with pytest.raises(ValueError, match=f"its weights are {dtype} \\(convert it with"):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)

@@ -232,3 +232,11 @@ def test_default_budgets_follow_the_inputs_range() -> None:
         teacher_attack={"steps": 5},
     )
     assert dard.teacher_attack.budget == pytest.approx(8.0) and dard.teacher_attack.steps == 5
+
+
+def test_an_open_ended_range_is_written_open() -> None:
+    """``temperature=0`` was refused as outside "(0.0, inf]", a range that contradicts itself."""
+    with pytest.raises(
+        ValueError, match=r"temperature must be a finite number in \(0\.0, inf\), got 0"
+    ):
+        DARDTrainer(classifier(fresh_student()), teacher_model(), temperature=0)

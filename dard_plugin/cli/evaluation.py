@@ -60,7 +60,7 @@ def add_parsers(commands: Any) -> None:
     )
 
     attack = commands.add_parser("attack", help="DPGD adversarial examples to .npz and PNG")
-    add_model_source(attack)
+    add_model_source(attack, norms=False)
     attack.add_argument("--n", type=int, default=16, help="first N test images")
     attack.add_argument("--step-size", type=float, default=None)
     attack.add_argument("--steps", type=int, default=10)

@@ -15,22 +15,27 @@ from dard_plugin.cli.common import (
 )
 
 
-def add_model_source(parser: argparse.ArgumentParser) -> None:
-    """The model to load, the data and the budget: shared by evaluate and attack."""
+def add_model_source(parser: argparse.ArgumentParser, *, norms: bool = True) -> None:
+    """The model to load, the data and the budget: shared by evaluate and attack (``norms``
+    False: L-inf only, as ``dard attack``)."""
     parser.add_argument("model", help="checkpoint file, shipped teacher or RobustBench name")
     parser.add_argument("--arch", default=None, help="architecture of a bare checkpoint")
     parser.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     parser.add_argument("--data-root", default=None)
     add_robustbench_options(
         parser,
-        "the RobustBench entry of a name listed under several (default: --norm's, Linf for attack)",
+        "the RobustBench entry of a name listed under several (default: "
+        + ("--norm's)" if norms else "Linf)"),
     )
     parser.add_argument(
         "--eps",
         type=float,
         default=None,
         help="budget in [0,1] pixels (default per dataset and norm, as dard distill's: "
-        "Fashion-MNIST 0.1 for Linf, 1.5 for L2; CIFAR 8/255 and 0.5)",
+        "Fashion-MNIST 0.1 for Linf, 1.5 for L2; CIFAR 8/255 and 0.5)"
+        if norms
+        else "L-inf budget in [0,1] pixels (default per dataset, as dard distill's: "
+        "Fashion-MNIST 0.1, CIFAR 8/255)",
     )
 
 

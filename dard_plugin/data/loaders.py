@@ -220,8 +220,8 @@ def unpack_batch(batch: object, keys: Sequence[str] | None = None) -> tuple[Any,
         accepted = " or ".join(f"{i!r}/{label!r}" for i, label in candidates)
         raise ValueError(
             f"a dict batch must hold its images and labels under the keys {accepted}; this "
-            f"one has the keys {sorted(map(str, batch))}: pass batch_keys=(image_key, "
-            "label_key)"
+            f"one has the keys {sorted(map(str, batch))}: name them, (image_key, label_key), "
+            "as the trainer's batch_keys= or unpack_batch's keys="
         )
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1]

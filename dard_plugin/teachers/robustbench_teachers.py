@@ -162,7 +162,8 @@ def unknown_teacher_error(name: str, dataset: str | None) -> ValueError:
     return ValueError(
         f"teacher must be a teacher shipped with dard-plugin or a RobustBench model name, "
         f"got {name!r}{where}.{hint} See `dard teachers --dataset DATASET` (shipped: "
-        f"{', '.join(SHIPPED_TEACHERS)}) or give a checkpoint file"
+        f"{', '.join(SHIPPED_TEACHERS)}); for a checkpoint file, `--teacher FILE` on the "
+        "command line, `dard_plugin.teachers.load_checkpoint(path, arch)` from Python"
     )
 
 

@@ -49,7 +49,9 @@ class Batch:
 
 def as_images(x: Any, name: str) -> torch.Tensor:
     """Float images from an array or a tensor (their range is checked by the trainer)."""
-    images = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach())
+    if not isinstance(x, torch.Tensor):  # a view with negative strides (x[..., ::-1]) too
+        x = np.ascontiguousarray(x)
+    images = torch.as_tensor(x.detach() if isinstance(x, torch.Tensor) else x)
     if not images.is_floating_point():
         raise TypeError(f"{name} must hold floating point images, got dtype {images.dtype}")
     return images.float()

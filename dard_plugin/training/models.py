@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_images
-from dard_plugin.attacks.pgd import eval_mode
+from dard_plugin.attacks.pgd import eval_mode, model_dtype
 from dard_plugin.training._checks import same_range
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,18 @@ def frozen_in_eval(model: nn.Module, name: str, stacklevel: int = 4) -> nn.Modul
     return model.eval()
 
 
+def _inputs(model: nn.Module, shape: tuple[int, ...]) -> str:
+    """What a model that failed on the training inputs was given: their dtype where its
+    weights have another (the trainers feed float32 images), else their shape."""
+    dtype = model_dtype(model)
+    if dtype is not None and dtype != torch.float32:
+        return (
+            f"the float32 training inputs: its weights are {dtype} (convert it with .float(); "
+            "amp=True computes in bf16 on CUDA)"
+        )
+    return f"the training inputs of shape {shape}"
+
+
 def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[float, float]) -> int:
     """The student's number of classes, from its logits on two images of the first batch
     (eval mode, no gradient, its mode restored): the labels are checked against it before
@@ -189,7 +201,7 @@ def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[floa
         with eval_mode(student), torch.no_grad():
             student_out = student(sample)
     except RuntimeError as error:
-        raise ValueError(f"the student cannot take inputs of shape {shape}: {error}") from None
+        raise ValueError(f"the student cannot take {_inputs(student, shape)}: {error}") from None
     if student_out.ndim != 2:
         raise ValueError(
             f"the student must return (batch, classes) logits, got {tuple(student_out.shape)}"
@@ -208,9 +220,7 @@ def check_teacher(
         try:
             teacher_out = teacher(sample)
         except RuntimeError as error:
-            raise ValueError(
-                f"the {name} cannot take the training inputs of shape {shape}: {error}"
-            ) from None
+            raise ValueError(f"the {name} cannot take {_inputs(teacher, shape)}: {error}") from None
     if teacher_out.ndim != 2 or teacher_out.shape[1] != num_classes:
         raise ValueError(
             f"{name} and student disagree on the number of classes: {name} "

@@ -59,8 +59,8 @@ __all__ = ["TEACHER_TARGETS", "AdversarialTrainerBase", "AttackSettings", "Batch
 
 
 class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
-    """Shared loop of :class:`SATTrainer`, :class:`ARDTrainer`, :class:`RSLADTrainer` and
-    :class:`DARDTrainer`.
+    """Shared face of every method's trainer (SAT, ARD, RSLAD, DARD, IAD, AdaAD, MTARD and
+    natural training) over the one training loop.
 
     Args:
         classifier: an ART ``PyTorchClassifier`` (its model and optimizer are used, and its
@@ -70,7 +70,8 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             (with a warning if it was training) and never updated.
         optimizer: the student's optimizer when ``classifier`` is a plain module.
         attack: the student's training attack: None (the method's default, METHOD.md's
-            eps 8/255, step 2/255, 10 steps), a dict of ``eps``/``alpha``/``steps`` (and
+            eps 8/255, step 2/255, 10 steps, both scaled to the width of ``bounds``: 8 and 2
+            on [0, 255]), a dict of ``eps``/``alpha``/``steps`` (and
             ``kind``: ``"dpgd"`` or ``"pgd"``), a torchattacks attack built on the student,
             or a callable ``(model, images, labels, generator) -> adversarial images``.
         bounds: the valid input range ``(low, high)``, used by the student's attack, the
@@ -89,8 +90,8 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             teacher. ``None`` (default): on whenever both models run a channels-last batch
             (checked on the first batch).
         fold_teacher: query the teacher(s) during training through a copy with each
-            BatchNorm folded into the layer before it (``models.fold_batch_norm``: the same
-            function to float rounding, less time per query). ``None`` (default): for
+            BatchNorm folded into the layer before it (``training.models.fold_batch_norm``:
+            the same function to float rounding, less time per query). ``None`` (default): for
             teachers built of torch.nn's and dard_plugin's modules only (a module of your
             own may have side effects in ``forward`` that a traced copy drops).
         eval_attack: validation attack, ``"pgd"`` (PGD-10 on CE, random start) or
