@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,12 @@ def _evaluate_sharded(
                 f"{error} (on the command line: --overwrite to start over, or another --out)"
             ) from None
         raise
-    if state is not None:  # finished: the resumable state is no longer needed
+    if rank == 0 and args.out is not None:  # written before the curve, which may fail
+        from dard_plugin.evaluation.report import write_text_atomically
+
+        report.to_json(args.out / "report.json")
+        write_text_atomically(args.out / "report.md", report.to_markdown())
+    if state is not None:  # the report is written: the resumable state is no longer needed
         for attack in attacks:
             if attack == "autoattack" or attack in AUTOATTACK_PARTS:
                 parts = AUTOATTACK_PARTS if attack == "autoattack" else (attack,)
@@ -208,11 +214,6 @@ def _evaluate_sharded(
         args.json = False  # one report, printed by rank 0
         return {"rank": rank, "world_size": report.world_size}
     result = report.to_dict()
-    if args.out is not None:
-        from dard_plugin.evaluation.report import write_text_atomically
-
-        report.to_json(args.out / "report.json")
-        write_text_atomically(args.out / "report.md", report.to_markdown())
     if not args.json:
         print(report.to_markdown())
     if reports:
@@ -232,8 +233,8 @@ def _parse_curve(args: argparse.Namespace) -> list[float]:
         values = [float(v) for v in args.curve.split(",") if v.strip()]
     except ValueError:
         raise CommandError(f"--curve must be comma-separated numbers, got {args.curve!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise CommandError(f"--curve values must be > 0, got {args.curve!r}")
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise CommandError(f"--curve values must be finite and > 0, got {args.curve!r}")
     from dard_plugin._validation import check_eps_plausible
     from dard_plugin.data import dataset_info
 

@@ -3,10 +3,12 @@ attack suite, reported the way RobustBench reports them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,10 +59,19 @@ def robustness_curve(
 
 
 def budget_state(state_path: str | Path | None, eps: float) -> Path | None:
-    """The state path of one budget of a curve: ``aa.json`` -> ``aa.eps-8_255.json``."""
+    """The state path of one budget of a curve: ``aa.json`` -> ``aa.eps-8_255.json``. A
+    budget its written form gives back neither in float64 nor in float32 (``0.1000000001``
+    is written ``0.1``) gets a hash of its value too, so that it has its own file (a float32
+    budget and its float64 twin, ``np.float32(0.1)`` and ``0.1``, share one: its settings
+    refuse the other, naming eps)."""
     if state_path is None:
         return None
-    return tagged_path(state_path, "eps-" + eps_string(eps).replace("/", "_"))
+    text = eps_string(eps)
+    written = int(text[:-4]) / 255 if text.endswith("/255") else float(text)
+    tag = "eps-" + text.replace("/", "_")
+    if float(eps) not in (written, float(np.float32(written))):
+        tag += "-" + hashlib.sha256(repr(float(eps)).encode()).hexdigest()[:8]
+    return tagged_path(state_path, tag)
 
 
 __all__ = [

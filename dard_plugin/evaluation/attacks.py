@@ -254,5 +254,11 @@ def accuracy_flags(
             )
             x_eval = attack.run(model, x, y, eps, norm, source)
         with torch.no_grad():
-            flags.append((model(x_eval).argmax(1) == y).cpu())
+            flags.append(correct_predictions(model(x_eval), y).cpu())
     return torch.cat(flags)
+
+
+def correct_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample: the argmax is the label and no logit is NaN (argmax reads an all-NaN row
+    as class 0, which would score that class's samples correct)."""
+    return (logits.argmax(1) == labels) & ~logits.isnan().any(1)

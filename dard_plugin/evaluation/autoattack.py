@@ -124,6 +124,21 @@ def parameters_without_grad(model: nn.Module) -> Iterator[None]:
             parameter.requires_grad_(flag)
 
 
+def cuda_devices_to_fork(device: torch.device) -> list[Any]:
+    """The CUDA devices whose RNG an evaluation forks: every initialised one (AutoAttack
+    reseeds CUDA's RNG even when it runs on the CPU), else ``device`` if it is CUDA."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return list(range(torch.cuda.device_count()))
+    return [device] if device.type == "cuda" else []
+
+
+def target_classes(model: nn.Module, sample: torch.Tensor) -> int:
+    """APGD-T's and FAB-T's number of target classes: the standard version's 9, or every
+    other class of a model with fewer than 10."""
+    with torch.no_grad():
+        return min(9, int(model(sample).shape[1]) - 1)
+
+
 def run_autoattack(
     model: nn.Module,
     images: torch.Tensor,
@@ -162,18 +177,26 @@ def run_autoattack(
         logger.info("AutoAttack %s: resuming from %s", attack_set_name(parts), state_path)
     adversary = AutoAttack(model, eps=eps, norm=norm, seed=seed, version="standard", device=device)
     adversary.attacks_to_run = list(parts)  # keeps the standard version's parameters
-    fork_devices = [device] if device.type == "cuda" else []
+    fork_devices = cuda_devices_to_fork(device)
     flags = []
     for offset in range(0, images.shape[0], batch_size):
         start = first_index + offset
         if start not in state.chunks:
             x = images[offset : offset + batch_size].to(device)
             y = labels[offset : offset + batch_size].to(device)
+            # the standard version targets 9 classes: with fewer than 10, every other one
+            # (the original fails inside APGD-T; evaluate refuses it below 4 classes)
+            targets = target_classes(model, x[:1])
+            adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
             with (
                 torch.random.fork_rng(devices=fork_devices, device_type=device.type),
                 parameters_without_grad(model),
             ):
-                _, predicted = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-            state.record(start, (predicted == y).cpu())
+                adversarial, predicted = adversary.run_standard_evaluation(
+                    x, y, batch_size=batch_size
+                )
+                with torch.no_grad():  # a NaN row's argmax is class 0: it counts as wrong
+                    finite = ~model(adversarial).isnan().any(1)
+            state.record(start, ((predicted == y) & finite).cpu())
         flags.append(state.chunks[start])
     return torch.cat(flags)

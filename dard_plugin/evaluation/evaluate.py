@@ -28,7 +28,12 @@ from dard_plugin.attacks.pgd import eval_mode, model_dtype
 from dard_plugin.evaluation import distributed
 from dard_plugin.evaluation._checks import check_input_shape
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
-from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, run_autoattack, state_file
+from dard_plugin.evaluation.autoattack import (
+    AUTOATTACK_PARTS,
+    cuda_devices_to_fork,
+    run_autoattack,
+    state_file,
+)
 from dard_plugin.evaluation.report import RobustnessReport
 
 logger = logging.getLogger(__name__)
@@ -78,6 +83,17 @@ class AtItsDtype(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.model(x.to(self.dtype))
         return logits.float()
+
+
+def _check_targeted_classes(attacks: Sequence[str], num_classes: int) -> None:
+    """APGD-T's targeted DLR loss reads the 3rd and 4th largest logits: below 4 classes it
+    cannot run (the original AutoAttack only warns, then fails inside the attack)."""
+    targeted = [a for a in attacks if a in ("autoattack", "apgd-t")]
+    if targeted and num_classes < 4:
+        raise ValueError(
+            f"{', '.join(targeted)} needs a model of at least 4 classes (APGD-T's targeted "
+            f"DLR loss), this one has {num_classes}: use apgd-ce, fab-t, square and the suite"
+        )
 
 
 def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device) -> None:
@@ -161,6 +177,11 @@ def evaluate(
     rank returns the same report (the CLI writes it from rank 0). The ranks' data and model
     fingerprints are compared before any attack runs.
     """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "evaluate runs gradient attacks, which torch.inference_mode() forbids (and "
+            "torch.enable_grad() cannot lift): call it outside inference mode (no_grad is fine)"
+        )
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
     if isinstance(attacks, Iterable) and not isinstance(attacks, str):
@@ -171,15 +192,20 @@ def evaluate(
         check_choice("attacks", name, ATTACK_NAMES)
         if name in SUITE:
             check_norm_supported(name, norm)
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0)
-    check_images("images", images, (0.0, 1.0))
+    batch_size = check_int("batch_size", batch_size, minimum=1)  # numpy ints as ints
+    seed = check_int("seed", seed, minimum=0)
+    images = check_images("images", images, (0.0, 1.0))  # rounding errors clipped
+    if images.ndim != 4 and {"autoattack", "square"} & set(attacks):
+        raise ValueError(
+            f"images of shape {tuple(images.shape)}: AutoAttack's Square attack works on "
+            "(N, C, H, W) images; drop 'square' and 'autoattack' from attacks, or give images"
+        )
     given_labels = read_labels("labels", labels, num_examples=images.shape[0])
     indices = given_labels.indices
     check_input_shape("images", model, images)
     check_eps_plausible(eps, (0.0, 1.0), norm=norm, input_shape=tuple(images.shape[1:]))
     if n_examples is not None:
-        check_int("n_examples", n_examples, minimum=1)
+        n_examples = check_int("n_examples", n_examples, minimum=1)
         if n_examples > images.shape[0]:
             raise ValueError(
                 f"n_examples must be at most {images.shape[0]} (the number of "
@@ -217,7 +243,7 @@ def evaluate(
             UserWarning,
             stacklevel=2,
         )
-    fork_devices = [device] if device.type == "cuda" else []
+    fork_devices = cuda_devices_to_fork(device)
     shard = slice(sharding.start, sharding.stop)
     # every submodule gets its own train/eval flag back (a frozen BatchNorm stays frozen)
     with eval_mode(model), torch.random.fork_rng(devices=fork_devices, device_type=device.type):
@@ -225,6 +251,7 @@ def evaluate(
         with torch.no_grad():
             logits = attacked(images[:1].to(device))
         given_labels.check_classes(logits.shape[1])
+        _check_targeted_classes(attacks, logits.shape[1])
         correct, seconds = _run_all(
             attacked,
             images[shard],
