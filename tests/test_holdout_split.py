@@ -101,3 +101,22 @@ def test_distill_validates_on_held_out_training_images_unless_asked(
     else:
         assert False not in calls
         assert torch.equal(seen[0], train_images[55_000:55_016])
+
+
+def test_a_resume_that_trains_removes_the_earlier_runs_report(tmp_path) -> None:
+    """``distill(resume=True)`` with more epochs, in a folder the command line wrote,
+    retrained ``student.pt`` and left ``report.json`` and ``run.json`` describing the
+    earlier student (25% clean for a student that scored 12.5%). They now go when the
+    resume trains; a resume that trains nothing keeps them."""
+    from dard_plugin import recipes
+
+    options = {"method": "natural", "n_train": 64, "n_val": 16, "batch_size": 64}
+    options.update({"verbose": False, "out_dir": tmp_path, "resume": True})
+    recipes.distill(epochs=1, **options)
+    for name in ("report.json", "report.md", "run.json"):  # as `dard distill` writes them
+        (tmp_path / name).write_text("{}")
+    again = recipes.distill(epochs=1, **options)
+    assert again.epochs_run == 0 and (tmp_path / "report.json").is_file()
+    longer = recipes.distill(epochs=2, **options)
+    assert longer.epochs_run == 1 and (tmp_path / "student.pt").is_file()
+    assert not any((tmp_path / n).exists() for n in ("report.json", "report.md", "run.json"))

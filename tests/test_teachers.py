@@ -445,3 +445,18 @@ def test_save_model_refuses_a_bare_network(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"bare network of create\('small-cnn'\)"):
         save_model(path, model.network, "small-cnn", 10)
     assert not path.exists()
+
+
+def test_a_given_normalisation_that_the_file_would_replace_is_refused(tmp_path) -> None:
+    """``load_checkpoint(..., mean=, std=)`` of a registry model's file silently used the
+    file's own (0.286, 0.353) instead of the (0.5, 0.25) asked for."""
+    from dard_plugin.teachers import load_checkpoint
+
+    path = tmp_path / "small.pt"
+    torch.save(create("small-cnn", num_classes=10).state_dict(), path)
+    with pytest.raises(ValueError, match=r"mean=\[0\.5\] was given.*holds its own"):
+        load_checkpoint(path, "small-cnn", num_classes=10, mean=(0.5,), std=(0.25,))
+    held = create("small-cnn", num_classes=10).normalize
+    same = {"mean": held.mean.flatten().tolist(), "std": held.std.flatten().tolist()}
+    model = load_checkpoint(path, "small-cnn", num_classes=10, **same)  # agreeing: fine
+    assert torch.equal(model.normalize.mean, held.mean)

@@ -471,3 +471,23 @@ def test_a_model_of_another_dtype_is_named_by_its_dtype_not_the_inputs_shape(dty
     trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
     with pytest.raises(ValueError, match=f"its weights are {dtype} \\(convert it with"):
         trainer.fit(x, y, batch_size=16, nb_epochs=1)
+
+
+def test_a_teacher_declaring_other_inputs_is_refused_before_work() -> None:
+    """A CIFAR ResNet-56 takes a grey 28x28 batch: its 3-channel normalisation broadcasts
+    it and its global pooling accepts the size, so a Fashion-MNIST student was distilled
+    from a network that never saw such images, with no error (``evaluate`` refused it)."""
+    from dard_plugin.models import create
+
+    teacher = create("resnet56", num_classes=10, dataset="cifar10").eval()
+    student = create("tiny-cnn", num_classes=10, dataset="fashion-mnist")
+    before = state_snapshot(student)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert teacher(x).shape == (4, 10)  # it runs: the check is what refuses it
+    trainer = DARDTrainer(
+        student, teacher, optimizer=torch.optim.SGD(student.parameters(), lr=0.1), verbose=False
+    )
+    with pytest.raises(ValueError, match=r"teacher expects inputs of shape \(3, 32, 32\)"):
+        trainer.fit(x, torch.arange(4), batch_size=4, nb_epochs=1)
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())

@@ -203,6 +203,14 @@ def distill(
         config=trainer.config(),
     )
     if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
+        if trainer.epochs_run:  # an earlier report and settings describe another student
+            stale = [
+                name for name in ("report.json", "report.md", "run.json") if (out / name).is_file()
+            ]
+            for name in stale:
+                (out / name).unlink()
+            if stale:
+                logger.info("removed %s of the run before this training", ", ".join(stale))
         save_model(out / "student.pt", student, student_arch, info.num_classes)
         write_json(out / "history.json", history)
         result.files = {"student": str(out / "student.pt"), "history": str(out / "history.json")}

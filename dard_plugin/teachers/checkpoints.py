@@ -179,6 +179,25 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
+def _check_given_normalization(
+    state: Mapping[str, Any], arch_kwargs: Mapping[str, Any], source: str
+) -> None:
+    """``mean``/``std`` given for a file that holds its own normalisation (a registry
+    model's ``normalize.*``) would be silently replaced by the file's: refused when they
+    differ."""
+    for key in ("mean", "std"):
+        held = state.get(f"normalize.{key}")
+        if key not in arch_kwargs or not isinstance(held, torch.Tensor):
+            continue
+        given = torch.as_tensor(arch_kwargs[key], dtype=held.dtype).flatten()
+        if given.shape != held.flatten().shape or not torch.allclose(given, held.flatten()):
+            raise ValueError(
+                f"{key}={list(arch_kwargs[key])} was given, and {source} holds its own "
+                f"normalisation ({key} {held.flatten().tolist()}), which it loads over the "
+                f"given one: drop {key}= (the file's is what the network was trained with)"
+            )
+
+
 def load_checkpoint(
     path: str | Path,
     arch: str | nn.Module,
@@ -212,6 +231,7 @@ def load_checkpoint(
     else:
         raise TypeError(f"arch must be a registry name or an nn.Module, got {type(arch).__name__}")
     state = extract_state_dict(safe_load(path), source=str(path))
+    _check_given_normalization(state, arch_kwargs, str(path))
     target = weights_target(model, state)
     arch_name = arch if isinstance(arch, str) else type(arch).__name__
     load_weights(target, state, source=str(path), arch=arch_name, strict=strict)

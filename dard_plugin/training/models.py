@@ -15,6 +15,7 @@ from torch import nn
 
 from dard_plugin._validation import check_images
 from dard_plugin.attacks.pgd import eval_mode, model_dtype
+from dard_plugin.evaluation._checks import expected_input_shape
 from dard_plugin.training._checks import same_range
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,19 @@ def frozen_in_eval(model: nn.Module, name: str, stacklevel: int = 4) -> nn.Modul
     return model.eval()
 
 
+def check_declared_shape(name: str, model: nn.Module, shape: tuple[int, ...]) -> None:
+    """A model that declares its input shape (``input_shape``: the registry, the teacher
+    loaders) is given images of that shape: a CIFAR teacher's 3-channel normalisation
+    broadcasts a grey 28x28 batch and its global pooling takes it, so without this check
+    a Fashion-MNIST student was distilled from a network that never saw such images."""
+    expected = expected_input_shape(model)
+    if expected is not None and expected != shape:
+        raise ValueError(
+            f"the {name} expects inputs of shape {expected} (it declares it), and the "
+            f"training images have shape {shape}: give a {name} built for these images"
+        )
+
+
 def _inputs(model: nn.Module, shape: tuple[int, ...]) -> str:
     """What a model that failed on the training inputs was given: their dtype where its
     weights have another (the trainers feed float32 images), else their shape."""
@@ -196,6 +210,7 @@ def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[floa
     the teacher runs or any training step."""
     check_images("images", images, bounds)
     shape = tuple(images.shape[1:])
+    check_declared_shape("student", student, shape)
     sample = images[:2].to(module_device(student))
     try:
         with eval_mode(student), torch.no_grad():
@@ -215,6 +230,7 @@ def check_teacher(
     """The teacher (``name``: which one) takes the training inputs and has the student's
     number of classes."""
     shape = tuple(images.shape[1:])
+    check_declared_shape(name, teacher, shape)
     sample = images[:2].to(next(iter(teacher.parameters()), images).device)
     with torch.no_grad():
         try:
