@@ -23,12 +23,17 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return value
 
 
-def check_int(name: str, value: object, *, minimum: int) -> int:
+def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise TypeError(f"{name} must be an int {expected}, got {type(value).__name__}")
+    if int(value) < minimum or (maximum is not None and int(value) > maximum):
+        raise ValueError(f"{name} must be an int {expected}, got {value}")
     return int(value)
+
+
+# torch's CPU generator keeps a seed's low 32 bits: seed 2**32 trained what seed 0 trains
+MAX_SEED = 2**32 - 1
 
 
 def check_bool(name: str, value: object) -> bool:

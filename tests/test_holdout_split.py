@@ -120,3 +120,18 @@ def test_a_resume_that_trains_removes_the_earlier_runs_report(tmp_path) -> None:
     longer = recipes.distill(epochs=2, **options)
     assert longer.epochs_run == 1 and (tmp_path / "student.pt").is_file()
     assert not any((tmp_path / n).exists() for n in ("report.json", "report.md", "run.json"))
+
+
+def test_overwriting_a_run_removes_what_an_evaluation_into_its_folder_wrote(tmp_path) -> None:
+    """``--overwrite`` left a ``dard evaluate --curve`` plot and AutoAttack's state files
+    beside the new run; files of neither are kept."""
+    from dard_plugin.cli.evaluation import STATE_PATTERN
+    from dard_plugin.recipes.settings import EVALUATION_STATE_PATTERN, RUN_FILES, remove_run
+
+    assert STATE_PATTERN == EVALUATION_STATE_PATTERN
+    names = [*RUN_FILES, "autoattack-state.autoattack.json", "autoattack-state.apgd-ce.json"]
+    for name in [*names, "notes.txt"]:
+        (tmp_path / name).write_text("x")
+    remove_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert "curve.png" in RUN_FILES

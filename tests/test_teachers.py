@@ -92,7 +92,7 @@ def test_missing_teacher_error(tmp_path) -> None:
 def test_unknown_name_suggests(tmp_path) -> None:
     with pytest.raises(ValueError, match="Did you mean Wong2020Fast"):
         load_teacher("Wong2020Fst", model_dir=tmp_path)
-    with pytest.raises(ValueError, match="dataset must be one of"):
+    with pytest.raises(ValueError, match="RobustBench model, for cifar10 / cifar100 / imagenet"):
         load_teacher("Wong2020Fast", dataset="mnist", model_dir=tmp_path)
 
 
@@ -409,6 +409,16 @@ def test_a_model_file_records_the_options_that_rebuild_it(tmp_path) -> None:
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+    # a network built for another dataset's images names it: load_model once failed with
+    # "create() got multiple values for keyword argument 'dataset'"
+    grey = create("resnet56", num_classes=10, dataset="fashion-mnist").eval()
+    with pytest.raises(ValueError, match="dataset="):
+        save_model(tmp_path / "r56.pt", grey, "resnet56", 10)
+    save_model(tmp_path / "r56.pt", grey, "resnet56", 10, arch_options={"dataset": "fashion-mnist"})
+    reloaded = load_model(str(tmp_path / "r56.pt"))
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert reloaded.input_shape == (1, 28, 28) and torch.equal(reloaded(x), grey(x))
     plain = tmp_path / "small.pt"  # a default architecture's file is as before
     save_model(plain, create("small-cnn", num_classes=10), "small-cnn", 10)
     assert sorted(torch.load(plain, weights_only=True)) == ["arch", "num_classes", "state_dict"]
@@ -460,3 +470,22 @@ def test_a_given_normalisation_that_the_file_would_replace_is_refused(tmp_path) 
     same = {"mean": held.mean.flatten().tolist(), "std": held.std.flatten().tolist()}
     model = load_checkpoint(path, "small-cnn", num_classes=10, **same)  # agreeing: fine
     assert torch.equal(model.normalize.mean, held.mean)
+
+
+def test_save_model_refuses_weights_load_model_would_round() -> None:
+    """A float64 model's file loaded back as float32 (its outputs off by about 5e-8),
+    without notice."""
+    from dard_plugin.recipes import save_model
+
+    model = create("tiny-cnn", num_classes=10).double()
+    with pytest.raises(ValueError, match=r"torch.float64 weights.*model.float\(\)"):
+        save_model(Path("never-written.pt"), model, "tiny-cnn", 10)
+    assert not Path("never-written.pt").exists()
+
+
+def test_a_robustbench_name_on_a_dataset_it_is_not_for_names_both(tmp_path) -> None:
+    """``dard distill --teacher Wong2020Fast`` (Fashion-MNIST by default) said "dataset must
+    be one of ['cifar10', 'cifar100', 'imagenet']", naming neither the teacher nor --dataset."""
+    with pytest.raises(ValueError, match=r"'Wong2020Fast' is a RobustBench model.*'fashion-mnist'"):
+        load_teacher("Wong2020Fast", dataset="fashion-mnist", model_dir=tmp_path)
+    assert not any(tmp_path.iterdir())

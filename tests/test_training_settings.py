@@ -240,3 +240,15 @@ def test_an_open_ended_range_is_written_open() -> None:
         ValueError, match=r"temperature must be a finite number in \(0\.0, inf\), got 0"
     ):
         DARDTrainer(classifier(fresh_student()), teacher_model(), temperature=0)
+
+
+@pytest.mark.parametrize("seed", [2**32, -1, 1.5])
+def test_a_seed_torch_would_truncate_is_refused(seed) -> None:
+    """torch's CPU generator keeps a seed's low 32 bits: ``seed=2**32`` trained what
+    ``seed=0`` trains, bit for bit; ``distill(seed=1.5)`` failed after loading the data."""
+    from dard_plugin.recipes import distill
+
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 4294967295\]"):
+        SATTrainer(classifier(fresh_student()), seed=seed)
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 4294967295\]"):
+        distill(method="sat", seed=seed, n_train=8, epochs=1, verbose=False)

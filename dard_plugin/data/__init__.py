@@ -123,7 +123,12 @@ def get_loader(
     download: bool = True,
 ) -> DataLoader:
     """A DataLoader for a named dataset. For the training split, shuffling and the
-    standard augmentation are on unless turned off; for the test split, off."""
+    standard augmentation are on unless turned off; for the test split, off.
+
+    Shuffling and augmentation depend on ``(seed, epoch)`` only, as with torch's
+    ``DistributedSampler``: the trainers set the epoch themselves, but a loop of your own
+    must call ``dard_plugin.data.set_loader_epoch(loader, epoch)`` at each epoch's start,
+    or every epoch replays the first one's order and crops (unlike ``shuffle=True``)."""
     images, labels = load_dataset(
         name, train=train, root=root, n_examples=n_examples, download=download
     )

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dard_plugin._validation import check_int
+from dard_plugin._validation import MAX_SEED, check_int
 from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import create
 from dard_plugin.recipes.model_files import save_model
@@ -109,6 +109,7 @@ def distill(
     Every setting is checked (:func:`check_distill_settings`) before any data is loaded.
     """
     val_split = choose_validation(val_split, n_val, validate_on_test)
+    check_int("seed", seed, minimum=0, maximum=MAX_SEED)
     eps = check_distill_settings(
         method=method,
         dataset=dataset,

@@ -35,6 +35,14 @@ def save_model(
     written."""
     options = dict(arch_options or {})
     state = model.state_dict()
+    other = sorted(
+        {str(t.dtype) for t in state.values() if t.is_floating_point()} - {"torch.float32"}
+    )
+    if other:
+        raise ValueError(
+            f"model holds {', '.join(other)} weights, and load_model rebuilds float32 models "
+            "(the file would load as another model, rounded): save model.float()"
+        )
     with torch.device("meta"):  # shapes only: nothing allocated
         rebuilt = create(arch, num_classes=num_classes, **options)
     expected = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
@@ -57,7 +65,7 @@ def save_model(
             f"{sum(p.numel() for p in model.parameters()):,} parameters against "
             f"{sum(p.numel() for p in rebuilt.parameters()):,}, first difference at "
             f"{differing[0]!r}; pass arch_options, the options it was built with (e.g. "
-            "depth=, width=), so that load_model can rebuild it"
+            "depth=, width=, dataset=), so that load_model can rebuild it"
         )
     payload: dict[str, Any] = {"arch": arch, "num_classes": num_classes, "state_dict": state}
     if options:
@@ -111,10 +119,12 @@ def load_model(
         # buffers override them); a network built for other images keeps its own, and the
         # callers' shape check names the mismatch
         fits = arch in REGISTRY and REGISTRY[arch].input_shape == dataset_info(dataset).input_shape
-        options = checkpoint.get("arch_options", {}) if isinstance(checkpoint, dict) else {}
+        options = dict(checkpoint.get("arch_options", {}) if isinstance(checkpoint, dict) else {})
+        built_for = options.pop("dataset", None)  # the dataset it was built for, if recorded
         model = create(
-            arch, num_classes=int(num_classes), dataset=dataset if fits else None, **options
-        )
+            arch, num_classes=int(num_classes), dataset=built_for or (dataset if fits else None),
+            **options,
+        )  # fmt: skip
         state = extract_state_dict(checkpoint, source=str(path))
         target = weights_target(model, state)  # a bare network's weights: behind Normalize
         load_weights(target, state, source=str(path), arch=arch, recorded_arch=file_arch)

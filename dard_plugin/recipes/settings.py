@@ -50,7 +50,10 @@ RUN_FILES = (
     "report.md",
     "training.png",
     "run.json",
+    "curve.png",  # a `dard evaluate --curve` into the run's folder
 )
+# AutoAttack's state files of a `dard evaluate` into the run's folder (the CLI's STATE_PATTERN)
+EVALUATION_STATE_PATTERN = "autoattack-state.*.json"
 
 
 def existing_run(out_dir: str | Path) -> str | None:
@@ -70,6 +73,8 @@ def remove_run(out_dir: str | Path) -> None:
     out = Path(out_dir)
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    for path in out.glob(EVALUATION_STATE_PATTERN):
+        path.unlink()
     checkpoint = out / "checkpoint"
     for name in ("checkpoint.pt", "history.json"):
         (checkpoint / name).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from dard_plugin.teachers.checkpoints import (
     safe_load,
 )
 from dard_plugin.teachers.robustbench_teachers import (
+    ZOO_DATASETS,
     TeacherInfo,
     TeacherNotFoundError,
     known_teacher_names,
@@ -65,6 +66,12 @@ def load_teacher(
     if name not in known_teacher_names():
         raise unknown_teacher_error(name, dataset)
     dataset = dataset or "cifar10"
+    if dataset not in ZOO_DATASETS:  # the command line's default dataset, say
+        raise ValueError(
+            f"{name!r} is a RobustBench model, for {' / '.join(ZOO_DATASETS)} images; the "
+            f"dataset is {dataset!r}: choose its dataset (on the command line --dataset), "
+            "or a teacher for these images (`dard teachers --dataset DATASET` lists them)"
+        )
     return load_robustbench_teacher(
         name, dataset=dataset, threat_model=threat_model or "Linf", model_dir=model_dir,
         device=device,

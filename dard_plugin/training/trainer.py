@@ -23,6 +23,7 @@ from torch import nn
 
 from dard_plugin._labels import read_labels
 from dard_plugin._validation import (
+    MAX_SEED,
     check_bool,
     check_choice,
     check_images,
@@ -181,7 +182,7 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
         )
         self.teacher_targets = self.targets.mode
         self.cache_refresh_epochs = cache_refresh_epochs
-        self.seed = check_int("seed", seed, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         self.eval_attack = check_choice("eval_attack", eval_attack, EVAL_ATTACKS)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
         if teacher_batch_size is not None:
