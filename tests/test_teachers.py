@@ -489,3 +489,16 @@ def test_a_robustbench_name_on_a_dataset_it_is_not_for_names_both(tmp_path) -> N
     with pytest.raises(ValueError, match=r"'Wong2020Fast' is a RobustBench model.*'fashion-mnist'"):
         load_teacher("Wong2020Fast", dataset="fashion-mnist", model_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_file_of_another_class_count_names_num_classes(tmp_path) -> None:
+    """A 100-class small-cnn file loaded as 10 classes said "give the architecture the file
+    was saved from" while quoting a first layer that matched."""
+    from dard_plugin.teachers import CheckpointError, load_checkpoint
+
+    torch.save(create("small-cnn", num_classes=100).state_dict(), tmp_path / "c100.pt")
+    with pytest.raises(CheckpointError, match=r"100 outputs in network\.\S+ where the model has 10"):
+        load_checkpoint(tmp_path / "c100.pt", "small-cnn", num_classes=10)
+    torch.save(create("tiny-cnn", num_classes=10).state_dict(), tmp_path / "tiny.pt")
+    with pytest.raises(CheckpointError, match="Give the architecture the file was saved from"):
+        load_checkpoint(tmp_path / "tiny.pt", "small-cnn", num_classes=10)

@@ -125,6 +125,23 @@ def describe_state(state: Mapping[str, torch.Tensor], *, recorded_arch: object =
     return "; ".join(parts)
 
 
+def _classes_hint(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """Where the file is this architecture but for its output layer's width: the number of
+    classes to ask for."""
+    own = model.state_dict()
+    if set(own) != set(state):
+        return ""
+    differing = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    layers = {k.rsplit(".", 1)[0] for k in differing}
+    if len(layers) != 1 or any(own[k].shape[1:] != state[k].shape[1:] for k in differing):
+        return ""
+    layer, key = layers.pop(), differing[0]
+    return (
+        f"It is this architecture with {state[key].shape[0]} outputs in {layer} where the "
+        f"model has {own[key].shape[0]}: ask for num_classes={state[key].shape[0]}"
+    )
+
+
 def load_weights(
     model: nn.Module,
     state: Mapping[str, torch.Tensor],
@@ -142,8 +159,12 @@ def load_weights(
     expected = sum(p.numel() for p in model.parameters())
     unfit = CheckpointError(
         f"{source} does not fit the architecture arch={arch!r} ({expected:,} parameters) "
-        f"that was asked for: {describe_state(state, recorded_arch=recorded_arch)}. Give "
-        "the architecture the file was saved from (see dard_plugin.models.list_models())"
+        f"that was asked for: {describe_state(state, recorded_arch=recorded_arch)}. "
+        + (
+            _classes_hint(model, state)
+            or "Give the architecture the file was saved from (see "
+            "dard_plugin.models.list_models())"
+        )
     )
     try:
         result = model.load_state_dict(state, strict=strict)
