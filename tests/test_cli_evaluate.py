@@ -72,9 +72,14 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     assert all(row["source"] == "dard-plugin" for row in rows.values())
     text = dard("teachers", "--dataset", "fashion-mnist")
     assert "dard-fmnist-teacher-strong" in text.stdout
-    assert "measured (AA: 200 images)" in text.stdout
+    assert "measured (AutoAttack, 200 images)" in text.stdout
     zoo = dard("teachers", "--quiet")
-    assert "RobustBench (published)" in zoo.stdout
+    lines = zoo.stdout.splitlines()
+    assert lines[2].split()[:3] == ["Amini2024MeanSparse_S-WRN-94-16", "93.60", "73.10"]
+    assert "RobustBench: adaptive (AA 75.28)" in lines[2]
+    assert "RobustBench: AutoAttack" in lines[1] and "AA unreliable" in lines[-2]
+    listed = json.loads(dard("teachers", "--json").stdout)
+    assert listed[1]["robust_acc"] == 73.10 and listed[1]["external_acc"] == 73.10
 
 
 def test_eps_covering_the_range_is_refused_before_work(student_file, tmp_path) -> None:

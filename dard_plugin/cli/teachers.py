@@ -20,24 +20,34 @@ def add_parsers(commands: Any) -> None:
 def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
     from dard_plugin.teachers import list_teachers
 
-    rows = [vars(t) for t in list_teachers(args.dataset, args.threat_model)]
+    rows = [
+        {**vars(t), "robust_acc": t.robust_acc}
+        for t in list_teachers(args.dataset, args.threat_model)
+    ]
     if not args.json:
-        print(f"{'name':<46} {'clean':>6} {'AA':>6}  {'source':<26} architecture")
+        print(f"{'name':<46} {'clean':>6} {'robust':>6}  {'source':<34} architecture")
         for row in rows:
             clean = "-" if row["clean_acc"] is None else f"{row['clean_acc']:.2f}"
-            robust = "-" if row["autoattack_acc"] is None else f"{row['autoattack_acc']:.2f}"
+            robust = "-" if row["robust_acc"] is None else f"{row['robust_acc']:.2f}"
             if row["source"] == "dard-plugin":
-                source = f"measured (AA: {row['autoattack_examples']} images)"
+                source = f"measured (AutoAttack, {row['autoattack_examples']} images)"
             elif row["unreliable"]:
-                source = "RobustBench: unreliable"  # an adaptive attack found it lower
+                source = "RobustBench: AA unreliable"  # an adaptive attack found it lower
+            elif row["robust_acc"] != row["autoattack_acc"]:
+                source = f"RobustBench: adaptive (AA {row['autoattack_acc']:.2f})"
             else:
-                source = "RobustBench (published)"
+                source = "RobustBench: AutoAttack"
             print(
-                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<26} "
+                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<34} "
                 f"{row['architecture'] or ''}"
             )
         shipped = sum(row["source"] == "dard-plugin" for row in rows)
-        others = "; the others RobustBench's published numbers" if shipped < len(rows) else ""
+        others = (
+            "; the others RobustBench's published numbers, robust = the lower of AutoAttack's "
+            "and an adaptive attack's, as its leaderboard ranks"
+            if shipped < len(rows)
+            else ""
+        )
         print(
             f"{len(rows)} {args.dataset}/{args.threat_model} teachers ({shipped} shipped with "
             f"dard-plugin, measured{others}); accuracies in percent."
