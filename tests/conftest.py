@@ -5,7 +5,10 @@ Deliberately no ``tests/__init__.py``: robustbench installs a top-level ``tests`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,3 +93,19 @@ def assert_state_equal(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> N
     assert current.keys() == snapshot.keys()
     for key, value in snapshot.items():
         assert torch.equal(current[key], value), f"{key} changed"
+
+
+def dard_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``dard ARGS`` run by ``dard_plugin.cli.main`` in this process, its output captured: for
+    refusals made before any work, whose subprocess would spend seconds importing torch.
+    The same code path as the console script (``main`` turns an error into one line on
+    stderr and exit status 2)."""
+    from dard_plugin.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's own usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["dard", *args], code, out.getvalue(), err.getvalue())

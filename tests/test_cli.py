@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import dard_in_process
 
 DARD = [sys.executable, "-m", "dard_plugin"]
 TINY_TRAIN = [
@@ -169,11 +170,11 @@ def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> No
     first = dard(*tiny, "--out", str(tmp_path / "demo"), "--json")
     assert first.returncode == 0, first.stderr
     student = (tmp_path / "demo" / "student.pt").read_bytes()
-    again = dard(*tiny, "--out", str(tmp_path / "demo"), "--json")
+    again = dard_in_process(*tiny, "--out", str(tmp_path / "demo"), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["report"] == json.loads(first.stdout)["report"]
     assert (tmp_path / "demo" / "student.pt").read_bytes() == student
-    shown = dard(*tiny, "--out", str(tmp_path / "demo"))
+    shown = dard_in_process(*tiny, "--out", str(tmp_path / "demo"))
     assert shown.returncode == 0, shown.stderr
     assert "nothing to do" in shown.stdout and "worst case" in shown.stdout
     # another report written into the run's folder is not the run's: evaluated again
@@ -200,7 +201,7 @@ def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> No
     assert again_report == first_report
     # other settings into the same folder: refused naming --overwrite, which the demo has
     other_settings = [*tiny[:2], "64", *tiny[3:], "--out", str(tmp_path / "demo")]
-    refused = dard(*other_settings)
+    refused = dard_in_process(*other_settings)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr, refused.stderr
     replaced = dard(*other_settings, "--overwrite", "--json")
     assert replaced.returncode == 0, replaced.stderr
@@ -219,9 +220,12 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     before = {name: (out / name).read_bytes() for name in ("student.pt", "report.json")}
     base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(out)]
     assert_one_line_error(
-        dard(*base, "--seed", "1"), "already holds a finished run", "--resume", "--overwrite"
+        dard_in_process(*base, "--seed", "1"),
+        "already holds a finished run",
+        "--resume",
+        "--overwrite",
     )
-    assert_one_line_error(dard(*base, "--lr", "0.5", "--resume"), "optimizer.lr", "0.5")
+    assert_one_line_error(dard_in_process(*base, "--lr", "0.5", "--resume"), "optimizer.lr", "0.5")
     again = dard(*base, "--resume", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["history"][0]["epoch"] == 1
@@ -229,7 +233,7 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     replaced = dard(*base, "--seed", "1", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert (out / "student.pt").read_bytes() != before["student.pt"]
-    assert_one_line_error(dard(*base, "--resume", "--overwrite"), "exclude each other")
+    assert_one_line_error(dard_in_process(*base, "--resume", "--overwrite"), "exclude each other")
     # a finished run whose checkpoint was deleted: a resume cannot check its settings (it
     # once retrained over it with --lr 0.2, rc 0); the student stays
     bare = tmp_path / "no-checkpoint"
@@ -237,7 +241,9 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     shutil.rmtree(bare / "checkpoint")
     kept = (bare / "student.pt").read_bytes()
     base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(bare)]
-    assert_one_line_error(dard(*base, "--resume", "--lr", "0.2"), "without its checkpoint")
+    assert_one_line_error(
+        dard_in_process(*base, "--resume", "--lr", "0.2"), "without its checkpoint"
+    )
     assert (bare / "student.pt").read_bytes() == kept
     # an evaluation's report is not a run's to replace (it once was, silently)
     evaluation = tmp_path / "evaluation"
@@ -246,7 +252,9 @@ def test_an_out_holding_a_run_is_never_overwritten_silently(trained, tmp_path) -
     report = (evaluation / "report.json").read_bytes()
     base = ["train-teacher", "--arch", "small-cnn", *TINY_TRAIN, "--out", str(evaluation)]
     for flags in ((), ("--resume",)):
-        assert_one_line_error(dard(*base, *flags), "holds a report (report.json) but no run")
+        assert_one_line_error(
+            dard_in_process(*base, *flags), "holds a report (report.json) but no run"
+        )
     assert (evaluation / "report.json").read_bytes() == report
 
 
@@ -267,11 +275,13 @@ def test_distill_adv_targets_option(trained, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert 0 <= json.loads(done.stdout)["history"][0]["teacher_fooled"] <= 1
     assert_one_line_error(
-        dard("distill", "--method", "ard", "--adv-targets", "teacher-nat", "--out", str(tmp_path)),
+        dard_in_process(
+            "distill", "--method", "ard", "--adv-targets", "teacher-nat", "--out", str(tmp_path)
+        ),
         "--adv-targets does not apply",
     )
     assert_one_line_error(
-        dard(
+        dard_in_process(
             "distill",
             *teacher,
             "--adv-targets",
@@ -288,32 +298,41 @@ def test_distill_adv_targets_option(trained, tmp_path) -> None:
 
 def test_bad_inputs_give_one_line(trained, tmp_path) -> None:
     assert_one_line_error(
-        dard("distill", "--arch", "nope", "--out", str(tmp_path / "x")),
+        dard_in_process("distill", "--arch", "nope", "--out", str(tmp_path / "x")),
         "--arch must be one of",
         "small-cnn",
     )
-    assert_one_line_error(dard("distill", "--eps", "0", "--out", str(tmp_path / "x")), "--eps")
     assert_one_line_error(
-        dard("distill", "--method", "sat", "--adv-weight", "0.7", "--out", str(tmp_path / "x")),
+        dard_in_process("distill", "--eps", "0", "--out", str(tmp_path / "x")), "--eps"
+    )
+    assert_one_line_error(
+        dard_in_process(
+            "distill", "--method", "sat", "--adv-weight", "0.7", "--out", str(tmp_path / "x")
+        ),
         "--adv-weight does not apply",
     )
     assert_one_line_error(
-        dard("distill", "--eval-attacks", "clean,deepfool", "--out", str(tmp_path / "x")),
+        dard_in_process(
+            "distill", "--eval-attacks", "clean,deepfool", "--out", str(tmp_path / "x")
+        ),
         "--eval-attacks",
     )
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert_one_line_error(dard("distill", "--out", str(blocker / "sub")), "not a directory")
+    assert_one_line_error(
+        dard_in_process("distill", "--out", str(blocker / "sub")), "not a directory"
+    )
     assert not (tmp_path / "x").exists()
     evil = tmp_path / "evil.pt"
     torch.save({"arch": "small-cnn", "payload": Path("x")}, evil)
-    assert_one_line_error(dard("evaluate", str(evil)), "refused")
+    assert_one_line_error(dard_in_process("evaluate", str(evil)), "refused")
     assert_one_line_error(
-        dard("evaluate", str(trained / "student.pt"), "--n-examples", "20000"),
+        dard_in_process("evaluate", str(trained / "student.pt"), "--n-examples", "20000"),
         "--n-examples must be at most 10000",
     )
     assert_one_line_error(
-        dard("evaluate", str(trained / "student.pt"), "--attacks", "x"), "attacks must be one of"
+        dard_in_process("evaluate", str(trained / "student.pt"), "--attacks", "x"),
+        "attacks must be one of",
     )
     debug = dard("evaluate", str(tmp_path / "missing.pt"), "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr

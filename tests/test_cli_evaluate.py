@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import dard_in_process
 
 DARD = [sys.executable, "-m", "dard_plugin"]
 
@@ -135,14 +136,18 @@ def test_options_that_a_named_or_file_model_ignores_are_refused(student_file, tm
     ):
         for command in ("evaluate", "attack"):
             out = tmp_path / command
-            assert_one_line_error(dard(command, model, *flags, "--out", str(out)), fragment)
+            assert_one_line_error(
+                dard_in_process(command, model, *flags, "--out", str(out)), fragment
+            )
             assert not out.exists()  # refused before any work
     # with --overwrite, an earlier evaluation in --out is kept: refused before it is deleted
     out = tmp_path / "earlier"
     out.mkdir()
     (out / "report.json").write_text("{}")
     flags = ["--threat-model", "L2", "--out", str(out), "--overwrite"]
-    assert_one_line_error(dard("evaluate", "dard-fmnist-teacher", *flags), "shipped teacher")
+    assert_one_line_error(
+        dard_in_process("evaluate", "dard-fmnist-teacher", *flags), "shipped teacher"
+    )
     assert (out / "report.json").read_text() == "{}"
 
 
@@ -178,7 +183,8 @@ def test_unwritable_out_is_checked_first(student_file, tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert_one_line_error(
-        dard("evaluate", str(student_file), "--out", str(blocker / "x")), "is not a directory"
+        dard_in_process("evaluate", str(student_file), "--out", str(blocker / "x")),
+        "is not a directory",
     )
 
 

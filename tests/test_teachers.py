@@ -507,7 +507,9 @@ def test_a_file_of_another_class_count_names_num_classes(tmp_path) -> None:
     from dard_plugin.teachers import CheckpointError, load_checkpoint
 
     torch.save(create("small-cnn", num_classes=100).state_dict(), tmp_path / "c100.pt")
-    with pytest.raises(CheckpointError, match=r"100 outputs in network\.\S+ where the model has 10"):
+    with pytest.raises(
+        CheckpointError, match=r"100 outputs in network\.\S+ where the model has 10"
+    ):
         load_checkpoint(tmp_path / "c100.pt", "small-cnn", num_classes=10)
     torch.save(create("tiny-cnn", num_classes=10).state_dict(), tmp_path / "tiny.pt")
     with pytest.raises(CheckpointError, match="Give the architecture the file was saved from"):
