@@ -491,3 +491,23 @@ def test_a_teacher_declaring_other_inputs_is_refused_before_work() -> None:
     with pytest.raises(ValueError, match=r"teacher expects inputs of shape \(3, 32, 32\)"):
         trainer.fit(x, torch.arange(4), batch_size=4, nb_epochs=1)
     assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+
+
+def test_a_last_batch_of_one_image_a_batchnorm_cannot_train_on_is_refused_first() -> None:
+    """33 images in batches of 16 with a BatchNorm1d student: torch failed on the last
+    batch, after two batches had changed the weights, with nothing in the history."""
+    x, y, _ = make_prototype_data(n=33)
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Linear(32, 10))
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    before = state_snapshot(student)
+    trainer = SATTrainer(student, optimizer=optimizer, attack=ATTACK, verbose=False)
+    with pytest.raises(ValueError, match=r"batch_size=16 leaves a last batch of 1 of the 33"):
+        trainer.fit(x, y, batch_size=16, nb_epochs=1)
+    assert all(torch.equal(v, before[k]) for k, v in state_snapshot(student).items())
+    assert trainer.history == [] and trainer.epochs_trained == 0
+    assert [h["epoch"] for h in trainer.fit(x, y, batch_size=11, nb_epochs=1)] == [1]
+    conv, conv_optimizer = student_and_optimizer()  # BatchNorm2d over 8x8: one image trains
+    SATTrainer(conv, optimizer=conv_optimizer, attack=ATTACK, verbose=False).fit(
+        x, y, batch_size=16, nb_epochs=1
+    )

@@ -207,3 +207,47 @@ def check_finite_epoch(loop: Any, epoch: int, record: dict[str, Any], world: int
         list(loop.history),
         dict(record),
     )
+
+
+def check_last_batch(student: Any, images: torch.Tensor, batch_size: int, kept: list[Any]) -> None:
+    """A last batch of one image fails in a BatchNorm that sees one value per channel in
+    train mode (torch: "Expected more than 1 value per channel"), after the epoch's other
+    batches have trained: refused before any work, naming ``batch_size``. Probed on a copy
+    of the student in its training mode (``kept``: the modules it keeps in eval)."""
+    import copy
+
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    n = int(images.shape[0])
+    if n % batch_size != 1:
+        return
+    batchnorms = [m for m in student.modules() if isinstance(m, _BatchNorm) and m not in kept]
+    if not batchnorms:
+        return
+    probe = copy.deepcopy(student)
+    frozen = {name for name, module in student.named_modules() if module in kept}
+    probe.train()
+    for name, module in probe.named_modules():
+        if name in frozen:
+            module.eval()
+    device = next((p.device for p in student.parameters()), images.device)
+    try:
+        with torch.no_grad():
+            probe(images[:1].to(device))
+    except ValueError as error:
+        raise ValueError(
+            f"batch_size={batch_size} leaves a last batch of 1 of the {n} images, which the "
+            f"student's BatchNorm cannot train on ({error}); choose a batch_size that leaves "
+            "none or more"
+        ) from None
+
+
+def check_augment_layout(augment: object, classifier: object) -> None:
+    """``augment`` crops and flips (N, C, H, W) images: refused for an ART student of
+    ``channels_first=False``, whose width it would crop and channels it would flip."""
+    if augment is not None and getattr(classifier, "channels_first", True) is False:
+        raise ValueError(
+            "augment crops and flips (N, C, H, W) images, and the student classifier has "
+            "channels_first=False: it would crop the width and flip the channels; give "
+            "channels-first images, or augment them before fit"
+        )

@@ -34,7 +34,12 @@ from dard_plugin.attacks import _fast
 from dard_plugin.attacks.pgd import NORMS, Objective
 from dard_plugin.data.loaders import BatchAugment, make_loader
 from dard_plugin.training import models
-from dard_plugin.training._checks import check_no_teacher_options, training_bounds
+from dard_plugin.training._checks import (
+    check_augment_layout,
+    check_last_batch,
+    check_no_teacher_options,
+    training_bounds,
+)
 from dard_plugin.training.attacks import (
     AttackSettings,
     attack_from_noise,
@@ -336,16 +341,14 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             raise TypeError(f"fit got unexpected arguments {sorted(kwargs)}")
         check_int("batch_size", batch_size, minimum=1)
         check_int("nb_epochs", nb_epochs, minimum=1)
-        if augment is not None and getattr(self._classifier, "channels_first", True) is False:
-            raise ValueError(
-                "augment crops and flips (N, C, H, W) images, and the student classifier has "
-                "channels_first=False: it would crop the width and flip the channels; give "
-                "channels-first images, or augment them before fit"
-            )
+        check_augment_layout(augment, self._classifier)
         images = as_images(x, "x")
         self._check_images("x", images)
         labels = read_labels("y", y, num_examples=images.shape[0])  # classes: on the probe
         world, rank = distributed()
+        if world == 1:
+            kept = self._kept_in_eval if self.epochs_trained else models.kept_in_eval(self.student)
+            check_last_batch(self.student, images, batch_size, kept)
         loader = make_loader(
             images,
             labels.indices,
