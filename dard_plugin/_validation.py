@@ -170,15 +170,16 @@ def check_images(name: str, images: object, bounds: Bounds | None) -> torch.Tens
     tolerance = round_off_tolerance(images.dtype, bounds)
     low_t = torch.as_tensor(low, dtype=images.dtype, device=images.device)
     high_t = torch.as_tensor(high, dtype=images.dtype, device=images.device)
-    below = float((low_t - images).max())
-    above = float((images - high_t).max())
+    below = float((low_t - images.detach()).max())  # detached: no autograd warning
+    above = float((images.detach() - high_t).max())
     if below > tolerance or above > tolerance:
         shown = (
             f"[{low}, {high}]" if not isinstance(low, torch.Tensor) else "the per-feature bounds"
         )
         raise ValueError(
             f"{name} must lie in {shown} (normalization belongs inside the model), "
-            f"got values in [{float(images.min()):.4g}, {float(images.max()):.4g}]"
+            f"got values in [{float(images.detach().min()):.4g}, "
+            f"{float(images.detach().max()):.4g}]"
         )
     if below > 0 or above > 0:
         return torch.maximum(torch.minimum(images, high_t), low_t)
@@ -317,7 +318,7 @@ def check_labels(
         )
     if num_classes is not None:
         check_label_range(name, labels, num_classes)
-    return labels
+    return labels.long()  # uint8 or int16 indices too: the losses gather with int64
 
 
 def check_label_range(name: str, labels: torch.Tensor, num_classes: int) -> None:

@@ -26,7 +26,6 @@ from dard_plugin._validation import Bounds
 
 # numbers stay numbers; per-feature bounds are tensors on the images' device
 PlacedBounds = tuple[torch.Tensor, torch.Tensor] | tuple[float, float]
-_DIVISION_EPS = 1e-10  # torchattacks' PGDL2 guard against a zero gradient norm
 
 
 def check_mask(mask: object, images: torch.Tensor) -> torch.Tensor:
@@ -88,8 +87,11 @@ def ascent_direction(gradient: torch.Tensor, norm: str) -> torch.Tensor:
     no move where the gradient is zero), per sample."""
     if norm == "Linf":
         return gradient.sign()
-    if norm == "L2":
-        return gradient / (sample_norms(gradient, 2.0) + _DIVISION_EPS)
+    if norm == "L2":  # a zero gradient does not move (ART's rule; torchattacks adds 1e-10 to
+        # the norm, which shrank the step of a confident sample's tiny Dice gradient, more
+        # so in a larger batch: the result depended on the batch)
+        norms = sample_norms(gradient, 2.0)
+        return torch.where(norms > 0, gradient / norms, torch.zeros_like(gradient))
     flat = gradient.flatten(1)
     largest = flat.abs().argmax(dim=1, keepdim=True)
     direction = torch.zeros_like(flat).scatter_(1, largest, flat.gather(1, largest).sign())

@@ -264,8 +264,15 @@ def projected_gradient_descent(
     """The one loop behind :func:`pgd_linf` (``norm="Linf"``), :func:`pgd_l2`
     (``norm="L2"``) and :func:`pgd_l1` (``norm="L1"``); see those for the arguments."""
     check_choice("norm", norm, LOOP_NORMS)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "the attack needs input gradients, which torch.inference_mode() forbids (and "
+            "torch.enable_grad() cannot lift): run it outside inference mode"
+        )
     bounds = check_bounds("bounds", bounds)
-    images = check_images("images", images, bounds)
+    images = check_images("images", images, bounds).detach()
+    if images.dtype in (torch.float16, torch.bfloat16):  # attacked and returned in float32:
+        images = images.float()  # the ball's projection rounded in 16 bits left it (as ART)
     batch_size = images.shape[0]
     labels = check_labels("labels", labels, batch_size)
     image_ndim = images.ndim if norm == "Linf" else None
@@ -303,6 +310,8 @@ def projected_gradient_descent(
     adversarial = clean.clone()
     if start is not None:
         adversarial = project(start.detach().to(clean), clean, eps_b, bounds_b, norm)
+        if mask_b is not None:  # masked features are never perturbed, from a start too
+            adversarial = torch.where(mask_b == 0, clean, adversarial)
     elif random_start:
         noise = random_in_ball(clean, eps_b, norm, generator)
         if mask_b is not None:

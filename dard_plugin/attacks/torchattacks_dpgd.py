@@ -4,6 +4,8 @@ beside ``PGDL2``), thin faces over :func:`~dard_plugin.attacks.dpgd.dpgd` and
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torchattacks.attack import Attack
@@ -24,7 +26,24 @@ from dard_plugin.attacks.dpgd import (
 )
 
 
-class DPGD(Attack):
+class _ModesKept(Attack):
+    """torchattacks' ``__call__`` puts the whole model in train or eval mode and back, and
+    on an error leaves it so: a frozen BatchNorm came back training, an MC-dropout layer
+    evaluating. Every module's own flag is given back, also on an error."""
+
+    def __call__(
+        self, inputs: torch.Tensor, labels: torch.Tensor | None = None, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        flags = [(module, module.training) for module in self.model.modules()]
+        try:
+            adversarial: torch.Tensor = super().__call__(inputs, labels, *args, **kwargs)
+            return adversarial
+        finally:
+            for module, training in flags:
+                module.training = training
+
+
+class DPGD(_ModesKept):
     r"""Dice Projected Gradient Descent (L-inf), DARD's attack, for torchattacks.
 
     Distance Measure : Linf
@@ -96,7 +115,7 @@ class DPGD(Attack):
         )
 
 
-class DPGDL2(Attack):
+class DPGDL2(_ModesKept):
     r"""Dice Projected Gradient Descent (L2), for torchattacks, beside ``PGDL2``.
 
     Distance Measure : L2
