@@ -669,3 +669,19 @@ def test_a_nan_gradient_entry_moves_nothing_as_in_art(prototype_model, norm, eps
         assert np.isfinite(adversarial).all()
         moved = np.linalg.norm((adversarial - x).reshape(len(x), -1), ord=order, axis=1)
         assert (moved > 0).all() and (moved <= eps + 1e-5).all()
+
+
+@pytest.mark.parametrize(
+    "refused", [{"random_eps": 1}, {"norm": 3}, {"batch_size": 0}, {"eps": 0.1, "verbose": 1}]
+)
+def test_a_refused_set_params_keeps_the_settings_it_found(prototype_model, data, refused) -> None:
+    """ART sets every value, then checks: after the error ``generate`` ran with the refused
+    one (``random_eps=1`` drew random budgets, ``norm=3`` failed with a bare KeyError)."""
+    x, y = data
+    attack = DicePGD(classifier_for(prototype_model), eps=8 / 255, eps_step=2 / 255, max_iter=3)
+    before = {key: getattr(attack, key) for key in attack.attack_params}
+    with pytest.raises((ValueError, TypeError)):
+        attack.set_params(**refused)
+    assert {key: getattr(attack, key) for key in attack.attack_params} == before
+    adversarial = attack.generate(x, y)
+    assert float(np.abs(adversarial - x).max()) <= 8 / 255 + 1e-6

@@ -137,6 +137,19 @@ class DicePGD(EvasionAttack):
         super()._check_params()
         parameters.check_parameters(self)
 
+    def set_params(self, **kwargs: Any) -> None:
+        """ART's ``set_params``, but a refused value is not kept: ART sets every value, then
+        checks, so after an error ``generate`` ran with it (``random_eps=1`` drew random
+        budgets; ``norm=3`` failed with a bare ``KeyError``). The settings before the call
+        are restored when a check fails."""
+        before = {key: getattr(self, key) for key in self.attack_params if hasattr(self, key)}
+        try:
+            super().set_params(**kwargs)
+        except Exception:
+            for key, value in before.items():
+                setattr(self, key, value)
+            raise
+
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         """Adversarial examples for ``x``.
 
