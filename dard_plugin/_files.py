@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+# AutoAttack's state files that `dard evaluate` writes in --out (also removed with a run)
+EVALUATION_STATE_PATTERN = "autoattack-state.*.json"
+
 
 def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through a temporary file in the same folder, fsync, then rename: a reader (or

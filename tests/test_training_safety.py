@@ -511,3 +511,37 @@ def test_a_last_batch_of_one_image_a_batchnorm_cannot_train_on_is_refused_first(
     SATTrainer(conv, optimizer=conv_optimizer, attack=ATTACK, verbose=False).fit(
         x, y, batch_size=16, nb_epochs=1
     )
+
+
+def test_a_student_is_held_to_its_declared_channels_only() -> None:
+    """A registry ResNet-18 declares (3, 32, 32) and its global pooling trains on 64x64
+    images, as it did before the declared-shape check; grey images for it are refused."""
+    from dard_plugin.models import create
+
+    student = create("resnet18", num_classes=10)
+    trainer = SATTrainer(
+        student, optimizer=torch.optim.SGD(student.parameters(), lr=0.01), attack=ATTACK,
+        verbose=False,
+    )  # fmt: skip
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert len(trainer.fit(x, torch.arange(4), batch_size=4, nb_epochs=1)) == 1
+    grey = create("resnet18", num_classes=10)
+    refused = SATTrainer(grey, optimizer=torch.optim.SGD(grey.parameters(), lr=0.01))
+    with pytest.raises(ValueError, match=r"student expects 3-channel inputs"):
+        refused.fit(x[:, :1, :32, :32], torch.arange(4), batch_size=4, nb_epochs=1)
+
+
+def test_the_last_batch_probe_counts_each_ranks_share_and_leaves_the_rng() -> None:
+    from dard_plugin.training._checks import check_last_batch
+
+    torch.manual_seed(0)
+    student = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Dropout(0.5), nn.Linear(32, 10)
+    )
+    x = torch.rand(66, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    check_last_batch(student, x, 16, [], world=1)  # 66 % 16 == 2: fine
+    with pytest.raises(ValueError, match="each of the 2 processes' shares"):
+        check_last_batch(student, x, 16, [], world=2)  # 33 a rank: 1 left over
+    assert torch.equal(torch.get_rng_state(), state)
+    check_last_batch(student, x, 16, [student[2]], world=2)  # a frozen BatchNorm: fine

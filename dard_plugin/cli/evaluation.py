@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dard_plugin._files import EVALUATION_STATE_PATTERN
 from dard_plugin.cli.common import CommandError, distributed_setup
 from dard_plugin.cli.model_source import (
     add_model_source,
@@ -84,7 +85,7 @@ def add_parsers(commands: Any) -> None:
 # what `dard evaluate` writes in --out (AutoAttack's state files match STATE_PATTERN)
 EVALUATION_FILES = ("report.json", "report.md", "curve.png")
 STATE_NAME = "autoattack-state.json"
-STATE_PATTERN = "autoattack-state.*.json"
+STATE_PATTERN = EVALUATION_STATE_PATTERN
 
 
 def _check_existing_evaluation(args: argparse.Namespace) -> None:

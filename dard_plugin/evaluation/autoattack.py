@@ -189,7 +189,7 @@ def run_autoattack(
             targets = target_classes(model, x[:1])
             adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
             with (
-                torch.random.fork_rng(devices=fork_devices, device_type=device.type),
+                torch.random.fork_rng(devices=fork_devices, device_type="cuda"),
                 parameters_without_grad(model),
             ):
                 adversarial, predicted = adversary.run_standard_evaluation(

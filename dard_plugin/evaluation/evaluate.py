@@ -246,7 +246,9 @@ def evaluate(
     fork_devices = cuda_devices_to_fork(device)
     shard = slice(sharding.start, sharding.stop)
     # every submodule gets its own train/eval flag back (a frozen BatchNorm stays frozen)
-    with eval_mode(model), torch.random.fork_rng(devices=fork_devices, device_type=device.type):
+    # the CPU RNG is always forked; device_type names the devices' (CUDA) RNG, also for a
+    # CPU evaluation on a machine where CUDA is in use
+    with eval_mode(model), torch.random.fork_rng(devices=fork_devices, device_type="cuda"):
         _sanity_checks(attacked, images, device)
         with torch.no_grad():
             logits = attacked(images[:1].to(device))

@@ -18,6 +18,8 @@ from dard_plugin.data import dataset_info, load_dataset, standard_augment
 from dard_plugin.models import create
 from dard_plugin.recipes.model_files import save_model
 from dard_plugin.recipes.settings import (
+    RUN_FILES,
+    WRITTEN_BY_DISTILL,
     check_distill_settings,
     choose_validation,
     default_lr,
@@ -205,9 +207,7 @@ def distill(
     )
     if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
         if trainer.epochs_run:  # an earlier report and settings describe another student
-            stale = [
-                name for name in ("report.json", "report.md", "run.json") if (out / name).is_file()
-            ]
+            stale = [n for n in RUN_FILES if n not in WRITTEN_BY_DISTILL and (out / n).is_file()]
             for name in stale:
                 (out / name).unlink()
             if stale:

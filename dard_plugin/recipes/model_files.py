@@ -41,7 +41,8 @@ def save_model(
     if other:
         raise ValueError(
             f"model holds {', '.join(other)} weights, and load_model rebuilds float32 models "
-            "(the file would load as another model, rounded): save model.float()"
+            "(the file would load as another model: float64 rounded, 16-bit widened): save "
+            "model.float()"
         )
     with torch.device("meta"):  # shapes only: nothing allocated
         rebuilt = create(arch, num_classes=num_classes, **options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dard_plugin._files import EVALUATION_STATE_PATTERN
 from dard_plugin._validation import check_choice, check_eps_plausible, check_int, check_real
 from dard_plugin.attacks.pgd import NORMS
 from dard_plugin.data import check_n_examples, dataset_info
@@ -52,8 +53,9 @@ RUN_FILES = (
     "run.json",
     "curve.png",  # a `dard evaluate --curve` into the run's folder
 )
-# AutoAttack's state files of a `dard evaluate` into the run's folder (the CLI's STATE_PATTERN)
-EVALUATION_STATE_PATTERN = "autoattack-state.*.json"
+# what distill itself writes anew at the end of every training (the rest of RUN_FILES, an
+# earlier student's report, settings and curve, is removed when a resume trains)
+WRITTEN_BY_DISTILL = ("student.pt", "history.json", "training.png")
 
 
 def existing_run(out_dir: str | Path) -> str | None:

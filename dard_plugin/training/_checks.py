@@ -209,16 +209,21 @@ def check_finite_epoch(loop: Any, epoch: int, record: dict[str, Any], world: int
     )
 
 
-def check_last_batch(student: Any, images: torch.Tensor, batch_size: int, kept: list[Any]) -> None:
+def check_last_batch(
+    student: Any, images: torch.Tensor, batch_size: int, kept: list[Any], world: int = 1
+) -> None:
     """A last batch of one image fails in a BatchNorm that sees one value per channel in
     train mode (torch: "Expected more than 1 value per channel"), after the epoch's other
     batches have trained: refused before any work, naming ``batch_size``. Probed on a copy
-    of the student in its training mode (``kept``: the modules it keeps in eval)."""
+    of the student in its training mode (``kept``: the modules it keeps in eval), the
+    caller's RNG left as found; under ``world`` processes each rank's share (``ceil(N /
+    world)`` images, as the loaders give) is what counts. Any other failure of the probe is
+    left to the later checks, which name it."""
     import copy
 
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    n = int(images.shape[0])
+    n = -(-int(images.shape[0]) // world)
     if n % batch_size != 1:
         return
     batchnorms = [m for m in student.modules() if isinstance(m, _BatchNorm) and m not in kept]
@@ -232,13 +237,16 @@ def check_last_batch(student: Any, images: torch.Tensor, batch_size: int, kept: 
             module.eval()
     device = next((p.device for p in student.parameters()), images.device)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             probe(images[:1].to(device))
-    except ValueError as error:
+    except Exception as error:  # only BatchNorm's is this check's to name
+        if "more than 1 value per channel" not in str(error):
+            return
+        share = "" if world == 1 else f" of each of the {world} processes' shares"
         raise ValueError(
-            f"batch_size={batch_size} leaves a last batch of 1 of the {n} images, which the "
-            f"student's BatchNorm cannot train on ({error}); choose a batch_size that leaves "
-            "none or more"
+            f"batch_size={batch_size} leaves a last batch of 1 of the {n} images{share}, "
+            f"which the student's BatchNorm cannot train on ({error}); choose a batch_size "
+            "that leaves none or more"
         ) from None
 
 

@@ -240,8 +240,7 @@ class TrainingLoop(Trainer):
         )
         if not earlier:
             self.history = []  # this run's epochs: a resume restores the earlier ones
-        if not self.epochs_trained:  # read at the run's first fit (an ART predict resets)
-            self._kept_in_eval = models.kept_in_eval(self.student)
+        self._kept_in_eval = self._frozen_modules()
         start_epoch = restore_run(self, scheduler, fingerprint, saved, validation_print) or earlier
         _checks.warn_if_nothing_to_resume(self.resume, self.epochs_trained, start_epoch, nb_epochs)
         if self.before_training is not None:
@@ -368,6 +367,10 @@ class TrainingLoop(Trainer):
             compiled_attacks(self.compile_attack, mode=self.compile_mode),
         ):
             yield
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """The modules the caller froze (kept in eval), read at the run's first fit."""
+        return self._kept_in_eval if self.epochs_trained else models.kept_in_eval(self.student)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)

@@ -179,16 +179,23 @@ def frozen_in_eval(model: nn.Module, name: str, stacklevel: int = 4) -> nn.Modul
     return model.eval()
 
 
-def check_declared_shape(name: str, model: nn.Module, shape: tuple[int, ...]) -> None:
+def check_declared_shape(
+    name: str, model: nn.Module, shape: tuple[int, ...], channels_only: bool = False
+) -> None:
     """A model that declares its input shape (``input_shape``: the registry, the teacher
     loaders) is given images of that shape: a CIFAR teacher's 3-channel normalisation
     broadcasts a grey 28x28 batch and its global pooling takes it, so without this check
-    a Fashion-MNIST student was distilled from a network that never saw such images."""
-    expected = expected_input_shape(model)
-    if expected is not None and expected != shape:
+    a Fashion-MNIST student was distilled from a network that never saw such images.
+    ``channels_only``: the student, whose global pooling may be trained on another size
+    (a registry ResNet-18 on 64x64), and only its channels must agree."""
+    expected = expected_input_shape(model.model if isinstance(model, Standardised) else model)
+    if expected is None or (channels_only and expected[:1] == shape[:1]):
+        return
+    if expected != shape:
+        what = f"{expected[0]}-channel inputs" if channels_only else f"inputs of shape {expected}"
         raise ValueError(
-            f"the {name} expects inputs of shape {expected} (it declares it), and the "
-            f"training images have shape {shape}: give a {name} built for these images"
+            f"the {name} expects {what} (it declares {expected}), and the training images "
+            f"have shape {shape}: give a {name} built for these images"
         )
 
 
@@ -210,7 +217,7 @@ def student_classes(student: nn.Module, images: torch.Tensor, bounds: tuple[floa
     the teacher runs or any training step."""
     check_images("images", images, bounds)
     shape = tuple(images.shape[1:])
-    check_declared_shape("student", student, shape)
+    check_declared_shape("student", student, shape, channels_only=True)
     sample = images[:2].to(module_device(student))
     try:
         with eval_mode(student), torch.no_grad():

@@ -346,9 +346,7 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
         self._check_images("x", images)
         labels = read_labels("y", y, num_examples=images.shape[0])  # classes: on the probe
         world, rank = distributed()
-        if world == 1:
-            kept = self._kept_in_eval if self.epochs_trained else models.kept_in_eval(self.student)
-            check_last_batch(self.student, images, batch_size, kept)
+        check_last_batch(self.student, images, batch_size, self._frozen_modules(), world)
         loader = make_loader(
             images,
             labels.indices,
