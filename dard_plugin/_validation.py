@@ -32,6 +32,17 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int | None = N
     return int(value)
 
 
+def check_not_inference_mode(what: str) -> None:
+    """Input gradients, which ``torch.inference_mode()`` forbids and ``torch.enable_grad()``
+    cannot lift: refused by name (torch's own error, "element 0 of tensors does not require
+    grad", names neither)."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{what} needs input gradients, which torch.inference_mode() forbids (and "
+            "torch.enable_grad() cannot lift): run it outside inference mode (no_grad is fine)"
+        )
+
+
 # torch's CPU generator keeps a seed's low 32 bits: seed 2**32 trained what seed 0 trains
 MAX_SEED = 2**32 - 1
 

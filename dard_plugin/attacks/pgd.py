@@ -29,6 +29,7 @@ from dard_plugin._validation import (
     check_label_range,
     check_labels,
     check_logits,
+    check_not_inference_mode,
     check_real,
 )
 from dard_plugin.attacks import _fast
@@ -41,6 +42,7 @@ from dard_plugin.attacks._geometry import (
     random_in_ball,
     sample_norms,
 )
+from dard_plugin.attacks._placement import placement
 from dard_plugin.attacks.objectives import Objective, cross_entropy_objective, kl_objective
 
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -264,11 +266,7 @@ def projected_gradient_descent(
     """The one loop behind :func:`pgd_linf` (``norm="Linf"``), :func:`pgd_l2`
     (``norm="L2"``) and :func:`pgd_l1` (``norm="L1"``); see those for the arguments."""
     check_choice("norm", norm, LOOP_NORMS)
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "the attack needs input gradients, which torch.inference_mode() forbids (and "
-            "torch.enable_grad() cannot lift): run it outside inference mode"
-        )
+    check_not_inference_mode("the attack")
     bounds = check_bounds("bounds", bounds)
     images = check_images("images", images, bounds).detach()
     if images.dtype in (torch.float16, torch.bfloat16):  # attacked and returned in float32:
@@ -296,7 +294,7 @@ def projected_gradient_descent(
         if not isinstance(start, torch.Tensor) or start.shape != images.shape:
             raise ValueError(f"start must be a tensor of shape {tuple(images.shape)}")
 
-    device, model_dtype = _placement(model, images)
+    device, model_dtype = placement(model, images)
     # The perturbed images stay in the input's dtype; only the model sees its own dtype.
     # That keeps the projection exact for bf16/fp16 models.
     clean = images.detach().to(device)
@@ -376,25 +374,6 @@ def _loss_gradient(
     loss = objective(logits, labels, step, steps)
     (gradient,) = torch.autograd.grad(loss, adversarial)
     return logits.detach(), gradient
-
-
-def _floating_weight(model: Model) -> torch.Tensor | None:
-    """The model's first floating parameter or buffer (None for a plain callable)."""
-    if not isinstance(model, nn.Module):
-        return None
-    return next((t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()), None)
-
-
-def model_dtype(model: Model) -> torch.dtype | None:
-    """The floating dtype the model computes in (the one the attacks feed it)."""
-    weight = _floating_weight(model)
-    return None if weight is None else weight.dtype
-
-
-def _placement(model: Model, images: torch.Tensor) -> tuple[torch.device, torch.dtype]:
-    """The device and floating dtype of the model's weights (the images' when it has none)."""
-    weight = _floating_weight(model)
-    return (images.device, images.dtype) if weight is None else (weight.device, weight.dtype)
 
 
 __all__ = [

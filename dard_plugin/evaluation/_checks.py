@@ -1,6 +1,6 @@
 """Checks of an evaluation's inputs that the shared ones (``dard_plugin/_validation.py``,
 where the budget check ``check_eps_plausible`` lives) do not make: the model's declared
-input shape."""
+input shape (and the trainers' form of that check)."""
 
 from __future__ import annotations
 
@@ -26,4 +26,26 @@ def check_input_shape(name: str, model: nn.Module, images: torch.Tensor) -> None
             f"{name} must have shape (N, {', '.join(map(str, expected))}) for this model "
             f"(it expects inputs of shape {expected}), got {tuple(images.shape)}: per-example "
             f"shape {given}"
+        )
+
+
+def check_declared_shape(
+    name: str, model: nn.Module, shape: tuple[int, ...], channels_only: bool = False
+) -> None:
+    """The trainers' twin of :func:`check_input_shape`: a model that declares its input
+    shape (``input_shape``: the registry, the teacher loaders, an ART classifier's
+    standardisation wrapper) is given training images of that shape. A CIFAR teacher's
+    3-channel normalisation broadcasts a grey 28x28 batch and its global pooling takes it,
+    so without this check a Fashion-MNIST student was distilled from a network that never
+    saw such images.
+    ``channels_only``: the student, whose global pooling may be trained on another size
+    (a registry ResNet-18 on 64x64), and only its channels must agree."""
+    expected = expected_input_shape(model)
+    if expected is None or (channels_only and expected[:1] == shape[:1]):
+        return
+    if expected != shape:
+        what = f"{expected[0]}-channel inputs" if channels_only else f"inputs of shape {expected}"
+        raise ValueError(
+            f"the {name} expects {what} (it declares {expected}), and the training images "
+            f"have shape {shape}: give a {name} built for these images"
         )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dard_plugin._json import dumps_strict
+from dard_plugin.evaluation.attacks import correct_predictions
 from dard_plugin.evaluation.report import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -192,11 +193,9 @@ def run_autoattack(
                 torch.random.fork_rng(devices=fork_devices, device_type="cuda"),
                 parameters_without_grad(model),
             ):
-                adversarial, predicted = adversary.run_standard_evaluation(
-                    x, y, batch_size=batch_size
-                )
-                with torch.no_grad():  # a NaN row's argmax is class 0: it counts as wrong
-                    finite = ~model(adversarial).isnan().any(1)
-            state.record(start, ((predicted == y) & finite).cpu())
+                adversarial, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+                with torch.no_grad():  # the suite's rule: a NaN row counts as wrong
+                    correct = correct_predictions(model(adversarial), y)
+            state.record(start, correct.cpu())
         flags.append(state.chunks[start])
     return torch.cat(flags)

@@ -21,10 +21,12 @@ from dard_plugin._validation import (
     check_eps_plausible,
     check_images,
     check_int,
+    check_not_inference_mode,
     check_real,
     warn_if_probabilities,
 )
-from dard_plugin.attacks.pgd import eval_mode, model_dtype
+from dard_plugin.attacks._placement import model_dtype
+from dard_plugin.attacks.pgd import eval_mode
 from dard_plugin.evaluation import distributed
 from dard_plugin.evaluation._checks import check_input_shape
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
@@ -177,11 +179,7 @@ def evaluate(
     rank returns the same report (the CLI writes it from rank 0). The ranks' data and model
     fingerprints are compared before any attack runs.
     """
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "evaluate runs gradient attacks, which torch.inference_mode() forbids (and "
-            "torch.enable_grad() cannot lift): call it outside inference mode (no_grad is fine)"
-        )
+    check_not_inference_mode("evaluate (its gradient attacks)")
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
     if isinstance(attacks, Iterable) and not isinstance(attacks, str):

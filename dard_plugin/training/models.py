@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_images
-from dard_plugin.attacks.pgd import eval_mode, model_dtype
-from dard_plugin.evaluation._checks import expected_input_shape
+from dard_plugin.attacks._placement import model_dtype
+from dard_plugin.attacks.pgd import eval_mode
+from dard_plugin.evaluation._checks import check_declared_shape, expected_input_shape
 from dard_plugin.training._checks import same_range
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class Standardised(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
         self.training = model.training  # the wrapper is in the model's mode
+        shape = expected_input_shape(model)
+        if shape is not None:  # the wrapper takes what its model takes
+            self.input_shape = shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output: torch.Tensor = self.model((x - self.mean) / self.std)
@@ -177,26 +181,6 @@ def frozen_in_eval(model: nn.Module, name: str, stacklevel: int = 4) -> nn.Modul
             stacklevel=stacklevel,
         )
     return model.eval()
-
-
-def check_declared_shape(
-    name: str, model: nn.Module, shape: tuple[int, ...], channels_only: bool = False
-) -> None:
-    """A model that declares its input shape (``input_shape``: the registry, the teacher
-    loaders) is given images of that shape: a CIFAR teacher's 3-channel normalisation
-    broadcasts a grey 28x28 batch and its global pooling takes it, so without this check
-    a Fashion-MNIST student was distilled from a network that never saw such images.
-    ``channels_only``: the student, whose global pooling may be trained on another size
-    (a registry ResNet-18 on 64x64), and only its channels must agree."""
-    expected = expected_input_shape(model.model if isinstance(model, Standardised) else model)
-    if expected is None or (channels_only and expected[:1] == shape[:1]):
-        return
-    if expected != shape:
-        what = f"{expected[0]}-channel inputs" if channels_only else f"inputs of shape {expected}"
-        raise ValueError(
-            f"the {name} expects {what} (it declares {expected}), and the training images "
-            f"have shape {shape}: give a {name} built for these images"
-        )
 
 
 def _inputs(model: nn.Module, shape: tuple[int, ...]) -> str:
