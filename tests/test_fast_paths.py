@@ -86,6 +86,36 @@ def test_compiled_attack_step_trains_the_same_weights() -> None:
     assert _fast.compiled_step_calls(students[True])["compiled"] > 0
 
 
+def test_adaad_attack_step_goes_through_the_compiled_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AdaAD's attack model (student and teacher side by side) was a closure, which
+    ``compile_attack`` left plain, silently. It is a module now: its step is routed
+    through the compiled path (here a stand-in compiler that returns the function, so no
+    graph is built) and trains the plain path's weights, bit for bit."""
+    from dard_plugin.training import AdaADTrainer
+
+    monkeypatch.setattr(_fast.torch, "compile", lambda function, mode=None: function)
+    x, y, _ = make_prototype_data(n=10)
+    teacher = tiny_model(5).eval()
+    students, trainers = {}, {}
+    for compiled in (False, True):
+        student = tiny_model(1)
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+        trainers[compiled] = AdaADTrainer(
+            student, teacher, optimizer=optimizer, attack=ATTACK, compile_attack=compiled
+        )
+        trainers[compiled].fit(x, y, batch_size=4, nb_epochs=1)
+        students[compiled] = student
+    for name, value in students[False].state_dict().items():
+        assert torch.equal(students[True].state_dict()[name], value), name
+    pair = trainers[True]._attack_pair
+    assert pair is not None and pair.student is students[True] and pair.teacher is teacher
+    # two full batches of 4 compiled after each first look; the last batch of 2 plain
+    assert _fast.compiled_step_calls(pair) == {"compiled": 5, "plain": 4}
+    assert _fast.compiled_step_calls(trainers[False]._attack_pair) == {"compiled": 0, "plain": 0}
+
+
 def test_a_failing_compiler_falls_back_to_the_plain_step(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -118,6 +118,50 @@ def test_iad_loss_is_the_official_formula(epoch: int) -> None:
     assert torch.allclose(ours, official, rtol=0, atol=1e-6), (ours, official)
 
 
+def test_iad_gradient_is_the_official_one_and_finite_for_a_confident_student() -> None:
+    """The introspection term's gradient (through both S(x) and S(x')) equals the code's
+    where the code's is finite; at a logit gap whose softmax underflows to 0 the code's
+    gradient is NaN (log 0 in the target's backward) and ours is finite."""
+    labels = torch.arange(6) % 10
+
+    def gradients(loss_of, nat, adv):
+        nat, adv = nat.clone().requires_grad_(), adv.clone().requires_grad_()
+        loss_of(nat, adv).backward()
+        return nat.grad, adv.grad
+
+    for gap, official_finite in ((30.0, True), (120.0, False)):
+        student_nat, student_adv, teacher_nat, teacher_adv = random_logits(int(gap))
+        student_nat[:, 0] += gap  # a confident student on its natural images
+        reliability = F.softmax(teacher_adv, 1).gather(1, labels[:, None]).squeeze(1) ** 0.1
+        ours = gradients(
+            lambda n, a, t=teacher_nat, r=reliability: iad_loss(n, a, t, labels, r),
+            student_nat,
+            student_adv,
+        )
+        code = gradients(
+            lambda n, a, t=teacher_nat, g=teacher_adv: official_iad1(a, t, n, g, labels, 60),
+            student_nat,
+            student_adv,
+        )
+        assert all(bool(torch.isfinite(g).all()) for g in ours)
+        assert bool(torch.isfinite(code[0]).all()) is official_finite
+        if official_finite:
+            for mine, theirs in zip(ours, code, strict=True):
+                torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+
+
+def test_losses_refuse_logits_and_reliability_of_other_shapes() -> None:
+    student_nat, student_adv, teacher_nat, _ = random_logits(3)
+    labels = torch.arange(6) % 10
+    with pytest.raises(ValueError, match=r"student \(6, 10\) and teacher \(1, 10\)"):
+        ard_loss(student_nat, student_adv, teacher_nat[:1], labels)  # F.kl_div broadcasts
+    with pytest.raises(ValueError, match="teacher"):
+        rslad_loss(student_nat, student_adv, teacher_nat[:, :5])
+    reliability = torch.rand(6, 1)  # a gather not squeezed: (B, 1) * (B,) broadcasts to (B, B)
+    with pytest.raises(ValueError, match=r"reliability must have shape \(batch,\) = \(6,\)"):
+        iad_loss(student_nat, student_adv, teacher_nat, labels, reliability)
+
+
 def test_iad_trainer_wires_the_official_formula() -> None:
     """The trainer's loss, at epoch 60 of 200 (start_fraction 0.3), is IAD-I's with
     ``guide`` the teacher on the student's adversarial example; before it, ARD's."""

@@ -252,3 +252,32 @@ def test_a_seed_torch_would_truncate_is_refused(seed) -> None:
         SATTrainer(classifier(fresh_student()), seed=seed)
     with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 4294967295\]"):
         distill(method="sat", seed=seed, n_train=8, epochs=1, verbose=False)
+
+
+def test_the_start_noise_of_rslad_adaad_mtard_scales_with_the_bounds() -> None:
+    """The codes' ``x + 0.001 N(0, 1)`` start is for [0, 1]; on [0, 255] it stayed 0.001 (a
+    start 255 times closer to ``x`` than the codes') while the budgets scale. With a zero
+    gradient the attack stays at its start, which shows the noise."""
+    from dard_plugin.training.attacks import attack_from_noise
+    from dard_plugin.training.batches import Batch
+
+    def objective(logits, labels, step, steps):
+        return 0.0 * logits.sum()  # no gradient: the attack stays at its start
+
+    images = torch.full((64, 1, 8, 8), 0.5)
+    for high in (1.0, 255.0):
+        batch = Batch(images * high, torch.zeros(64, dtype=torch.long), None)
+        start = attack_from_noise(
+            fresh_student().eval(),
+            batch,
+            objective,
+            AttackSettings(eps=0.25 * high, steps=1),
+            torch.Generator().manual_seed(0),
+            (0.0, high),
+        )
+        noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(
+            start, batch.images + 0.001 * high * noise, rtol=0, atol=1e-4 * high
+        )
+        if high == 1.0:  # bit for bit the codes' start on [0, 1]
+            assert torch.equal(start, images + 0.001 * noise)

@@ -37,7 +37,11 @@ def distillation_kl(
     ``legacy_teacher_softmax=True`` reproduces the DARD scripts' defect: the temperature
     softmax is applied to the teacher's *probabilities*, ``softmax(softmax(teacher) / tau)``,
     which flattens the targets towards uniform. For comparison only; never the default.
+
+    Both logits must have one shape ``(batch, classes)``: ``F.kl_div`` would broadcast a
+    ``(1, classes)`` teacher over the batch without a word.
     """
+    check_same_logits_shape(student_logits, teacher_logits)
     teacher = teacher_logits.detach().float()
     if legacy_teacher_softmax:
         teacher = F.softmax(teacher, dim=1)
@@ -52,6 +56,16 @@ def distillation_kl(
         kl = F.kl_div(log_student, target, reduction="batchmean")
     # "mean" by hand: PyTorch warns that its reduction="mean" will become "batchmean"
     return kl / target.shape[1] if reduction == "mean" else kl
+
+
+def check_same_logits_shape(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    """Refuse two logit tensors that are not both ``(batch, classes)`` of one shape."""
+    student_shape, teacher_shape = tuple(student_logits.shape), tuple(teacher_logits.shape)
+    if len(student_shape) != 2 or student_shape != teacher_shape:
+        raise ValueError(
+            "the student's and the teacher's logits must both have shape (batch, classes), "
+            f"got student {student_shape} and teacher {teacher_shape}"
+        )
 
 
 def _check_weights(alpha: float, temperature: float) -> None:
@@ -168,16 +182,28 @@ def iad_loss(
     start epoch, the term is absent). As in the code, the introspection target
     ``softmax(S(x))`` is *not* detached (the gradient flows through both sides), it has
     no temperature, and the teacher term is not weighted by ``r`` (``IAD-II.py`` weights
-    it; IAD-I's code does not). Batch means as the code's ``(1/B) sum``: equal to it.
+    it; IAD-I's code does not). Batch means as the code's ``(1/B) sum``: equal to it. The
+    term is computed from log-probabilities: the code's value and gradient wherever the
+    code's gradient is finite, and a finite gradient where a probability of ``S(x)``
+    underflows to 0 (the code's is NaN there).
     """
     _check_weights(alpha, temperature)
     kl = distillation_kl(student_adv_logits, teacher_nat_logits, temperature=temperature)
     loss = alpha * temperature**2 * kl
     loss = loss + (1.0 - alpha) * F.cross_entropy(student_nat_logits.float(), labels)
     if reliability is not None:
+        check_same_logits_shape(student_adv_logits, student_nat_logits)
+        if tuple(reliability.shape) != (student_adv_logits.shape[0],):
+            raise ValueError(
+                f"reliability must have shape (batch,) = ({student_adv_logits.shape[0]},), "
+                f"got {tuple(reliability.shape)} (squeeze a (batch, 1) gather)"
+            )
         log_adv = F.log_softmax(student_adv_logits.float(), dim=1)
-        own = F.softmax(student_nat_logits.float(), dim=1)  # not detached, as the code
-        per_sample = F.kl_div(log_adv, own, reduction="none").sum(dim=1)
+        # the target not detached, as the code; given as a log (log_target) so that a class
+        # whose probability underflows to 0 gives a finite gradient, where the code's
+        # softmax target takes log 0 in the backward (NaN for a very confident student)
+        log_own = F.log_softmax(student_nat_logits.float(), dim=1)
+        per_sample = F.kl_div(log_adv, log_own, reduction="none", log_target=True).sum(dim=1)
         loss = loss + alpha * (per_sample * (1.0 - reliability.detach().float())).mean()
     return loss
 

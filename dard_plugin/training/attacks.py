@@ -330,11 +330,13 @@ def attack_from_noise(
     generator: torch.Generator,
     bounds: tuple[float, float],
 ) -> torch.Tensor:
-    """PGD on ``objective`` at ``settings`` from ``x + 0.001 N(0, 1)`` (clipped to
-    ``bounds``; the noise drawn from ``generator`` on the CPU, so that it is the same on
-    every device)."""
+    """PGD on ``objective`` at ``settings`` from ``x + 0.001 (high - low) N(0, 1)`` (the
+    codes' ``0.001`` on [0, 1], scaled to ``bounds`` as the default budgets are; clipped
+    to ``bounds``; the noise drawn from ``generator`` on the CPU, so that it is the same
+    on every device)."""
     noise = torch.randn(batch.images.shape, generator=generator)
     noise = noise.to(batch.images.device, batch.images.dtype)
+    scale = 0.001 * (bounds[1] - bounds[0])  # 0.001 exactly on [0, 1]
     return projected_gradient_descent(
         model,
         batch.images,
@@ -344,6 +346,6 @@ def attack_from_noise(
         eps=settings.budget,
         alpha=settings.step,
         steps=settings.steps,
-        start=(batch.images + 0.001 * noise).clamp(*bounds),
+        start=(batch.images + scale * noise).clamp(*bounds),
         bounds=bounds,
     )

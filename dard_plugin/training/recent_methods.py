@@ -30,6 +30,18 @@ from dard_plugin.training.loop import distributed
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
 
 
+class _StudentAndTeacher(torch.nn.Module):
+    """AdaAD's attack model: the student's and the teacher's logits side by side. A module
+    (not a closure), so that ``compile_attack`` compiles its step as the other methods'."""
+
+    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module) -> None:
+        super().__init__()
+        self.student, self.teacher = student, teacher
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.student(images), self.teacher(images)], dim=1)
+
+
 class IADTrainer(AdversarialTrainerBase):
     """IAD-I (Zhu et al., ICLR 2022, "Reliable Adversarial Distillation with Unreliable
     Teachers"): ARD with the teacher's reliability on the student's adversarial example,
@@ -154,6 +166,7 @@ class AdaADTrainer(AdversarialTrainerBase):
         self.igdm = check_real("igdm", igdm, low=0.0)
         self.kl_reduction = check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
         self.teacher_output_names = ("teacher_nat",) if self.alpha < 1.0 else ()
+        self._attack_pair: _StudentAndTeacher | None = None
         super().__init__(classifier, teacher, **kwargs)
 
     def config(self) -> dict[str, Any]:
@@ -172,24 +185,21 @@ class AdaADTrainer(AdversarialTrainerBase):
         if not self.uses_method_attack:
             return super().craft_adversarial(batch, targets)
         assert self.teacher is not None
-        student, teacher = self.student, self.teacher
-        classes = -1
-
-        def both(images: torch.Tensor) -> torch.Tensor:  # student and teacher logits, side by side
-            nonlocal classes
-            student_logits = student(images)
-            classes = student_logits.shape[1]
-            return torch.cat([student_logits, teacher(images)], dim=1)
+        pair = self._attack_pair
+        if pair is None or pair.student is not self.student or pair.teacher is not self.teacher:
+            # one module per (student, teacher), so that a compiled step is kept across batches
+            pair = self._attack_pair = _StudentAndTeacher(self.student, self.teacher)
 
         def objective(
             logits: torch.Tensor, labels: torch.Tensor, step: int, steps: int
         ) -> torch.Tensor:
             del labels, step, steps
+            classes = logits.shape[1] // 2
             log_student = F.log_softmax(logits[:, :classes].float(), dim=1)
             log_teacher = F.log_softmax(logits[:, classes:].float(), dim=1)
             return F.kl_div(log_student, log_teacher, reduction="sum", log_target=True)
 
-        return self.attack_from_noise(both, batch, objective)
+        return self.attack_from_noise(pair, batch, objective)
 
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
