@@ -43,8 +43,10 @@ def check_not_inference_mode(what: str) -> None:
         )
 
 
-# torch's CPU generator keeps a seed's low 32 bits: seed 2**32 trained what seed 0 trains
-MAX_SEED = 2**32 - 1
+# torch's CPU generator keeps a seed's low 32 bits (seed 2**32 trained what seed 0 trains),
+# and the loaders' per-epoch generators take 3 of them for their streams (seed + 2**29
+# shuffled and cropped as seed): seeds below 2**29 are distinct everywhere
+MAX_SEED = 2**29 - 1
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -88,16 +88,18 @@ def main() -> None:
     }
 
     # 1. fit on numpy arrays, stopped after one epoch as if the job had been killed ...
-    first = DARDTrainer(art_student(args.lr, seed=0), teacher, **settings)
-    first.fit(x, y, batch_size=128, nb_epochs=1)
+    # (a rerun with the same --out finds the run there and resumes it instead)
+    if not (out / "dard" / "checkpoint.pt").exists():
+        first = DARDTrainer(art_student(args.lr, seed=0), teacher, **settings)
+        first.fit(x, y, batch_size=128, nb_epochs=1)
     # ... and resumed by a new trainer, as a new process would: it loads the checkpoint (weights,
     # optimizer, cached targets, history) and trains only the epochs left
     student = art_student(args.lr, seed=0)
     resumed = DARDTrainer(student, teacher, **settings)
     history = resumed.fit(x, y, batch_size=128, nb_epochs=args.epochs)
     print(
-        f"DARD: resumed after epoch 1 of {args.epochs}, trained {resumed.epochs_run} more; "
-        f"history of {len(history)} epochs in {out / 'dard'}"
+        f"DARD: resumed after epoch {len(history) - resumed.epochs_run} of {args.epochs}, "
+        f"trained {resumed.epochs_run} more; history of {len(history)} epochs in {out / 'dard'}"
     )
     print(f"  DARD student: {robust_accuracy(resumed.get_classifier(), x_test, y_test, args.eps)}")
 

@@ -42,6 +42,7 @@ from study_runner.report import (
 
 BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 FIGURES = "results/fashion_mnist/leaderboard"  # as docs/leaderboard.md links them
+STUDY = Path("docs/results/fashion_mnist/study")  # the study's units, reused where identical
 COSTS = "costs"  # beside the unit folder: the measured costs, one file per machine
 PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
 SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the budget warm-up
@@ -195,9 +196,8 @@ def worst_case_mean(r: Row) -> float:
 
 
 def sat_baseline(rows: dict[str, Row]) -> Row:
-    """The SAT row the others are called against: of plain SAT and SAT with the budget
-    warm-up, the one with the higher mean worst case (a tiny student may stay at chance
-    under plain SAT; a call against a stalled baseline would say nothing)."""
+    """The SAT row the others are called against: plain SAT or SAT with the budget warm-up,
+    the higher mean worst case (a call against a tiny student stalled at chance says nothing)."""
     tested = [rows[r] for r in SAT_ROWS if r in rows and rows[r].tests]
     return max(tested, key=worst_case_mean) if tested else rows["sat"]
 
@@ -238,8 +238,7 @@ def student_section(
     ranked = [r for r in rows.values() if r.tests]
     best = max(ranked, key=worst_case_mean, default=None)
     baseline = sat_baseline(rows)
-    # the epoch cost's unit: every SAT final (plain SAT and SAT with the budget warm-up run
-    # the same attack steps per epoch), pooled so that one run on a busier machine weighs less
+    # the epoch cost's unit: the SAT finals of both SAT rows (same attack steps), pooled
     sat_finals = [unit for row in SAT_ROWS for unit in rows[row].trains]
     lines = [
         f"### `{student}` ({PARAMETERS.get(student, '')})",
@@ -350,6 +349,7 @@ def report_section(
     unavailable: dict[str, str],
     linked: Loader | None = None,
     costs: dict[str, dict[str, Any]] | None = None,
+    study_out: Path = STUDY,
 ) -> str:
     lines: list[str] = []
     for student in STUDENTS:
@@ -367,7 +367,7 @@ def report_section(
         lines += [
             f"Units: {len(units)} finished, {len(linked)} of them the study's (reused), "
             f"{hours:.1f} hours of recorded work. Code: {code}. Machines: {machines}. Raw "
-            f"JSON: `{out}/` and the study's `docs/results/fashion_mnist/study/`.",
+            f"JSON: `{out}/` and the study's `{study_out}/`.",
             "",
         ]
     else:
@@ -386,7 +386,8 @@ def write_report(
     units = [u for u in (load(k, n) for k, n in sorted(names)) if u is not None]
     linked = getattr(store, "linked", None)  # the study's units behind reused ones
     costs = load_costs(Path(store.out).parent / COSTS)
-    body = report_section(load, store.out, units, unavailable or {}, linked, costs)
+    study = getattr(store, "study_out", STUDY)
+    body = report_section(load, store.out, units, unavailable or {}, linked, costs, study)
     replace_generated(Path(report_path), BEGIN, END, body)
 
 

@@ -500,6 +500,21 @@ def test_sizes_beyond_a_split_are_refused_before_any_work(nothing_loaded, capsys
     assert nothing_loaded == [] and not out.exists()
 
 
+def test_fewer_eval_images_than_processes_is_refused_before_training(
+    nothing_loaded, capsys, tmp_path, monkeypatch
+) -> None:
+    """Under torchrun ``--n-eval`` below the world size trained the whole run, then the
+    final evaluation could not give every rank an image (also N=4 over 3 ranks: a batch
+    of ceil(4/3) = 2 made 2 batches for 3 ranks; the batch is now N // world)."""
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    out = tmp_path / "never"
+    code, _, err = run_main(
+        capsys, "distill", "--method", "sat", "--n-eval", "2", "--out", str(out)
+    )
+    assert code == 2 and "--n-eval 2 is fewer than the 3 processes (WORLD_SIZE)" in err, err
+    assert nothing_loaded == [] and not out.exists()
+
+
 def _fake_run(out: Path, epochs: int, finished: bool = True) -> None:
     """A folder as distill leaves it: the checkpoint's history (and student.pt)."""
     (out / "checkpoint").mkdir(parents=True)

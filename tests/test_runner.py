@@ -307,3 +307,55 @@ def test_a_finished_student_is_evaluated_only_with_the_settings_its_train_unit_r
     committed_state.write_text("chunks")
     store.record("autoattack", "final-s0", {}, 1.0)
     assert store.evaluation_state("aa-final-s0.json", "autoattack", "final-s0").is_file()
+
+
+def test_a_file_recorded_before_only_existed_names_its_unit_alone() -> None:
+    """81 of the study's 84 files record their phase's command (``--phase grid``), which
+    skips every finished unit: the leaderboard's refusal of a reused unit quoted it as
+    the way to rerun that unit. The unit alone is the script's ``run --only``."""
+    from study_runner.execute import file_rerun_command
+
+    phase = "python experiments/fashion_mnist_study.py --phase grid --threads 1 --report ''"
+    script = "python experiments/fashion_mnist_study.py run --only "
+    assert file_rerun_command({"command": phase, "unit": "train/grid-sat-lr0.04"}) == (
+        script + "train/grid-sat-lr0.04"
+    )
+    # a final's training file is written by its test unit
+    assert file_rerun_command({"command": phase, "unit": "train/final-shipped-sat-s1"}) == (
+        script + "test/final-shipped-sat-s1"
+    )
+    named = script + "train/grid-sat-lr0.1"
+    assert file_rerun_command({"command": named, "unit": "train/grid-sat-lr0.1"}) == named
+    assert file_rerun_command({"unit": "train/grid-sat-lr0.1"}) == "the command that made it"
+
+
+def test_provenance_says_unknown_and_dirty_where_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy without git recorded ``git_dirty: False`` (clean); a new untracked module in
+    the code did not count; a run importing another checkout's ``dard_plugin`` recorded
+    this checkout's commit. Unknown is None, the module counts, the run is refused."""
+    import importlib
+
+    provenance = importlib.import_module("study_runner.provenance")  # the module, not the function
+    monkeypatch.setattr(provenance, "_git", lambda *args: "unknown")
+    assert provenance.git_dirty() is None
+    monkeypatch.undo()
+
+    repo = tmp_path / "checkout"
+    (repo / "dard_plugin").mkdir(parents=True)
+    (repo / "dard_plugin" / "__init__.py").write_text("")
+    for command in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"],
+    ):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    monkeypatch.setattr(provenance, "REPO", repo)
+    assert provenance.git_dirty() is False
+    (repo / "results.json").write_text("{}")  # a result file outside the code: still clean
+    assert provenance.git_dirty() is False
+    (repo / "dard_plugin" / "new_method.py").write_text("")
+    assert provenance.git_dirty() is True
+    with pytest.raises(RuntimeError, match=f"outside this checkout \\({repo}\\).*PYTHONPATH"):
+        provenance.check_code_location()  # dard_plugin comes from the repository under test

@@ -242,16 +242,24 @@ def test_an_open_ended_range_is_written_open() -> None:
         DARDTrainer(classifier(fresh_student()), teacher_model(), temperature=0)
 
 
-@pytest.mark.parametrize("seed", [2**32, -1, 1.5])
+@pytest.mark.parametrize("seed", [2**29, 2**32, -1, 1.5])
 def test_a_seed_torch_would_truncate_is_refused(seed) -> None:
     """torch's CPU generator keeps a seed's low 32 bits: ``seed=2**32`` trained what
-    ``seed=0`` trains, bit for bit; ``distill(seed=1.5)`` failed after loading the data."""
+    ``seed=0`` trains, bit for bit; ``seed=2**29`` shuffled and cropped as ``seed=0`` (the
+    loaders' generators take 3 of the 32 bits for their streams); ``distill(seed=1.5)``
+    failed after loading the data."""
+    from dard_plugin.data import make_loader
+    from dard_plugin.data.loaders import BatchAugment
     from dard_plugin.recipes import distill
 
-    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 4294967295\]"):
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
         SATTrainer(classifier(fresh_student()), seed=seed)
-    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 4294967295\]"):
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
         distill(method="sat", seed=seed, n_train=8, epochs=1, verbose=False)
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
+        make_loader(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), seed=seed)
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
+        BatchAugment(seed=seed)
 
 
 def test_the_start_noise_of_rslad_adaad_mtard_scales_with_the_bounds() -> None:

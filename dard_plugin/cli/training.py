@@ -167,8 +167,9 @@ def _evaluate_into(
     world = distributed()[0]
     if world > 1 and x.shape[0] <= batch_size * (world - 1):
         # a smaller batch, so that every rank's shard holds examples (evaluate refuses an
-        # empty shard); the report then depends on the world size through the batch size
-        batch_size = -(-x.shape[0] // world)
+        # empty shard): N // world gives at least `world` batches (--n-eval >= world is
+        # checked before training); the report then depends on the world size
+        batch_size = max(1, x.shape[0] // world)
         if distributed()[1] == 0:
             logger.info(
                 "evaluation batch size %d so that %d ranks share the work", batch_size, world

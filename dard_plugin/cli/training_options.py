@@ -5,6 +5,7 @@ validation images, the method's own options)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,12 @@ def check_training_args(args: argparse.Namespace) -> None:
     check_data_root(args.data_root)
     _choose_validation(args)
     check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")
+    world = int(os.environ.get("WORLD_SIZE", "1") or "1")  # torchrun's
+    if args.n_eval is not None and args.n_eval < world:
+        raise CommandError(
+            f"--n-eval {args.n_eval} is fewer than the {world} processes (WORLD_SIZE): the "
+            f"final evaluation gives each process at least one image; use --n-eval >= {world}"
+        )
     natural = "--natural" if getattr(args, "natural", False) else None
     if run_method(args) == "natural" and natural is None:
         natural = "--method natural"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from dard_plugin._validation import check_bool, check_choice, check_int
+from dard_plugin._validation import MAX_SEED, check_bool, check_choice, check_int
 from dard_plugin.data.cifar import load_cifar
 from dard_plugin.data.fashion_mnist import DatasetNotFoundError, load_fashion_mnist, read_idx
 from dard_plugin.data.loaders import (
@@ -128,7 +128,9 @@ def get_loader(
     Shuffling and augmentation depend on ``(seed, epoch)`` only, as with torch's
     ``DistributedSampler``: the trainers set the epoch themselves, but a loop of your own
     must call ``dard_plugin.data.set_loader_epoch(loader, epoch)`` at each epoch's start,
-    or every epoch replays the first one's order and crops (unlike ``shuffle=True``)."""
+    or every epoch replays the first one's order (unlike ``shuffle=True``), while the crops
+    go on drawing from where the last pass left them (those of no ``(seed, epoch)``)."""
+    check_int("seed", seed, minimum=0, maximum=MAX_SEED)  # before the data loads
     images, labels = load_dataset(
         name, train=train, root=root, n_examples=n_examples, download=download
     )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dard_plugin._validation import check_bool, check_int
+from dard_plugin._validation import MAX_SEED, check_bool, check_int
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch.Generator:
@@ -28,7 +28,7 @@ class BatchAugment:
     def __init__(self, *, padding: int = 4, flip: bool = True, seed: int = 0) -> None:
         self.padding = check_int("padding", padding, minimum=0)
         self.flip = check_bool("flip", flip)
-        self.seed = check_int("seed", seed, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         self.rank = 0  # a process of a multi-process run draws its own crops and flips
         self.set_epoch(0)
 
@@ -88,7 +88,7 @@ class EpochBatchSampler(Sampler[torch.Tensor]):
         self.n = check_int("n", n, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.shuffle = check_bool("shuffle", shuffle)
-        self.seed = check_int("seed", seed, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
         self.drop_last = check_bool("drop_last", drop_last)
         self.num_replicas = check_int("num_replicas", num_replicas, minimum=1)
         self.rank = check_int("rank", rank, minimum=0)

@@ -178,6 +178,18 @@ class TrainingDivergedError(FloatingPointError):
         self.record = record
 
 
+def end_epoch(loop: Any, epoch: int, record: dict[str, Any], world: int) -> None:
+    """The end of an epoch, before validation and the checkpoint: stop a diverged run
+    (:func:`check_finite_epoch`), then, under torchrun, give every rank rank 0's buffers.
+    DDP keeps the parameters equal; BatchNorm's running statistics are rank 0's at each
+    forward's start but each rank's last batch updates its own, so the ranks would end the
+    run holding different students (the saved one being rank 0's)."""
+    check_finite_epoch(loop, epoch, record, world)
+    if world > 1:
+        for buffer in loop.student.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
 def check_finite_epoch(loop: Any, epoch: int, record: dict[str, Any], world: int) -> None:
     """Raise :class:`TrainingDivergedError` when the epoch's loss terms or the student's
     parameters and buffers are not finite (on any rank, so that every rank stops)."""

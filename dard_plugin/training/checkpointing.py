@@ -239,9 +239,11 @@ def restore_run(
     loop.history = list(state["history"])
     loop.targets.load_state(state)
     loop.load_method_state(state.get("method_state") or {})
-    logger.info(
-        "resumed %s from %s after epoch %d", loop.method, loop.checkpoint_dir, state["epoch"]
-    )
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not distributed or torch.distributed.get_rank() == 0:  # said once, not once per rank
+        logger.info(
+            "resumed %s from %s after epoch %d", loop.method, loop.checkpoint_dir, state["epoch"]
+        )
     return int(state["epoch"])
 
 

@@ -280,7 +280,7 @@ class TrainingLoop(Trainer):
                 if scheduler is not None:
                     scheduler.step()
                 record["seconds"] = time.perf_counter() - started
-                _checks.check_finite_epoch(self, epoch, record, world)
+                _checks.end_epoch(self, epoch, record, world)  # finite; ranks' buffers
                 if validation is not None and rank == 0:
                     assert self.eval_eps is not None and validation_labels is not None
                     record.update(

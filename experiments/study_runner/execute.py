@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study_runner.provenance import script_path
+from study_runner.provenance import check_code_location, script_path
 from study_runner.store import ResultStore
 
 logger = logging.getLogger("experiments.study_runner")
@@ -56,6 +56,21 @@ class UnknownUnitError(OnlyError):
 class ReusedUnitError(OnlyError):
     """``--only`` names a unit whose result the store reuses from elsewhere (another
     study's file with identical settings): it is rerun where it was made."""
+
+
+def file_rerun_command(found: dict[str, Any]) -> str:
+    """The command that reruns a result file's unit alone: the recorded one where it names
+    the unit (``--only``). Files recorded before ``--only`` existed (most of the study's)
+    record their phase's command, which skips finished units: for those, the recording
+    script's ``run --only`` of the file's unit (a final's ``train/`` file is written by
+    its ``test/`` unit, which has the same name)."""
+    command, unit = str(found.get("command") or ""), str(found.get("unit") or "")
+    if not command or not unit or "--only" in command:
+        return command or "the command that made it"
+    kind, _, name = unit.partition("/")
+    if kind == "train" and name.startswith("final-"):
+        unit = f"test/{name}"
+    return f"{command.split(' --')[0]} run --only {unit}"
 
 
 class Runner:
@@ -104,6 +119,7 @@ class Runner:
     def run(self) -> list[str]:
         """Run the plan; returns the ids of the units run. A unit named in ``only`` that was
         finished when this process started is run again into ``<work>/rerun/``."""
+        check_code_location()
         committed = {p.stem for p in self.store.out.glob("*.json")}
         if self.only:
             self.check_only(self.plan(), committed)
@@ -153,7 +169,7 @@ class Runner:
                 where = found.get("linked_from", "another folder")
                 raise ReusedUnitError(
                     f"--only {unit.id}: its result is reused from {where}, not run here; "
-                    f"rerun it there: {found.get('command') or 'the command that made it'}"
+                    f"rerun it there: {file_rerun_command(found)}"
                 )
 
     def claim(self, unit: Unit) -> list[Path]:

@@ -32,6 +32,34 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether the checkout differs from its commit: a tracked file changed anywhere, or an
+    untracked file in the code (``dard_plugin/``, ``experiments/``: a new module a run may
+    import; result files elsewhere do not count). None where git cannot tell (no ``.git``,
+    no git): unknown, not clean."""
+    tracked = _git("status", "--porcelain", "--untracked-files=no")
+    untracked = _git(
+        "status", "--porcelain", "--untracked-files=all", "--", "dard_plugin", "experiments"
+    )
+    if "unknown" in (tracked, untracked):
+        return None
+    return bool(tracked) or bool(untracked)
+
+
+def check_code_location() -> None:
+    """Refuse, before any work, a run whose ``dard_plugin`` is imported from another
+    checkout than the one whose commit the results record (a worktree run with another
+    checkout's editable install, without ``PYTHONPATH``)."""
+    import dard_plugin
+
+    code = Path(dard_plugin.__file__).resolve().parent
+    if not code.is_relative_to(REPO):
+        raise RuntimeError(
+            f"dard_plugin is imported from {code}, outside this checkout ({REPO}), whose "
+            f"commit the results would record; run with PYTHONPATH={REPO}"
+        )
+
+
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
     try:
@@ -55,10 +83,9 @@ def provenance() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": status not in ("", "unknown"),
+        "git_dirty": git_dirty(),
         "versions": versions,
         "machine": {
             "platform": platform.platform(),

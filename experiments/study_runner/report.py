@@ -68,11 +68,13 @@ def machine_label(machine: dict[str, Any]) -> str:
 def code_and_machines(units: dict[str, dict[str, Any]]) -> tuple[str, str]:
     """The commits (with a dirty-tree mark) and the machines behind ``units``: the GPU's
     name, else the CPU (its model where recorded) with its torch threads."""
-    commits = sorted(
-        {(u["provenance"]["git_commit"][:10], u["provenance"]["git_dirty"]) for u in units.values()}
-    )
+    recorded = {
+        (u["provenance"]["git_commit"][:10], u["provenance"]["git_dirty"]) for u in units.values()
+    }
+    commits = sorted(recorded, key=lambda commit: (commit[0], str(commit[1])))
     machines = sorted({machine_label(u["provenance"]["machine"]) for u in units.values()})
-    code = ", ".join(f"`{c}`{' (dirty tree)' if d else ''}" for c, d in commits)
+    marks = {True: " (dirty tree)", None: " (tree state unknown)"}  # None: git could not tell
+    code = ", ".join(f"`{c}`{marks.get(d, '')}" for c, d in commits)
     return code, ", ".join(machines)
 
 
