@@ -37,7 +37,8 @@ EPS = 0.1
 # (rows left at chance at every rate, plain SAT and IAD on tiny-cnn, keep the defaults)
 SELECTED_LR = {
     "small-cnn": {
-        "sat": 0.04, "ard": 0.015, "rslad": 0.04, "dard": 0.015, "iad": 0.04, "mtard": 0.1,
+        "sat": 0.04, "ard": 0.015, "rslad": 0.04, "dard": 0.015, "iad": 0.04, "adaad": 0.04,
+        "mtard": 0.1,
     },
     "tiny-cnn": {"ard": 0.015, "rslad": 0.1, "dard": 0.015, "adaad": 0.04, "mtard": 0.1},
 }  # fmt: skip
