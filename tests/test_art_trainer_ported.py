@@ -132,3 +132,88 @@ def test_predict_on_a_module_before_and_after_fit(mnist_subset) -> None:
         trainer.predict(x_test * 255)
     trainer.fit(x_train, y_train, nb_epochs=1)
     assert np.array_equal(trainer.predict(x_test), trainer.get_classifier().predict(x_test))
+
+
+def test_targeted_attack_error(mnist_subset) -> None:
+    """ART's ``test_adversarial_trainer.py::test_targeted_attack_error`` (``fit`` with
+    ``nb_epochs=2, batch_size=10`` raises ``NotImplementedError`` for a targeted attack):
+    the trainers trained on it, on examples pushed towards the true labels. Refused when
+    the trainer is built and, for an attack made targeted after that, when ``fit`` starts,
+    the student untouched."""
+    import dard_plugin
+    from dard_plugin.training import SATTrainer
+
+    x_train, y_train, _, _ = mnist_subset
+    model = copy.deepcopy(trained_fmnist_model()).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    targeted = dard_plugin.DPGD(model, eps=0.3, alpha=0.03, steps=5)
+    targeted.set_mode_targeted_by_label(quiet=True)
+    with pytest.raises(NotImplementedError, match="targeted attack"):
+        SATTrainer(model, optimizer=optimizer, attack=targeted)
+    attack = dard_plugin.DPGD(model, eps=0.3, alpha=0.03, steps=5)
+    trainer = SATTrainer(model, optimizer=optimizer, attack=attack, verbose=False)
+    attack.set_mode_targeted_random(quiet=True)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(NotImplementedError, match="set_mode_default"):
+        trainer.fit(x_train, y_train, nb_epochs=2, batch_size=10)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_exceptions() -> None:
+    """ART's ``test_adversarial_trainer.py::test_exceptions``: an attack that is no attack
+    raises ``ValueError`` (here also a ``TypeError``, what it is)."""
+    from dard_plugin.training import SATTrainer
+
+    model = copy.deepcopy(trained_fmnist_model())
+    with pytest.raises(ValueError, match="attack must be None"):
+        SATTrainer(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), attack="attack")
+
+
+def test_an_art_attack_object_trains_as_in_arts_trainers(mnist_subset) -> None:
+    """ART's TRADES trainer test builds ``ProjectedGradientDescent(classifier, norm=np.inf,
+    eps=0.3, eps_step=0.03, max_iter=5, num_random_init=1, batch_size=128)`` and gives it to
+    the trainer; the trainers refused an ART attack object (a ``TypeError``). It trains at
+    those values, five epochs of batch 128: reproducibly by the seed (ART's random starts
+    drawn from numpy's global state, seeded from the run and given back), the inputs and the
+    caller's random state untouched; ``DicePGD`` too; a targeted one or one built on another
+    classifier is refused before any work."""
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    from dard_plugin.art import DicePGD
+    from dard_plugin.training import SATTrainer
+
+    x_train, y_train, x_test, _ = mnist_subset
+    originals = x_train.copy()
+    art_values = {"norm": np.inf, "eps": 0.3, "eps_step": 0.03, "max_iter": 5, "batch_size": 128}
+    weights = []
+    for _ in range(2):
+        classifier = art_classifier()
+        attack = ProjectedGradientDescent(
+            classifier, num_random_init=1, verbose=False, **art_values
+        )
+        trainer = SATTrainer(classifier, attack=attack, seed=3, verbose=False)
+        numpy_state = np.random.get_state()[1].copy()
+        trainer.fit(x_train, y_train, nb_epochs=5, batch_size=128)
+        assert np.array_equal(np.random.get_state()[1], numpy_state)
+        assert trainer.student.training
+        assert trainer.attack_norm == "Linf" and trainer.attack_eps == 0.3
+        weights.append(copy.deepcopy(classifier.model.state_dict()))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert np.array_equal(x_train, originals)
+    assert trainer.predict(x_test).shape == (100, 10)
+    classifier = art_classifier()
+    dice = DicePGD(classifier, eps=0.3, eps_step=0.03, max_iter=5, verbose=False)
+    SATTrainer(classifier, attack=dice, verbose=False).fit(x_train, y_train, nb_epochs=1)
+    # DARD's teacher attack takes the student's ART attack's budget, as a torchattacks one's
+    dard = trainer_for("dard")
+    art_pgd = ProjectedGradientDescent(dard.get_classifier(), verbose=False, **art_values)
+    dard = type(dard)(dard.get_classifier(), dard.teacher, attack=art_pgd, verbose=False)
+    assert (dard.teacher_attack.eps, dard.teacher_attack.alpha, dard.teacher_attack.steps) == (
+        0.3,
+        0.03,
+        5,
+    )
+    with pytest.raises(NotImplementedError, match="targeted"):
+        SATTrainer(classifier, attack=DicePGD(classifier, targeted=True, verbose=False))
+    with pytest.raises(ValueError, match="built on another estimator"):
+        SATTrainer(art_classifier(), attack=dice)

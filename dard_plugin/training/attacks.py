@@ -2,7 +2,8 @@
 
 A training attack is ``attack(model, images, labels, generator) -> adversarial images``.
 Users pass None (the method's default), a dict of settings (``norm``, ``eps``, ``alpha``,
-``steps``), a torchattacks attack built on the student, or any callable with that signature.
+``steps``), a torchattacks attack built on the student, an ART evasion attack built on the
+classifier being trained (``training/art_attacks.py``), or any callable with that signature.
 ``norm="L2"`` runs the package's one L2 loop (:func:`~dard_plugin.attacks.pgd.pgd_l2`); its
 default budget is :data:`L2_TRAINING_EPS` and its default step ``eps / 4``.
 """
@@ -23,6 +24,14 @@ from torch import nn
 from dard_plugin._validation import check_budget, check_choice, check_int
 from dard_plugin.attacks.dpgd import dpgd_objective, l2_default_step
 from dard_plugin.attacks.pgd import NORMS, cross_entropy_objective, projected_gradient_descent
+from dard_plugin.training.art_attacks import (
+    art_eps,
+    art_norm,
+    art_training_attack,
+    check_untargeted_art,
+    describe_art_attack,
+    is_art_attack,
+)
 
 TrainingAttack = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 ATTACK_KINDS = ("dpgd", "pgd")
@@ -153,6 +162,8 @@ def declared_norm(attack: object, settings: AttackSettings | None) -> str | None
         return settings.norm
     from torchattacks.attack import Attack
 
+    if is_art_attack(attack):
+        return art_norm(attack)
     if not isinstance(attack, Attack):
         return None
     norm = getattr(attack, "norm", None)
@@ -199,6 +210,7 @@ def resolve_attack(
                 "attack must be built on the student being trained "
                 "(e.g. torchattacks.PGD(student, ...)); it is built on another model"
             )
+        check_untargeted(attack)
         eps = getattr(attack, "eps", None)
 
         def run_torchattacks(
@@ -211,13 +223,34 @@ def resolve_attack(
             adversarial: torch.Tensor = attack(images, labels)
             return adversarial
 
+        run_torchattacks.source_attack = attack  # type: ignore[attr-defined]
         return run_torchattacks, None, float(eps) if eps is not None else None
+    if is_art_attack(attack):
+        return art_training_attack(attack, student), None, art_eps(attack)
     if callable(attack):
         return attack, None, None
-    raise TypeError(
-        "attack must be None, a dict of settings (eps, alpha, steps), a torchattacks "
-        f"attack built on the student, or a callable; got {type(attack).__name__}"
+    raise AttackTypeError(
+        "attack must be None, a dict of settings (eps, alpha, steps), a torchattacks or "
+        f"ART attack built on the student, or a callable; got {type(attack).__name__}"
     )
+
+
+class AttackTypeError(TypeError, ValueError):
+    """An ``attack`` of a kind the trainers cannot run: a ``TypeError``, and the
+    ``ValueError`` ART's trainers raise for one (``AdversarialTrainer(classifier, "a")``)."""
+
+
+def check_untargeted(attack: Any) -> None:
+    """Refuse a targeted torchattacks or ART attack for training, as ART's trainers do
+    (``NotImplementedError``): its examples move towards the labels given, the true ones."""
+    if is_art_attack(attack):
+        check_untargeted_art(attack)
+    elif getattr(attack, "targeted", False):
+        raise NotImplementedError(
+            f"attack: adversarial training with a targeted attack ({type(attack).__name__} "
+            "in a set_mode_targeted_* mode) would train on examples pushed towards the true "
+            "labels; use it untargeted (attack.set_mode_default())"
+        )
 
 
 # torchattacks' attributes that name where an attack runs, not what it computes
@@ -243,6 +276,8 @@ def describe_attack(attack: object) -> dict[str, Any] | None:
             if not key.startswith("_") and key not in _TORCHATTACKS_PLACE
         }
         return {"torchattacks": type(attack).__name__, **public}
+    if is_art_attack(attack):
+        return describe_art_attack(attack)
     if isinstance(attack, functools.partial):
         return {
             "callable": _qualified_name(attack.func),
@@ -268,12 +303,14 @@ def _is_setting(value: Any) -> bool:
 
 
 def settings_of(description: Mapping[str, Any] | None, norm: str) -> AttackSettings | None:
-    """The settings a torchattacks attack declares (from :func:`describe_attack`): its
-    ``eps``, its ``alpha`` (``eps / 4`` where it has none, the package's step) and its
-    ``steps`` (10 where it has none), in ``norm``; None where it declares no ``eps``."""
-    if not description or "torchattacks" not in description:
+    """The settings a torchattacks or ART attack declares (from :func:`describe_attack`):
+    its ``eps``, its ``alpha`` (ART's ``eps_step``; ``eps / 4`` where it has none, the
+    package's step) and its ``steps`` (ART's ``max_iter``; 10 where it has none), in
+    ``norm``; None where it declares no ``eps``."""
+    if not description or not ({"torchattacks", "art"} & set(description)):
         return None
-    eps, alpha, steps = (description.get(key) for key in ("eps", "alpha", "steps"))
+    keys = ("eps", "eps_step", "max_iter") if "art" in description else ("eps", "alpha", "steps")
+    eps, alpha, steps = (description.get(key) for key in keys)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
         return None
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
