@@ -38,6 +38,7 @@ from torch import nn
 from dard_plugin.art import DicePGD
 from dard_plugin.attacks.dpgd import dpgd_objective
 from dard_plugin.attacks.pgd import projected_gradient_descent
+from dard_plugin.data import load_dataset
 
 ART_EPS = 1.0  # ART's tests' eps (the whole [0, 1] range)
 ART_EPS_STEP = 0.1
@@ -454,3 +455,40 @@ def test_backend_untargeted_and_random_initialisation_images(mnist_subset) -> No
     # backend_test_random_initialisation_images (upstream: num_random_init=3, defaults)
     attack = DicePGD(classifier, num_random_init=3, verbose=False, **ART_PGD_DEFAULTS)
     assert bool((x_test == attack.generate(x_test)).all()) is False
+
+
+@needs_fashion_mnist
+def test_momentum_iterative_method_images() -> None:
+    """ART's ``tests/attacks/evasion/test_momentum_iterative_method.py``: ``test_images`` and
+    ``test_images_targeted`` (labels given) at ART's values, ``eps=0.3, eps_step=0.1,
+    decay=1.0, max_iter=10`` on 100 images: ``DicePGD(decay=...)`` is ART's MIM with the Dice
+    objective, and its largest perturbation reaches the budget, as ART asserts (ART's mean
+    perturbations are its MNIST model's: not transferable)."""
+    x, y = (t.numpy() for t in load_dataset("fashion-mnist", train=False, n_examples=100))
+    classifier = image_classifier()
+    values = {"eps": 0.3, "eps_step": 0.1, "decay": 1.0, "max_iter": 10, "verbose": False}
+    for labels in (None, y):
+        x_adv = DicePGD(classifier, **values).generate(x=x, y=labels)
+        assert float(np.max(np.abs(x - x_adv))) == pytest.approx(0.3)
+        assert float(np.min(x_adv)) >= 0.0 and float(np.max(x_adv)) <= 1.0
+
+
+def test_momentum_check_params_and_repr() -> None:
+    """ART's MIM ``test_check_params`` (each value a ``ValueError``) and
+    ``tests/attacks/test_attack.py::test_attack_repr`` (``targeted=True, decay=0.5``: the
+    class name and the attack's parameters in the ``repr``)."""
+    classifier = image_classifier()
+    for bad in (
+        {"norm": 0},
+        {"eps": -1},
+        {"eps": 1, "eps_step": -1},
+        {"decay": -1},
+        {"max_iter": -1},
+        {"targeted": "true"},
+        {"batch_size": 0},
+        {"verbose": "true"},
+    ):
+        with pytest.raises(ValueError):
+            DicePGD(classifier, **bad)
+    shown = repr(DicePGD(classifier, targeted=True, decay=0.5))
+    assert shown.startswith("DicePGD(") and "targeted=True" in shown and "decay=0.5" in shown

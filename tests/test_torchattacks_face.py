@@ -196,3 +196,44 @@ def test_model_in_train_mode_left_exactly_as_found(tiny_cnn) -> None:
     DPGD(tiny_cnn, steps=3)(images, labels)
     assert tiny_cnn.training and all(m.training for m in tiny_cnn.modules())
     assert_state_equal(tiny_cnn, snapshot)
+
+
+def test_set_model_training_mode_as_torchattacks_pgd() -> None:
+    """torchattacks' ``set_model_training_mode(model_training, batchnorm_training,
+    dropout_training)``: the flags the model, its BatchNorm and its dropout have inside the
+    attack's forwards are torchattacks.PGD's, for each setting (only ``False`` was tested)."""
+
+    class Recording(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.inner = TinyCNN()
+            self.seen: set[tuple[bool, bool, bool]] = set()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            batch_norm, dropout = self.inner.features[1], self.inner.features[3]
+            self.seen.add((self.training, batch_norm.training, dropout.training))
+            return self.inner(x)
+
+    x, y, _ = make_prototype_data(n=8)
+    for settings in (
+        {"model_training": True},
+        {"model_training": True, "batchnorm_training": True, "dropout_training": True},
+        {"model_training": False},
+    ):
+        seen = {}
+        for name, make in (
+            (
+                "torchattacks.PGD",
+                lambda m: torchattacks.PGD(m, eps=8 / 255, alpha=2 / 255, steps=2),
+            ),
+            ("DPGD", lambda m: DPGD(m, steps=2)),
+            ("DPGDL2", lambda m: dard_plugin.DPGDL2(m, steps=2)),
+        ):
+            model = Recording().eval()
+            attack = make(model)
+            attack.set_model_training_mode(**settings)
+            attack(x, y)
+            seen[name] = model.seen
+        assert seen["DPGD"] == seen["torchattacks.PGD"] == seen["DPGDL2"], (settings, seen)
+        assert len(seen["DPGD"]) == 1
