@@ -1,7 +1,8 @@
 """DARD as an ART trainer, in ART's own types: a PyTorchClassifier student, numpy arrays
 with one-hot labels to ``fit``, an ART ``PyTorchDataGenerator`` to ``fit_generator``, a run
-interrupted and resumed from its checkpoint, and ``get_classifier()`` attacked by ART's PGD
-and by ``DicePGD`` (offline, the shipped Fashion-MNIST teacher).
+interrupted and resumed from its checkpoint, SAT with an ART ``ProjectedGradientDescent``
+object as its attack (as ART's own trainers take one), and ``get_classifier()`` attacked by
+ART's PGD and by ``DicePGD`` (offline, the shipped Fashion-MNIST teacher).
 
     python examples/art_trainer.py --n-train 5000 --epochs 4 --out runs/art-trainer
     python examples/art_trainer.py --fast     # seconds: 512 training, 64 test images
@@ -103,7 +104,8 @@ def main() -> None:
     )
     print(f"  DARD student: {robust_accuracy(resumed.get_classifier(), x_test, y_test, args.eps)}")
 
-    # 2. SAT, the baseline, from an ART DataGenerator (a torch DataLoader behind it)
+    # 2. SAT, the baseline, from an ART DataGenerator (a torch DataLoader behind it), with
+    # an ART attack object built on the classifier being trained, as ART's trainers take one
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
         batch_size=128,
@@ -111,11 +113,12 @@ def main() -> None:
         generator=torch.Generator().manual_seed(0),
     )
     generator = PyTorchDataGenerator(loader, size=len(x), batch_size=128)
-    sat = SATTrainer(
-        art_student(0.04, seed=0),
-        attack={"eps": args.eps, "alpha": args.eps / 4, "steps": 10},
-        verbose=False,
-    )
+    sat_student = art_student(0.04, seed=0)
+    art_pgd = ProjectedGradientDescentPyTorch(
+        sat_student, eps=args.eps, eps_step=args.eps / 4, max_iter=10, num_random_init=1,
+        batch_size=128, verbose=False,
+    )  # fmt: skip
+    sat = SATTrainer(sat_student, attack=art_pgd, verbose=False)
     sat.fit_generator(generator, nb_epochs=args.epochs)
     print(f"  SAT student: {robust_accuracy(sat.get_classifier(), x_test, y_test, args.eps)}")
     print(f"(first {args.n_test} test images, eps {args.eps}, {args.n_train} training images)")
