@@ -139,7 +139,8 @@ def test_targeted_attack_error(mnist_subset) -> None:
     ``nb_epochs=2, batch_size=10`` raises ``NotImplementedError`` for a targeted attack):
     the trainers trained on it, on examples pushed towards the true labels. Refused when
     the trainer is built and, for an attack made targeted after that, when ``fit`` starts,
-    the student untouched."""
+    the student untouched. torchattacks' other target modes choose other classes than the
+    labels given (random, least likely): accepted."""
     import dard_plugin
     from dard_plugin.training import SATTrainer
 
@@ -152,11 +153,13 @@ def test_targeted_attack_error(mnist_subset) -> None:
         SATTrainer(model, optimizer=optimizer, attack=targeted)
     attack = dard_plugin.DPGD(model, eps=0.3, alpha=0.03, steps=5)
     trainer = SATTrainer(model, optimizer=optimizer, attack=attack, verbose=False)
-    attack.set_mode_targeted_random(quiet=True)
+    attack.set_mode_targeted_by_label(quiet=True)
     before = copy.deepcopy(model.state_dict())
-    with pytest.raises(NotImplementedError, match="set_mode_default"):
+    with pytest.raises(NotImplementedError, match="set_mode_targeted_by_label"):
         trainer.fit(x_train, y_train, nb_epochs=2, batch_size=10)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    attack.set_mode_targeted_random(quiet=True)
+    SATTrainer(model, optimizer=optimizer, attack=attack, verbose=False)
 
 
 def test_exceptions() -> None:
@@ -173,10 +176,10 @@ def test_an_art_attack_object_trains_as_in_arts_trainers(mnist_subset) -> None:
     """ART's TRADES trainer test builds ``ProjectedGradientDescent(classifier, norm=np.inf,
     eps=0.3, eps_step=0.03, max_iter=5, num_random_init=1, batch_size=128)`` and gives it to
     the trainer; the trainers refused an ART attack object (a ``TypeError``). It trains at
-    those values, five epochs of batch 128: reproducibly by the seed (ART's random starts
-    drawn from numpy's global state, seeded from the run and given back), the inputs and the
-    caller's random state untouched; ``DicePGD`` too; a targeted one or one built on another
-    classifier is refused before any work."""
+    those values, five epochs of batch 128: reproducibly by the trainer's seed whatever
+    numpy's global state (ART draws its random starts there: seeded from the run and given
+    back), another seed another student, the inputs untouched; under bf16 autocast too
+    (ART's numpy path takes no bf16); ``DicePGD`` too."""
     from art.attacks.evasion import ProjectedGradientDescent
 
     from dard_plugin.art import DicePGD
@@ -185,35 +188,81 @@ def test_an_art_attack_object_trains_as_in_arts_trainers(mnist_subset) -> None:
     x_train, y_train, x_test, _ = mnist_subset
     originals = x_train.copy()
     art_values = {"norm": np.inf, "eps": 0.3, "eps_step": 0.03, "max_iter": 5, "batch_size": 128}
-    weights = []
-    for _ in range(2):
+
+    def train(seed: int, numpy_seed: int, epochs: int = 5, **options) -> dict[str, torch.Tensor]:
         classifier = art_classifier()
         attack = ProjectedGradientDescent(
             classifier, num_random_init=1, verbose=False, **art_values
         )
-        trainer = SATTrainer(classifier, attack=attack, seed=3, verbose=False)
+        trainer = SATTrainer(classifier, attack=attack, seed=seed, verbose=False, **options)
+        np.random.seed(numpy_seed)
         numpy_state = np.random.get_state()[1].copy()
-        trainer.fit(x_train, y_train, nb_epochs=5, batch_size=128)
+        trainer.fit(x_train, y_train, nb_epochs=epochs, batch_size=128)
         assert np.array_equal(np.random.get_state()[1], numpy_state)
         assert trainer.student.training
         assert trainer.attack_norm == "Linf" and trainer.attack_eps == 0.3
-        weights.append(copy.deepcopy(classifier.model.state_dict()))
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        assert trainer.predict(x_test).shape == (100, 10)
+        return copy.deepcopy(classifier.model.state_dict())
+
+    first, second, other = train(3, 1), train(3, 2), train(4, 1)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
     assert np.array_equal(x_train, originals)
-    assert trainer.predict(x_test).shape == (100, 10)
+    train(3, 1, amp=True, epochs=1)  # ART's predict on a bf16 tensor failed
     classifier = art_classifier()
     dice = DicePGD(classifier, eps=0.3, eps_step=0.03, max_iter=5, verbose=False)
     SATTrainer(classifier, attack=dice, verbose=False).fit(x_train, y_train, nb_epochs=1)
-    # DARD's teacher attack takes the student's ART attack's budget, as a torchattacks one's
+
+
+def test_an_art_attack_must_attack_what_the_trainer_trains() -> None:
+    """Refused before any work: a targeted ART attack (the trainer's labels, the true ones,
+    would be its targets), one built on another classifier than the one given, and for a
+    module given, one whose classifier has preprocessing or other clip values than the
+    trainer's bounds (its examples left [0, 1]). Its settings: DARD's teacher attack takes
+    its budget; an L1 attack's eps is no validation budget; its fingerprint leaves out its
+    progress bars and keeps an array of budgets."""
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    from dard_plugin.art import DicePGD
+    from dard_plugin.training import SATTrainer
+    from dard_plugin.training.attacks import describe_attack
+
+    classifier = art_classifier()
+    with pytest.raises(NotImplementedError, match="targeted=True"):
+        SATTrainer(classifier, attack=DicePGD(classifier, targeted=True, verbose=False))
+    with pytest.raises(ValueError, match="another estimator than the classifier given"):
+        SATTrainer(classifier, attack=DicePGD(art_classifier(), verbose=False))
+    model = copy.deepcopy(trained_fmnist_model())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def of_model(**options) -> PyTorchClassifier:
+        defaults = {"loss": nn.CrossEntropyLoss(), "input_shape": (1, 28, 28), "nb_classes": 10}
+        return PyTorchClassifier(model=model, **{**defaults, **options})
+
+    for options, problem in (
+        ({"clip_values": (0.0, 1.0), "preprocessing": (0.5, 0.1)}, "has preprocessing"),
+        ({}, "clip_values are not the trainer's bounds"),
+        ({"clip_values": (0.0, 1.0)}, None),
+    ):
+        attack = ProjectedGradientDescent(of_model(**options), eps=0.1, verbose=False)
+        if problem is None:
+            SATTrainer(model, optimizer=optimizer, attack=attack)
+            continue
+        with pytest.raises(ValueError, match=problem):
+            SATTrainer(model, optimizer=optimizer, attack=attack)
     dard = trainer_for("dard")
-    art_pgd = ProjectedGradientDescent(dard.get_classifier(), verbose=False, **art_values)
+    art_pgd = ProjectedGradientDescent(dard.get_classifier(), eps=0.3, eps_step=0.03, max_iter=5)
     dard = type(dard)(dard.get_classifier(), dard.teacher, attack=art_pgd, verbose=False)
     assert (dard.teacher_attack.eps, dard.teacher_attack.alpha, dard.teacher_attack.steps) == (
         0.3,
         0.03,
         5,
     )
-    with pytest.raises(NotImplementedError, match="targeted"):
-        SATTrainer(classifier, attack=DicePGD(classifier, targeted=True, verbose=False))
-    with pytest.raises(ValueError, match="built on another estimator"):
-        SATTrainer(art_classifier(), attack=dice)
+    l1 = ProjectedGradientDescent(classifier, norm=1, eps=0.9, verbose=False)
+    assert SATTrainer(classifier, attack=l1).attack_eps is None
+    quiet = describe_attack(ProjectedGradientDescent(classifier, eps=0.1, verbose=False))
+    assert quiet == describe_attack(ProjectedGradientDescent(classifier, eps=0.1, verbose=True))
+    budgets = [np.full((1, 1, 1), eps, dtype=np.float32) for eps in (0.1, 0.3)]
+    described = [describe_attack(DicePGD(classifier, eps=b, eps_step=b / 4)) for b in budgets]
+    assert described[0] != described[1]

@@ -93,9 +93,17 @@ def test_adaad_attack_step_goes_through_the_compiled_path(
     ``compile_attack`` left plain, silently. It is a module now: its step is routed
     through the compiled path (here a stand-in compiler that returns the function, so no
     graph is built) and trains the plain path's weights, bit for bit."""
-    from dard_plugin.training import AdaADTrainer
+    from dard_plugin.training import AdaADTrainer, models
 
     monkeypatch.setattr(_fast.torch, "compile", lambda function, mode=None: function)
+    pairs: list[nn.Module] = []
+
+    class Recorded(models.StudentAndTeacher):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            pairs.append(self)
+
+    monkeypatch.setattr(models, "StudentAndTeacher", Recorded)
     x, y, _ = make_prototype_data(n=10)
     teacher = tiny_model(5).eval()
     students, trainers = {}, {}
@@ -109,11 +117,12 @@ def test_adaad_attack_step_goes_through_the_compiled_path(
         students[compiled] = student
     for name, value in students[False].state_dict().items():
         assert torch.equal(students[True].state_dict()[name], value), name
-    pair = trainers[True]._attack_pair
-    assert pair is not None and pair.student is students[True] and pair.teacher is teacher
+    # one module per fit (kept across its batches, let go at its end)
+    assert len(pairs) == 2 and all(t._attack_pair is None for t in trainers.values())
+    assert pairs[1].student is students[True] and pairs[1].teacher is teacher
     # two full batches of 4 compiled after each first look; the last batch of 2 plain
-    assert _fast.compiled_step_calls(pair) == {"compiled": 5, "plain": 4}
-    assert _fast.compiled_step_calls(trainers[False]._attack_pair) == {"compiled": 0, "plain": 0}
+    assert _fast.compiled_step_calls(pairs[1]) == {"compiled": 5, "plain": 4}
+    assert _fast.compiled_step_calls(pairs[0]) == {"compiled": 0, "plain": 0}
 
 
 def test_a_failing_compiler_falls_back_to_the_plain_step(

@@ -318,11 +318,12 @@ def test_a_file_recorded_before_only_existed_names_its_unit_alone() -> None:
     phase = "python experiments/fashion_mnist_study.py --phase grid --threads 1 --report ''"
     script = "python experiments/fashion_mnist_study.py run --only "
     assert file_rerun_command({"command": phase, "unit": "train/grid-sat-lr0.04"}) == (
-        script + "train/grid-sat-lr0.04"
+        script + "train/grid-sat-lr0.04 --threads 1"
     )
-    # a final's training file is written by its test unit
-    assert file_rerun_command({"command": phase, "unit": "train/final-shipped-sat-s1"}) == (
-        script + "test/final-shipped-sat-s1"
+    # a final's training file is written by its test unit; the device is kept too
+    final = phase.replace("grid", "final") + " --device cuda --out x"
+    assert file_rerun_command({"command": final, "unit": "train/final-shipped-sat-s1"}) == (
+        script + "test/final-shipped-sat-s1 --device cuda --threads 1"
     )
     named = script + "train/grid-sat-lr0.1"
     assert file_rerun_command({"command": named, "unit": "train/grid-sat-lr0.1"}) == named

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchattacks
 from art.estimators.classification import PyTorchClassifier
-from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from conftest import PrototypeLinear, TinyCNN, dard_in_process, make_prototype_data, state_snapshot
 from torch import nn
 
 from dard_plugin.training import ARDTrainer, AttackSettings, DARDTrainer, SATTrainer
@@ -243,11 +243,12 @@ def test_an_open_ended_range_is_written_open() -> None:
 
 
 @pytest.mark.parametrize("seed", [2**29, 2**32, -1, 1.5])
-def test_a_seed_torch_would_truncate_is_refused(seed) -> None:
+def test_a_seed_torch_would_truncate_is_refused(seed, tmp_path) -> None:
     """torch's CPU generator keeps a seed's low 32 bits: ``seed=2**32`` trained what
     ``seed=0`` trains, bit for bit; ``seed=2**29`` shuffled and cropped as ``seed=0`` (the
     loaders' generators take 3 of the 32 bits for their streams); ``distill(seed=1.5)``
     failed after loading the data."""
+    from dard_plugin import evaluate
     from dard_plugin.data import make_loader
     from dard_plugin.data.loaders import BatchAugment
     from dard_plugin.recipes import distill
@@ -260,6 +261,12 @@ def test_a_seed_torch_would_truncate_is_refused(seed) -> None:
         make_loader(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), seed=seed)
     with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
         BatchAugment(seed=seed)
+    with pytest.raises((ValueError, TypeError), match=r"seed must be an int in \[0, 536870911\]"):
+        evaluate(fresh_student().eval(), torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
+                 eps=0.1, seed=seed)  # fmt: skip
+    if isinstance(seed, int):
+        done = dard_in_process("distill", "--seed", str(seed), "--out", str(tmp_path / "run"))
+        assert done.returncode == 2 and "--seed must be an int in [0, 536870911]" in done.stderr
 
 
 def test_the_start_noise_of_rslad_adaad_mtard_scales_with_the_bounds() -> None:

@@ -178,13 +178,13 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
 def check_training_args(args: argparse.Namespace) -> None:
     """Every argument checked before any data, model or teacher is loaded: the checks of
     :func:`~dard_plugin.recipes.distill` (shared, naming the flags) and the command's own."""
-    from dard_plugin._validation import check_choice, check_int
+    from dard_plugin._validation import MAX_SEED, check_choice, check_int
     from dard_plugin.data import check_n_examples
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.recipes import check_distill_settings
 
     check_choice("--norm", args.norm, ["Linf", "L2"])
-    check_int("--seed", args.seed, minimum=0)
+    check_int("--seed", args.seed, minimum=0, maximum=MAX_SEED)
     check_data_root(args.data_root)
     _choose_validation(args)
     check_n_examples(args.dataset, args.n_eval, train=False, argument="--n-eval")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from dard_plugin._labels import read_labels
 from dard_plugin._validation import (
+    MAX_SEED,
     check_choice,
     check_eps_plausible,
     check_images,
@@ -191,7 +192,7 @@ def evaluate(
         if name in SUITE:
             check_norm_supported(name, norm)
     batch_size = check_int("batch_size", batch_size, minimum=1)  # numpy ints as ints
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)  # one range everywhere
     images = check_images("images", images, (0.0, 1.0))  # rounding errors clipped
     if images.ndim != 4 and {"autoattack", "square"} & set(attacks):
         raise ValueError(

@@ -28,7 +28,7 @@ from dard_plugin.training.art_attacks import (
     art_eps,
     art_norm,
     art_training_attack,
-    check_untargeted_art,
+    check_untargeted,
     describe_art_attack,
     is_art_attack,
 )
@@ -182,6 +182,7 @@ def resolve_attack(
     default_kind: str,
     student: nn.Module,
     bounds: tuple[float, float] = (0.0, 1.0),
+    classifier: Any = None,
 ) -> tuple[TrainingAttack, AttackSettings | None, float | None]:
     """``(attack function, its settings if known, its eps if known)``; the package's
     attacks stay inside ``bounds`` (a torchattacks attack clips to its own [0, 1])."""
@@ -226,7 +227,8 @@ def resolve_attack(
         run_torchattacks.source_attack = attack  # type: ignore[attr-defined]
         return run_torchattacks, None, float(eps) if eps is not None else None
     if is_art_attack(attack):
-        return art_training_attack(attack, student), None, art_eps(attack)
+        trained = student if classifier is None else classifier  # the ART classifier, or module
+        return art_training_attack(attack, student, trained, bounds), None, art_eps(attack)
     if callable(attack):
         return attack, None, None
     raise AttackTypeError(
@@ -238,19 +240,6 @@ def resolve_attack(
 class AttackTypeError(TypeError, ValueError):
     """An ``attack`` of a kind the trainers cannot run: a ``TypeError``, and the
     ``ValueError`` ART's trainers raise for one (``AdversarialTrainer(classifier, "a")``)."""
-
-
-def check_untargeted(attack: Any) -> None:
-    """Refuse a targeted torchattacks or ART attack for training, as ART's trainers do
-    (``NotImplementedError``): its examples move towards the labels given, the true ones."""
-    if is_art_attack(attack):
-        check_untargeted_art(attack)
-    elif getattr(attack, "targeted", False):
-        raise NotImplementedError(
-            f"attack: adversarial training with a targeted attack ({type(attack).__name__} "
-            "in a set_mode_targeted_* mode) would train on examples pushed towards the true "
-            "labels; use it untargeted (attack.set_mode_default())"
-        )
 
 
 # torchattacks' attributes that name where an attack runs, not what it computes

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from dard_plugin._validation import check_eps_plausible
 from dard_plugin.attacks._fast import compiled_attacks
-from dard_plugin.training import _checks, models
-from dard_plugin.training.attacks import AttackSettings, TrainingAttack, check_untargeted
+from dard_plugin.training import _checks, art_attacks, models
+from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource, seeded_python_random
 from dard_plugin.training.checkpointing import (
     Checkpointer,
@@ -391,7 +391,7 @@ class TrainingLoop(Trainer):
 
     def _check_budgets(self, input_shape: tuple[int, ...], *, validating: bool) -> None:
         """Before any work: every budget against the bounds and input shape; no targeted attack."""
-        check_untargeted(getattr(self.attack, "source_attack", None))
+        art_attacks.check_untargeted(getattr(self.attack, "source_attack", None))
         budgets = self.attack_budgets()
         if validating:
             assert self.eval_eps is not None

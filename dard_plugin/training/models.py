@@ -349,6 +349,17 @@ def fold_batch_norm(model: nn.Module, sample: torch.Tensor | None = None) -> nn.
     return folded
 
 
+class StudentAndTeacher(nn.Module):
+    """Student and teacher logits side by side: AdaAD's attack model, compilable (a module)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        super().__init__()
+        self.student, self.teacher = student, teacher
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.student(images), self.teacher(images)], dim=1)
+
+
 def kept_in_eval(student: nn.Module) -> list[nn.Module]:
     """The submodules the caller put in eval mode inside a student in train mode (a frozen
     BatchNorm): they stay in eval mode while the student trains. A student given wholly in

@@ -30,18 +30,6 @@ from dard_plugin.training.loop import distributed
 from dard_plugin.training.trainer import AdversarialTrainerBase, Batch
 
 
-class _StudentAndTeacher(torch.nn.Module):
-    """AdaAD's attack model: the student's and the teacher's logits side by side. A module
-    (not a closure), so that ``compile_attack`` compiles its step as the other methods'."""
-
-    def __init__(self, student: torch.nn.Module, teacher: torch.nn.Module) -> None:
-        super().__init__()
-        self.student, self.teacher = student, teacher
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.student(images), self.teacher(images)], dim=1)
-
-
 class IADTrainer(AdversarialTrainerBase):
     """IAD-I (Zhu et al., ICLR 2022, "Reliable Adversarial Distillation with Unreliable
     Teachers"): ARD with the teacher's reliability on the student's adversarial example,
@@ -166,7 +154,7 @@ class AdaADTrainer(AdversarialTrainerBase):
         self.igdm = check_real("igdm", igdm, low=0.0)
         self.kl_reduction = check_choice("kl_reduction", kl_reduction, KL_REDUCTIONS)
         self.teacher_output_names = ("teacher_nat",) if self.alpha < 1.0 else ()
-        self._attack_pair: _StudentAndTeacher | None = None
+        self._attack_pair: models.StudentAndTeacher | None = None
         super().__init__(classifier, teacher, **kwargs)
 
     def config(self) -> dict[str, Any]:
@@ -181,14 +169,23 @@ class AdaADTrainer(AdversarialTrainerBase):
     def schedule_spans_run(self) -> bool:
         return self.igdm > 0.0  # its weight grows as (epoch + 1) / nb_epochs
 
+    @property
+    def teacher(self) -> Any:
+        return self._teacher
+
+    @teacher.setter
+    def teacher(self, model: Any) -> None:
+        # fit swaps in a folded copy and gives the teacher back at its end: the attack's
+        # module is rebuilt around the new one, and the copy not kept alive after fit
+        self._teacher, self._attack_pair = model, None
+
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if not self.uses_method_attack:
             return super().craft_adversarial(batch, targets)
         assert self.teacher is not None
-        pair = self._attack_pair
-        if pair is None or pair.student is not self.student or pair.teacher is not self.teacher:
-            # one module per (student, teacher), so that a compiled step is kept across batches
-            pair = self._attack_pair = _StudentAndTeacher(self.student, self.teacher)
+        pair = self._attack_pair  # one per (student, teacher): a compiled step is kept
+        if pair is None or pair.student is not self.student:
+            pair = self._attack_pair = models.StudentAndTeacher(self.student, self.teacher)
 
         def objective(
             logits: torch.Tensor, labels: torch.Tensor, step: int, steps: int

@@ -220,7 +220,11 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
         self.fold_teacher = fold_teacher
         self.channels_last = bool(channels_last)  # decided on the first batch when None
         self.attack, self.attack_settings, attack_eps = resolve_attack(
-            attack, default_kind=self.default_attack, student=self.student, bounds=self.bounds
+            attack,
+            default_kind=self.default_attack,
+            student=self.student,
+            bounds=self.bounds,
+            classifier=self._classifier,
         )
         self.attack_description = describe_attack(attack)  # fingerprinted where no settings
         if eps_warmup_epochs is not None:

@@ -63,14 +63,22 @@ def file_rerun_command(found: dict[str, Any]) -> str:
     the unit (``--only``). Files recorded before ``--only`` existed (most of the study's)
     record their phase's command, which skips finished units: for those, the recording
     script's ``run --only`` of the file's unit (a final's ``train/`` file is written by
-    its ``test/`` unit, which has the same name)."""
+    its ``test/`` unit, which has the same name), with the recorded ``--device`` and
+    ``--threads``."""
     command, unit = str(found.get("command") or ""), str(found.get("unit") or "")
     if not command or not unit or "--only" in command:
         return command or "the command that made it"
     kind, _, name = unit.partition("/")
     if kind == "train" and name.startswith("final-"):
         unit = f"test/{name}"
-    return f"{command.split(' --')[0]} run --only {unit}"
+    words = shlex.split(command)
+    kept = [
+        word
+        for flag in ("--device", "--threads")
+        if flag in words[:-1]
+        for word in (flag, words[words.index(flag) + 1])
+    ]
+    return shlex.join([*words[:2], "run", "--only", unit, *kept])
 
 
 class Runner:
