@@ -53,7 +53,7 @@ def student_file(tmp_path_factory) -> Path:
 @pytest.mark.slow  # three CLI runs, one importing robustbench (~30 s on 2 shared cores)
 def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
     """Once refused: "invalid choice: 'fashion-mnist'"."""
-    done = dard("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
+    done = dard_in_process("teachers", "--dataset", "fashion-mnist", "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     rows = {row["name"]: row for row in json.loads(done.stdout)}
     assert sorted(rows) == [
@@ -71,24 +71,26 @@ def test_teachers_lists_the_shipped_fashion_mnist_teacher() -> None:
         "dard-fmnist-teacher-natural": (92.75, 0.00, 200),
     }
     assert all(row["source"] == "dard-plugin" for row in rows.values())
-    text = dard("teachers", "--dataset", "fashion-mnist")
+    text = dard_in_process("teachers", "--dataset", "fashion-mnist")
     assert "dard-fmnist-teacher-strong" in text.stdout
     assert "measured (AutoAttack, 200 images)" in text.stdout
-    zoo = dard("teachers", "--quiet")
+    zoo = dard_in_process("teachers", "--quiet")
     lines = zoo.stdout.splitlines()
     assert lines[2].split()[:3] == ["Amini2024MeanSparse_S-WRN-94-16", "93.60", "73.10"]
     assert "RobustBench: adaptive (AA 75.28)" in lines[2]
     assert "RobustBench: AutoAttack" in lines[1] and "AA unreliable" in lines[-2]
-    listed = json.loads(dard("teachers", "--json").stdout)
+    listed = json.loads(dard_in_process("teachers", "--json").stdout)
     assert listed[1]["robust_acc"] == 73.10 and listed[1]["external_acc"] == 73.10
 
 
 def test_eps_covering_the_range_is_refused_before_work(student_file, tmp_path) -> None:
     for command in ("evaluate", "attack"):
-        done = dard(command, str(student_file), "--eps", "8", "--out", str(tmp_path / command))
+        done = dard_in_process(
+            command, str(student_file), "--eps", "8", "--out", str(tmp_path / command)
+        )
         assert_one_line_error(done, "--eps=8 covers the whole input range", "8/255")
     # L2: Fashion-MNIST's 28x28 box has L2 diameter 28
-    done = dard("evaluate", str(student_file), "--norm", "L2", "--eps", "29")
+    done = dard_in_process("evaluate", str(student_file), "--norm", "L2", "--eps", "29")
     assert_one_line_error(done, "--eps=29", "L2 diameter of the box is 28", "0.5")
     assert not list(tmp_path.iterdir())
 
@@ -166,9 +168,9 @@ def test_architecture_mismatch_names_the_file_and_the_arch(student_file) -> None
 @pytest.mark.slow  # two CLI runs that import robustbench for the zoo's names (~40 s)
 def test_unknown_teacher_names_named_with_closest(tmp_path) -> None:
     """Once `dard distill --teacher NoSuchTeacher` answered about the dataset."""
-    done = dard("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))
+    done = dard_in_process("distill", "--teacher", "NoSuchTeacher", "--out", str(tmp_path / "d"))
     assert_one_line_error(done, "got 'NoSuchTeacher' for dataset 'fashion-mnist'")
-    done = dard("evaluate", "dard-fmnist-teachr")
+    done = dard_in_process("evaluate", "dard-fmnist-teachr")
     assert_one_line_error(
         done,
         "Did you mean dard-fmnist-teacher, dard-fmnist-teacher-strong, "

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import PrototypeLinear, TinyCNN, make_prototype_data, state_snapshot
+from conftest import (
+    PrototypeLinear,
+    TinyCNN,
+    dard_in_process,
+    make_prototype_data,
+    state_snapshot,
+)
 from torch import nn
 
 from dard_plugin.attacks.pgd import cross_entropy_objective, pgd_linf
@@ -743,22 +749,13 @@ def test_dard_distill_cli_runs_each_method(method: str, tmp_path) -> None:
 
 
 def test_cli_refuses_mtard_without_a_natural_teacher(tmp_path) -> None:
-    done = subprocess.run(
-        [*DARD_CLI, "distill", "--method", "mtard", "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = dard_in_process("distill", "--method", "mtard", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "--natural-teacher" in done.stderr, done.stderr
-    done = subprocess.run(
-        [*DARD_CLI, "distill", "--method", "adaad", "--temperature", "3", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = dard_in_process(
+        "distill", "--method", "adaad", "--temperature", "3", "--out", str(tmp_path)
     )
     assert done.returncode == 2 and "--temperature" in done.stderr, done.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
