@@ -265,8 +265,11 @@ def test_a_seed_torch_would_truncate_is_refused(seed, tmp_path) -> None:
         evaluate(fresh_student().eval(), torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
                  eps=0.1, seed=seed)  # fmt: skip
     if isinstance(seed, int):
-        done = dard_in_process("distill", "--seed", str(seed), "--out", str(tmp_path / "run"))
-        assert done.returncode == 2 and "--seed must be an int in [0, 536870911]" in done.stderr
+        for command in ("distill", "evaluate dard-fmnist-teacher"):
+            done = dard_in_process(*command.split(), "--seed", str(seed), "--out", str(tmp_path))
+            assert done.returncode == 2, done.stderr
+            assert "--seed must be an int in [0, 536870911]" in done.stderr, done.stderr
+        assert not list(tmp_path.iterdir())  # refused before any work
 
 
 def test_the_start_noise_of_rslad_adaad_mtard_scales_with_the_bounds() -> None:

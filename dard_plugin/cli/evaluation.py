@@ -131,7 +131,7 @@ def _remove_evaluation(out: Path) -> None:
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
     prints and writes the report)."""
-    from dard_plugin._validation import check_choice, check_int
+    from dard_plugin._validation import MAX_SEED, check_choice, check_int
     from dard_plugin.data import check_n_examples, load_dataset
     from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.evaluation.distributed import check_torchrun_environment
@@ -144,6 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         check_choice("--attacks", attack, list(ATTACK_NAMES))
     check_n_examples(args.dataset, args.n_examples, train=False, argument="--n-examples")
     check_int("--batch-size", args.batch_size, minimum=1)
+    check_int("--seed", args.seed, minimum=0, maximum=MAX_SEED)  # before the model loads
     curve = _parse_curve(args)
     _check_existing_evaluation(args)
     check_torchrun_environment()
