@@ -18,6 +18,7 @@ from leaderboard_design import (
     N_EVAL,
     SEEDS,
     STUDENTS,
+    STUDY_OUT,
     Loader,
     call,
     final_name,
@@ -42,7 +43,6 @@ from study_runner.report import (
 
 BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 FIGURES = "results/fashion_mnist/leaderboard"  # as docs/leaderboard.md links them
-STUDY = Path("docs/results/fashion_mnist/study")  # the study's units, reused where identical
 COSTS = "costs"  # beside the unit folder: the measured costs, one file per machine
 PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
 SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the budget warm-up
@@ -349,7 +349,7 @@ def report_section(
     unavailable: dict[str, str],
     linked: Loader | None = None,
     costs: dict[str, dict[str, Any]] | None = None,
-    study_out: Path = STUDY,
+    study_out: Path = Path(STUDY_OUT),
 ) -> str:
     lines: list[str] = []
     for student in STUDENTS:
@@ -386,7 +386,7 @@ def write_report(
     units = [u for u in (load(k, n) for k, n in sorted(names)) if u is not None]
     linked = getattr(store, "linked", None)  # the study's units behind reused ones
     costs = load_costs(Path(store.out).parent / COSTS)
-    study = getattr(store, "study_out", STUDY)
+    study = getattr(store, "study_out", STUDY_OUT)
     body = report_section(load, store.out, units, unavailable or {}, linked, costs, study)
     replace_generated(Path(report_path), BEGIN, END, body)
 

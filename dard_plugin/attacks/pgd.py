@@ -67,8 +67,15 @@ def eval_mode(model: Model) -> Iterator[None]:
     if not isinstance(model, nn.Module):
         yield
         return
+    with module_flags_kept(model):
+        model.eval()
+        yield
+
+
+@contextlib.contextmanager
+def module_flags_kept(model: nn.Module) -> Iterator[None]:
+    """Every submodule's train/eval flag given back on leaving the block, also on an error."""
     flags = [(module, module.training) for module in model.modules()]
-    model.eval()
     try:
         yield
     finally:
@@ -385,6 +392,7 @@ __all__ = [
     "cross_entropy_objective",
     "eval_mode",
     "kl_objective",
+    "module_flags_kept",
     "pgd_l1",
     "pgd_l2",
     "pgd_linf",

@@ -24,6 +24,7 @@ from dard_plugin.attacks.dpgd import (
     dpgd_l2,
     l2_default_step,
 )
+from dard_plugin.attacks.pgd import module_flags_kept
 
 
 class _ModesKept(Attack):
@@ -34,13 +35,9 @@ class _ModesKept(Attack):
     def __call__(
         self, inputs: torch.Tensor, labels: torch.Tensor | None = None, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
-        flags = [(module, module.training) for module in self.model.modules()]
-        try:
+        with module_flags_kept(self.model):
             adversarial: torch.Tensor = super().__call__(inputs, labels, *args, **kwargs)
-            return adversarial
-        finally:
-            for module, training in flags:
-                module.training = training
+        return adversarial
 
 
 class DPGD(_ModesKept):

@@ -174,11 +174,11 @@ def standardisation_note(student: nn.Module) -> str:
     return f", standardised {tensor_digest(*stats)}" if stats else ""
 
 
-def distributed_world_size() -> int:
-    """The number of processes training together (1 without torch.distributed)."""
+def distributed() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless torch.distributed is initialised (torchrun)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return int(torch.distributed.get_world_size())
-    return 1
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 def validation_fingerprint(
@@ -216,7 +216,7 @@ def restore_run(
         logger.info("no checkpoint in %s: starting from scratch", loop.checkpoint_dir)
         return 0
     loop.checkpointer.check_fingerprint(state, fingerprint)
-    world = distributed_world_size()
+    world = distributed()[0]
     if state.get("world_size", world) != world:  # absent before 2026-12-03
         raise ValueError(
             f"resume refused: {loop.checkpoint_dir} was trained by {state['world_size']} "
@@ -239,8 +239,7 @@ def restore_run(
     loop.history = list(state["history"])
     loop.targets.load_state(state)
     loop.load_method_state(state.get("method_state") or {})
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if not distributed or torch.distributed.get_rank() == 0:  # said once, not once per rank
+    if distributed()[1] == 0:  # said once, not once per rank
         logger.info(
             "resumed %s from %s after epoch %d", loop.method, loop.checkpoint_dir, state["epoch"]
         )
@@ -258,7 +257,7 @@ def save_run(
     state = {
         "fingerprint": fingerprint,
         "validation": validation,
-        "world_size": distributed_world_size(),
+        "world_size": distributed()[0],
         "epoch": epochs_done,
         "nb_epochs": loop.nb_epochs,  # the run's planned length (check_run_length)
         "model": loop.student.state_dict(),

@@ -27,6 +27,7 @@ from dard_plugin.training.attacks import AttackSettings, TrainingAttack
 from dard_plugin.training.batches import Batch, BatchSource, seeded_python_random
 from dard_plugin.training.checkpointing import (
     Checkpointer,
+    distributed,
     restore_run,
     run_fingerprint,
     save_run,
@@ -40,13 +41,6 @@ logger = logging.getLogger(__name__)
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
-
-
-def distributed() -> tuple[int, int]:
-    """(world size, rank): (1, 0) unless torch.distributed is initialised (torchrun)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
 
 
 class TrainingLoop(Trainer):
