@@ -347,6 +347,39 @@ def test_random_eps_and_master_seed_reproducibility(prototype_model, data) -> No
     assert 0 < drawn <= 0.1 + 1e-6
 
 
+@pytest.mark.parametrize("eps", [0.1, "per-sample"])
+def test_random_eps_with_a_generator_follows_it_and_leaves_numpy_alone(
+    prototype_model, data, eps
+) -> None:
+    """With ``generator`` given, random_eps's draw came from numpy's global generator
+    still: the same generator seed gave other examples, and numpy's state moved."""
+    x, y = data
+    classifier = classifier_for(prototype_model)
+    budget = 0.1 if eps == 0.1 else np.linspace(0.05, 0.1, x.shape[0]).reshape(-1, 1, 1, 1)
+    step = 0.02 if eps == 0.1 else np.full_like(budget, 0.02)
+
+    def run(seed: int) -> np.ndarray:
+        attack = DicePGD(
+            classifier,
+            eps=budget,
+            eps_step=step,
+            max_iter=2,
+            random_eps=True,
+            verbose=False,
+            generator=torch.Generator().manual_seed(seed),
+            num_random_init=1,
+        )
+        return attack.generate(x, y)
+
+    np.random.seed(0)
+    state = np.random.get_state()
+    first = run(123)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # numpy's global state kept
+    np.random.seed(1)  # another global state changes nothing
+    assert np.array_equal(run(123), first)
+    assert not np.array_equal(run(124), first)
+
+
 def test_decay_momentum(prototype_model, data) -> None:
     x, y = data
     classifier = classifier_for(prototype_model)

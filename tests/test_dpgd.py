@@ -115,6 +115,29 @@ def test_later_steps_also_move_fooled_samples(prototype_data, prototype_model) -
     assert (adversarial - images)[fooled].abs().amax() > 0
 
 
+@pytest.mark.parametrize("reduction", ["batch", "sample"])
+def test_the_schedule_acts_only_through_its_zero_first_weight(
+    tiny_cnn, monkeypatch, reduction: str
+) -> None:
+    """A property of the method for classification (docs/method.md): each sample lies in one
+    set, so lambda_t scales its whole gradient by (1 - lambda_t) or lambda_t, which the sign
+    step ignores. The weights after step 0 change nothing; lambda_0 = 0 (the fooled samples
+    hold still at step 0) is what the schedule does."""
+    import dard_plugin.losses.dpgd as dpgd_loss_module
+
+    torch.manual_seed(1)
+    images, labels = torch.rand(48, 1, 8, 8), torch.randint(0, 10, (48,))
+
+    def attack() -> torch.Tensor:
+        return dpgd(tiny_cnn, images, labels, eps=0.1, alpha=0.025, steps=6, reduction=reduction)
+
+    paper = attack()
+    monkeypatch.setattr(dpgd_loss_module, "segpgd_lambda", lambda t, steps: 0.3 * (t > 0))
+    assert torch.equal(attack(), paper)
+    monkeypatch.setattr(dpgd_loss_module, "segpgd_lambda", lambda t, steps: 0.3)
+    assert not torch.equal(attack(), paper)
+
+
 def test_linear_model_closed_form_direction(prototype_data, prototype_model) -> None:
     # For a correctly classified sample the Dice loss rises as p_y falls: the first step must
     # have a positive inner product with the gradient of -(logit_y - mean logit).

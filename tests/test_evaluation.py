@@ -4,6 +4,7 @@ reports (JSON, markdown, plots), model untouched, bad input."""
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import os
 
@@ -362,6 +363,14 @@ def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> No
             state_path=state,
             verbose=False,
         )
+    # a state written by another pyautoattack release (an upgrade between the runs)
+    for written in sorted(tmp_path.glob("aa*.json")):
+        payload = json.loads(written.read_text())
+        assert payload["settings"]["pyautoattack"] == importlib.metadata.version("pyautoattack")
+        payload["settings"]["pyautoattack"] = "0.1.0"
+        written.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"differs in \['pyautoattack'\]"):
+        evaluate(model, x, y, eps=0.22, attacks=("apgd-ce",), state_path=state, verbose=False)
 
 
 @pytest.mark.slow  # APGD-CE through evaluate and through pyautoattack per chunk (~25 s)

@@ -507,7 +507,11 @@ def test_teachers_are_left_untouched(method: str, targets: str) -> None:
     teacher, natural = TinyCNN().eval(), TinyCNN().eval()
     snapshots = [state_snapshot(teacher), state_snapshot(natural)]
     student = TinyCNN()
-    extra = {"natural_teacher": natural} if METHODS[method].needs_natural_teacher else {}
+    extra: dict[str, object] = (
+        {"natural_teacher": natural} if METHODS[method].needs_natural_teacher else {}
+    )
+    if method.startswith("adaad") and targets == "cached":
+        extra["alpha"] = 0.5  # with alpha=1 AdaAD has nothing to cache (refused)
     trainer = build_trainer(
         method,
         student,
@@ -841,13 +845,25 @@ def test_adaad_batchnorm_statistics_see_the_batches_the_code_runs(method: str) -
         ("sat", {"cache_refresh_epochs": 2}, "cache_refresh_epochs=2 does not apply"),
         ("natural", {"teacher_targets": "cached"}, "teacher_targets='cached' does not apply"),
         ("natural", {"attack_kind": "dpgd"}, "attack kind 'dpgd' does not apply"),
+        # trained plain AdaAD, recorded as adaad-igdm
+        ("adaad-igdm", {"igdm": 0.0}, r"presets igdm=1.0; igdm=0.0 would train another"),
+        # ran online, recorded as cached
+        (
+            "adaad",
+            {"teacher_targets": "cached"},
+            "AdaADTrainer with these settings reads none",
+        ),
     ],
 )
 def test_options_of_an_absent_teacher_or_attack_are_refused(
     method: str, option: dict[str, object], message: str
 ) -> None:
-    """They changed nothing but the run's fingerprint (and were silently accepted)."""
+    """They changed nothing but the run's fingerprint and records (and were silently
+    accepted)."""
+    from dard_plugin import load_teacher
     from dard_plugin.recipes import distill
 
+    if METHODS[method].needs_teacher:
+        option = {**option, "teacher": load_teacher("dard-fmnist-teacher")}
     with pytest.raises(ValueError, match=message):
         distill(method=method, n_train=64, n_val=16, epochs=1, verbose=False, **option)

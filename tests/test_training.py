@@ -476,6 +476,32 @@ def test_an_art_generators_own_get_batch_and_size_are_what_trains(kind: str) -> 
     assert counted == [16, 16, 16, 16]
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_numpy_generator_dropping_its_remainder_trains_arts_number_of_batches(
+    shuffle: bool,
+) -> None:
+    """ART's ``NumpyDataGenerator`` drops a short last batch by default, so its own epoch
+    is ``floor(size / batch_size)`` batches; ART's trainers call ``get_batch``
+    ``ceil(size / batch_size)`` times an epoch, running on into its next pass. Iterating
+    the generator trained 2 batches of 16 an epoch on 40 images where ART trains 3."""
+    x, y, _ = make_prototype_data(n=40)
+    labels: list[torch.Tensor] = []
+
+    def record(model, images, batch_labels, generator):
+        labels.append(batch_labels.clone())
+        return images
+
+    student, optimizer = student_and_optimizer()
+    SATTrainer(student, optimizer=optimizer, attack=record, verbose=False).fit_generator(
+        NumpyDataGenerator(x.numpy(), y.numpy(), batch_size=16, shuffle=shuffle), nb_epochs=2
+    )
+    assert [len(batch) for batch in labels] == [16] * 6
+    if not shuffle:  # ART's own stream of get_batch calls, batch for batch
+        stream = NumpyDataGenerator(x.numpy(), y.numpy(), batch_size=16)
+        expected = [torch.as_tensor(stream.get_batch()[1]) for _ in range(6)]
+        assert all(torch.equal(a, b) for a, b in zip(labels, expected, strict=True))
+
+
 @pytest.mark.parametrize("source", ["dataloader", "art-generator", "art-numpy-generator"])
 def test_fit_generator_leaves_the_global_rng_and_follows_the_seed(source: str) -> None:
     """Probing the first batch started a shuffling DataLoader's iterator outside the run's

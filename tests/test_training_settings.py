@@ -115,6 +115,29 @@ def test_teacher_batch_size_without_cached_targets_is_refused() -> None:
     )
 
 
+def test_cached_targets_for_a_loss_with_nothing_to_cache_are_refused() -> None:
+    """AdaAD with alpha=1 queries the teacher only on its attack's examples: with
+    teacher_targets='cached' it ran online while its records said cached (bit-identical
+    weights, the online cost), and a resume with 'online' was refused as another run."""
+    from dard_plugin.training import AdaADTrainer
+
+    student = fresh_student()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.05)
+    for options in ({}, {"igdm": 1.0}):
+        with pytest.raises(ValueError, match=r"AdaADTrainer with these settings reads none"):
+            AdaADTrainer(
+                student, teacher_model(), optimizer=optimizer, teacher_targets="cached", **options
+            )
+    mixed = AdaADTrainer(  # alpha < 1 reads the teacher on the natural images: cacheable
+        student, teacher_model(), optimizer=optimizer, alpha=0.5, teacher_targets="cached"
+    )
+    assert mixed.targets.cached
+    done = dard_in_process(
+        "distill", "--method", "adaad", "--teacher-targets", "cached", "--out", "unwritten"
+    )
+    assert done.returncode == 2 and "reads none" in done.stderr, done.stderr
+
+
 def test_per_feature_clip_values_are_read_or_refused_by_name() -> None:
     uniform = (np.zeros((1, 8, 8)), np.ones((1, 8, 8)))
     trainer = SATTrainer(classifier(fresh_student(), clip=uniform), attack=ATTACK)

@@ -138,24 +138,34 @@ def check_inputs(attack: DicePGDParameters, x: np.ndarray, y: np.ndarray | None)
 
 
 def draw_eps(
-    eps: float | np.ndarray, eps_step: float | np.ndarray, random_eps: bool
+    eps: float | np.ndarray,
+    eps_step: float | np.ndarray,
+    random_eps: bool,
+    generator: torch.Generator | None = None,
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
     """ART's ``random_eps``: eps from a normal truncated to [0, eps] with scale eps/2,
-    drawn from numpy's global generator; eps_step keeps its ratio to eps. A zero budget
+    drawn from numpy's global generator (ART's), or from a numpy state seeded by
+    ``generator`` when one is given; eps_step keeps its ratio to eps. A zero budget
     (where nothing may move, and ART divides by zero) stays zero with its eps_step."""
     if not random_eps:
         return eps, eps_step
+    state = None
+    if generator is not None:
+        seed = torch.randint(0, 2**31, (1,), generator=generator, device=generator.device)
+        state = np.random.RandomState(int(seed))
     if isinstance(eps, (int, float)):
         if eps == 0:
             return 0.0, eps_step
         distribution = truncnorm(0.0, 2.0, loc=0.0, scale=eps / 2)
-        drawn = float(np.round(distribution.rvs(1)[0], 10))
+        drawn = float(np.round(distribution.rvs(1, random_state=state)[0], 10))
         return drawn, eps_step / eps * drawn
     positive = eps > 0
     safe = np.where(positive, eps, 1.0)  # zero budgets drawn at a dummy scale, then dropped
     scale = safe / 2
     distribution = truncnorm(np.zeros_like(safe), safe / scale, loc=0.0, scale=scale)
-    drawn_array = np.where(positive, np.round(distribution.rvs(size=eps.shape), 10), 0.0)
+    drawn_array = np.where(
+        positive, np.round(distribution.rvs(size=eps.shape, random_state=state), 10), 0.0
+    )
     step = np.where(positive, eps_step / safe * drawn_array, eps_step)
     return drawn_array, step
 

@@ -62,8 +62,9 @@ class DicePGD(EvasionAttack):
     :param max_iter: number of iterations (0 returns ``x`` unchanged, as ART).
     :param targeted: descend the Dice loss towards the labels ``y`` given to ``generate``.
     :param num_random_init: number of random initialisations in the eps ball (0: start at
-        ``x``). After the first, a sample takes each later restart that succeeds, as in
-        ART's PGD.
+        ``x``). After the first, a sample takes each later restart that misclassifies it,
+        judged against ``y`` (ART's PGD judges an untargeted restart against the clean
+        prediction; the two agree for ``y=None``).
     :param batch_size: number of samples attacked together.
     :param random_eps: draw eps per ``generate`` call from a normal distribution truncated
         to [0, eps] (scale eps/2), scaling eps_step to keep eps/eps_step, as ART does.
@@ -74,9 +75,10 @@ class DicePGD(EvasionAttack):
         independent of ``batch_size`` up to float32 rounding, as ART users expect of that
         parameter) or ``"batch"``
         (the paper's one Dice per set over the batch, for reproducing the paper).
-    :param generator: random source of the random initialisations. If None, they are drawn
-        by ART's ``random_sphere`` from numpy's global generator, so ART's ``master_seed``
-        makes runs reproducible.
+    :param generator: random source of the random initialisations and of ``random_eps``'s
+        draw, leaving numpy's global generator untouched. If None, they are drawn as ART
+        draws them (``random_sphere``, scipy's ``truncnorm``) from numpy's global
+        generator, so ART's ``master_seed`` makes runs reproducible.
     """
 
     attack_params = [  # noqa: RUF012  (ART's own convention: a class-level list)
@@ -172,7 +174,9 @@ class DicePGD(EvasionAttack):
         parameters.check_inputs(self, x, y)
         nb_classes = self.estimator.nb_classes
         labels = None if y is None else parameters.label_indices(y, x.shape[0], nb_classes)
-        eps, eps_step = parameters.draw_eps(self.eps, self.eps_step, self.random_eps)
+        eps, eps_step = parameters.draw_eps(
+            self.eps, self.eps_step, self.random_eps, self.generator
+        )
         out_dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(ART_NUMPY_DTYPE)
         if self.max_iter == 0:
             return x.astype(out_dtype, copy=True)

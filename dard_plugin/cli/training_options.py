@@ -79,7 +79,10 @@ def add_parsers(commands: Any) -> None:
         "--cache-refresh-epochs",
         type=int,
         default=None,
-        help="with cached targets: recompute them every K epochs",
+        help=(
+            "with cached targets: recompute them every K epochs (the same numbers, unless "
+            "the teacher's weights change during the run)"
+        ),
     )
     distill.add_argument(
         "--attack-kind",

@@ -163,9 +163,13 @@ def run_autoattack(
     it exists; ``fingerprint`` identifies the data and model, so that a state file written
     for others is refused. The global RNG, which AutoAttack reseeds, is restored afterwards.
     """
+    from importlib.metadata import version
+
     from pyautoattack import AutoAttack
 
     settings = {
+        # a resume after an upgrade would join chunks of two versions under one report
+        "pyautoattack": version("pyautoattack"),
         "attacks": list(parts),
         "eps": float(eps),
         "norm": norm,

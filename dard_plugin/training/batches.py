@@ -84,7 +84,10 @@ def _iterates_as_get_batch(generator: Any, iterator: Any, length: int | None) ->
     if type(generator).get_batch not in stock:
         return False
     if isinstance(generator, NumpyDataGenerator):
-        return True  # it iterates its own arrays, an epoch of batches_per_epoch
+        # it iterates its own arrays, an epoch of batches_per_epoch: floor(size /
+        # batch_size) with drop_remainder, one short of what ART's trainers take whenever
+        # the size is not a multiple; such an epoch is read through get_batch instead
+        return length is None or int(generator.batches_per_epoch) == length
     try:
         return length is None or len(iterator) == length  # type: ignore[arg-type]
     except TypeError:  # a source of unknown length: its size says how many batches

@@ -42,7 +42,8 @@ class ClassifierFace:
     def predict(self, x: np.ndarray | torch.Tensor, **kwargs: Any) -> np.ndarray:
         """The student's logits on ``x`` (N, C, H, W), as ART's trainers' ``predict``: the
         classifier's ``predict`` (``batch_size=`` passes through), the student's train/eval
-        flags restored. Before ``fit``, a module is wrapped for this call at ``x``'s shape."""
+        flags and torch's global RNG restored. Before ``fit``, a module is wrapped for this
+        call at ``x``'s shape."""
         images = as_images(x, "x")
         self._check_images("x", images)
         classifier = self._classifier
@@ -52,7 +53,9 @@ class ClassifierFace:
             else:
                 classes = models.student_classes(self.student, images, self.bounds)
                 classifier = self._wrapped(tuple(images.shape[1:]), classes)
-        with eval_mode(self.student):
+        # ART's predict iterates a DataLoader, whose iterator draws a seed from torch's
+        # global RNG: forked, so that predicting leaves the caller's random stream alone
+        with eval_mode(self.student), torch.random.fork_rng(devices=[]):
             return np.asarray(classifier.predict(images.cpu().numpy(), **kwargs))
 
     def _wrapped(self, input_shape: tuple[int, ...], classes: int) -> Any:

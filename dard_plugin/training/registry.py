@@ -145,6 +145,13 @@ def build_trainer(
         raise ValueError(f"method {name!r} takes no natural_teacher")
     if spec.online_only and kwargs.get("teacher_targets") == "cached":
         raise ValueError(f"method {name!r} needs teacher_targets='online'")
+    for key, preset in spec.options.items():  # a preset switched off is another method
+        if preset and key in kwargs and not kwargs[key]:
+            raise ValueError(
+                f"method {name!r} presets {key}={preset!r}; {key}={kwargs[key]!r} would "
+                f"train another method under its name: drop {key} (or give it a nonzero "
+                "value), or choose the method without it"
+            )
     options = {**spec.options, **kwargs}
     if spec.needs_natural_teacher:
         options["natural_teacher"] = natural_teacher

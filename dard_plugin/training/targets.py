@@ -25,9 +25,20 @@ class TeacherTargets:
     """The teacher's outputs named ``names`` for each batch."""
 
     def __init__(
-        self, mode: str, names: tuple[str, ...], refresh_epochs: int | None = None
+        self,
+        mode: str,
+        names: tuple[str, ...],
+        refresh_epochs: int | None = None,
+        owner: str = "the trainer",
     ) -> None:
         self.mode = check_choice("teacher_targets", mode, TEACHER_TARGETS)
+        if self.mode == "cached" and not names:
+            raise ValueError(
+                f"teacher_targets='cached' stores the teacher's outputs on the training "
+                f"images, and {owner} with these settings reads none (each teacher query is "
+                "on an example the student's attack makes, e.g. AdaAD with alpha=1): it "
+                "would run online while recorded as cached; use 'online'"
+            )
         if refresh_epochs is not None:
             check_int("cache_refresh_epochs", refresh_epochs, minimum=1)
             if self.mode != "cached":

@@ -86,8 +86,8 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
         teacher_targets: ``"online"`` computes the teacher's outputs for the exact batch the
             student sees (cost: for DARD, a teacher DPGD attack per batch); ``"cached"``
             computes them once per training image, on the un-augmented image, and reuses
-            them (recomputed every ``cache_refresh_epochs`` epochs if given, and whenever
-            the training images or the teacher change).
+            them (rebuilt for other images or teacher weights; ``cache_refresh_epochs``
+            recomputes them every K epochs: the same numbers, unless the teacher changes).
         seed: seeds shuffling, augmentation, random starts and (inside each epoch only)
             the global RNG used by dropout; the caller's global RNG state is restored.
         device: where to train (default: the student's device; never assumed to be CUDA).
@@ -183,7 +183,7 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
                 teacher_batch_size=teacher_batch_size,
             )
         self.targets = TeacherTargets(
-            teacher_targets, self.teacher_output_names, cache_refresh_epochs
+            teacher_targets, self.teacher_output_names, cache_refresh_epochs, type(self).__name__
         )
         self.teacher_targets = self.targets.mode
         self.cache_refresh_epochs = cache_refresh_epochs
