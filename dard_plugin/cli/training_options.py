@@ -161,7 +161,16 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
         help="ramp the training attack's eps (and step) linearly over the first K epochs: "
         "epoch e uses eps * min(1, e / K) (default: no ramp)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=(
+            "seeds the training (order, crops, random starts, dropout); the final "
+            "evaluation's attacks keep seed 0, as dard evaluate's default, so that students "
+            "of different seeds are attacked alike (report.json records it)"
+        ),
+    )
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument(
         "--resume",
