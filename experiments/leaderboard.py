@@ -22,9 +22,9 @@ Units, per student and row (``leaderboard_design.py`` holds the rules):
   run that diverges too: its NaN student counts 0 correct; a diverged final stops the run).
 - ``test/final-<row>-<student>-s<seed>``: 30 epochs at the selected lr (the study found 30
   better than 15 by 1.5-2.5 points; the report shows each row's validation gain over its
-  last 10 epochs to check flatness), seeds 0, 1, 2; the study's six attacks on the first
-  1,000 test images, worst case per sample (it trains the student first where ``--work``
-  lacks it and records ``train/final-...``).
+  last 10 epochs to check flatness), seeds 0, 1, 2; the study's six rows (clean and five
+  attacks) on the first 1,000 test images, worst case per sample (it trains the student
+  first where ``--work`` lacks it and records ``train/final-...``).
 - ``autoattack/final-<row>-<student>-s0``: AutoAttack standard on the first 500.
 
 Reused: the study's units with identical settings (small-cnn, shipped teacher: the grid of

@@ -243,14 +243,14 @@ def student_section(
     lines = [
         f"### `{student}` ({PARAMETERS.get(student, '')})",
         "",
-        f"Test: clean and worst case per sample over the study's six attacks on the first "
-        f"{N_EVAL:,} test images (mean ± sample std over seeds, %); AutoAttack standard on the "
-        f"first {N_AA}, seed 0. Calls on clean / worst case, difference of means in points: "
-        "called only beyond the sum of the two seed spreads. Best = the highest mean worst "
-        f"case{f': {LABELS[best.row]}' if best else ''}. vs SAT = against the SAT row with the "
-        f"higher mean worst case ({LABELS[baseline.row]}). Epoch cost: the finals' median "
-        "epoch seconds, averaged, over those of all SAT finals (both SAT rows) on the same "
-        "machine (wall-clock on a shared machine: rough).",
+        "Test: clean and worst case per sample over the study's six rows (clean, FGSM, PGD, "
+        f"DPGD, APGD-CE, APGD-T) on the first {N_EVAL:,} test images (mean ± sample std "
+        f"over seeds, %); AutoAttack standard on the first {N_AA}, seed 0. Calls on clean / "
+        "worst case, difference of means in points: called only beyond the sum of the two "
+        f"seed spreads. Best = the highest mean worst case{f': {LABELS[best.row]}' if best else ''}"
+        f". vs SAT = against the SAT row with the higher mean worst case ({LABELS[baseline.row]})"
+        ". Epoch cost: the finals' median epoch seconds, averaged, over those of all SAT finals "
+        "(both SAT rows) on the same machine (wall-clock on a shared machine: rough).",
         "",
         "| method | lr | clean | worst case | AutoAttack | epoch cost vs SAT | vs SAT "
         "| vs best | val. PGD-10, last 10 epochs | seeds |",
@@ -338,7 +338,7 @@ def plot(load: Loader, student: str, path: Path, linked: Loader | None = None) -
     if not points:
         return None
     return errorbar_scatter(points, path, xlabel="clean accuracy (%)",
-                            ylabel="worst-case accuracy, six attacks (%)", title=title,
+                            ylabel="worst case, clean and 5 attacks (%)", title=title,
                             styles=styles)  # fmt: skip
 
 

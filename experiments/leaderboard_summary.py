@@ -56,9 +56,9 @@ def summary_table(load: Loader, linked: Loader | None = None) -> str:
         "report` (the tables of [docs/leaderboard.md](docs/leaderboard.md), with their "
         "learning rates, grids, epoch costs and provenance). Fashion-MNIST, L-inf eps 0.1, "
         "teacher `dard-fmnist-teacher`; % on the first 1,000 test images, worst case per "
-        "sample over six attacks, mean ± sample std over seeds; AutoAttack standard on the "
-        "first 500 at seed 0 (†: on a retrained student, see the page). vs SAT: the "
-        f"worst-case difference to the student's SAT row with the higher mean ({named}), "
+        "sample over clean and five attacks, mean ± sample std over seeds; AutoAttack "
+        "standard on the first 500 at seed 0 (†: on a retrained student, see the page). vs "
+        f"SAT: the worst-case difference to the student's SAT row with the higher mean ({named}), "
         "called only beyond the sum of the two seed spreads. Bold: the highest mean worst "
         "case per student.",
         "",
