@@ -3,8 +3,9 @@ Fashion-MNIST (offline: the IDX files of Debian's dataset-fashion-mnist, which
 scripts/install.sh installs).
 
 The student (the small CNN) learns from the shipped teacher ``dard-fmnist-teacher``;
-``attack={"norm": "L2", ...}`` makes the student's DPGD, the teacher's DPGD and the
-validation L2 (step eps / 4), and ``evaluate(..., norm="L2")`` runs the L2 form of every
+``attack={"norm": "L2", ...}`` makes the student's DPGD and the teacher's DPGD L2 (step
+eps / 4; a ``validation_data`` given to ``fit``, which this script does not give, would be
+attacked in L2 too), and ``evaluate(..., norm="L2")`` runs the L2 form of every
 row (FGM, PGD-L2, DPGD-L2, APGD-CE L2). The budget 1.5 is the package's L2 default for 28x28
 grey images (docs/training.md); the teacher was trained for L-inf eps 0.1 and is evaluated
 beside the student at the same L2 budget.
