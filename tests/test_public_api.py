@@ -40,3 +40,19 @@ def test_loading_and_evaluating_models_does_not_import_the_trainers() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_citation_file_names_the_installed_version_and_license() -> None:
+    """CITATION.cff is what GitHub's "Cite this repository" reads: a release that bumps the
+    version in pyproject.toml must bump it there too."""
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "CITATION.cff").read_text()
+    fields = dict(re.findall(r"^(version|license|cff-version): (\S+)$", text, flags=re.M))
+    metadata = importlib.metadata.metadata("dard-plugin")
+    assert fields["version"] == dard_plugin.__version__ == metadata["Version"]
+    assert fields["license"] == metadata["License-Expression"] == "MIT"
+    assert fields["cff-version"] == "1.2.0"
+    assert "arXiv:2509.11525" in text
