@@ -101,6 +101,10 @@ def main() -> None:
     )
     report.to_json(out / "report.json")
     (out / "report.md").write_text(report.to_markdown())
+    # the report is written: AutoAttack's resumable state (kept while it ran, so that an
+    # interrupted run resumes) goes, as `dard evaluate` removes it; a rerun starts afresh
+    for state in out.glob("autoattack-state*.json"):
+        state.unlink()
     if args.fast:
         print(f"SMOKE RUN (--fast): AutoAttack on {args.n_examples} images only")
     print(report.to_markdown())

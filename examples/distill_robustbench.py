@@ -7,10 +7,12 @@ Online, the teacher's weights and CIFAR-10 are downloaded on first use:
         --n-train 50000 --epochs 10 --n-test 1000 --device cuda --out runs/wong-dard
 
 Offline, RobustBench reads the teacher from ``<model-dir>/<dataset>/<threat-model>/<name>.pt``
-(e.g. ``./models/cifar10/Linf/Wong2020Fast.pt``: put the file there) and CIFAR-10 from
+(e.g. ``./models/cifar10/Linf/Wong2020Fast.pt``: put the file there; without it, and
+offline, the script stops with one line naming that path) and CIFAR-10 from
 ``--data-root``; ``--synthetic`` replaces CIFAR by random CIFAR-shaped images (a smoke run:
 its accuracies mean nothing). ``--fast`` is such a smoke run of a few seconds (16 random
-training images, 1 epoch, 2 attack steps, AutoAttack on 4 images), what the tests run:
+training images, 1 epoch, 2 attack steps, AutoAttack on 4 images), what the tests run (with
+a teacher file of random weights in the expected place); it too needs the teacher's file:
 
     python examples/distill_robustbench.py --model-dir ./models --fast --out runs/smoke
 
@@ -30,6 +32,7 @@ from _common import parse_args
 from dard_plugin import DARDTrainer, evaluate, load_teacher
 from dard_plugin.data import DatasetNotFoundError, dataset_info, load_dataset, standard_augment
 from dard_plugin.models import create, list_models
+from dard_plugin.teachers import TeacherNotFoundError
 
 
 def synthetic(n: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,16 +71,20 @@ def main() -> None:
     eps = args.eps or (8 / 255 if args.threat_model == "Linf" else 0.5)
     num_classes = dataset_info(args.dataset).num_classes
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
-    # the teacher first: a missing file is an error naming the expected path, before any work
-    teacher = load_teacher(
-        args.teacher,
-        dataset=args.dataset,
-        threat_model=args.threat_model,
-        model_dir=args.model_dir,
-        device=args.device,
-    )
+    # the teacher first: a missing file is one line naming the expected path, before any work
+    # (and before --out exists)
+    try:
+        teacher = load_teacher(
+            args.teacher,
+            dataset=args.dataset,
+            threat_model=args.threat_model,
+            model_dir=args.model_dir,
+            device=args.device,
+        )
+    except TeacherNotFoundError as error:
+        raise SystemExit(f"distill_robustbench.py: {error}") from None
+    out.mkdir(parents=True, exist_ok=True)
     if args.synthetic:
         print("SMOKE RUN on random images: the accuracies below mean nothing")
         x_train, y_train = synthetic(args.n_train, num_classes, seed=args.seed)

@@ -4,9 +4,11 @@ and one-line errors for bad input."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -565,6 +567,10 @@ def test_resume_refuses_fewer_epochs_and_continues_with_more(tmp_path) -> None:
     assert [h["epoch"] for h in more.history] == [1, 2] and more.epochs_run == 1
     with pytest.raises(ValueError, match="epochs=1 is fewer than the 2 epochs"):
         distill(epochs=1, resume=True, **tiny)
+    # 5 epochs move the milestones: refused, and the refusal says that --epochs moved them
+    # (it once listed only "scheduler.milestones.1: checkpoint 1, now None")
+    with pytest.raises(ValueError, match=r"milestones.*another nb_epochs \(--epochs\) moves"):
+        distill(epochs=5, resume=True, **tiny)
 
 
 def test_method_sat_refuses_teacher_options_and_runs_without_them(
@@ -748,3 +754,27 @@ def test_the_cli_module_runs_as_a_script() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and "usage: dard" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_large_budget_is_warned_once_and_empty_attack_entries_are_dropped(
+    capsys, tmp_path
+) -> None:
+    """``dard distill --eps 0.5`` warned twice (``--eps=0.5``, then the library's
+    ``eps=0.5``); ``--eval-attacks clean,,fgsm`` was refused where ``dard evaluate`` drops
+    the empty entry."""
+    from dard_plugin._validation import BUDGET_WARNING
+
+    out = tmp_path / "run"
+    tiny = ["--n-train", "32", "--n-val", "16", "--val-split", "100", "--epochs", "1"]
+    tiny += ["--steps", "1", "--n-eval", "8", "--quiet", "--out", str(out)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run_main(
+            capsys, "distill", "--method", "sat", "--eps", "0.5", *tiny,
+            "--eval-attacks", "clean,,fgsm",
+        )  # fmt: skip
+    assert code == 0, err
+    budget = [w for w in caught if re.match(BUDGET_WARNING, str(w.message))]
+    assert [str(w.message).split("=")[0] for w in budget] == ["--eps"], budget
+    report = json.loads((out / "report.json").read_text())["dard_plugin"]
+    assert sorted(report["per_attack"]) == ["fgsm"]

@@ -353,7 +353,7 @@ def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> No
     evaluate(model, x, y, eps=0.22, attacks=("apgd-ce",), state_path=state, verbose=False)
     with pytest.raises(ValueError, match=r"written for another evaluation \(differs in \['eps'\]"):
         evaluate(model, x, y, eps=0.25, attacks=("apgd-ce",), state_path=state, verbose=False)
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(ValueError, match=r"\['fingerprint'\]: the images or labels\)"):
         evaluate(
             model,
             x.flip(0),
@@ -363,6 +363,11 @@ def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> No
             state_path=state,
             verbose=False,
         )
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match=r"\['fingerprint'\]: the model's weights\)"):
+        evaluate(other, x, y, eps=0.22, attacks=("apgd-ce",), state_path=state, verbose=False)
     # a state written by another pyautoattack release (an upgrade between the runs)
     for written in sorted(tmp_path.glob("aa*.json")):
         payload = json.loads(written.read_text())

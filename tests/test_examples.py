@@ -191,10 +191,13 @@ def test_autoattack_report_example(tmp_path: Path) -> None:
     assert report["dard_plugin"]["per_sample"]["clean"] == "".join(
         "1" if flag else "0" for flag in correct.tolist()
     )
+    # AutoAttack's resumable state goes once the report is written (it stayed, and a
+    # second run into the same --out with other settings failed with a traceback)
+    assert not list(tmp_path.glob("autoattack-state*"))
     # --norm L2 attacks the shipped L-inf teacher in L2 (it once asked load_teacher for an
-    # L2 entry of the shipped teacher, and failed)
-    run_example("autoattack_report.py", "--norm", "L2", "--out", str(tmp_path / "l2"))
-    l2 = read_report(tmp_path / "l2" / "report.json")
+    # L2 entry of the shipped teacher, and failed), here into the same --out
+    run_example("autoattack_report.py", "--norm", "L2", "--out", str(tmp_path))
+    l2 = read_report(tmp_path / "report.json")
     assert l2["norm"] == "L2" and l2["eps"] == "1.5" and l2["n_examples"] == 2
 
 

@@ -89,7 +89,7 @@ def comparison_table(
         for row in reference["rows"]
         if row.get("budget") in (None, budget)
     ]
-    rows.append(("this student (DARD, just trained)", report))
+    rows.append(("this student (DARD)", report))  # trained now, or the run in --out
     for label, values in rows:
         cells = [values["clean_accuracy"], *(values["per_attack"][n] for n in names)]
         cells.append(values["robust_accuracy"])

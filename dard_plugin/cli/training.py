@@ -8,6 +8,7 @@ import argparse
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,18 @@ def _announce_validation(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any) -> dict[str, Any]:
+    """Train and evaluate. The command line judged --eps before any work (a warning naming
+    --eps); the library's own judgements of the same budget would repeat it."""
+    from dard_plugin._validation import BUDGET_WARNING
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=BUDGET_WARNING, category=UserWarning)
+        return _train_and_evaluate(args, teacher=teacher, **method_kwargs)
+
+
+def _train_and_evaluate(
+    args: argparse.Namespace, *, teacher: Any, **method_kwargs: Any
+) -> dict[str, Any]:
     from dard_plugin.data import load_dataset
     from dard_plugin.recipes import distill
 

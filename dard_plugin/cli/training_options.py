@@ -219,8 +219,11 @@ def check_training_args(args: argparse.Namespace) -> None:
             f"{given} does not apply to {natural} (no attack in training; the validation "
             "runs PGD-10 at eps / 4): drop it"
         )
-    for attack in args.eval_attacks.split(","):
-        check_choice("--eval-attacks", attack.strip(), list(ATTACK_NAMES))
+    named = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]  # as evaluate's
+    if not named:
+        raise CommandError(f"--eval-attacks must name at least one of {list(ATTACK_NAMES)}")
+    for attack in named:
+        check_choice("--eval-attacks", attack, list(ATTACK_NAMES))
     settings = distill_settings(args)
     args.eps = check_distill_settings(**settings, cli=True)
     if args.lr is None:  # resolved here, so that run.json records the rate that ran

@@ -58,6 +58,17 @@ def tagged_path(state_path: str | Path, tag: str) -> Path:
     return path.with_name(f"{path.stem if path.suffix else path.name}.{tag}{suffix}")
 
 
+def _fingerprint_part(found: dict[str, Any], settings: dict[str, Any]) -> str:
+    """What a differing ``fingerprint`` (the data's digest, then the model's) stands for."""
+    old, new = str(found.get("fingerprint", "")), str(settings.get("fingerprint", ""))
+    if old == new or len(old) != 128 or len(new) != 128:
+        return ""
+    named = [name for name, part in (("the images or labels", slice(0, 64)),
+                                     ("the model's weights", slice(64, 128)))
+             if old[part] != new[part]]  # fmt: skip
+    return f": {' and '.join(named)}"
+
+
 class AutoAttackState:
     """The per-chunk results of one attack set, on disk as JSON: ``settings`` (what the
     results were computed for) and ``chunks`` (first example index -> a ``0``/``1`` string,
@@ -88,7 +99,8 @@ class AutoAttackState:
             )
             raise ValueError(
                 f"state_path: {path} was written for another evaluation (differs in "
-                f"{differing}); delete it to start over, or give another state_path"
+                f"{differing}{_fingerprint_part(found, self.settings)}); delete it to start "
+                "over, or give another state_path"
             )
         self.chunks = {
             int(start): torch.tensor([c == "1" for c in bits], dtype=torch.bool)

@@ -132,11 +132,19 @@ class Checkpointer:
         with another fingerprint."""
         found = differences(state["fingerprint"], fingerprint)
         if found:
+            milestones = any(field.startswith("scheduler.milestones") for field in found)
             raise ValueError(
                 f"resume refused: {self.path} was written by a different configuration; "
-                f"differing fields: {'; '.join(found)}. To start afresh, pass resume=False "
-                "(the run is overwritten), use another checkpoint_dir, or delete the "
-                "checkpoint; the CLI: --overwrite or another --out"
+                f"differing fields: {'; '.join(found)}. "
+                + (
+                    "The learning-rate milestones are fractions of the run's epochs (the "
+                    "recipes' 60% and 80%), so another nb_epochs (--epochs) moves them: a run "
+                    "cannot be extended past them. "
+                    if milestones
+                    else ""
+                )
+                + "To start afresh, pass resume=False (the run is overwritten), use another "
+                "checkpoint_dir, or delete the checkpoint; the CLI: --overwrite or another --out"
             )
 
     def save(self, state: dict[str, Any], history: list[dict[str, Any]]) -> None:
