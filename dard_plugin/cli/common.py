@@ -117,3 +117,18 @@ def barrier() -> None:
     import torch.distributed as dist
 
     dist.barrier()
+
+
+def attack_list(value: str, flag: str) -> list[str]:
+    """The attacks a comma-separated ``flag`` names (empty entries dropped), each checked
+    against the evaluation's attack names: one reading for ``dard evaluate --attacks`` and
+    ``dard distill --eval-attacks``."""
+    from dard_plugin._validation import check_choice
+    from dard_plugin.evaluation import ATTACK_NAMES
+
+    named = [a.strip() for a in value.split(",") if a.strip()]
+    if not named:
+        raise CommandError(f"{flag} must name at least one of {list(ATTACK_NAMES)}")
+    for attack in named:
+        check_choice(flag, attack, list(ATTACK_NAMES))
+    return named

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dard_plugin._files import EVALUATION_STATE_PATTERN
-from dard_plugin.cli.common import CommandError, distributed_setup
+from dard_plugin.cli.common import CommandError, attack_list, distributed_setup
 from dard_plugin.cli.model_source import (
     add_model_source,
     check_model_source_args,
@@ -131,17 +131,12 @@ def _remove_evaluation(out: Path) -> None:
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``dard evaluate``: in one process, or under torchrun with one shard per rank (rank 0
     prints and writes the report)."""
-    from dard_plugin._validation import MAX_SEED, check_choice, check_int
+    from dard_plugin._validation import MAX_SEED, check_int
     from dard_plugin.data import check_n_examples, load_dataset
-    from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.evaluation.distributed import check_torchrun_environment
 
     check_model_source_args(args)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not attacks:
-        raise CommandError(f"--attacks must name at least one of {list(ATTACK_NAMES)}")
-    for attack in attacks:
-        check_choice("--attacks", attack, list(ATTACK_NAMES))
+    attacks = attack_list(args.attacks, "--attacks")
     check_n_examples(args.dataset, args.n_examples, train=False, argument="--n-examples")
     check_int("--batch-size", args.batch_size, minimum=1)
     check_int("--seed", args.seed, minimum=0, maximum=MAX_SEED)  # before the model loads

@@ -14,6 +14,7 @@ from typing import Any
 
 from dard_plugin.cli.common import (
     CommandError,
+    attack_list,
     barrier,
     broadcast_from_rank0,
     distributed_setup,
@@ -174,7 +175,7 @@ def _evaluate_into(
     from dard_plugin.evaluation import evaluate
     from dard_plugin.training.loop import distributed
 
-    attacks = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]
+    attacks = attack_list(args.eval_attacks, "--eval-attacks")
     x, y = test
     batch_size = 256
     world = distributed()[0]

@@ -14,6 +14,7 @@ from dard_plugin.cli.common import (
     DEFAULT_TEACHER,
     CommandError,
     add_robustbench_options,
+    attack_list,
     check_data_root,
 )
 
@@ -192,7 +193,6 @@ def check_training_args(args: argparse.Namespace) -> None:
     :func:`~dard_plugin.recipes.distill` (shared, naming the flags) and the command's own."""
     from dard_plugin._validation import MAX_SEED, check_choice, check_int
     from dard_plugin.data import check_n_examples
-    from dard_plugin.evaluation import ATTACK_NAMES
     from dard_plugin.recipes import check_distill_settings
 
     check_choice("--norm", args.norm, ["Linf", "L2"])
@@ -219,11 +219,7 @@ def check_training_args(args: argparse.Namespace) -> None:
             f"{given} does not apply to {natural} (no attack in training; the validation "
             "runs PGD-10 at eps / 4): drop it"
         )
-    named = [a.strip() for a in args.eval_attacks.split(",") if a.strip()]  # as evaluate's
-    if not named:
-        raise CommandError(f"--eval-attacks must name at least one of {list(ATTACK_NAMES)}")
-    for attack in named:
-        check_choice("--eval-attacks", attack, list(ATTACK_NAMES))
+    attack_list(args.eval_attacks, "--eval-attacks")
     settings = distill_settings(args)
     args.eps = check_distill_settings(**settings, cli=True)
     if args.lr is None:  # resolved here, so that run.json records the rate that ran
