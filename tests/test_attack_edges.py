@@ -10,7 +10,7 @@ import torch
 from conftest import TinyCNN
 from torch import nn
 
-from dard_plugin.attacks import DPGD, DPGDL2, cross_entropy_objective, dpgd, dpgd_objective
+from dard_plugin.attacks import DPGD, DPGDL2, cross_entropy_objective, dpgd, dpgd_l2, dpgd_objective
 from dard_plugin.attacks.pgd import pgd_l2, pgd_linf
 
 
@@ -95,6 +95,28 @@ def test_half_precision_images_are_attacked_and_returned_in_float32(dtype) -> No
     l2 = pgd_l2(model, x, y, dpgd_objective("sample"), eps=0.5, alpha=0.125, steps=3)
     assert l2.dtype == torch.float32 and not bool(l2.isnan().any())
     assert float((l2 - x.float()).flatten(1).norm(dim=1).max()) <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("face", [DPGD, DPGDL2])
+def test_the_torchattacks_faces_attack_a_float16_model(face) -> None:
+    """The faces hand the core torchattacks' ``get_logits``, a plain callable, so the core
+    fed a float16 model the float32 images it attacks in: "Input type (float) and bias
+    type (c10::Half) should be the same", where torchattacks' PGD attacks that model."""
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    half = TinyCNN().eval().half()
+    half.load_state_dict(model.state_dict())
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8)
+    eps = 0.03 if face is DPGD else 0.5
+    adversarial = face(half, eps=eps, steps=3)(x.half(), y)
+    assert adversarial.dtype == torch.float32
+    core = dpgd if face is DPGD else dpgd_l2
+    expected = core(
+        half, x.half(), y, eps=eps, alpha=face(half, eps=eps).alpha, steps=3, reduction="sample"
+    )
+    assert torch.equal(adversarial, expected)
+    assert all(p.dtype == torch.float16 for p in half.parameters())
 
 
 def test_a_given_start_leaves_masked_features_alone() -> None:

@@ -117,6 +117,28 @@ def test_a_model_of_another_precision_is_attacked_inside_the_ball(
     assert set(report.per_attack) == set(attacks) - {"clean"}
 
 
+class _TrailingAxis(torch.nn.Module):
+    """Logits of shape (B, K, 1)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).unsqueeze(-1)
+
+
+def test_a_model_whose_logits_are_not_b_by_k_is_refused_on_the_clean_pass(linear_setup) -> None:
+    """The clean pass alone read no shape: with (B, K, 1) logits, argmax(1) of shape (B, 1)
+    against (B,) labels broadcast to a (B, B) comparison, and "clean" reported the share of
+    matching pairs over the batch, every sample marked correct."""
+    model, x, y = linear_setup
+    with pytest.raises(
+        ValueError, match=r"logits of shape \(batch_size, num_classes\).*got \(8, 10, 1\)"
+    ):
+        evaluate(_TrailingAxis(model).eval(), x, y, eps=0.1, attacks=("clean",), verbose=False)
+
+
 def test_a_model_with_nan_logits_is_refused_before_any_attack(linear_setup) -> None:
     """NaN logits were scored as class 0 (argmax), so a diverged student reported the share
     of class 0 as its clean and robust accuracy, with a warning about randomness."""

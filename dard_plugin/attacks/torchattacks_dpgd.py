@@ -17,6 +17,7 @@ from dard_plugin._validation import (
     check_eps_plausible,
     check_int,
 )
+from dard_plugin.attacks._placement import model_dtype
 from dard_plugin.attacks.dpgd import (
     DPGD_L2_EPS,
     DPGD_REDUCTIONS,
@@ -38,6 +39,17 @@ class _ModesKept(Attack):
         with module_flags_kept(self.model):
             adversarial: torch.Tensor = super().__call__(inputs, labels, *args, **kwargs)
         return adversarial
+
+    def get_logits(
+        self, inputs: torch.Tensor, labels: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        """torchattacks' ``get_logits``, feeding the model its own floating dtype: the core
+        attacks half-precision images in float32, and a float16 model refused them (the
+        core casts for a model it is given, but it is given this callable)."""
+        if self._normalization_applied is False:
+            inputs = self.normalize(inputs)
+        dtype = model_dtype(self.model)
+        return self.model(inputs if dtype is None else inputs.to(dtype))
 
 
 class DPGD(_ModesKept):

@@ -261,4 +261,9 @@ def accuracy_flags(
 def correct_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per sample: the argmax is the label and no logit is NaN (argmax reads an all-NaN row
     as class 0, which would score that class's samples correct)."""
+    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+        raise ValueError(
+            "model must return logits of shape (batch_size, num_classes) = "
+            f"({labels.shape[0]}, K), got {tuple(logits.shape)}"
+        )
     return (logits.argmax(1) == labels) & ~logits.isnan().any(1)

@@ -22,9 +22,9 @@ from dard_plugin._validation import (
     check_eps_plausible,
     check_images,
     check_int,
+    check_logits,
     check_not_inference_mode,
     check_real,
-    warn_if_probabilities,
 )
 from dard_plugin.attacks._placement import model_dtype
 from dard_plugin.attacks.pgd import eval_mode
@@ -100,17 +100,20 @@ def _check_targeted_classes(attacks: Sequence[str], num_classes: int) -> None:
 
 
 def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device) -> None:
-    """AutoAttack's own warnings: probabilities instead of logits, randomness."""
+    """The output's shape, and AutoAttack's own warnings: probabilities instead of logits,
+    randomness."""
     sample = images[:8].to(device)
     with torch.no_grad():
         first, second = model(sample), model(sample)
+    # the attacks check each batch's logits; the clean pass alone did not, and a (B, K, 1)
+    # output broadcast its argmax against the labels to a (B, B) comparison
+    check_logits(first, sample.shape[0])
     if first.isnan().any():  # -inf (a masked class) is a logit argmax reads correctly
         raise ValueError(
             "the model's logits hold NaN on the first images (a diverged training?); their "
             "argmax would be scored as class 0, the share of that class reported as "
             "accuracy"
         )
-    warn_if_probabilities(first)
     if not torch.allclose(first, second, atol=1e-5):
         warnings.warn(
             "the model's outputs differ between two identical calls (a randomized "
