@@ -80,6 +80,10 @@ def trained(tmp_path_factory) -> Path:
     # and the trainer's resolved settings (the options left unset were recorded as "None")
     assert run["trainer"]["method"] == "sat" and run["trainer"]["attack"]["eps"] == 0.1
     assert run["trainer"]["attack"]["alpha"] == pytest.approx(0.025)
+    # what ran, beside the settings: --n-train resolved, and no teacher (SAT's record once
+    # held the trainer's default teacher_targets "online")
+    assert run["training_images"] == 128 and run["teacher_weights"] is None
+    assert "teacher_targets" not in run["trainer"]
     return out
 
 
@@ -104,6 +108,12 @@ def test_distill_with_a_checkpoint_teacher(trained, tmp_path) -> None:
     trainer = json.loads((out / "run.json").read_text())["trainer"]
     assert trainer["method"] == "dard" and trainer["alpha"] == 0.7  # DARD's default, as ran
     assert trainer["temperature"] == 3.0 and trainer["adv_weight"] == 0.5
+    # the teacher's weights as they ran: a file replaced later no longer passes for them
+    from dard_plugin.recipes import load_model
+    from dard_plugin.training.fingerprints import model_fingerprint
+
+    recorded = json.loads((out / "run.json").read_text())["teacher_weights"]
+    assert recorded == model_fingerprint(load_model(str(trained / "student.pt")))
     resumed = dard(
         "distill",
         "--method",
@@ -672,6 +682,17 @@ def test_evaluate_and_distill_share_the_default_eps(tmp_path) -> None:
         (
             ["distill", "--method", "sat", "--threat-model", "L2"],
             "--threat-model does not apply to --method sat",
+        ),
+        # --model-dir looks up RobustBench names only: it changed nothing here
+        (["distill", "--model-dir", "elsewhere"], "--model-dir is where a RobustBench name"),
+        (
+            ["distill", "--method", "sat", "--model-dir", "elsewhere"],
+            "--model-dir does not apply to --method sat",
+        ),
+        # the attack never reached --eps: 1 epoch at eps / 5, the report at eps
+        (
+            ["distill", "--method", "sat", "--epochs", "1", "--eps-warmup-epochs", "5"],
+            "--eps-warmup-epochs 5 is longer than --epochs 1",
         ),
         # trained all its epochs, then failed at the final evaluation (28 vs 32 pixels)
         (["distill", "--arch", "resnet56"], "--arch resnet56 is built for 32x32 images"),

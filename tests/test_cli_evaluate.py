@@ -135,6 +135,9 @@ def test_options_that_a_named_or_file_model_ignores_are_refused(student_file, tm
         ("dard-fmnist-teacher", ["--threat-model", "L2"], "is a shipped teacher: drop it"),
         (str(student_file), ["--threat-model", "L2"], "is a checkpoint file: drop it"),
         ("dard-fmnist-teacher", ["--arch", "resnet18"], "named model whose architecture"),
+        # --model-dir looks up RobustBench names only (it was accepted and ignored)
+        ("dard-fmnist-teacher", ["--model-dir", "elsewhere"], "--model-dir is where"),
+        (str(student_file), ["--model-dir", "elsewhere"], "a checkpoint file): drop it"),
     ):
         for command in ("evaluate", "attack"):
             out = tmp_path / command

@@ -161,12 +161,15 @@ def test_distill_and_the_command_line_take_the_schedule(tmp_path) -> None:
     assert [h["attack_eps"] for h in result.history] == pytest.approx([0.05, 0.1])
     with pytest.raises(ValueError, match="eps_warmup_epochs"):
         distill(method="sat", epochs=1, eps_warmup_epochs=0, verbose=False)
+    # a ramp longer than the run never reached eps, and the report was at eps: refused
+    with pytest.raises(ValueError, match=r"eps_warmup_epochs must be at most epochs \(2\)"):
+        distill(method="sat", epochs=2, eps_warmup_epochs=4, verbose=False)
 
     command = [sys.executable, "-m", "dard_plugin", "train-teacher", "--arch", "small-cnn"]
     tiny = ["--n-train", "64", "--epochs", "2", "--steps", "1", "--n-val", "16"]
     tiny += ["--n-eval", "16", "--eval-attacks", "clean", "--quiet", "--json"]
     done = subprocess.run(
-        [*command, *tiny, "--eps-warmup-epochs", "4", "--out", str(tmp_path / "run")],
+        [*command, *tiny, "--eps-warmup-epochs", "2", "--out", str(tmp_path / "run")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -174,7 +177,7 @@ def test_distill_and_the_command_line_take_the_schedule(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     history = json.loads(done.stdout)["history"]
-    assert [h["attack_eps"] for h in history] == pytest.approx([0.025, 0.05])
+    assert [h["attack_eps"] for h in history] == pytest.approx([0.05, 0.1])
     refused = subprocess.run(
         [*command, *tiny, "--eps-warmup-epochs", "0", "--out", str(tmp_path / "bad")],
         capture_output=True,

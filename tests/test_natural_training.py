@@ -144,7 +144,13 @@ def test_train_teacher_natural_on_the_command_line(tmp_path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads((out / "run.json").read_text())["natural"] == "True"
+    run = json.loads((out / "run.json").read_text())
+    assert run["natural"] == "True"
+    # natural training runs no attack: its record named the validation's PGD-10 "attack",
+    # and a teacher-target mode it has no teacher for
+    trainer = run["trainer"]
+    assert "attack" not in trainer and "teacher_targets" not in trainer
+    assert trainer["validation_attack"]["steps"] == 10
     assert (out / "student.pt").is_file()
     history = json.loads(done.stdout)["history"]
     assert history[0]["lr"] == pytest.approx(0.05)

@@ -50,7 +50,32 @@ def add_robustbench_options(parser: argparse.ArgumentParser, threat_model_help: 
     parser.add_argument(
         "--threat-model", default=None, choices=THREAT_MODELS, help=threat_model_help
     )
-    parser.add_argument("--model-dir", default="./models", help="RobustBench model folder")
+    parser.add_argument(
+        "--model-dir",
+        default=None,
+        help=f"where a RobustBench name's file is looked up (default {MODEL_DIR}); refused "
+        "for a shipped teacher or a checkpoint file",
+    )
+
+
+MODEL_DIR = "./models"
+
+
+def check_model_dir(args: argparse.Namespace, names: list[str]) -> None:
+    """``--model-dir`` serves a RobustBench name only: given where no model is one, it
+    would change nothing. Then resolved to its default."""
+    from dard_plugin.recipes.model_files import is_model_file
+    from dard_plugin.teachers import SHIPPED_TEACHERS
+
+    robustbench = [n for n in names if not is_model_file(n) and n not in SHIPPED_TEACHERS]
+    if args.model_dir is not None and not robustbench:
+        shown = ", ".join(names) if names else "no model"
+        raise CommandError(
+            f"--model-dir is where a RobustBench name's file is looked up; this command loads "
+            f"{shown} (a shipped teacher or a checkpoint file): drop it"
+        )
+    if args.model_dir is None:
+        args.model_dir = MODEL_DIR
 
 
 def check_data_root(root: str | None) -> None:

@@ -11,6 +11,7 @@ from dard_plugin.cli.common import (
     CommandError,
     add_robustbench_options,
     check_data_root,
+    check_model_dir,
     check_out_writable,
 )
 
@@ -108,6 +109,7 @@ def check_model_source_args(args: argparse.Namespace) -> None:
         raise CommandError(
             f"--threat-model chooses a RobustBench entry; {args.model} is {kind}: drop it"
         )
+    check_model_dir(args, [args.model])
     norm = getattr(args, "norm", "Linf")
     if args.eps is None:
         args.eps = default_eps(args.dataset, norm)

@@ -34,6 +34,8 @@ __all__ = ["COMMANDS", "add_parsers", "run_distill", "run_train_teacher"]
 logger = logging.getLogger("dard_plugin.cli")
 
 
+# run.json's records of what ran, beside the command's settings
+_RESOLVED = ("trainer", "training_images", "teacher_weights")
 _NOT_RUN_SETTINGS = {"quiet", "json", "debug", "resume", "overwrite", "device", "command", "out"}
 
 
@@ -62,7 +64,8 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
         report: dict[str, Any] = json.loads((out / "report.json").read_text())["dard_plugin"]
         markdown = (out / "report.md").read_text()
         digest = recorded.pop("report_sha256", None)
-        recorded.pop("trainer", None)  # what ran, resolved: not a setting of the command
+        for key in _RESOLVED:  # what ran, resolved: not settings of the command
+            recorded.pop(key, None)
         if digest != _report_digest(out):
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # evaluate again
@@ -144,6 +147,8 @@ def _train_and_evaluate(
 
                 settings: dict[str, Any] = _run_settings(args)
                 settings["trainer"] = result.config  # the method's values that ran
+                settings["training_images"] = result.n_train  # --n-train resolved
+                settings["teacher_weights"] = result.teacher_weights
                 settings["report_sha256"] = _report_digest(args.out)
                 write_json(args.out / "run.json", settings)
         if rank != 0:

@@ -12,10 +12,12 @@ from typing import Any
 from dard_plugin.cli.common import (
     DATASETS,
     DEFAULT_TEACHER,
+    MODEL_DIR,
     CommandError,
     add_robustbench_options,
     attack_list,
     check_data_root,
+    check_model_dir,
 )
 
 # every suite row has an L-inf and an L2 form, so this serves both --norm values
@@ -211,6 +213,12 @@ def check_training_args(args: argparse.Namespace) -> None:
         natural = "--method natural"
     if args.eps_warmup_epochs is not None:
         check_int("--eps-warmup-epochs", args.eps_warmup_epochs, minimum=1)
+        if args.eps_warmup_epochs > args.epochs:
+            raise CommandError(
+                f"--eps-warmup-epochs {args.eps_warmup_epochs} is longer than --epochs "
+                f"{args.epochs}: the run would end before its attack reaches --eps; use at "
+                f"most {args.epochs}"
+            )
         if natural:
             raise CommandError(f"--eps-warmup-epochs does not apply to {natural} (no attack)")
     if natural and (args.steps != 10 or args.step_size is not None):
@@ -278,7 +286,7 @@ def choose_teacher(args: argparse.Namespace) -> None:
     when the user gave them, else their defaults filled in."""
     from dard_plugin.training.registry import method_spec
 
-    teacher_options = ("teacher", "teacher_arch", "teacher_targets", "threat_model")
+    teacher_options = ("teacher", "teacher_arch", "teacher_targets", "threat_model", "model_dir")
     if not method_spec(args.method).needs_teacher:
         given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
         if given:
@@ -286,6 +294,7 @@ def choose_teacher(args: argparse.Namespace) -> None:
                 f"{', '.join(given)} does not apply to --method {args.method}, which trains "
                 "without a teacher: drop it, or choose a distillation --method"
             )
+        args.model_dir = MODEL_DIR  # recorded in run.json as before
         return
     args.teacher = args.teacher or DEFAULT_TEACHER
     args.teacher_targets = args.teacher_targets or "online"
@@ -312,6 +321,7 @@ def _check_teacher_source_options(args: argparse.Namespace) -> None:
                 raise CommandError(
                     f"--threat-model chooses a RobustBench entry; {name} is {kind}: drop it"
                 )
+    check_model_dir(args, names)
 
 
 def teacher_threat_model(args: argparse.Namespace, name: str) -> str | None:

@@ -26,6 +26,7 @@ from dard_plugin.recipes.settings import (
     remove_run,
 )
 from dard_plugin.training.checkpointing import write_json
+from dard_plugin.training.fingerprints import model_fingerprint
 from dard_plugin.training.loop import distributed
 from dard_plugin.training.registry import METHODS, build_trainer
 
@@ -40,8 +41,12 @@ class DistillationResult:
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
     epochs_run: int = 0  # 0: resumed a run that had already finished, with the same settings
-    # the trainer's settings as they ran (defaults resolved: alpha, temperature, the attack)
+    # the trainer's settings as they ran (defaults resolved: alpha, temperature, the attack;
+    # for natural training, which runs no attack, the validation's as "validation_attack")
     config: dict[str, Any] = field(default_factory=dict)
+    n_train: int = 0  # the training images used (``n_train=None``: all, resolved)
+    # the teachers' classes and weight digests, as the checkpoint's fingerprint has them
+    teacher_weights: str | None = None
 
 
 def distill(
@@ -133,6 +138,11 @@ def distill(
     info = dataset_info(dataset)
     if eps_warmup_epochs is not None:
         check_int("eps_warmup_epochs", eps_warmup_epochs, minimum=1)
+        if eps_warmup_epochs > epochs:
+            raise ValueError(
+                f"eps_warmup_epochs must be at most epochs ({epochs}), got {eps_warmup_epochs}: "
+                f"the run would end before its attack reaches eps={eps}"
+            )
     spec = METHODS[method]
     if spec.needs_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
@@ -203,7 +213,9 @@ def distill(
         out,
         time.perf_counter() - started,
         epochs_run=trainer.epochs_run,
-        config=trainer.config(),
+        config=_as_ran(trainer.config(), spec.needs_teacher, spec.adversarial),
+        n_train=int(x.shape[0]),
+        teacher_weights=" + ".join(model_fingerprint(m) for m in trainer.frozen_models()) or None,
     )
     if out is not None and distributed()[1] == 0:  # under torchrun, rank 0 writes
         if trainer.epochs_run:  # an earlier report and settings describe another student
@@ -220,6 +232,16 @@ def distill(
         except ImportError:
             logger.warning("matplotlib is not installed: no training plot")
     return result
+
+
+def _as_ran(config: dict[str, Any], has_teacher: bool, adversarial: bool) -> dict[str, Any]:
+    """The trainer's settings as a record of what ran: without the teacher-target mode of a
+    method that has no teacher, and natural training's attack named as the validation's
+    (it trains on no attack). The checkpoint's fingerprint keeps ``config()`` as it is."""
+    ran = {k: v for k, v in config.items() if has_teacher or k != "teacher_targets"}
+    if not adversarial and "attack" in ran:
+        ran["validation_attack"] = ran.pop("attack")
+    return ran
 
 
 def _holdout_split(
