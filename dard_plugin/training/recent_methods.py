@@ -42,9 +42,9 @@ class IADTrainer(AdversarialTrainerBase):
     ``floor(0.3 * nb_epochs)``, 0-based, as the code's ``epoch >= 60``).
 
     The loss equals the code's value (both batch means of per-sample sums). Differences:
-    the code attacks with the student in train mode (BatchNorm batch statistics) and runs
-    ``S(x)`` twice per step; here the attack runs in eval mode as for every method, and
-    ``S(x)`` once. The teacher's natural logits may be cached; ``T(x')`` (the
+    the code attacks with the student in train mode (BatchNorm batch statistics) and,
+    from the start epoch, runs ``S(x)`` twice per step; here the attack runs in eval mode
+    as for every method, and ``S(x)`` once. The teacher's natural logits may be cached; ``T(x')`` (the
     reliability) is computed for every batch from the start epoch on.
     """
 
