@@ -109,3 +109,16 @@ def dard_in_process(*args: str) -> subprocess.CompletedProcess[str]:
         except SystemExit as exit_:  # argparse's own usage errors
             code = exit_.code if isinstance(exit_.code, int) else 1
     return subprocess.CompletedProcess(["dard", *args], code, out.getvalue(), err.getvalue())
+
+
+def hold_lock(path: Path) -> int:
+    """Another process's claim of a study unit: an exclusive ``flock`` on its lock file,
+    through an open file of its own (which conflicts with the runner's claim in this
+    process as another process's would). Close the descriptor to release it."""
+    import fcntl
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd

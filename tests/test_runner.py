@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, hold_lock
 
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
 from study_runner import ResultStore, Runner, Unit
@@ -127,16 +127,41 @@ def test_a_prefer_file_is_read_one_unit_per_line(tmp_path: Path) -> None:
 
 
 def test_units_held_by_a_live_process_are_left_to_it(tmp_path: Path) -> None:
+    """A unit is held by a lock (flock), not by the pid a lock file names: a lock file
+    naming a live process that holds no lock (a pid reused after a restart, or this
+    process's own) was once left alone for ever, its unit silently skipped."""
     store = ResultStore(tmp_path / "out", tmp_path / "work")
     log: list[str] = []
     runner = Runner(store=store, plan=lambda: square_units(store, log))
-    (tmp_path / "work").mkdir()
-    (tmp_path / "work" / "square-n3.lock").write_text(str(os.getppid()))  # alive
-    (tmp_path / "work" / "square-n4.lock").write_text("999999999")  # gone: taken over
-    assert runner.run() == ["square/n2", "late/after-n2", "square/n4"]
-    assert not (tmp_path / "out" / "square-n3.json").exists()
-    locks = [p.name for p in (tmp_path / "work").glob("*.lock")]
-    assert locks == ["square-n3.lock"]  # the live holder's; this process released its own
+    held = hold_lock(tmp_path / "work" / "square-n3.lock")  # another process's claim
+    (tmp_path / "work" / "square-n4.lock").write_text(str(os.getppid()))  # a live pid, no lock
+    (tmp_path / "work" / "square-n2.lock").write_text(str(os.getpid()))  # this process's pid
+    try:
+        assert runner.run() == ["square/n2", "late/after-n2", "square/n4"]
+        assert not (tmp_path / "out" / "square-n3.json").exists()
+        locks = [p.name for p in (tmp_path / "work").glob("*.lock")]
+        assert locks == ["square-n3.lock"]  # the holder's; this process released its own
+    finally:
+        os.close(held)
+    assert runner.run() == ["square/n3"]  # released: taken
+
+
+def test_a_lock_whose_holder_died_is_taken_over(tmp_path: Path) -> None:
+    """The system releases a dead holder's lock: its file, left behind, is no claim."""
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    lock = tmp_path / "work" / "square-n2.lock"
+    holder = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); os._exit(0)"
+    )
+    lock.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", holder, str(lock)], check=True)
+    assert lock.read_text()  # killed while holding it: the file stays
+    taken = store.claim("square", "n2")
+    assert taken == lock and lock.read_text().strip() == str(os.getpid())
+    assert ResultStore(tmp_path / "out", tmp_path / "work").claim("square", "n2") is None
+    store.release(lock)
+    assert not lock.exists()
 
 
 def test_units_that_share_work_never_run_it_in_two_processes(tmp_path: Path) -> None:
@@ -156,17 +181,20 @@ def test_units_that_share_work_never_run_it_in_two_processes(tmp_path: Path) -> 
 
     runner = Runner(store=store, plan=plan)
     work = tmp_path / "work"
-    work.mkdir()
-    (work / "test-final-s0.lock").write_text(str(os.getppid()))  # another process's unit
-    (work / "shared-final-s0.lock").write_text(str(os.getppid()))  # ... and its training
-    assert runner.run() == ["test/final-s1"] and log == ["s1"]
-    assert sorted(p.name for p in work.glob("*.lock")) == [
-        "shared-final-s0.lock",
-        "test-final-s0.lock",
-    ]  # the AutoAttack unit's own lock was given back when the shared one was busy
-    (work / "shared-final-s0.lock").unlink()  # the other process's training ended
-    assert runner.run() == ["autoattack/final-s0"]
-    assert [p.name for p in work.glob("*.lock")] == ["test-final-s0.lock"]
+    unit = hold_lock(work / "test-final-s0.lock")  # another process's unit
+    training = hold_lock(work / "shared-final-s0.lock")  # ... and its training
+    try:
+        assert runner.run() == ["test/final-s1"] and log == ["s1"]
+        assert sorted(p.name for p in work.glob("*.lock")) == [
+            "shared-final-s0.lock",
+            "test-final-s0.lock",
+        ]  # the AutoAttack unit's own lock was given back when the shared one was busy
+        (work / "shared-final-s0.lock").unlink()  # the other process's training ended
+        os.close(training)
+        assert runner.run() == ["autoattack/final-s0"]
+        assert [p.name for p in work.glob("*.lock")] == ["test-final-s0.lock"]
+    finally:
+        os.close(unit)
 
 
 def test_the_recorded_command_reruns_that_unit_alone_for_a_new_user(tmp_path: Path) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, hold_lock
 
 sys.path.insert(0, str(REPO_ROOT / "experiments"))
 import fashion_mnist_study as study
@@ -63,21 +62,15 @@ def complete_grid(out: Path, best: dict[str, float]) -> None:
             write_unit(out, "train", f"grid-{method}-lr{lr:g}", history=history([0.4, value]))
 
 
-def test_a_unit_is_claimed_once_and_a_dead_holder_is_taken_over(tmp_path: Path) -> None:
+def test_a_unit_is_claimed_once_and_released(tmp_path: Path) -> None:
     first, second = make_study(tmp_path), make_study(tmp_path)
     lock = first.claim("train", "grid-sat-lr0.04")
-    assert lock is not None and lock.read_text() == str(os.getpid())
-    assert second.claim("train", "grid-sat-lr0.04") is None  # held by a live process
+    assert lock is not None and lock.read_text().strip() == str(os.getpid())
+    assert second.claim("train", "grid-sat-lr0.04") is None  # held
     assert second.claim("train", "grid-ard-lr0.04") is not None  # other units are free
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    lock.write_text(dead)  # the holder was killed
+    first.store.release(lock)
     taken = second.claim("train", "grid-sat-lr0.04")
-    assert taken is not None and taken.read_text() == str(os.getpid())
+    assert taken is not None and taken.read_text().strip() == str(os.getpid())
 
 
 def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_seed_0(
@@ -128,9 +121,16 @@ def test_selection_and_the_final_phase_is_seed_major_with_the_ablation_after_see
 def test_run_skips_units_another_process_holds_and_stops(tmp_path: Path) -> None:
     s = make_study(tmp_path, phases="grid")
     complete_grid(s.out, {m: 0.04 for m in design.METHODS})
-    for lr in design.ONLINE_CHECK_LRS:  # the two online units are held by a live process
-        (s.work / f"train-grid-dard-online-lr{lr:g}.lock").write_text(str(os.getppid()))
-    s.run()  # returns at once: nothing to train
+    # the two online units are held by another process
+    held = [
+        hold_lock(s.work / f"train-grid-dard-online-lr{lr:g}.lock")
+        for lr in design.ONLINE_CHECK_LRS
+    ]
+    try:
+        s.run()  # returns at once: nothing to train
+    finally:
+        for fd in held:
+            os.close(fd)
     assert not list(s.out.glob("train-grid-dard-online*"))
 
 

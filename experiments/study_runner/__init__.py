@@ -8,8 +8,9 @@ study:
 - ``store``: one JSON file per finished unit (``<out>/<kind>-<name>.json``), written
   atomically, with the command that reruns exactly that unit alone, the device, the seconds
   and the provenance (``provenance``: git commit and dirty flag, package versions, machine
-  with its CPU model or GPU name); lock files in ``<work>`` (``O_EXCL``) so that several
-  processes running the same plan share its units;
+  with its CPU model or GPU name); lock files in ``<work>``, held with ``flock`` (the
+  system releases them when their process ends), so that several processes running the
+  same plan share its units;
 - ``execute``: resumable execution one unit at a time, re-planning after each unit (a
   finished unit can make later units known), and the command line every definition shares
   (``plan | run | report``, ``--only``, ``--out``, ``--work``, ``--device``, ``--threads``);

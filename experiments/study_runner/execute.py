@@ -150,7 +150,7 @@ class Runner:
                         ran.append(unit.id)
                 finally:
                     for lock in locks:
-                        lock.unlink(missing_ok=True)
+                        self.store.release(lock)
                 break  # re-plan: a finished unit can make later units known
             else:
                 break
@@ -188,7 +188,7 @@ class Runner:
             return [] if lock is None else [lock]
         shared = self.store.claim("shared", unit.shares)
         if shared is None:
-            lock.unlink(missing_ok=True)
+            self.store.release(lock)
             return []
         return [lock, shared]
 

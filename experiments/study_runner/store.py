@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -37,16 +38,6 @@ def load_units(folder: Path) -> dict[str, dict[str, Any]]:
     return {unit["unit"]: unit for unit in units}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class ResultStore:
     """``<out>/<kind>-<name>.json`` per finished unit; locks in ``<work>``. While
     ``rerunning``, new files go to ``<work>/rerun/`` instead of ``out``."""
@@ -56,6 +47,7 @@ class ResultStore:
         self.rerun_dir = self.work / "rerun"
         self.rerunning = False
         self.command = ""  # the rerun command of the unit at work, recorded in its files
+        self._held: dict[Path, int] = {}  # the locks this process holds: their descriptors
 
     def path(self, kind: str, name: str) -> Path:
         return (self.rerun_dir if self.rerunning else self.out) / f"{kind}-{name}.json"
@@ -168,25 +160,35 @@ class ResultStore:
         return path
 
     def claim(self, kind: str, name: str) -> Path | None:
-        """Take a unit for this process: a lock file in ``work`` made with ``O_EXCL``, so
-        that several processes running the same plan share its units. A lock whose process
-        is gone (killed, machine restarted) is taken over. None when another live process
-        holds the unit."""
+        """Take a unit for this process: a lock file in ``work`` held with an exclusive
+        ``flock``, so that several processes running the same plan share its units. The
+        system releases the lock when its process ends, however it ends: no pid is judged
+        alive or dead (a recorded pid could name another live process after a restart, and
+        two processes could both take over a dead one's lock). None when another process
+        holds the unit; :meth:`release` gives it back."""
         self.work.mkdir(parents=True, exist_ok=True)
         lock = self.work / f"{kind}-{name}.lock"
-        for _ in range(2):
+        while True:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    holder = int(lock.read_text().strip() or "0")
-                except (OSError, ValueError):
-                    holder = 0
-                if holder and _alive(holder):
-                    return None
-                lock.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return lock
-        return None
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            try:  # the holder may have released (unlinked) it between our open and flock
+                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
+                self._held[lock] = fd
+                return lock
+            os.close(fd)
+
+    def release(self, lock: Path) -> None:
+        """Give back a unit taken with :meth:`claim` (the file goes first, then the lock)."""
+        lock.unlink(missing_ok=True)
+        fd = self._held.pop(lock, None)
+        if fd is not None:
+            os.close(fd)
