@@ -19,7 +19,7 @@ Units, per student and row (``leaderboard_design.py`` holds the rules):
   epochs, seed 0), extended by one value past the edge (the same ratio) where the best is
   on it; selection = the best final validation PGD-10 (clean, then the larger lr, breaks
   ties), per student. A run that stays at chance is reported as such, not dropped (a
-  run that diverges too: its NaN student counts 0 correct; a diverged final stops the run).
+  run that diverges too: its NaN student counts 0 correct, in a grid as in a final's test).
 - ``test/final-<row>-<student>-s<seed>``: 30 epochs at the selected lr (the study found 30
   better than 15 by 1.5-2.5 points; the report shows each row's validation gain over its
   last 10 epochs to check flatness), seeds 0, 1, 2; the study's six rows (clean and five
@@ -207,12 +207,14 @@ class Leaderboard:
     def train_unit(self, run: Run) -> None:
         self.train(run)  # records itself: a test unit's training does too
 
-    def student(self, run: Run) -> nn.Module:
+    def student(self, run: Run) -> nn.Module | None:
+        """The run's trained student (trained first where it is missing); None where its
+        training diverged: no student, which counts 0 correct."""
         from dard_plugin.recipes import load_model
 
         path = self.trained_student(run)
         if path is None and self.train(run)["history"][-1].get("diverged"):
-            raise RuntimeError(f"{run.name} diverged in training: no student to evaluate")
+            return None
         path = path or self.store.work_path(run.name) / "student.pt"
         return load_model(str(path), device=self.device)
 
@@ -227,15 +229,19 @@ class Leaderboard:
     def evaluate(self, run: Run, attacks: list[str], n: int) -> dict[str, Any]:
         from dard_plugin.evaluation import evaluate
 
+        key = "autoattack" if "autoattack" in attacks else "suite"
+        student = self.student(run)
+        if student is None:  # diverged: reported at 0 correct, not dropped (and no crash)
+            zero = {"clean_accuracy": 0.0, "robust_accuracy": 0.0, "n_examples": n}
+            return {"run": {**asdict(run), "method": run.method}, key: {**zero, "diverged": True}}
         x, y = self.test_images
         report = evaluate(
-            self.student(run), x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
+            student, x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
             device=self.device, model_name=run.name,
             state_path=self.store.evaluation_state(f"aa-{run.name}.json", "autoattack", run.name)
             if n == N_AA
             else None,
         )  # fmt: skip
-        key = "autoattack" if "autoattack" in attacks else "suite"
         return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}
 
     def write_report(self) -> None:

@@ -230,6 +230,18 @@ def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+def one_process_ratio(row: str, student: str, costs: dict[str, dict[str, Any]]) -> float | None:
+    """``row``'s steady epoch over SAT's on ``student``, from the first cost file measured
+    with the trainer's epoch timer that holds both (one process, one machine: the table's
+    epoch cost); None where none does."""
+    for _, measured in sorted(costs.items()):
+        table = measured.get("costs", {})
+        own, sat = (table.get(f"{r}/{student}", {}).get("epoch_seconds") for r in (row, "sat"))
+        if "epoch timer" in measured.get("what", "") and own and sat:
+            return float(own) / float(sat)
+    return None
+
+
 def one_process_costs(student: str, costs: dict[str, dict[str, Any]]) -> list[str]:
     """A line per cost file measured with the trainer's epoch timer (``leaderboard_costs.py``
     since 2026-12-06; earlier files took a CPU-time difference of whole runs, too noisy to

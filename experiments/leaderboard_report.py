@@ -4,13 +4,10 @@ leaderboard's and the study's it reuses)."""
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from leaderboard_design import (
-    CHANCE,
-    FLAT,
     LABELS,
     LRS,
     METHODS,
@@ -26,10 +23,11 @@ from leaderboard_design import (
     grid_lrs,
     grid_name,
     load_costs,
-    machine,
     one_process_costs,
+    one_process_ratio,
     selected_lr,
 )
+from leaderboard_rows import Row, work_seconds
 from study_runner.report import (
     code_and_machines,
     compare,
@@ -48,132 +46,18 @@ PARAMETERS = {"small-cnn": "171k parameters", "tiny-cnn": "22.5k parameters"}
 SAT_ROWS = ("sat", "sat-warmup")  # the baselines: plain SAT and SAT with the budget warm-up
 
 
-def work_seconds(unit: dict[str, Any]) -> float:
-    """The compute a unit file stands for, counted once: a training unit's epochs (its
-    history, which a resumed run keeps whole; at least the unit's own time, which adds the
-    validation), a test or AutoAttack unit's evaluation alone (its training is a train
-    unit's), else the unit's time."""
-    if "history" in unit:
-        return max(float(unit.get("seconds", 0)), sum(h["seconds"] for h in unit["history"]))
-    for key in ("suite", "autoattack"):  # an AutoAttack unit may have retrained its student
-        report = unit.get(key)
-        if isinstance(report, dict) and isinstance(report.get("seconds"), dict):
-            return float(sum(report["seconds"].values()))
-    return float(unit.get("seconds", 0))
-
-
-def median_epoch_seconds(unit: dict[str, Any]) -> float:
-    """The median epoch's seconds (a paused or crowded epoch does not move it)."""
-    return float(statistics.median(h["seconds"] for h in unit["history"]))
-
-
-class Row:
-    """One method on one student: its final units and the numbers the table shows."""
-
-    def __init__(self, load: Loader, row: str, student: str, linked: Loader | None = None) -> None:
-        self.row, self.student = row, student
-        self.lr = selected_lr(load, row, student)
-        names = [final_name(row, student, seed) for seed in SEEDS]
-        tests = [self.matching(load("test", n)) for n in names]
-        own = [self.matching(load("train", n)) for n in names]
-        study = [self.matching(linked("train", n)) if linked else None for n in names]
-        # a test unit reused from the study measured the study's student: its training run
-        # (validation curve, epoch cost) is the study's, also where this leaderboard retrained
-        # that seed for AutoAttack
-        trains = [
-            theirs if test and "linked_from" in test and theirs else mine
-            for test, mine, theirs in zip(tests, own, study, strict=True)
-        ]
-        self.tests = [t for t in tests if t is not None]
-        self.trains = [t for t in trains if t is not None]
-        self.autoattack = self.matching(load("autoattack", names[0]))
-        # AutoAttack's student retrained where the seed-0 test's (the study's, or this
-        # leaderboard's: a retrain/ unit) was not at hand: the histories' largest gap
-        self.retrained_gap: float | None = None
-        mine = own[0] if own[0] and "linked_from" not in own[0] else None
-        retrained, first = (mine if mine is not trains[0] else None), study[0]
-        if retrained is None and (again := self.matching(load("retrain", names[0]))):
-            retrained, first = again, trains[0]
-        if retrained and self.autoattack and first:
-            self.retrained_gap = history_gap(retrained["history"], first["history"])
-        self.units = [
-            *self.tests,
-            *self.trains,
-            *([retrained] if retrained and self.autoattack else []),
-            *([self.autoattack] if self.autoattack else []),
-        ]
-
-    def matching(self, unit: dict[str, Any] | None) -> dict[str, Any] | None:
-        """``unit`` if it ran at the selected learning rate, else None (a final left from
-        an earlier selection, before a grid unit came in, is not this row's)."""
-        if unit is None or self.lr is None:
-            return None
-        ran = unit.get("run", {}).get("lr")
-        return unit if ran is None or abs(float(ran) - self.lr) <= 1e-12 else None
-
-    def values(self, key: str) -> list[float]:
-        return [t["suite"][key] for t in self.tests]
-
-    def at_chance(self) -> bool:
-        """A final stayed at chance: its last validation or its test clean accuracy."""
-        tests = (t["suite"]["clean_accuracy"] for t in self.tests)
-        trains = (final_value(t, "clean_accuracy") for t in self.trains)
-        return any(value <= CHANCE for value in (*trains, *tests))
-
-    def last_gain(self) -> str:
-        gains = [
-            final_value(t) - t["history"][-min(11, len(t["history"]))]["pgd_accuracy"]
-            for t in self.trains
-        ]
-        if not gains:
-            return "—"
-        mean, _ = mean_std(gains)
-        return f"{100 * mean:+.1f}{'' if abs(mean) < FLAT else ' (not flat)'}"
-
-    def cost_vs(
-        self,
-        reference: list[dict[str, Any]],
-        costs: dict[str, dict[str, Any]] | None = None,
-        used: set[tuple[str, str]] | None = None,
-    ) -> str:
-        """Median epoch seconds of this row's finals (averaged) over the ``reference`` finals' on
-        the same machine; for finals on a machine no reference final ran on, the ratio that
-        ``costs`` measured in one process on that machine, marked ‡ (its machine and file
-        added to ``used``)."""
-        by_machine: dict[str, list[float]] = {}
-        for unit in reference:
-            by_machine.setdefault(machine(unit), []).append(median_epoch_seconds(unit))
-        ratios, measured = [], False
-        for unit in self.trains:
-            here = machine(unit)
-            if here in by_machine:
-                ratios.append(median_epoch_seconds(unit) / mean_std(by_machine[here])[0])
-                continue
-            table = (costs or {}).get(here, {}).get("costs", {})
-            own, sat = (
-                table.get(key, {}).get("epoch_seconds")
-                if isinstance(table.get(key), dict)
-                else None
-                for key in (f"{self.row}/{self.student}", f"sat/{self.student}")
-            )
-            if isinstance(own, float | int) and isinstance(sat, float | int) and sat > 0:
-                ratios.append(own / sat)  # a method not measured there: no ratio
-                measured = True
-                if used is not None:
-                    used.add((here, (costs or {})[here]["file"]))
-        if not ratios:
-            return "—"
-        return f"{mean_std(ratios)[0]:.1f}x{' ‡' if measured else ''}"
-
-
-def history_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
-    """The largest gap, in points, between two runs' per-epoch validation clean and PGD-10
-    accuracies (infinite if they ran different epochs)."""
-    if len(a) != len(b):
-        return float("inf")
-    keys = ("clean_accuracy", "pgd_accuracy")
-    gap = max(100 * abs(x[k] - y[k]) for x, y in zip(a, b, strict=True) for k in keys)
-    return round(gap, 6)  # 100 * (0.7905 - 0.78) is 1.0499999...: 1.05, shown half up
+def epoch_cost(
+    r: Row,
+    sat_finals: list[dict[str, Any]],
+    costs: dict[str, dict[str, Any]] | None,
+    used: set[tuple[str, str]],
+) -> str:
+    """The one-process ratio where measured, else the finals' wall-clock ratio (marked)."""
+    ratio = one_process_ratio(r.row, r.student, costs or {})
+    if ratio is not None:
+        return f"{ratio:.1f}x"
+    wall = r.cost_vs(sat_finals, costs, used)
+    return wall if wall == "—" or wall.endswith("‡") else f"{wall} (wall)"
 
 
 def autoattack_cell(r: Row) -> str:
@@ -249,8 +133,11 @@ def student_section(
         "worst case, difference of means in points: called only beyond the sum of the two "
         f"seed spreads. Best = the highest mean worst case{f': {LABELS[best.row]}' if best else ''}"
         f". vs SAT = against the SAT row with the higher mean worst case ({LABELS[baseline.row]})"
-        ". Epoch cost: the finals' median epoch seconds, averaged, over those of all SAT finals "
-        "(both SAT rows) on the same machine (wall-clock on a shared machine: rough).",
+        ". Epoch cost: a steady epoch's seconds over SAT's on this student, measured in one "
+        "process on one machine by `experiments/leaderboard_costs.py` (the file named below "
+        "the table); marked (wall) where that file lacks the row: the finals' median epoch "
+        "seconds over the SAT finals' on the same machine (wall-clock on a shared machine, "
+        "where other processes ran: rough).",
         "",
         "| method | lr | clean | worst case | AutoAttack | epoch cost vs SAT | vs SAT "
         "| vs best | val. PGD-10, last 10 epochs | seeds |",
@@ -258,7 +145,7 @@ def student_section(
     ]
     measured: set[tuple[str, str]] = set()  # the cost files behind ‡ cells
     for row, r in rows.items():
-        label = LABELS[row] + (" (at chance)" if r.at_chance() else "")
+        label = LABELS[row] + r.chance_note()
         if row in unavailable and not r.units:
             lines.append(f"| {label} | method not available: {unavailable[row]} |" + " |" * 8)
             continue
@@ -266,7 +153,7 @@ def student_section(
             f"| {label} | {'—' if r.lr is None else f'{r.lr:g}'} | "
             f"{mean_spread(r.values('clean_accuracy'))} | "
             f"{mean_spread(r.values('robust_accuracy'))} | {autoattack_cell(r)} | "
-            f"{r.cost_vs(sat_finals, costs, measured)} | "
+            f"{epoch_cost(r, sat_finals, costs, measured)} | "
             f"{calls(r, baseline)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
             f"{len(r.tests)} |"
         )
@@ -274,7 +161,10 @@ def student_section(
         LABELS[r.row]: r.retrained_gap for r in rows.values() if r.retrained_gap is not None
     }
     if retrained:
-        gaps = ", ".join(f"{label} {half_up(gap)}" for label, gap in retrained.items())
+        gaps = ", ".join(
+            f"{label} {half_up(gap) if gap != float('inf') else 'n/a (other epochs)'}"
+            for label, gap in retrained.items()
+        )
         lines += [
             "",
             "† AutoAttack ran on a student retrained with the settings and seed of the one "
@@ -324,12 +214,13 @@ def plot(load: Loader, student: str, path: Path, linked: Loader | None = None) -
     for style, row in enumerate(METHODS):
         r = Row(load, row, student, linked)  # the table's rows: at chance as it says
         if r.tests and r.at_chance():
-            at_chance.append(LABELS[row])
+            at_chance.append(LABELS[row])  # partly at chance: drawn, its label says so
         elif r.tests:
             (clean, clean_std), (robust, robust_std) = (
                 mean_std(r.values(key)) for key in ("clean_accuracy", "robust_accuracy")
             )
-            points.append((LABELS[row], 100 * clean, 100 * (clean_std or 0), 100 * robust,
+            label = LABELS[row] + r.chance_note()
+            points.append((label, 100 * clean, 100 * (clean_std or 0), 100 * robust,
                            100 * (robust_std or 0)))  # fmt: skip
             styles.append(style)
     title = f"{student}: mean ± sample std over seeds"

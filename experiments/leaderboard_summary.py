@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from leaderboard_design import LABELS, METHODS, SEEDS, STUDENTS, Loader, call
-from leaderboard_report import Row, autoattack_cell, sat_baseline, worst_case_mean
+from leaderboard_report import autoattack_cell, sat_baseline, worst_case_mean
+from leaderboard_rows import Row
 from study_runner.report import compare, mean_spread, replace_generated
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def _vs(r: Row, baseline: Row) -> str:
     if not baseline.tests:
         return "—"  # no SAT row measured yet: nothing to call against
     diff, verdict = compare(r.values("robust_accuracy"), baseline.values("robust_accuracy"))
-    return f"{100 * diff:+.1f} {call(diff, verdict)}"
+    return f"{100 * diff:+.1f} {call(diff, verdict)}{r.chance_note()}"
 
 
 def _cell(r: Row, key: str, bold: bool) -> str:
