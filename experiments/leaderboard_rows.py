@@ -3,7 +3,9 @@ and the study's it reuses) and the numbers its table line shows."""
 
 from __future__ import annotations
 
+import json
 import statistics
+from dataclasses import asdict
 from typing import Any
 
 from leaderboard_design import (
@@ -12,6 +14,7 @@ from leaderboard_design import (
     SEEDS,
     Loader,
     final_name,
+    final_runs,
     final_value,
     machine,
     selected_lr,
@@ -44,6 +47,7 @@ class Row:
     def __init__(self, load: Loader, row: str, student: str, linked: Loader | None = None) -> None:
         self.row, self.student = row, student
         self.lr = selected_lr(load, row, student)
+        self.planned = {run.name: run for run in final_runs(load, row, student)}
         names = [final_name(row, student, seed) for seed in SEEDS]
         tests = [self.matching(load("test", n)) for n in names]
         own = [self.matching(load("train", n)) for n in names]
@@ -89,7 +93,29 @@ class Row:
         if unit is None or self.lr is None:
             return None
         ran = unit.get("run", {}).get("lr")
-        return unit if ran is None or abs(float(ran) - self.lr) <= 1e-12 else None
+        if ran is not None and abs(float(ran) - self.lr) > 1e-12:
+            return None
+        self.check_settings(unit)
+        return unit
+
+    def check_settings(self, unit: dict[str, Any]) -> None:
+        """A unit of this row's final that recorded other settings than the plan's (epochs,
+        seed, options, method, student) is refused, naming them: counted as the row's
+        result, it was once checked on its learning rate alone."""
+        name = str(unit.get("unit", "")).partition("/")[2]
+        run = self.planned.get(name)
+        if run is None:
+            return
+        wanted = json.loads(json.dumps({**asdict(run), **run.study_settings()}))
+        recorded = unit.get("run", {})
+        keys = ("epochs", "seed", "options", "method", "student", "row")
+        changed = [
+            f"{key}: {recorded[key]!r} recorded, {wanted[key]!r} planned"
+            for key in keys
+            if key in recorded and key in wanted and recorded[key] != wanted[key]
+        ]
+        if changed:
+            raise ValueError(f"{unit['unit']} is not this plan's run ({'; '.join(changed)})")
 
     def values(self, key: str) -> list[float]:
         return [t["suite"][key] for t in self.tests]

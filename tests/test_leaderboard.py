@@ -634,6 +634,25 @@ def test_finals_at_a_learning_rate_no_longer_selected_are_not_the_rows(tmp_path:
     assert row.lr == 0.015 and len(row.tests) == 2 and len(row.trains) == 2
 
 
+def test_a_final_that_recorded_other_settings_than_the_plan_is_refused(tmp_path: Path) -> None:
+    """Checked on its learning rate alone, a test unit of 3 epochs at seed 7 (collected from
+    elsewhere, or left from an earlier design) was shown as the row's result."""
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    grid(board, "ard", "small-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    name = design.final_name("ard", "small-cnn", 1)
+    planned = {"lr": 0.015, "epochs": design.FINAL_EPOCHS, "seed": 1, "options": {}}
+    write(out, "test", name, suite=suite(0.8, 0.6), run=planned)
+    assert len(board_rows.Row(board.store.load, "ard", "small-cnn").tests) == 1
+    write(out, "test", name, suite=suite(0.8, 0.6), run={**planned, "epochs": 3, "seed": 7})
+    refusal = (
+        r"test/final-ard-small-cnn-s1 is not this plan's run "
+        r"\(epochs: 3 recorded, 30 planned; seed: 7 recorded, 1 planned\)"
+    )
+    with pytest.raises(ValueError, match=refusal):
+        board_rows.Row(board.store.load, "ard", "small-cnn")
+
+
 def test_a_falling_validation_curve_is_not_flat(tmp_path: Path) -> None:
     board = make(tmp_path, available=False)
     grid(board, "ard", "small-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
