@@ -146,6 +146,26 @@ def test_units_held_by_a_live_process_are_left_to_it(tmp_path: Path) -> None:
     assert runner.run() == ["square/n3"]  # released: taken
 
 
+def test_a_unit_records_the_code_it_started_with_where_it_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provenance is read when a unit ends: a commit made while it ran was recorded as the
+    unit's code. The state at its start is now recorded beside it where the two differ."""
+    import study_runner.execute as execute
+    from study_runner.provenance import code_state
+
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    log: list[str] = []
+    Runner(store=store, plan=lambda: square_units(store, log)[:1]).run()
+    assert "code_at_start" not in json.loads((tmp_path / "out" / "square-n2.json").read_text())
+    earlier = {**code_state(), "git_commit": "a" * 40}
+    monkeypatch.setattr(execute, "code_state", lambda: earlier)
+    Runner(store=store, plan=lambda: [u for u in square_units(store, log) if u.name == "n4"]).run()
+    recorded = json.loads((tmp_path / "out" / "square-n4.json").read_text())
+    assert recorded["code_at_start"] == earlier
+    assert recorded["provenance"]["git_commit"] != "a" * 40
+
+
 def test_a_lock_whose_holder_died_is_taken_over(tmp_path: Path) -> None:
     """The system releases a dead holder's lock: its file, left behind, is no claim."""
     store = ResultStore(tmp_path / "out", tmp_path / "work")

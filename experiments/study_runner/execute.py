@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study_runner.provenance import check_code_location, script_path
+from study_runner.provenance import check_code_location, code_state, script_path
 from study_runner.store import ResultStore
 
 logger = logging.getLogger("experiments.study_runner")
@@ -198,6 +198,7 @@ class Runner:
     def _work(self, unit: Unit, *, rerun: bool) -> None:
         logger.info("unit %s%s (pid %d)", unit.id, " (rerun)" if rerun else "", os.getpid())
         self.store.rerunning, self.store.command = rerun, self.rerun_command(unit)
+        self.store.code_at_start = code_state()  # a unit's files record it if it moved
         try:
             started = time.perf_counter()
             payload = unit.work()
@@ -205,6 +206,7 @@ class Runner:
                 self.store.record(unit.kind, unit.name, payload, time.perf_counter() - started)
         finally:
             self.store.rerunning, self.store.command = False, ""
+            self.store.code_at_start = None
         if not rerun and self.report is not None:
             self.report()
 

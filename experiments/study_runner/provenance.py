@@ -72,6 +72,11 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine()
 
 
+def code_state() -> dict[str, Any]:
+    """The checkout's commit and dirty flag, as :func:`provenance` records them."""
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": git_dirty()}
+
+
 def provenance() -> dict[str, Any]:
     """The code version, packages and machine behind a result file. ``machine.cuda`` is the
     GPU's name when one is visible, else None; ``machine.cpu_model`` the CPU's."""

@@ -48,6 +48,8 @@ class ResultStore:
         self.rerunning = False
         self.command = ""  # the rerun command of the unit at work, recorded in its files
         self._held: dict[Path, int] = {}  # the locks this process holds: their descriptors
+        # the code's commit and dirty flag when the unit at work started (the runner's)
+        self.code_at_start: dict[str, Any] | None = None
 
     def path(self, kind: str, name: str) -> Path:
         return (self.rerun_dir if self.rerunning else self.out) / f"{kind}-{name}.json"
@@ -144,7 +146,15 @@ class ResultStore:
         return [unit for unit, _, _ in new]
 
     def record(self, kind: str, name: str, payload: dict[str, Any], seconds: float) -> Path:
+        """Write a finished unit's file. Its provenance is read now; where the checkout's
+        commit or dirty flag differs from when the unit started (a commit, or an edit,
+        while it ran), the file records that state too, as ``code_at_start``."""
         path = self.path(kind, name)
+        found = provenance()
+        start = self.code_at_start
+        moved = start is not None and any(found.get(k) != v for k, v in start.items())
+        if moved:
+            logger.warning("%s/%s: the code changed while it ran (%s at start)", kind, name, start)
         body = {
             "unit": f"{kind}/{name}",
             "command": self.command,
@@ -152,7 +162,8 @@ class ResultStore:
             "device": self.device,
             "seconds": seconds,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "provenance": provenance(),
+            "provenance": found,
+            **({"code_at_start": start} if moved else {}),
             **payload,
         }
         write_text_atomically(path, json.dumps(body, indent=2))
