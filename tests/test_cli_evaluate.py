@@ -336,6 +336,9 @@ def test_attack_is_per_sample_by_default_and_refuses_to_overwrite(capsys, tmp_pa
         assert code == 0, err
         saved = np.load(out / "adv.npz")
         assert str(saved["reduction"]) == reduction
+        # the settings that ran (a 3-step file once read as a default 10-step one)
+        assert int(saved["steps"]) == 3 and float(saved["step_size"]) == 0.025
+        assert str(saved["model"]) == "dard-fmnist-teacher"
         assert torch.equal(torch.from_numpy(saved["adversarial"]), expected[reduction])
     before = (tmp_path / "sample" / "adv.npz").read_bytes()
     code, _, err = run_main(
@@ -465,6 +468,23 @@ def test_a_model_of_another_class_count_than_the_dataset_is_refused(capsys, tmp_
     assert not (out / "report.json").exists()
 
 
+def test_attack_refuses_a_model_with_nan_logits(capsys, tmp_path) -> None:
+    """`dard attack` scored NaN logits as class 0 (argmax), reporting the share of class 0
+    as clean and DPGD accuracy, where `dard evaluate` refuses the same model."""
+    from dard_plugin.models import create
+    from dard_plugin.recipes import save_model
+
+    model = create("small-cnn", num_classes=10)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    path = tmp_path / "diverged.pt"
+    save_model(path, model, "small-cnn", 10)
+    out = tmp_path / "attack"
+    code, _, err = run_main(capsys, "attack", str(path), "--n", "8", "--out", str(out))
+    assert code == 2 and "returns NaN logits" in err, err
+    assert not out.exists()
+
+
 def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
     """`dard attack --json` once printed float32 means (0.8333333134651184 for 10 of 12)."""
     out = tmp_path / "attack"
@@ -482,6 +502,7 @@ def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
     )
     assert code == 0, err
     summary = json.loads(printed)
+    assert (summary["steps"], summary["step_size"]) == (3, 0.025)
     for key in ("clean_accuracy", "dpgd_accuracy"):
         assert summary[key] in {k / 12 for k in range(13)}, summary[key]
     assert summary["clean_accuracy"] not in (0.0, 0.5, 1.0)  # a value float32 would round

@@ -367,6 +367,21 @@ def test_two_autoattack_sets_each_keep_and_resume_their_state(tmp_path, linear_s
     assert again.per_sample == first.per_sample and again.per_attack == first.per_attack
     # resumed: only the sanity checks (2), the label check (1) and the clean batches (2)
     assert len(calls) == 2 + 1 + 2
+    # the resumed report's times are the chunks' own (it once timed the resuming process:
+    # 0.0 s for a set already done), kept in the state beside each chunk's results
+    for name in ("apgd-ce", "apgd-t"):
+        kept = json.loads((tmp_path / f"aa.{name}.json").read_text())["seconds"]
+        assert sorted(kept, key=int) == ["0", "4"] and all(t > 0 for t in kept.values())
+        assert again.seconds[name] == first.seconds[name] == sum(kept.values())
+    # a state file written before the times were kept: this process's time, as before
+    for written in tmp_path.glob("aa.*.json"):
+        payload = json.loads(written.read_text())
+        del payload["seconds"]
+        written.write_text(json.dumps(payload))
+    older = evaluate(model, x, y, state_path=state, batch_size=4, **options)
+    assert (
+        older.per_sample == first.per_sample and older.seconds["apgd-t"] < first.seconds["apgd-t"]
+    )
 
 
 def test_a_state_for_another_evaluation_is_refused(tmp_path, linear_setup) -> None:

@@ -272,6 +272,14 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     x, y = x[: args.n].clone(), y[: args.n].clone()
     model = load_model_source(args)
     device = args.device or "cpu"
+    with torch.no_grad():
+        clean_logits = model(x[:8].to(device))
+    if clean_logits.isnan().any():  # argmax reads a NaN row as class 0: "accuracy" would be
+        raise CommandError(  # the share of class 0, and the attack's gradients are zeros
+            f"{args.model} returns NaN logits on the first images (a diverged training?); "
+            "its argmax would be scored as class 0, the share of that class reported as "
+            "accuracy"
+        )
     step = args.step_size if args.step_size is not None else args.eps / 4
     adversarial = dpgd(
         model,
@@ -293,14 +301,20 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
         "clean_pred": clean_pred.numpy(),
         "adv_pred": adv_pred.numpy(),
         "eps": args.eps,
+        "step_size": step,
+        "steps": args.steps,
         "reduction": args.reduction,
+        "model": args.model,
     }
     atomic_write_bytes(args.out / "adv.npz", lambda stream: np.savez_compressed(stream, **arrays))
     image_grid(x, adversarial, y, clean_pred, adv_pred, args.out / "grid.png")
     summary = {
         "n": args.n,
         "eps": args.eps,
+        "step_size": step,
+        "steps": args.steps,
         "reduction": args.reduction,
+        "model": args.model,
         "clean_accuracy": int((clean_pred == y).sum()) / len(y),  # exact, not a float32 mean
         "dpgd_accuracy": int((adv_pred == y).sum()) / len(y),
         "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],

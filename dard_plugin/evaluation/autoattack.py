@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,16 @@ def _fingerprint_part(found: dict[str, Any], settings: dict[str, Any]) -> str:
 
 class AutoAttackState:
     """The per-chunk results of one attack set, on disk as JSON: ``settings`` (what the
-    results were computed for) and ``chunks`` (first example index -> a ``0``/``1`` string,
-    one character per example: robust or not)."""
+    results were computed for), ``chunks`` (first example index -> a ``0``/``1`` string,
+    one character per example: robust or not) and ``seconds`` (first example index -> the
+    chunk's seconds, so that a resumed evaluation reports the whole attack's time; absent
+    from state files written before it was kept)."""
 
     def __init__(self, path: Path | None, settings: dict[str, Any]) -> None:
         self.path = path
         self.settings = settings
         self.chunks: dict[int, torch.Tensor] = {}
+        self.seconds: dict[int, float] = {}
         if path is not None and path.is_file():
             self._read(path)
 
@@ -106,9 +110,11 @@ class AutoAttackState:
             int(start): torch.tensor([c == "1" for c in bits], dtype=torch.bool)
             for start, bits in chunks.items()
         }
+        self.seconds = {int(k): float(v) for k, v in payload.get("seconds", {}).items()}
 
-    def record(self, start: int, flags: torch.Tensor) -> None:
+    def record(self, start: int, flags: torch.Tensor, seconds: float) -> None:
         self.chunks[start] = flags.clone()
+        self.seconds[start] = seconds
         if self.path is None:
             return
         payload = {
@@ -118,6 +124,7 @@ class AutoAttackState:
                 str(k): "".join("1" if f else "0" for f in v.tolist())
                 for k, v in sorted(self.chunks.items())
             },
+            "seconds": {str(k): v for k, v in sorted(self.seconds.items())},
         }
         write_text_atomically(self.path, dumps_strict(payload, indent=None))
 
@@ -166,9 +173,11 @@ def run_autoattack(
     state_path: Path | None = None,
     first_index: int = 0,
     fingerprint: str = "",
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, float | None]:
     """Per-sample robustness (bool, on CPU) under the original AutoAttack with the
-    ``standard`` version's settings (also for a subset of its four attacks), chunk by chunk.
+    ``standard`` version's settings (also for a subset of its four attacks), chunk by chunk,
+    and the seconds its chunks took, resumed ones included (None where a resumed state
+    file did not keep them).
 
     ``images`` are examples ``first_index ...`` of the evaluation set (a rank's shard);
     ``state_path`` is this attack set's state file (see :func:`state_file`), resumed when
@@ -199,6 +208,7 @@ def run_autoattack(
     for offset in range(0, images.shape[0], batch_size):
         start = first_index + offset
         if start not in state.chunks:
+            started = time.perf_counter()
             x = images[offset : offset + batch_size].to(device)
             y = labels[offset : offset + batch_size].to(device)
             # the standard version targets 9 classes: with fewer than 10, every other one
@@ -212,6 +222,8 @@ def run_autoattack(
                 adversarial, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
                 with torch.no_grad():  # the suite's rule: a NaN row counts as wrong
                     correct = correct_predictions(model(adversarial), y)
-            state.record(start, correct.cpu())
+            state.record(start, correct.cpu(), time.perf_counter() - started)
         flags.append(state.chunks[start])
-    return torch.cat(flags)
+    known = [state.seconds.get(start) for start in sorted(state.chunks)]
+    spent = None if any(t is None for t in known) else float(sum(t or 0.0 for t in known))
+    return torch.cat(flags), spent

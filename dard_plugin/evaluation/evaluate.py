@@ -365,7 +365,7 @@ def _run_all(
                 path = state_file(
                     state_path, parts, rank=sharding.rank, world_size=sharding.world_size
                 )
-            correct[name] = run_autoattack(
+            correct[name], spent = run_autoattack(
                 model,
                 images,
                 labels,
@@ -379,6 +379,9 @@ def _run_all(
                 first_index=sharding.start,
                 fingerprint=fingerprint,
             )
+            if spent is not None:  # its chunks' own times, a resumed run's earlier ones too
+                seconds[name] = spent
+                continue
         else:
             correct[name] = accuracy_flags(
                 model,

@@ -44,8 +44,8 @@ class IADTrainer(AdversarialTrainerBase):
     The loss equals the code's value (both batch means of per-sample sums). Differences:
     the code attacks with the student in train mode (BatchNorm batch statistics) and,
     from the start epoch, runs ``S(x)`` twice per step; here the attack runs in eval mode
-    as for every method, and ``S(x)`` once. The teacher's natural logits may be cached; ``T(x')`` (the
-    reliability) is computed for every batch from the start epoch on.
+    as for every method, and ``S(x)`` once. The teacher's natural logits may be cached;
+    ``T(x')`` (the reliability) is computed for every batch from the start epoch on.
     """
 
     method = "iad"
