@@ -6,7 +6,9 @@ that writes its report from the unit files. The runner does the rest, the same w
 study:
 
 - ``store``: one JSON file per finished unit (``<out>/<kind>-<name>.json``), written
-  atomically, with the command that reruns exactly that unit alone, the device, the seconds
+  atomically, with the command that reruns exactly that unit alone (files written before
+  ``--only`` existed, most of the study's, record their phase's command instead:
+  ``execute.file_rerun_command`` derives the unit's from it), the device, the seconds
   and the provenance (``provenance``: git commit and dirty flag, package versions, machine
   with its CPU model or GPU name); lock files in ``<work>``, held with ``flock`` (the
   system releases them when their process ends), so that several processes running the
