@@ -341,6 +341,15 @@ def test_a_finished_student_is_evaluated_only_with_the_settings_its_train_unit_r
     (rerun_student.parent / "checkpoint" / "checkpoint.pt").write_bytes(b"unfinished")
     store.folder_to_train("final-s0")  # an unfinished rerun resumes: its checkpoint is kept
     assert (rerun_student.parent / "checkpoint" / "checkpoint.pt").read_bytes() == b"unfinished"
+    # finished by this process (a test unit's rerun): the AutoAttack unit rerun with it
+    # evaluates that student; it was deleted and trained again
+    rerun_student.write_bytes(b"this process's rerun")
+    assert store.folder_to_train("final-s0") == rerun_student.parent
+    assert rerun_student.read_bytes() == b"this process's rerun"
+    later = ResultStore(tmp_path / "out", tmp_path / "work")  # another invocation: deleted
+    later.rerunning = True
+    later.folder_to_train("final-s0")
+    assert not rerun_student.exists()
 
     # an evaluation's resumable state: kept while an interrupted rerun resumes it, deleted
     # once an earlier rerun finished the unit (its JSON is in rerun/), never outside a rerun

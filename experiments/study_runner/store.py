@@ -48,6 +48,7 @@ class ResultStore:
         self.rerunning = False
         self.command = ""  # the rerun command of the unit at work, recorded in its files
         self._held: dict[Path, int] = {}  # the locks this process holds: their descriptors
+        self._trained_here: set[Path] = set()  # rerun trainings this process started
         # the code's commit and dirty flag when the unit at work started (the runner's)
         self.code_at_start: dict[str, Any] | None = None
 
@@ -63,12 +64,17 @@ class ResultStore:
 
     def folder_to_train(self, name: str) -> Path:
         """:meth:`work_path`, where a rerun first deletes the finished run an earlier
-        rerun left (an unfinished one resumes): the training a rerun records is its own."""
+        rerun left (an unfinished one resumes): the training a rerun records is its own.
+        A run this process trained (a test unit's student, which the AutoAttack unit rerun
+        with it evaluates too) is kept: deleting it trained the same student twice, and
+        on a GPU a different one."""
         from dard_plugin.recipes.settings import existing_run, remove_run
 
         folder = self.work_path(name)
-        if self.rerunning and existing_run(folder) == "finished":
-            remove_run(folder)
+        if self.rerunning and folder not in self._trained_here:
+            if existing_run(folder) == "finished":
+                remove_run(folder)
+            self._trained_here.add(folder)
         return folder
 
     def evaluation_state(self, filename: str, kind: str, name: str) -> Path:
