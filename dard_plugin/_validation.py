@@ -342,8 +342,9 @@ def check_label_range(name: str, labels: torch.Tensor, num_classes: int) -> None
         )
 
 
-def check_logits(logits: object, batch_size: int) -> torch.Tensor:
-    """The model's output must be a (B, K) tensor of logits; warn on probabilities."""
+def check_logits(logits: object, batch_size: int, *, warn: bool = True) -> torch.Tensor:
+    """The model's output must be a (B, K) tensor of logits; warn on probabilities (unless
+    ``warn`` is False: a caller that warns itself, at its own stack level)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"model must return a torch.Tensor, got {type(logits).__name__}")
     if logits.ndim != 2 or logits.shape[0] != batch_size or logits.shape[1] < 2:
@@ -351,7 +352,8 @@ def check_logits(logits: object, batch_size: int) -> torch.Tensor:
             f"model must return logits of shape (batch_size, num_classes) = ({batch_size}, K) "
             f"with K >= 2, got {tuple(logits.shape)}"
         )
-    warn_if_probabilities(logits)
+    if warn:
+        warn_if_probabilities(logits)
     return logits
 
 

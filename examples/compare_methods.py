@@ -73,6 +73,11 @@ def main() -> None:
         parser,
         fast={"methods": "sat,iad,mtard", "n_train": 128, "n_test": 16, "epochs": 1, "steps": 2},
     )
+    if args.eps_warmup_epochs is not None and args.eps_warmup_epochs > args.epochs:
+        raise SystemExit(
+            f"--eps-warmup-epochs {args.eps_warmup_epochs} is longer than --epochs {args.epochs}"
+            " (--fast trains 1): the attack would never reach its budget"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

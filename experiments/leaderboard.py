@@ -110,14 +110,9 @@ class Leaderboard:
             Path(args.out), Path(args.work), Path(args.study_out), str(self.device)
         )
         self.runner = Runner(
-            store=self.store,
-            plan=self.plan,
-            report=self.write_report,
-            script=str(Path(__file__)),
-            only=args.only,
-            threads=args.threads,
-            prefer=getattr(args, "prefer", None),
-        )
+            store=self.store, plan=self.plan, report=self.write_report, script=str(Path(__file__)),
+            only=args.only, threads=args.threads, prefer=getattr(args, "prefer", None),
+        )  # fmt: skip
         self.available = available_methods()
         # the plan's estimates: the costs measured on this kind of machine, else any
         measured = load_costs(Path(args.out).parent / COSTS)
@@ -209,12 +204,16 @@ class Leaderboard:
 
     def student(self, run: Run) -> nn.Module | None:
         """The run's trained student (trained first where it is missing); None where its
-        training diverged: no student, which counts 0 correct."""
+        training diverged (recorded so, or now): no student, which counts 0 correct."""
         from dard_plugin.recipes import load_model
 
         path = self.trained_student(run)
-        if path is None and self.train(run)["history"][-1].get("diverged"):
-            return None
+        if path is None:  # a run recorded diverged is not trained again (it would diverge)
+            done = None if self.store.rerunning else self.store.load("train", run.name)
+            if done is None or not done["history"][-1].get("diverged"):
+                done = self.train(run)
+            if done["history"][-1].get("diverged"):
+                return None
         path = path or self.store.work_path(run.name) / "student.pt"
         return load_model(str(path), device=self.device)
 

@@ -139,6 +139,16 @@ def test_a_model_whose_logits_are_not_b_by_k_is_refused_on_the_clean_pass(linear
         evaluate(_TrailingAxis(model).eval(), x, y, eps=0.1, attacks=("clean",), verbose=False)
 
 
+def test_the_probabilities_warning_points_at_the_callers_line(linear_setup) -> None:
+    """Through the new shape check the warning was attributed one frame too deep, inside
+    evaluate.py, and so shown once per process instead of once per calling line."""
+    model, x, y = linear_setup
+    softmax = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+    with pytest.warns(UserWarning, match="look like probabilities") as caught:
+        evaluate(softmax, x, y, eps=0.1, attacks=("clean",), verbose=False)
+    assert [w.filename for w in caught if "probabilities" in str(w.message)] == [__file__]
+
+
 def test_a_model_with_nan_logits_is_refused_before_any_attack(linear_setup) -> None:
     """NaN logits were scored as class 0 (argmax), so a diverged student reported the share
     of class 0 as its clean and robust accuracy, with a warning about randomness."""

@@ -749,6 +749,21 @@ def test_the_plot_names_rows_at_chance_instead_of_drawing_them(
     assert drawn["title"].endswith("at chance, not drawn (see the table): SAT (PGD-AT)")
 
 
+def test_a_retrained_student_of_other_epochs_is_noted_not_a_crash(tmp_path: Path) -> None:
+    """Two histories of different lengths have no gap: the † note said so by raising
+    ``decimal.InvalidOperation`` (half_up of infinity)."""
+    board = make(tmp_path, available=False)
+    out = board.store.out
+    grid(board, "ard", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    name = design.final_name("ard", "tiny-cnn", 0)
+    write(out, "test", name, suite=suite(0.8, 0.6))
+    write(out, "train", name, history=history(0.6, epochs=3))
+    write(out, "retrain", name, history=history(0.6, epochs=2))
+    write(out, "autoattack", name, autoattack={"robust_accuracy": 0.6})
+    section = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}))
+    assert "ARD n/a (other epochs)" in section
+
+
 def test_retraining_gaps_are_rounded_half_up_from_their_exact_value() -> None:
     """A gap of 21 images in 2,000 (1.05 points) was shown 1.0 and one of 129 (6.45) 6.5:
     ``100 * (0.7905 - 0.78)`` is 1.0499999... in binary."""
@@ -796,6 +811,12 @@ def test_a_diverged_run_is_recorded_at_zero_in_a_grid_and_in_a_final(
     final = design.Run(design.final_name("ard", "tiny-cnn", 1), "ard", "tiny-cnn", 0.04, 30, 1)
     assert board.student(final) is None
     assert board.store.load("train", final.name)["history"][-1]["diverged"] is True
+    trainings: list[Any] = []
+    monkeypatch.setattr(board, "train", lambda run: trainings.append(run))
     tested = board.evaluate(final, ["clean", "fgsm"], 1000)["suite"]
     assert tested == {"clean_accuracy": 0.0, "robust_accuracy": 0.0, "n_examples": 1000,
                       "diverged": True}  # fmt: skip
+    # recorded diverged: its test and AutoAttack do not train it again (each once did,
+    # at the diverging epoch's cost, and recorded a retrain/ unit that read as a † note)
+    assert board.evaluate(final, ["autoattack"], 500)["autoattack"]["diverged"] is True
+    assert trainings == [] and board.store.load("retrain", final.name) is None

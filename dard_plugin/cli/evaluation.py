@@ -250,6 +250,7 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.cli.figures import image_grid
     from dard_plugin.data import load_dataset
+    from dard_plugin.evaluation.attacks import correct_predictions
 
     check_model_source_args(args)
     check_int("--n", args.n, minimum=1)
@@ -291,8 +292,10 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
         reduction=args.reduction,
     ).cpu()
     with torch.no_grad():
-        clean_pred = model(x.to(device)).argmax(1).cpu()
-        adv_pred = model(adversarial.to(device)).argmax(1).cpu()
+        clean_logits, adv_logits = model(x.to(device)).cpu(), model(adversarial.to(device)).cpu()
+    # the suite's scoring: a (B, K) output, and a NaN row (past the first images) is wrong
+    clean_correct, adv_correct = (correct_predictions(z, y) for z in (clean_logits, adv_logits))
+    clean_pred, adv_pred = clean_logits.argmax(1), adv_logits.argmax(1)
     args.out.mkdir(parents=True, exist_ok=True)
     arrays = {
         "clean": x.numpy(),
@@ -315,8 +318,8 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "reduction": args.reduction,
         "model": args.model,
-        "clean_accuracy": int((clean_pred == y).sum()) / len(y),  # exact, not a float32 mean
-        "dpgd_accuracy": int((adv_pred == y).sum()) / len(y),
+        "clean_accuracy": int(clean_correct.sum()) / len(y),  # exact, not a float32 mean
+        "dpgd_accuracy": int(adv_correct.sum()) / len(y),
         "files": [str(args.out / "adv.npz"), str(args.out / "grid.png")],
     }
     if not args.json:

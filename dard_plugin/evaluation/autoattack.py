@@ -90,7 +90,8 @@ class AutoAttackState:
             payload = json.loads(path.read_text())
             found = payload["settings"]
             chunks = payload["chunks"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            seconds = {int(k): float(v) for k, v in payload.get("seconds", {}).items()}
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as error:
             raise ValueError(
                 f"state_path: {path} is not a dard-plugin AutoAttack state file ({error}); "
                 "delete it or give another state_path"
@@ -110,7 +111,7 @@ class AutoAttackState:
             int(start): torch.tensor([c == "1" for c in bits], dtype=torch.bool)
             for start, bits in chunks.items()
         }
-        self.seconds = {int(k): float(v) for k, v in payload.get("seconds", {}).items()}
+        self.seconds = seconds
 
     def record(self, start: int, flags: torch.Tensor, seconds: float) -> None:
         self.chunks[start] = flags.clone()

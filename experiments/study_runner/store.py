@@ -189,18 +189,21 @@ class ResultStore:
             fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:  # the holder may have released (unlinked) it between open and flock
+                    current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    current = False
+                if current:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
+                    self._held[lock] = fd
+                    return lock
             except BlockingIOError:
                 os.close(fd)
                 return None
-            try:  # the holder may have released (unlinked) it between our open and flock
-                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
-                self._held[lock] = fd
-                return lock
+            except BaseException:
+                os.close(fd)
+                raise
             os.close(fd)
 
     def release(self, lock: Path) -> None:
