@@ -226,7 +226,7 @@ class Study:
                 "validation": f"training images {N_POOL}..{N_POOL + N_VAL_CURVE - 1}",
             },
         }
-        self.store.record("train", run.name, payload, time.perf_counter() - started)
+        self.store.record_training(run.name, payload, time.perf_counter() - started)
 
     def test_suite(self, model: nn.Module, name: str, *, autoattack: bool) -> dict[str, Any]:
         """The final evaluation: the suite on the first ``N_EVAL`` test images and, if

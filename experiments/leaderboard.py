@@ -192,11 +192,9 @@ class Leaderboard:
             "history": history,
             "training_seconds": seconds,
         }
-        # a student trained again for an evaluation, where the committed train unit's
-        # student is not at hand, is recorded beside that unit (retrain/), not over it
-        own = None if self.store.rerunning else self.store.load("train", run.name)
-        kind = "retrain" if own is not None and "linked_from" not in own else "train"
-        self.store.record(kind, run.name, payload, time.perf_counter() - started)
+        # a student trained again for an evaluation (its file not at hand) is recorded
+        # beside the committed train unit (retrain-), not over it
+        self.store.record_training(run.name, payload, time.perf_counter() - started)
         return payload
 
     def train_unit(self, run: Run) -> None:

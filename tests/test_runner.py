@@ -166,6 +166,20 @@ def test_a_unit_records_the_code_it_started_with_where_it_moved(
     assert recorded["provenance"]["git_commit"] != "a" * 40
 
 
+def test_a_training_recorded_again_goes_beside_the_committed_unit(tmp_path: Path) -> None:
+    """A student trained again for an evaluation (its file not at hand) was recorded over
+    the committed train unit by the study (the leaderboard already wrote retrain-): the
+    committed history, which the report reads, was replaced by another run's."""
+    store = ResultStore(tmp_path / "out", tmp_path / "work")
+    assert store.record_training("final-s0", {"history": [1]}, 1.0).name == "train-final-s0.json"
+    again = store.record_training("final-s0", {"history": [2]}, 1.0)
+    assert again.name == "retrain-final-s0.json"
+    assert store.load("train", "final-s0")["history"] == [1]  # the committed unit kept
+    store.rerunning = True
+    rerun = store.record_training("final-s0", {"history": [3]}, 1.0)
+    assert rerun == tmp_path / "work" / "rerun" / "train-final-s0.json"
+
+
 def test_a_lock_whose_holder_died_is_taken_over(tmp_path: Path) -> None:
     """The system releases a dead holder's lock: its file, left behind, is no claim."""
     store = ResultStore(tmp_path / "out", tmp_path / "work")

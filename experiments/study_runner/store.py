@@ -176,6 +176,15 @@ class ResultStore:
         logger.info("%s/%s done in %.0f s -> %s", kind, name, seconds, path)
         return path
 
+    def record_training(self, name: str, payload: dict[str, Any], seconds: float) -> Path:
+        """A training's unit file: ``train-<name>``, or ``retrain-<name>`` where this store
+        already holds ``train-<name>`` (a student trained again for an evaluation because its
+        file was not at hand: recorded beside the committed unit, not over it). A rerun's
+        goes to ``<work>/rerun/`` as ``train-``."""
+        own = None if self.rerunning else self.load("train", name)
+        kind = "retrain" if own is not None and "linked_from" not in own else "train"
+        return self.record(kind, name, payload, seconds)
+
     def claim(self, kind: str, name: str) -> Path | None:
         """Take a unit for this process: a lock file in ``work`` held with an exclusive
         ``flock``, so that several processes running the same plan share its units. The
