@@ -128,6 +128,7 @@ class Leaderboard:
         self.cost_basis = f"on one thread of {label} (its cost file)" if label else "(no cost file)"
         self._models: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.retrained = False  # the last student() trained a run whose train unit exists
 
     # ------------------------------------------------------------------ plumbing
     def teacher(self, name: str) -> nn.Module:
@@ -205,10 +206,11 @@ class Leaderboard:
         training diverged (recorded so, or now): no student, which counts 0 correct."""
         from dard_plugin.recipes import load_model
 
-        path = self.trained_student(run)
+        path, self.retrained = self.trained_student(run), False
         if path is None:  # a run recorded diverged is not trained again (it would diverge)
             done = None if self.store.rerunning else self.store.load("train", run.name)
             if done is None or not done["history"][-1].get("diverged"):
+                self.retrained = done is not None  # its committed unit is another training
                 done = self.train(run)
             if done["history"][-1].get("diverged"):
                 return None
@@ -236,10 +238,10 @@ class Leaderboard:
             student, x, y, eps=EPS, attacks=attacks, n_examples=n, batch_size=500,
             device=self.device, model_name=run.name,
             state_path=self.store.evaluation_state(f"aa-{run.name}.json", "autoattack", run.name)
-            if n == N_AA
-            else None,
+            if n == N_AA else None,
         )  # fmt: skip
-        return {"run": {**asdict(run), "method": run.method}, key: report.to_dict()}
+        again = {"retrained_student": True} if self.retrained else {}  # the report marks it
+        return {"run": {**asdict(run), "method": run.method}, key: report.to_dict(), **again}
 
     def write_report(self) -> None:
         """The tables and plots (``leaderboard_report.py``), and what is still to run."""

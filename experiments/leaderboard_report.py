@@ -155,7 +155,7 @@ def student_section(
             f"{mean_spread(r.values('robust_accuracy'))} | {autoattack_cell(r)} | "
             f"{epoch_cost(r, sat_finals, costs, measured)} | "
             f"{calls(r, baseline)} | {calls(r, best) if best else '—'} | {r.last_gain()} | "
-            f"{len(r.tests)} |"
+            f"{len(r.tests)}{' §' if r.retrained_tests else ''} |"
         )
     retrained = {
         LABELS[r.row]: r.retrained_gap for r in rows.values() if r.retrained_gap is not None
@@ -171,6 +171,15 @@ def student_section(
             "the seed-0 test measured (whose file was not at hand); the largest gap between "
             f"their per-epoch validation accuracies, in points: {gaps} (0.0: the same "
             "training, bit for bit on these numbers).",
+        ]
+    again = [f"{LABELS[r.row]} {r.retrained_tests}" for r in rows.values() if r.retrained_tests]
+    if again:
+        lines += [
+            "",
+            "§ Test units that measured a student trained again with the same settings (its "
+            "file was not at hand; `retrain-` beside the first training's unit), by row: "
+            f"{', '.join(again)}. The row's validation curve, at-chance check and epoch cost "
+            "read the first training's unit.",
         ]
     if measured:
         where = "; ".join(f"{name}: `{file}`" for name, file in sorted(measured))

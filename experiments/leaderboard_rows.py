@@ -70,6 +70,9 @@ class Row:
             if t is not None
         ]
         self.diverged = sum(bool(t["suite"].get("diverged")) for t in self.tests)
+        # tests that measured a student trained again (its file not at hand): the row's
+        # curve and cost still read the first training's unit
+        self.retrained_tests = sum(bool(t.get("retrained_student")) for t in self.tests)
         self.autoattack = self.matching(load("autoattack", names[0]))
         # AutoAttack's student retrained where the seed-0 test's (the study's, or this
         # leaderboard's: a retrain/ unit) was not at hand: the histories' largest gap

@@ -764,6 +764,34 @@ def test_a_retrained_student_of_other_epochs_is_noted_not_a_crash(tmp_path: Path
     assert "ARD n/a (other epochs)" in section
 
 
+def test_a_test_that_measured_a_retrained_student_is_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test unit whose student file was not at hand trains it again (recorded as
+    retrain-): the row's curve and cost read the first training, and nothing said that the
+    test measured another."""
+    board = make(tmp_path, available=False)
+    grid(board, "ard", "tiny-cnn", {0.005: 0.5, 0.015: 0.6, 0.04: 0.55, 0.1: 0.4})
+    final = design.Run(design.final_name("ard", "tiny-cnn", 1), "ard", "tiny-cnn", 0.015, 30, 1)
+    write(board.store.out, "train", final.name, history=history(0.6))  # committed, no file
+    trained = board.store.work_path(final.name) / "student.pt"
+
+    def train(run: Any) -> dict[str, Any]:
+        from dard_plugin.models import create
+        from dard_plugin.recipes import save_model
+
+        save_model(trained, create("tiny-cnn", num_classes=10), "tiny-cnn", 10)
+        return {"history": history(0.6)}
+
+    monkeypatch.setattr(board, "train", train)
+    monkeypatch.setattr(board, "trained_student", lambda run: None)
+    payload = board.evaluate(final, ["clean"], 8)
+    assert payload["retrained_student"] is True
+    write(board.store.out, "test", final.name, suite=suite(0.8, 0.6), retrained_student=True)
+    section = "\n".join(report.student_section(board.store.load, "tiny-cnn", {}))
+    assert "| 1 § |" in section and "by row: ARD 1." in section
+
+
 def test_retraining_gaps_are_rounded_half_up_from_their_exact_value() -> None:
     """A gap of 21 images in 2,000 (1.05 points) was shown 1.0 and one of 129 (6.45) 6.5:
     ``100 * (0.7905 - 0.78)`` is 1.0499999... in binary."""
