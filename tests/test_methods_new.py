@@ -178,6 +178,23 @@ def test_build_trainer_checks_the_teachers() -> None:
         IADTrainer(student, adversarial, start_fraction=1.5)
 
 
+@pytest.mark.parametrize(
+    ("fraction", "epochs", "start"), [(0.7, 90, 63), (0.29, 100, 29), (0.3, 200, 60)]
+)
+def test_iads_start_epoch_is_the_floor_of_the_exact_fraction(fraction, epochs, start) -> None:
+    """``floor(0.7 * 90)`` in binary is 62 (0.7 * 90 = 62.99999...): the weighting began
+    one epoch before floor(0.7 x 90) = 63, as docs/training.md defines the start."""
+    student, adversarial = TinyCNN(), TinyCNN()
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.01)
+    trainer = IADTrainer(student, adversarial, optimizer=optimizer, start_fraction=fraction)
+    trainer.nb_epochs = epochs
+    started = []
+    for epoch in (start - 1, start):
+        trainer.epoch = epoch
+        started.append(trainer.reliability_started)
+    assert started == [False, True]
+
+
 # ---------------------------------------------------------------- Fashion-MNIST
 @pytest.fixture(scope="module")
 def fashion():

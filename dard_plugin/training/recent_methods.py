@@ -84,7 +84,9 @@ class IADTrainer(AdversarialTrainerBase):
 
     @property
     def reliability_started(self) -> bool:
-        return self.epoch >= math.floor(self.start_fraction * self.nb_epochs)
+        # rounded first: in binary 0.7 * 90 is 62.99999..., whose floor started IAD's
+        # weighting one epoch before floor(0.7 x 90) = 63
+        return self.epoch >= math.floor(round(self.start_fraction * self.nb_epochs, 9))
 
     def compute_loss(
         self, batch: Batch, adversarial: torch.Tensor, targets: Mapping[str, torch.Tensor]
