@@ -184,7 +184,7 @@ def test_build_trainer_checks_the_teachers() -> None:
 def test_iads_start_epoch_is_the_floor_of_the_exact_fraction(fraction, epochs, start) -> None:
     """``floor(0.7 * 90)`` in binary is 62 (0.7 * 90 = 62.99999...): the weighting began
     one epoch before floor(0.7 x 90) = 63, as docs/training.md defines the start."""
-    student, adversarial = TinyCNN(), TinyCNN()
+    student, adversarial = TinyCNN(), TinyCNN().eval()
     optimizer = torch.optim.SGD(student.parameters(), lr=0.01)
     trainer = IADTrainer(student, adversarial, optimizer=optimizer, start_fraction=fraction)
     trainer.nb_epochs = epochs
