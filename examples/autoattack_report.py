@@ -35,6 +35,9 @@ from dard_plugin.teachers import SHIPPED_TEACHERS, load_checkpoint
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
+    if args.model_dir is not None and (args.checkpoint or args.model in SHIPPED_TEACHERS):
+        raise SystemExit("--model-dir is where a RobustBench name's file is looked up: drop it")
+    args.model_dir = args.model_dir or "./models"
     if args.checkpoint is not None:
         if args.arch is None:
             raise SystemExit("--checkpoint needs --arch (one of: " + ", ".join(list_models()) + ")")
@@ -60,7 +63,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead (with --arch)")
     parser.add_argument("--arch", help="the checkpoint's architecture (dard_plugin.models)")
     parser.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
-    parser.add_argument("--model-dir", default="./models", help="RobustBench's model folder")
+    parser.add_argument(
+        "--model-dir", help="RobustBench's model folder (default ./models; RobustBench names only)"
+    )
     parser.add_argument("--data-root", help="dataset folder (default: the loader's)")
     parser.add_argument("--norm", default="Linf", choices=["Linf", "L2"])
     parser.add_argument(

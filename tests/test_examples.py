@@ -199,6 +199,11 @@ def test_autoattack_report_example(tmp_path: Path) -> None:
     run_example("autoattack_report.py", "--norm", "L2", "--out", str(tmp_path))
     l2 = read_report(tmp_path / "report.json")
     assert l2["norm"] == "L2" and l2["eps"] == "1.5" and l2["n_examples"] == 2
+    # --model-dir looks up RobustBench names only: accepted and ignored here once
+    out = str(tmp_path / "m")
+    refused = run_example("autoattack_report.py", "--model-dir", "x", "--out", out, check=False)
+    assert "--model-dir is where a RobustBench name" in refused
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.slow
