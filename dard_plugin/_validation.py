@@ -357,6 +357,17 @@ def check_logits(logits: object, batch_size: int, *, warn: bool = True) -> torch
     return logits
 
 
+def refuse_nan_logits(logits: torch.Tensor, what: str = "the model's logits hold NaN") -> None:
+    """A model whose logits on the first images hold NaN (``what`` says so) is refused:
+    argmax reads an all-NaN row as class 0, so the share of that class would be reported as
+    accuracy. (-inf, a masked class, is a logit argmax reads correctly.)"""
+    if logits.isnan().any():
+        raise ValueError(
+            f"{what} on the first images (a diverged training?); their argmax would be "
+            "scored as class 0, the share of that class reported as accuracy"
+        )
+
+
 def warn_if_probabilities(outputs: torch.Tensor) -> None:
     """AutoAttack's check: rows that are non-negative and sum to one are not logits."""
     with torch.no_grad():

@@ -246,7 +246,7 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from dard_plugin._files import atomic_write_bytes
-    from dard_plugin._validation import check_int, check_real
+    from dard_plugin._validation import check_int, check_real, refuse_nan_logits
     from dard_plugin.attacks.dpgd import dpgd
     from dard_plugin.cli.figures import image_grid
     from dard_plugin.data import load_dataset
@@ -273,14 +273,8 @@ def run_attack(args: argparse.Namespace) -> dict[str, Any]:
     x, y = x[: args.n].clone(), y[: args.n].clone()
     model = load_model_source(args)
     device = args.device or "cpu"
-    with torch.no_grad():
-        clean_logits = model(x[:8].to(device))
-    if clean_logits.isnan().any():  # argmax reads a NaN row as class 0: "accuracy" would be
-        raise CommandError(  # the share of class 0, and the attack's gradients are zeros
-            f"{args.model} returns NaN logits on the first images (a diverged training?); "
-            "its argmax would be scored as class 0, the share of that class reported as "
-            "accuracy"
-        )
+    with torch.no_grad():  # evaluate's refusal (the attack's gradients would be zeros too)
+        refuse_nan_logits(model(x[:8].to(device)), f"{args.model} returns NaN logits")
     step = args.step_size if args.step_size is not None else args.eps / 4
     adversarial = dpgd(
         model,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dard_plugin._validation import Bounds, check_choice
+from dard_plugin._validation import Bounds, check_choice, check_logits
 from dard_plugin.attacks.dpgd import dpgd_objective
 from dard_plugin.attacks.pgd import (
     NORMS,
@@ -261,9 +261,5 @@ def accuracy_flags(
 def correct_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per sample: the argmax is the label and no logit is NaN (argmax reads an all-NaN row
     as class 0, which would score that class's samples correct)."""
-    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(
-            "model must return logits of shape (batch_size, num_classes) = "
-            f"({labels.shape[0]}, K), got {tuple(logits.shape)}"
-        )
+    check_logits(logits, labels.shape[0], warn=False)  # a (B, K, 1) output would broadcast
     return (logits.argmax(1) == labels) & ~logits.isnan().any(1)

@@ -225,6 +225,6 @@ def run_autoattack(
                     correct = correct_predictions(model(adversarial), y)
             state.record(start, correct.cpu(), time.perf_counter() - started)
         flags.append(state.chunks[start])
-    known = [state.seconds.get(start) for start in sorted(state.chunks)]
-    spent = None if any(t is None for t in known) else float(sum(t or 0.0 for t in known))
+    timed = all(start in state.seconds for start in state.chunks)
+    spent = float(sum(state.seconds[start] for start in sorted(state.chunks))) if timed else None
     return torch.cat(flags), spent

@@ -25,6 +25,7 @@ from dard_plugin._validation import (
     check_logits,
     check_not_inference_mode,
     check_real,
+    refuse_nan_logits,
     warn_if_probabilities,
 )
 from dard_plugin.attacks._placement import model_dtype
@@ -109,12 +110,7 @@ def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device)
     # the attacks check each batch's logits; the clean pass alone did not, and a (B, K, 1)
     # output broadcast its argmax against the labels to a (B, B) comparison
     check_logits(first, sample.shape[0], warn=False)
-    if first.isnan().any():  # -inf (a masked class) is a logit argmax reads correctly
-        raise ValueError(
-            "the model's logits hold NaN on the first images (a diverged training?); their "
-            "argmax would be scored as class 0, the share of that class reported as "
-            "accuracy"
-        )
+    refuse_nan_logits(first)
     warn_if_probabilities(first)  # at the caller's line of evaluate(...)
     if not torch.allclose(first, second, atol=1e-5):
         warnings.warn(
