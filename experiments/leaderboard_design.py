@@ -230,36 +230,46 @@ def load_costs(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _epoch_timer_ratios(measured: dict[str, Any], student: str) -> dict[str, float] | None:
+    """Each row's steady epoch over SAT's on ``student`` in one cost file, where the file
+    was measured with the trainer's epoch timer (``leaderboard_costs.py`` since 2026-12-06;
+    earlier files took a CPU-time difference of whole runs, too noisy to show) and holds
+    SAT's epoch there; None otherwise."""
+    table = measured.get("costs", {})
+    sat = table.get(f"sat/{student}", {}).get("epoch_seconds")
+    if "epoch timer" not in measured.get("what", "") or not sat:
+        return None
+    return {
+        row: float(table[f"{row}/{student}"]["epoch_seconds"]) / float(sat)
+        for row in METHODS
+        if table.get(f"{row}/{student}", {}).get("epoch_seconds")
+    }
+
+
 def one_process_ratio(row: str, student: str, costs: dict[str, dict[str, Any]]) -> float | None:
     """``row``'s steady epoch over SAT's on ``student``, from the first cost file measured
     with the trainer's epoch timer that holds both (one process, one machine: the table's
     epoch cost); None where none does."""
     for _, measured in sorted(costs.items()):
-        table = measured.get("costs", {})
-        own, sat = (table.get(f"{r}/{student}", {}).get("epoch_seconds") for r in (row, "sat"))
-        if "epoch timer" in measured.get("what", "") and own and sat:
-            return float(own) / float(sat)
+        ratio = (_epoch_timer_ratios(measured, student) or {}).get(row)
+        if ratio is not None:
+            return ratio
     return None
 
 
 def one_process_costs(student: str, costs: dict[str, dict[str, Any]]) -> list[str]:
-    """A line per cost file measured with the trainer's epoch timer (``leaderboard_costs.py``
-    since 2026-12-06; earlier files took a CPU-time difference of whole runs, too noisy to
-    show): each row's steady epoch over SAT's on ``student``, in one process."""
+    """A line per cost file measured with the trainer's epoch timer: each row's steady
+    epoch over SAT's on ``student``, in one process."""
     lines = []
     for name, measured in sorted(costs.items()):
-        table = measured.get("costs", {})
-        sat = table.get(f"sat/{student}", {}).get("epoch_seconds")
-        if "epoch timer" not in measured.get("what", "") or not sat:
+        ratios = _epoch_timer_ratios(measured, student)
+        if ratios is None:
             continue
-        ratios = [
-            f"{LABELS[row]} {table[f'{row}/{student}']['epoch_seconds'] / sat:.1f}x"
-            for row in METHODS
-            if "epoch_seconds" in table.get(f"{row}/{student}", {})
-        ]
+        sat = measured["costs"][f"sat/{student}"]["epoch_seconds"]
+        shown = ", ".join(f"{LABELS[row]} {ratio:.1f}x" for row, ratio in ratios.items())
         lines.append(
             f"Epoch cost over SAT's, measured in one process on {name} "
             f"(`{measured['file']}`; a steady epoch, SAT's {sat:.0f} s; cached DARD's "
-            f"one-off target cache not included): {', '.join(ratios)}."
+            f"one-off target cache not included): {shown}."
         )
     return lines
