@@ -128,7 +128,6 @@ class Leaderboard:
         self.cost_basis = f"on one thread of {label} (its cost file)" if label else "(no cost file)"
         self._models: dict[str, nn.Module] = {}
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.retrained = False  # the last student() trained a run whose train unit exists
 
     # ------------------------------------------------------------------ plumbing
     def teacher(self, name: str) -> nn.Module:
@@ -201,21 +200,22 @@ class Leaderboard:
     def train_unit(self, run: Run) -> None:
         self.train(run)  # records itself: a test unit's training does too
 
-    def student(self, run: Run) -> nn.Module | None:
-        """The run's trained student (trained first where it is missing); None where its
-        training diverged (recorded so, or now): no student, which counts 0 correct."""
+    def student(self, run: Run) -> tuple[nn.Module | None, bool]:
+        """The run's trained student (trained first where it is missing), None where its
+        training diverged (recorded so, or now: no student, which counts 0 correct); and
+        whether it was trained again here although its train unit exists."""
         from dard_plugin.recipes import load_model
 
-        path, self.retrained = self.trained_student(run), False
+        path, retrained = self.trained_student(run), False
         if path is None:  # a run recorded diverged is not trained again (it would diverge)
             done = None if self.store.rerunning else self.store.load("train", run.name)
             if done is None or not done["history"][-1].get("diverged"):
-                self.retrained = done is not None  # its committed unit is another training
+                retrained = done is not None  # its committed unit is another training
                 done = self.train(run)
             if done["history"][-1].get("diverged"):
-                return None
+                return None, retrained
         path = path or self.store.work_path(run.name) / "student.pt"
-        return load_model(str(path), device=self.device)
+        return load_model(str(path), device=self.device), retrained
 
     @property
     def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +229,7 @@ class Leaderboard:
         from dard_plugin.evaluation import evaluate
 
         key = "autoattack" if "autoattack" in attacks else "suite"
-        student = self.student(run)
+        student, retrained = self.student(run)
         if student is None:  # diverged: reported at 0 correct, not dropped (and no crash)
             zero = {"clean_accuracy": 0.0, "robust_accuracy": 0.0, "n_examples": n}
             return {"run": {**asdict(run), "method": run.method}, key: {**zero, "diverged": True}}
@@ -240,7 +240,7 @@ class Leaderboard:
             state_path=self.store.evaluation_state(f"aa-{run.name}.json", "autoattack", run.name)
             if n == N_AA else None,
         )  # fmt: skip
-        again = {"retrained_student": True} if self.retrained else {}  # the report marks it
+        again = {"retrained_student": True} if retrained else {}  # the report marks it
         return {"run": {**asdict(run), "method": run.method}, key: report.to_dict(), **again}
 
     def write_report(self) -> None:

@@ -837,7 +837,7 @@ def test_a_diverged_run_is_recorded_at_zero_in_a_grid_and_in_a_final(
     # a diverged final has no student: its test counts 0 correct (it once stopped every
     # worker that reached it, and the row's mean left the seed out)
     final = design.Run(design.final_name("ard", "tiny-cnn", 1), "ard", "tiny-cnn", 0.04, 30, 1)
-    assert board.student(final) is None
+    assert board.student(final) == (None, False)  # diverged, trained here for the first time
     assert board.store.load("train", final.name)["history"][-1]["diverged"] is True
     trainings: list[Any] = []
     monkeypatch.setattr(board, "train", lambda run: trainings.append(run))
