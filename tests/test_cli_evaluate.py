@@ -485,6 +485,43 @@ def test_attack_refuses_a_model_with_nan_logits(capsys, tmp_path) -> None:
     assert not out.exists()
 
 
+def test_attack_scores_nan_rows_past_the_first_images_as_wrong(
+    monkeypatch, capsys, tmp_path
+) -> None:
+    """`dard attack` refuses a model whose first 8 logits hold NaN; past them, a NaN row is
+    scored by the suite's rule (wrong), not by argmax, which reads it as class 0 and scored
+    the class-0 images among such rows correct."""
+    import dard_plugin.cli.evaluation as cli_evaluation
+    from dard_plugin.data import load_dataset
+    from dard_plugin.teachers import load_teacher
+
+    teacher = load_teacher("dard-fmnist-teacher", dataset="fashion-mnist")
+
+    class NaNPastEight(torch.nn.Module):  # NaN rows past the 8th, only when scoring
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = teacher(x)
+            if not torch.is_grad_enabled() and x.shape[0] > 8:
+                logits = logits.clone()
+                logits[8:] = float("nan")
+            return logits
+
+    monkeypatch.setattr(cli_evaluation, "load_model_source", lambda args: NaNPastEight())
+    n = 20
+    x, y = load_dataset("fashion-mnist", train=False)
+    assert (y[8:n] == 0).any()  # a NaN row whose label argmax would hit
+    with torch.no_grad():
+        first = int((teacher(x[:8]).argmax(1) == y[:8]).sum())
+    out = tmp_path / "attack"
+    code, printed, err = run_main(
+        capsys, "attack", "dard-fmnist-teacher", "--n", str(n), "--steps", "2", "--json",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(printed)
+    assert summary["clean_accuracy"] == first / n
+    assert summary["dpgd_accuracy"] <= first / n
+
+
 def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
     """`dard attack --json` once printed float32 means (0.8333333134651184 for 10 of 12)."""
     out = tmp_path / "attack"
