@@ -26,7 +26,7 @@ from dard_plugin.evaluation.report import RobustnessReport, eps_string, plot_rob
 
 
 def robustness_curve(
-    model: nn.Module,
+    model: nn.Module | Any,
     images: torch.Tensor,
     labels: torch.Tensor,
     eps_values: Sequence[float],
@@ -34,7 +34,8 @@ def robustness_curve(
 ) -> list[RobustnessReport]:
     """:func:`evaluate` at each budget in ``eps_values`` (for :func:`plot_robustness_curve`).
     Every budget is checked before the first evaluation. A ``state_path`` (AutoAttack's
-    resume state) gives each budget its own files, ``aa.json`` -> ``aa.eps-0.1.json``."""
+    resume state) gives each budget its own files: ``aa.json`` -> ``aa.eps-0.1.json``, from
+    which :func:`evaluate` derives each attack set's (``aa.eps-0.1.autoattack.json``)."""
     if isinstance(eps_values, (str, bytes)):
         raise ValueError("eps_values must hold at least one budget, not a string")
     eps_values = list(eps_values)  # an iterator is read once, here

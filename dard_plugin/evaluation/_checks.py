@@ -4,6 +4,8 @@ input shape (and the trainers' form of that check)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -49,3 +51,30 @@ def check_declared_shape(
             f"the {name} expects {what} (it declares {expected}), and the training images "
             f"have shape {shape}: give a {name} built for these images"
         )
+
+
+def evaluation_model(model: Any) -> nn.Module:
+    """The module to evaluate: ``model`` itself, or an ART ``PyTorchClassifier``'s model
+    behind its mean/std ``preprocessing`` (what its ``predict`` computes; its ``.model``
+    alone skips the standardisation). Such a classifier's ``clip_values`` must be the
+    evaluation's [0, 1] (or absent)."""
+    if isinstance(model, nn.Module):
+        return model
+    try:
+        from art.estimators.classification.pytorch import PyTorchClassifier
+    except ImportError:  # pragma: no cover - ART is a dependency
+        PyTorchClassifier = ()  # noqa: N806
+    if not isinstance(model, PyTorchClassifier):
+        raise TypeError(
+            f"model must be an nn.Module or an ART PyTorchClassifier, got {type(model).__name__}"
+        )
+    from dard_plugin.training.models import art_module, scalar_clip_values
+
+    bounds = scalar_clip_values(model, "model")
+    if bounds is not None and bounds != (0.0, 1.0):
+        raise ValueError(
+            f"model: an ART classifier with clip_values {bounds} is evaluated on images in "
+            "[0, 1]; give a classifier with clip_values=(0, 1), scaling the images inside "
+            "its model or preprocessing"
+        )
+    return art_module(model, "model")

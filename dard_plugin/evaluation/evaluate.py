@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from dard_plugin._validation import (
 from dard_plugin.attacks._placement import model_dtype
 from dard_plugin.attacks.pgd import eval_mode
 from dard_plugin.evaluation import distributed
-from dard_plugin.evaluation._checks import check_input_shape
+from dard_plugin.evaluation._checks import check_input_shape, evaluation_model
 from dard_plugin.evaluation.attacks import SUITE, accuracy_flags, check_norm_supported
 from dard_plugin.evaluation.autoattack import (
     AUTOATTACK_PARTS,
@@ -123,7 +124,7 @@ def _sanity_checks(model: nn.Module, images: torch.Tensor, device: torch.device)
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Any,
     images: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
     *,
@@ -148,6 +149,8 @@ def evaluate(
     (T-PGD) moves it to the right class, and ``clean_accuracy`` is always reported.
 
     Args:
+        model: logits on [0, 1] images; or an ART ``PyTorchClassifier``, evaluated as its
+            ``predict`` computes (its model behind its mean/std ``preprocessing``).
         labels: class indices of shape (N,) or (N, 1), or one-hot rows of shape
             (N, num_classes): the package's one label rule (``dard_plugin/_labels.py``),
             the same as the trainers'; checked in full before any attack runs.
@@ -169,11 +172,10 @@ def evaluate(
             (and per rank), derived from this name (``aa.json`` -> ``aa.autoattack.json``;
             see :func:`~dard_plugin.evaluation.autoattack.state_file`). A run started again
             with the same arguments skips the chunks already done.
-    The model is evaluated in eval mode (each module's flag restored afterwards, with a
-    warning if it was in train mode); its parameters and buffers are never changed. Images
-    are attacked in float32 whatever their dtype and the model's (a bf16 or float64 model
-    is fed its own dtype at its input), so the eps ball is projected in float32. A model
-    whose logits hold NaN is refused before any attack.
+    The model runs in eval mode (each module's flag restored afterwards, with a warning if
+    it was training); its parameters and buffers never change. Images are attacked in
+    float32 whatever their dtype and the model's (a bf16 or float64 model is fed its own
+    dtype), so the eps ball is projected in float32. NaN logits are refused before any attack.
 
     Under an initialised ``torch.distributed`` process group (e.g. started by ``torchrun``)
     every rank must call this with the same model, data and arguments: each rank evaluates
@@ -182,6 +184,7 @@ def evaluate(
     fingerprints are compared before any attack runs.
     """
     check_not_inference_mode("evaluate (its gradient attacks)")
+    model = evaluation_model(model)
     check_real("eps", eps, low=0.0, low_inclusive=False)
     check_choice("norm", norm, NORMS)
     if isinstance(attacks, Iterable) and not isinstance(attacks, str):
