@@ -80,7 +80,7 @@ def test_l2_training_examples_lie_in_the_l2_ball_and_bounds(
 
 def test_l2_defaults_and_the_teacher_follows_the_student_norm() -> None:
     settings = AttackSettings(norm="L2")
-    assert (settings.eps, settings.alpha, settings.steps) == (1.5, 1.5 / 4, 10)
+    assert (settings.eps, settings.alpha, settings.steps) == (0.5, 0.5 / 4, 10)  # RobustBench
     assert AttackSettings() == AttackSettings(eps=8 / 255, alpha=2 / 255, norm="Linf")
     _, _, prototypes = make_prototype_data(n=8)
     student = TinyCNN()
@@ -179,7 +179,7 @@ def test_a_partial_teacher_attack_inherits_the_run_norm(
         verbose=False,
     )
     assert trainer.teacher_attack == AttackSettings(norm=norm, steps=3)
-    expected_eps = 1.5 if norm == "L2" else 8 / 255  # the norm's default budget
+    expected_eps = 0.5 if norm == "L2" else 8 / 255  # the norm's default budget
     calls: list[dict[str, Any]] = []
     spy(monkeypatch, calls)
     trainer.fit(x, y, batch_size=16, nb_epochs=1)

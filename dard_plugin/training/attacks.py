@@ -5,7 +5,8 @@ Users pass None (the method's default), a dict of settings (``norm``, ``eps``, `
 ``steps``), a torchattacks attack built on the student, an ART evasion attack built on the
 classifier being trained (``training/art_attacks.py``), or any callable with that signature.
 ``norm="L2"`` runs the package's one L2 loop (:func:`~dard_plugin.attacks.pgd.pgd_l2`); its
-default budget is :data:`L2_TRAINING_EPS` and its default step ``eps / 4``.
+default budget is :data:`~dard_plugin.attacks.dpgd.DPGD_L2_EPS` and its default step
+``eps / 4``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from dard_plugin._validation import check_budget, check_choice, check_int
-from dard_plugin.attacks.dpgd import dpgd_objective, l2_default_step
+from dard_plugin.attacks.dpgd import DPGD_L2_EPS, dpgd_objective, l2_default_step
 from dard_plugin.attacks.pgd import NORMS, cross_entropy_objective, projected_gradient_descent
 from dard_plugin.training.art_attacks import (
     art_eps,
@@ -35,10 +36,6 @@ from dard_plugin.training.art_attacks import (
 
 TrainingAttack = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 ATTACK_KINDS = ("dpgd", "pgd")
-# The L2 budget for 28x28 grey images (Fashion-MNIST, 784 features): 1.5 is 1.5 / 28 = 0.054
-# per feature root-mean-square, about half the L-inf budget 0.1 the recipes use there (whose
-# ball reaches L2 radius 0.1 * 28 = 2.8). docs/training.md states the choice.
-L2_TRAINING_EPS = 1.5
 
 
 @dataclass(frozen=True)
@@ -46,9 +43,11 @@ class AttackSettings:
     """Norm (``"Linf"`` or ``"L2"``), budget, step size and number of steps.
 
     L-inf defaults are METHOD.md's (8/255, 2/255, 10); for ``norm="L2"`` an omitted ``eps``
-    is :data:`L2_TRAINING_EPS`. An omitted ``alpha`` is ``eps / 4`` in either norm (2/255 at
-    the L-inf default, bit for bit): a fixed 2/255 once stayed beside any given ``eps``,
-    so ``{"eps": 8.0}`` on [0, 255] stepped 1% of its budget.
+    is 0.5, RobustBench's CIFAR-10 L2 budget and ``dpgd_l2``'s (``DPGD_L2_EPS``): CIFAR's
+    budgets in both norms (``recipes.default_eps`` gives each dataset its own). An omitted
+    ``alpha`` is ``eps / 4`` in either norm (2/255 at the L-inf default, bit for bit): a
+    fixed 2/255 once stayed beside any given ``eps``, so ``{"eps": 8.0}`` on [0, 255]
+    stepped 1% of its budget.
     """
 
     eps: float | None = None
@@ -59,7 +58,7 @@ class AttackSettings:
     def __post_init__(self) -> None:
         check_choice("norm", self.norm, NORMS)
         if self.eps is None:
-            object.__setattr__(self, "eps", 8 / 255 if self.norm == "Linf" else L2_TRAINING_EPS)
+            object.__setattr__(self, "eps", 8 / 255 if self.norm == "Linf" else DPGD_L2_EPS)
         check_budget("eps", self.budget, batch_size=None, positive=True)
         if self.alpha is None:
             object.__setattr__(self, "alpha", float(l2_default_step(self.budget)))

@@ -206,7 +206,7 @@ class DARDTrainer(AdversarialTrainerBase):
             them, else the run's norm's defaults). A partial dict
             takes the run's norm (the student attack's) when it names none, and that norm's
             defaults for what it omits: ``{"steps": 20}`` in an L2 run is an L2 DPGD at
-            eps 1.5 (``L2_TRAINING_EPS``), step eps / 4, 20 steps; in an L-inf run, at
+            eps 0.5 (``DPGD_L2_EPS``), step eps / 4, 20 steps; in an L-inf run, at
             METHOD.md's 8/255 and 2/255.
         adv_targets: where ``q_adv`` comes from, one of ``ADV_TARGETS`` (module docstring);
             default ``"teacher-adv"``, the paper's.
