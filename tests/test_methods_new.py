@@ -438,3 +438,38 @@ def test_options_of_an_absent_teacher_or_attack_are_refused(
         option = {**option, "teacher": load_teacher("dard-fmnist-teacher")}
     with pytest.raises(ValueError, match=message):
         distill(method=method, n_train=64, n_val=16, epochs=1, verbose=False, **option)
+
+
+def test_cli_natural_teacher_checkpoint_takes_its_own_architecture(tmp_path) -> None:
+    """A natural teacher saved as a bare state dict could not be used: no flag gave its
+    architecture (``--teacher-arch`` is the adversarial teacher's, refused for a named one)."""
+    from dard_plugin.teachers import load_teacher
+
+    natural = tmp_path / "natural-bare.pt"
+    torch.save(load_teacher("dard-fmnist-teacher-natural").state_dict(), natural)
+    run = ["distill", "--method", "mtard", "--natural-teacher", str(natural)]
+    small = ["--n-train", "32", "--epochs", "1", "--steps", "1", "--n-val", "16"]
+    small += ["--n-eval", "16", "--eval-attacks", "clean", "--quiet"]
+    done = dard_in_process(*run, *small, "--out", str(tmp_path / "a"))
+    assert done.returncode == 2 and "--natural-teacher-arch" in done.stderr, done.stderr
+    done = dard_in_process(
+        *run, "--natural-teacher-arch", "teacher-cnn", *small, "--out", str(tmp_path / "b")
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert record["natural_teacher_arch"] == "teacher-cnn"
+    named = ["--natural-teacher", "dard-fmnist-teacher-natural"]
+    done = dard_in_process(
+        "distill", "--method", "mtard", *named, *small, "--out", str(tmp_path / "s")
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    shipped = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert record["teacher_weights"] == shipped["teacher_weights"]  # the same two networks
+    named += ["--natural-teacher-arch", "teacher-cnn"]
+    done = dard_in_process("distill", "--method", "mtard", *named, "--out", str(tmp_path / "c"))
+    assert done.returncode == 2 and "drop it" in done.stderr, done.stderr
+    done = dard_in_process(
+        "distill", "--natural-teacher-arch", "teacher-cnn", "--out", str(tmp_path)
+    )
+    assert done.returncode == 2 and "no --natural-teacher is given" in done.stderr, done.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()

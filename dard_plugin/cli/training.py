@@ -249,6 +249,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
             method_kwargs["natural_teacher"] = load_model(
                 args.natural_teacher,
                 dataset=args.dataset,
+                arch=args.natural_teacher_arch,
                 threat_model=teacher_threat_model(args, args.natural_teacher),
                 model_dir=args.model_dir,
                 device=args.device,

@@ -110,7 +110,8 @@ def load_model(
             raise ValueError(
                 f"arch must be given for {path} (a checkpoint that does not "
                 f"record its architecture; on the command line --arch, or --teacher-arch for "
-                f"--teacher); choose from {list(REGISTRY)}"
+                f"--teacher and --natural-teacher-arch for --natural-teacher); choose from "
+                f"{list(REGISTRY)}"
             )
         num_classes = (
             checkpoint.get("num_classes") if isinstance(checkpoint, dict) else None
