@@ -34,7 +34,13 @@ def add_parsers(commands: Any) -> None:
         default=None,
         help="comma-separated eps values: also plot accuracy against eps (curve.png in --out)",
     )
-    evaluate.add_argument("--n-examples", type=int, default=1000)
+    evaluate.add_argument(
+        "--n-examples",
+        type=int,
+        default=1000,
+        help="evaluate the first N test images (default: 1000; RobustBench's leaderboard "
+        "evaluates all 10,000 of CIFAR-10's, --n-examples 10000)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(

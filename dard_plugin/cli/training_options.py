@@ -186,7 +186,12 @@ def _add_training(parser: argparse.ArgumentParser, *, default_arch: str) -> None
         help="continue the run in --out (nothing to do if it finished with these settings)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --out, if any")
-    parser.add_argument("--n-eval", type=int, default=1000, help="test images evaluated")
+    parser.add_argument(
+        "--n-eval",
+        type=int,
+        default=1000,
+        help="the final evaluation's first N test images (default: 1000; all: 10000)",
+    )
     parser.add_argument(
         "--eval-attacks",
         default=DEFAULT_TRAINING_EVAL_ATTACKS,
