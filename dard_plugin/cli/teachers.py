@@ -25,12 +25,15 @@ def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
         for t in list_teachers(args.dataset, args.threat_model)
     ]
     if not args.json:
-        print(f"{'name':<46} {'clean':>6} {'robust':>6}  {'source':<34} architecture")
+        print(f"{'name':<46} {'clean':>6} {'robust':>6}  {'source':<46} architecture")
         for row in rows:
             clean = "-" if row["clean_acc"] is None else f"{row['clean_acc']:.2f}"
             robust = "-" if row["robust_acc"] is None else f"{row['robust_acc']:.2f}"
             if row["source"] == "dard-plugin":
-                source = f"measured (AutoAttack, {row['autoattack_examples']} images)"
+                source = (  # clean there: the robust number's pair (clean is on all images)
+                    f"measured (AutoAttack, first {row['autoattack_examples']}: clean "
+                    f"{row['autoattack_clean_acc']:.2f})"
+                )
             elif row["unreliable"]:
                 source = "RobustBench: AA unreliable"  # an adaptive attack found it lower
             elif row["robust_acc"] != row["autoattack_acc"]:
@@ -38,7 +41,7 @@ def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 source = "RobustBench: AutoAttack"
             print(
-                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<34} "
+                f"{row['name']:<46} {clean:>6} {robust:>6}  {source:<46} "
                 f"{row['architecture'] or ''}"
             )
         shipped = sum(row["source"] == "dard-plugin" for row in rows)
@@ -48,9 +51,14 @@ def run_teachers(args: argparse.Namespace) -> list[dict[str, Any]]:
             if shipped < len(rows)
             else ""
         )
+        where = (
+            ", clean on the whole test set and robust on the first images the source names"
+            if shipped
+            else ""
+        )
         print(
             f"{len(rows)} {args.dataset}/{args.threat_model} teachers ({shipped} shipped with "
-            f"dard-plugin, measured{others}); accuracies in percent."
+            f"dard-plugin, measured{where}{others}); accuracies in percent."
         )
     return rows
 

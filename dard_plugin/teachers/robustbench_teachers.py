@@ -39,7 +39,8 @@ class TeacherInfo:
     """One teacher with its accuracies (percent): for a RobustBench zoo entry
     (``source="robustbench"``) the ones RobustBench publishes; for a teacher shipped with
     this package (``source="dard-plugin"``) the ones measured on it, AutoAttack on the first
-    ``autoattack_examples`` test images (None: RobustBench's full test set)."""
+    ``autoattack_examples`` test images (None: RobustBench's full test set), whose clean
+    accuracy is ``autoattack_clean_acc`` (None for a zoo entry: both on the full set)."""
 
     name: str
     dataset: str
@@ -51,6 +52,7 @@ class TeacherInfo:
     eps: str | None
     source: str = "robustbench"
     autoattack_examples: int | None = None
+    autoattack_clean_acc: float | None = None
     # RobustBench flags the entry's AutoAttack accuracy as unreliable (an adaptive attack
     # found it lower: Kang2021Stable, 71.28 under AutoAttack, 64.20 on the leaderboard)
     unreliable: bool = False
@@ -119,6 +121,7 @@ def list_teachers(dataset: str = "cifar10", threat_model: str = "Linf") -> list[
             eps=t.eps,
             source="dard-plugin",
             autoattack_examples=t.autoattack_examples,
+            autoattack_clean_acc=t.autoattack_clean_acc,
         )
         for name, t in SHIPPED_TEACHERS.items()
         if t.dataset == dataset and t.threat_model == threat_model
