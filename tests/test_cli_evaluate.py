@@ -550,3 +550,31 @@ def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
     for key in ("clean_accuracy", "dpgd_accuracy"):
         assert summary[key] in {k / 12 for k in range(13)}, summary[key]
     assert summary["clean_accuracy"] not in (0.0, 0.5, 1.0)  # a value float32 would round
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_output_into_a_closed_pipe_ends_quietly(json_flag: list[str]) -> None:
+    """`dard teachers --json | head` ended in a BrokenPipeError traceback (the JSON printed
+    outside main's error handling), and the table in "error: [Errno 32] Broken pipe"."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dard_plugin",
+                "teachers",
+                "--dataset",
+                "fashion-mnist",
+                *json_flag,
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, ""), done.stderr[-2000:]

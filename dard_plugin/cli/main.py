@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
     try:
-        handler = COMMANDS[args.command]
-        result = handler(args)
+        _run(args)
+    except BrokenPipeError:  # `dard ... | head`: the reader left; no traceback, no message
+        return _reader_gone()
     except KeyboardInterrupt:
         print("dard: interrupted", file=sys.stderr)
         return 130
@@ -40,11 +41,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dard {args.command}: error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The command, and its result printed as JSON under ``--json``."""
+    result = COMMANDS[args.command](args)
     if args.json:
         from dard_plugin._json import dumps_strict
 
-        print(dumps_strict(result, default=str))
-    return 0
+        print(dumps_strict(result, default=str), flush=True)
+
+
+def _reader_gone() -> int:
+    """Stdout's reader closed the pipe: point stdout at the null device, so that the
+    interpreter's final flush does not fail again, and exit as a process killed by SIGPIPE
+    does in a shell (141)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":  # python -m dard_plugin.cli.main, as python -m dard_plugin
