@@ -578,3 +578,25 @@ def test_output_into_a_closed_pipe_ends_quietly(json_flag: list[str]) -> None:
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (141, ""), done.stderr[-2000:]
+
+
+def test_a_folder_a_json_file_and_another_tracks_name_get_errors_that_say_so(
+    student_file, capsys, tmp_path
+) -> None:
+    """A run's folder was refused as an unknown teacher name (suggesting `--teacher FILE`, a
+    flag `evaluate` has not), its history.json as holding "Python objects other than
+    tensors", and an L-inf RobustBench name under --norm L2 as not an L2 model, without
+    the --threat-model that loads it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "student.pt").write_bytes(student_file.read_bytes())
+    (run / "history.json").write_text('[{"epoch": 1}]\n')
+    out = ["--attacks", "clean", "--n-examples", "8", "--out", str(tmp_path / "eval")]
+    code, _, err = run_main(capsys, "evaluate", str(run), *out)
+    assert code == 2 and "is a folder, not a model" in err and "student.pt" in err, err
+    code, _, err = run_main(capsys, "evaluate", str(run / "history.json"), *out)
+    assert code == 2 and "is a JSON file, not a checkpoint" in err, err
+    named = ["Wong2020Fast", "--dataset", "cifar10", "--norm", "L2"]
+    code, _, err = run_main(capsys, "evaluate", *named, *out)
+    assert code == 2 and "--threat-model Linf" in err, err
+    assert not (tmp_path / "eval").exists()

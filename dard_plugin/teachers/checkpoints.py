@@ -23,7 +23,8 @@ class CheckpointError(RuntimeError):
 
 def check_not_html(path: Path) -> None:
     """A failed Google Drive (or web) download often saves an HTML page under the
-    expected name; say so instead of failing inside the unpickler."""
+    expected name, and a run's folder holds JSON files beside its model: say so instead of
+    failing inside the unpickler (which called JSON "Python objects other than tensors")."""
     with path.open("rb") as handle:
         head = handle.read(512).lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head:
@@ -31,6 +32,11 @@ def check_not_html(path: Path) -> None:
             f"{path} is an HTML page, not a checkpoint (most likely a failed download, "
             "e.g. Google Drive's quota or confirmation page). Delete it and download the "
             "weights again."
+        )
+    if head.startswith((b"{", b"[")):  # torch writes zip archives (PK) or pickles (\x80)
+        raise CheckpointError(
+            f"{path} is a JSON file, not a checkpoint: give the model file (a run of dard "
+            "distill or dard train-teacher keeps it as student.pt or teacher.pt)"
         )
 
 

@@ -172,12 +172,17 @@ def unknown_teacher_error(name: str, dataset: str | None) -> ValueError:
     hint = f" Did you mean {', '.join(close)}? (the closest known names)" if close else ""
     from dard_plugin.teachers.shipped import SHIPPED_TEACHERS
 
+    if Path(name).is_dir():  # a run's folder: its model is a file in it
+        inside = sorted(p.name for p in Path(name).glob("*.pt"))
+        files = f" (it holds {', '.join(inside)})" if inside else ""
+        return ValueError(f"{name} is a folder, not a model: give a model file's path{files}")
     where = f" for dataset {dataset!r}" if dataset else ""
     return ValueError(
         f"teacher must be a teacher shipped with dard-plugin or a RobustBench model name, "
         f"got {name!r}{where}.{hint} See `dard teachers --dataset DATASET` (shipped: "
-        f"{', '.join(SHIPPED_TEACHERS)}); for a checkpoint file, `--teacher FILE` on the "
-        "command line, `dard_plugin.teachers.load_checkpoint(path, arch)` from Python"
+        f"{', '.join(SHIPPED_TEACHERS)}); for a checkpoint file, its path (`dard evaluate "
+        "FILE`, `dard distill --teacher FILE`), `dard_plugin.teachers.load_checkpoint(path, "
+        "arch)` from Python"
     )
 
 
@@ -186,6 +191,13 @@ def _check_zoo_name(name: str, dataset: str, threat_model: str) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
+        others = [t for t, entries in robustbench_zoo().get(dataset, {}).items() if name in entries]
+        if others:  # a model may be evaluated in any norm: its entry is another track's
+            hint = (
+                f" It is a RobustBench {dataset}/{others[0]} model: pass threat_model="
+                f"{others[0]!r} (on the command line --threat-model {others[0]}) to load it, "
+                "whatever norm it is then attacked in."
+            )
         raise ValueError(
             f"name must be a RobustBench {dataset}/{threat_model} model, got {name!r}.{hint} "
             f"See dard_plugin.teachers.list_teachers({dataset!r}, {threat_model!r}) or "
