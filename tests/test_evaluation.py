@@ -4,6 +4,7 @@ reports (JSON, markdown, plots), model untouched, bad input."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -240,6 +241,8 @@ def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
     assert RobustnessReport.from_json((tmp_path / "r.json").read_text()) == report
     table = report.to_markdown()
     assert "| pgd |" in table and "| dpgd |" in table and "worst case" in table
+    l2_table = dataclasses.replace(report, norm="L2").to_markdown()  # rows named as in L2
+    assert "| pgd (PGD-L2) |" in l2_table and "| dpgd (DPGD-L2) |" in l2_table
     reports = robustness_curve(
         model, x, y, [0.1, 0.22, 0.3], attacks=("clean", "pgd"), verbose=False
     )

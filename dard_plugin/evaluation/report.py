@@ -38,6 +38,18 @@ def percent(fraction: float) -> str:
     return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
+# what an L2 report's rows are (docs/evaluation.md's names): the keys stay the attack names
+L2_LABELS = {
+    "fgsm": "FGM",
+    "pgd": "PGD-L2",
+    "bim": "BIM-L2",
+    "tpgd": "T-PGD-L2",
+    "cw": "CW-L2",
+    "dpgd": "DPGD-L2",
+    "autoattack": "standard, L2",
+}
+
+
 @dataclass
 class RobustnessReport:
     """Accuracies in [0, 1]. ``robust_accuracy`` is the per-sample worst case over every
@@ -102,7 +114,10 @@ class RobustnessReport:
             f"| clean | {percent(self.clean_accuracy)} | {self.seconds.get('clean', 0.0):.1f} |",
         ]
         for name, value in self.per_attack.items():
-            lines.append(f"| {name} | {percent(value)} | {self.seconds.get(name, 0.0):.1f} |")
+            label = (
+                f"{name} ({L2_LABELS[name]})" if self.norm == "L2" and name in L2_LABELS else name
+            )
+            lines.append(f"| {label} | {percent(value)} | {self.seconds.get(name, 0.0):.1f} |")
         lines.append(f"| **worst case over all** | **{percent(self.robust_accuracy)}** | |")
         return "\n".join(lines) + "\n"
 
