@@ -600,3 +600,18 @@ def test_a_folder_a_json_file_and_another_tracks_name_get_errors_that_say_so(
     code, _, err = run_main(capsys, "evaluate", *named, *out)
     assert code == 2 and "--threat-model Linf" in err, err
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_names_the_model_as_told(student_file, capsys, tmp_path) -> None:
+    """Every run's student.pt was reported as `student`, with no flag to name it."""
+    tiny = ["--attacks", "clean", "--n-examples", "8", "--quiet"]
+    code, _, err = run_main(
+        capsys, "evaluate", str(student_file), *tiny, "--out", str(tmp_path / "a")
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["name"] == student_file.stem
+    named = [*tiny, "--name", "dard-small-cnn-s0", "--out", str(tmp_path / "b")]
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *named)
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["name"] == "dard-small-cnn-s0"
+    assert "Model `dard-small-cnn-s0`" in (tmp_path / "b" / "report.md").read_text()

@@ -44,6 +44,12 @@ def add_parsers(commands: Any) -> None:
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument(
+        "--name",
+        default=None,
+        help="the model's name in the report (default: the file's stem, e.g. student, or the "
+        "model's name)",
+    )
+    evaluate.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -182,7 +188,7 @@ def _evaluate_sharded(
     from dard_plugin.evaluation.autoattack import AUTOATTACK_PARTS, state_file
 
     x, y = data
-    name = Path(args.model).stem
+    name = args.name or Path(args.model).stem
     state = args.out / STATE_NAME if args.out is not None else None
     options: dict[str, Any] = {
         "attacks": attacks,
