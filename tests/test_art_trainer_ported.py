@@ -264,6 +264,19 @@ def test_an_art_attack_must_attack_what_the_trainer_trains() -> None:
     )
     l1 = ProjectedGradientDescent(classifier, norm=1, eps=0.9, verbose=False)
     assert SATTrainer(classifier, attack=l1).attack_eps is None
+    # DARD's teacher DPGD took an L1 attack's budget as an L-inf one (0.25 of L1 became an
+    # L-inf 0.25 ball, about 50x the student's): it must be given now
+    l1_dard = ProjectedGradientDescent(dard.get_classifier(), norm=1, eps=0.25, verbose=False)
+    with pytest.raises(ValueError, match=r"teacher_attack must be given.*eps 0\.25"):
+        type(dard)(dard.get_classifier(), dard.teacher, attack=l1_dard, verbose=False)
+    given = type(dard)(
+        dard.get_classifier(),
+        dard.teacher,
+        attack=l1_dard,
+        teacher_attack={"norm": "Linf", "eps": 0.1},
+        verbose=False,
+    )
+    assert (given.teacher_attack.norm, given.teacher_attack.eps) == ("Linf", 0.1)
     quiet = describe_attack(ProjectedGradientDescent(classifier, eps=0.1, verbose=False))
     assert quiet == describe_attack(ProjectedGradientDescent(classifier, eps=0.1, verbose=True))
     budgets = [np.full((1, 1, 1), eps, dtype=np.float32) for eps in (0.1, 0.3)]

@@ -136,6 +136,43 @@ def test_validation_follows_a_torchattacks_l2_attack(monkeypatch: pytest.MonkeyP
     assert TRAINERS["sat"](student, optimizer=optimizer, attack=linf).eval_norm == "Linf"
 
 
+def test_an_l1_torchattacks_budget_is_no_validation_or_teacher_budget() -> None:
+    """torchattacks' FAB(norm="L1", eps=0.25) validated at L-inf 0.25 and set DARD's teacher
+    DPGD to L-inf 0.25: an L1 budget taken for an L-inf one, without a word."""
+    import torchattacks
+
+    _, _, prototypes = make_prototype_data(n=8)
+    student, optimizer = l2_student()
+    fab = torchattacks.FAB(student, norm="L1", eps=0.25, steps=2, n_classes=10)
+    sat = TRAINERS["sat"](student, optimizer=optimizer, attack=fab, verbose=False)
+    assert (sat.attack_norm, sat.attack_eps, sat.eval_eps) == (None, None, None)
+    teacher = PrototypeLinear(prototypes).eval()
+    with pytest.raises(ValueError, match="teacher_attack must be given"):
+        TRAINERS["dard"](student, teacher, optimizer=optimizer, attack=fab, verbose=False)
+    for targets in ("teacher-nat", "student-adv"):  # no teacher attack: none is needed
+        ok = TRAINERS["dard"](
+            student, teacher, optimizer=optimizer, attack=fab, adv_targets=targets
+        )
+        assert ok.teacher_attack == AttackSettings()  # METHOD.md's, recorded, not run
+
+
+def test_a_teacher_attack_that_would_not_run_is_refused() -> None:
+    """DARD with adv_targets 'teacher-nat' or 'student-adv' runs no teacher DPGD: a given
+    teacher_attack was accepted, recorded in config() and the run's fingerprint, and unused
+    (bit-identical weights)."""
+    _, _, prototypes = make_prototype_data(n=8)
+    student, optimizer = l2_student()
+    for targets in ("teacher-nat", "student-adv"):
+        with pytest.raises(ValueError, match=f"adv_targets='{targets}' does not run"):
+            TRAINERS["dard"](
+                student,
+                PrototypeLinear(prototypes).eval(),
+                optimizer=optimizer,
+                adv_targets=targets,
+                teacher_attack={"steps": 3},
+            )
+
+
 def test_an_explicit_eval_norm_wins_and_needs_its_own_eps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

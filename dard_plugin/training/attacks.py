@@ -211,7 +211,8 @@ def resolve_attack(
                 "(e.g. torchattacks.PGD(student, ...)); it is built on another model"
             )
         check_untargeted(attack)
-        eps = getattr(attack, "eps", None)
+        # its eps is a budget the trainers know only in a norm they know (FAB's L1 is not)
+        eps = getattr(attack, "eps", None) if declared_norm(attack, None) else None
 
         def run_torchattacks(
             model: nn.Module,

@@ -242,18 +242,36 @@ class DARDTrainer(AdversarialTrainerBase):
                 "teacher's output on it cannot be cached"
             )
         uses_teacher_attack = adv_targets in ("teacher-adv", "teacher-adv-corrected")
+        if teacher_attack is not None and not uses_teacher_attack:
+            raise ValueError(
+                f"teacher_attack sets the teacher's own DPGD, which adv_targets="
+                f"{adv_targets!r} does not run: it would change nothing; drop it, or use "
+                "adv_targets='teacher-adv'"
+            )
         self.teacher_output_names = (
             ("teacher_nat", "teacher_adv") if uses_teacher_attack else ("teacher_nat",)
         )
         super().__init__(classifier, teacher, **kwargs)
-        self.teacher_attack = self._teacher_attack_settings(teacher_attack)
+        self.teacher_attack = self._teacher_attack_settings(teacher_attack, uses_teacher_attack)
 
-    def _teacher_attack_settings(self, given: Mapping[str, Any] | None) -> AttackSettings:
+    def _teacher_attack_settings(
+        self, given: Mapping[str, Any] | None, used: bool = True
+    ) -> AttackSettings:
         """The student's settings when none are given; a partial dict takes the run's norm
-        where it names none, and that norm's defaults for the rest."""
+        where it names none, and that norm's defaults for the rest. A student attack whose
+        budget is in a norm the teacher's DPGD has no form for (L1) needs ``given``."""
         run_norm = self.attack_norm or "Linf"
         if given is None:
             declared = settings_of(self.attack_description, run_norm)  # a torchattacks one's
+            if declared is not None and self.attack_norm is None:  # an L1 attack's eps
+                if used:
+                    raise ValueError(
+                        f"teacher_attack must be given: the student's attack declares eps "
+                        f"{declared.eps:g} in a norm the teacher's DPGD has no form for (L1, "
+                        "or one unknown), which is no L-inf or L2 budget; pass teacher_attack="
+                        "{'norm': 'Linf' or 'L2', 'eps': ...}"
+                    )
+                declared = None
             default = AttackSettings.from_mapping({"norm": run_norm}, self.bounds)
             return self.attack_settings or declared or default
         if not isinstance(given, Mapping):
