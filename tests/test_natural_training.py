@@ -168,3 +168,17 @@ def test_distill_method_natural_refuses_attack_flags_on_the_command_line(tmp_pat
         assert done.returncode == 2, done.stderr
         assert f"{flags[0]} does not apply to --method natural" in done.stderr
         assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("attack", [{"eps": 0.3, "alpha": 0.3}, {"eps": 0.3, "steps": 1}])
+def test_attack_settings_natural_training_would_not_use_are_refused(attack) -> None:
+    """NaturalTrainer took attack={'alpha': ..., 'steps': ...}, recorded them in config()
+    and the run's fingerprint, and ignored them (validation is PGD-10 at eps / 4)."""
+    from dard_plugin.models import create
+
+    model = create("tiny-cnn", num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="would change nothing in natural training"):
+        NaturalTrainer(model, optimizer=optimizer, attack=attack)
+    kept = NaturalTrainer(model, optimizer=optimizer, attack={"eps": 0.3, "norm": "L2"})
+    assert (kept.eval_eps, kept.eval_norm) == (0.3, "L2")

@@ -170,12 +170,9 @@ def distill(
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     milestones = sorted({max(1, int(epochs * 0.6)), max(1, int(epochs * 0.8))})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    attack: dict[str, Any] = {
-        "norm": norm,
-        "eps": eps,
-        "alpha": step_size if step_size is not None else eps / 4,
-        "steps": steps,
-    }
+    attack: dict[str, Any] = {"norm": norm, "eps": eps}  # natural training: validation's only
+    if spec.adversarial:
+        attack.update(alpha=step_size if step_size is not None else eps / 4, steps=steps)
     if attack_kind is not None:
         attack["kind"] = attack_kind
     trainer = build_trainer(

@@ -68,6 +68,14 @@ class NaturalTrainer(AdversarialTrainerBase):
                 f"attack kind {attack['kind']!r} does not apply to natural training (no "
                 "attack; the attack settings only set the validation's budget)"
             )
+        unused = sorted(set(attack) - {"eps", "norm"}) if isinstance(attack, Mapping) else []
+        if unused or not (attack is None or isinstance(attack, Mapping)):
+            what = f"attack settings {unused}" if unused else f"a {type(attack).__name__} attack"
+            raise ValueError(
+                f"{what} would change nothing in natural training, which runs no attack: "
+                "only attack={'eps': ..., 'norm': ...} (the validation's budget and norm; its "
+                "PGD-10 steps eps / 4) or eval_eps apply"
+            )
         super().__init__(classifier, None, **kwargs)
 
     def craft_adversarial(self, batch: Batch, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
