@@ -119,3 +119,28 @@ def test_evaluate_refuses_an_art_classifier_for_another_range_and_other_objects(
         evaluate(scaled, x, y, eps=0.1, verbose=False)
     with pytest.raises(TypeError, match=r"model must be an nn\.Module or an ART PyTorchClass"):
         evaluate(lambda images: images, x, y, eps=0.1, verbose=False)
+
+
+def test_a_classifier_loss_the_trainers_do_not_use_is_warned_about() -> None:
+    """ART's trainers train through classifier.fit, with the classifier's loss; these
+    trainers use each method's own, and a label-smoothed or weighted loss was dropped with
+    no word (bit-identical weights to plain cross-entropy)."""
+    import warnings
+
+    smoothed = PyTorchClassifier(
+        model=create("tiny-cnn", num_classes=10),
+        loss=nn.CrossEntropyLoss(label_smoothing=0.1),
+        optimizer=None,
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    optimizer = torch.optim.SGD(smoothed.model.parameters(), lr=0.01)
+    with pytest.warns(
+        UserWarning, match=r"loss CrossEntropyLoss\(.*label_smoothing=0.1.*\) is not used"
+    ) as caught:
+        SATTrainer(smoothed, optimizer=optimizer, verbose=False)
+    assert caught[0].filename == __file__  # pointed at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SATTrainer(art(create("tiny-cnn", num_classes=10)), verbose=False)  # plain CE: quiet

@@ -158,6 +158,16 @@ def test_compile_option_resolves_per_device_and_checks_its_input() -> None:
         SATTrainer(student, optimizer=optimizer, compile_attack="yes")
     with pytest.raises(ValueError, match="compile_mode"):
         SATTrainer(student, optimizer=optimizer, compile_mode="fastest")
+    # a mode for a step that is not compiled was accepted and ignored (0 compiled calls)
+    for plain in (False, None):
+        with pytest.raises(ValueError, match="compile_attack=True, or drop compile_mode"):
+            SATTrainer(
+                student, optimizer=optimizer, compile_attack=plain, compile_mode="reduce-overhead"
+            )
+    compiled = SATTrainer(
+        student, optimizer=optimizer, compile_attack=True, compile_mode="reduce-overhead"
+    )
+    assert (compiled.compile_attack, compiled.compile_mode) == (True, "reduce-overhead")
     with pytest.raises(ValueError, match="teacher_batch_size"):
         DARDTrainer(student, tiny_model(1).eval(), optimizer=optimizer, teacher_batch_size=0)
 

@@ -81,6 +81,22 @@ def resolve_compile(request: bool | None, device: torch.device) -> bool:
     return FASTEST.get(device.type, False)
 
 
+def resolve_compile_settings(
+    request: bool | None, mode: object, device: torch.device
+) -> tuple[bool, str | None]:
+    """``(compile, mode)`` for a trainer: a ``mode`` set for a step that is not compiled
+    (``compile_attack=False``, or None resolving to the plain step on ``device``) would
+    change nothing and is refused."""
+    enabled, mode = resolve_compile(request, device), check_compile_mode(mode)
+    if mode is not None and not enabled:
+        raise ValueError(
+            f"compile_mode={mode!r} applies to the compiled attack step, which "
+            f"compile_attack={request!r} does not run on {device.type}: pass "
+            "compile_attack=True, or drop compile_mode"
+        )
+    return enabled, mode
+
+
 @contextlib.contextmanager
 def compiled_attacks(enabled: bool = True, *, mode: str | None = None) -> Iterator[None]:
     """Inside the block, the package's attack functions (:func:`~dard_plugin.attacks.dpgd`,
@@ -200,4 +216,5 @@ __all__ = [
     "compiled_step_calls",
     "gradient_function",
     "resolve_compile",
+    "resolve_compile_settings",
 ]

@@ -115,6 +115,7 @@ def unpack_student(
                 f"{type(classifier).__name__}"
             )
         model = art_module(classifier, "classifier")
+        warn_if_own_loss(classifier)
         optimizer = optimizer if optimizer is not None else classifier.optimizer
         if optimizer is None:
             raise ValueError("the ART classifier has no optimizer: pass optimizer=")
@@ -122,6 +123,37 @@ def unpack_student(
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
     return model, optimizer, clip_values
+
+
+def warn_if_own_loss(classifier: Any) -> None:
+    """Each method trains on its own loss (SAT: cross-entropy; the distillation methods:
+    their KL and cross-entropy terms), not an ART classifier's ``loss``, which ART's own
+    trainers use through ``classifier.fit``: a warning where that loss is anything but
+    plain cross-entropy, which would otherwise be dropped without a word."""
+    from dard_plugin._validation import _caller_stacklevel
+
+    loss = classifier.loss
+    plain = (
+        isinstance(loss, nn.CrossEntropyLoss)
+        and loss.weight is None
+        and loss.label_smoothing == 0.0
+        and loss.reduction == "mean"
+    )
+    if not plain:
+        shown = repr(loss)
+        if isinstance(loss, nn.CrossEntropyLoss):  # its repr does not show its settings
+            weight = "given" if loss.weight is not None else None
+            shown = (
+                f"CrossEntropyLoss(weight={weight}, label_smoothing={loss.label_smoothing}, "
+                f"reduction={loss.reduction!r})"
+            )
+        warnings.warn(
+            f"the classifier's loss {shown} is not used: each method trains on its own loss "
+            "(SAT: cross-entropy; the distillation methods: their KL and cross-entropy "
+            "terms); build the method's loss into a trainer subclass's compute_loss to change it",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
 
 
 def scalar_clip_values(classifier: Any, argument: str) -> tuple[float, float] | None:

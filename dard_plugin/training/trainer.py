@@ -65,13 +65,12 @@ __all__ = ["TEACHER_TARGETS", "AdversarialTrainerBase", "AttackSettings", "Batch
 
 
 class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
-    """Shared face of every method's trainer (SAT, ARD, RSLAD, DARD, IAD, AdaAD, MTARD and
-    natural training) over the one training loop.
+    """The face of every method's trainer (SAT, ARD, RSLAD, DARD, IAD, AdaAD, MTARD, natural).
 
     Args:
-        classifier: an ART ``PyTorchClassifier`` (its model and optimizer are used, and its
-            ``clip_values`` as the input bounds) or a plain ``nn.Module`` (then pass
-            ``optimizer``).
+        classifier: an ART ``PyTorchClassifier`` (its model, its optimizer, its ``clip_values``
+            as the input bounds; not its ``loss``: each method trains on its own) or a plain
+            ``nn.Module`` (then pass ``optimizer``).
         teacher: the frozen teacher (``nn.Module`` or ART classifier); put in eval mode
             (with a warning if it was training) and never updated.
         optimizer: the student's optimizer when ``classifier`` is a plain module.
@@ -111,8 +110,8 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             (``attacks/_fast.py``; the same adversarial examples to float tolerance). None
             (default): whichever path is the faster on the device (the plain one until
             measured otherwise; ``docs/performance.md``).
-        compile_mode: ``torch.compile``'s mode for it: None (default) or
-            ``"reduce-overhead"`` (also CUDA graphs), ``"max-autotune-no-cudagraphs"``.
+        compile_mode: ``torch.compile``'s mode for the compiled step (refused without it):
+            None, ``"reduce-overhead"`` (CUDA graphs), ``"max-autotune-no-cudagraphs"``.
         teacher_batch_size: images per teacher call when building cached targets (default:
             ``eval_batch_size``); larger fills a large GPU better. DARD's batch-reduced Dice
             makes the teacher's DPGD example depend on it, so it joins the fingerprint.
@@ -210,8 +209,9 @@ class AdversarialTrainerBase(ClassifierFace, TrainingLoop):
             torch.device(device) if device is not None else models.module_device(self.student)
         )
         self.amp = check_bool("amp", self.device.type == "cuda" if amp is None else amp)
-        self.compile_attack = _fast.resolve_compile(compile_attack, self.device)
-        self.compile_mode = _fast.check_compile_mode(compile_mode)
+        self.compile_attack, self.compile_mode = _fast.resolve_compile_settings(
+            compile_attack, compile_mode, self.device
+        )
         if channels_last is not None:
             check_bool("channels_last", channels_last)
         self._channels_last_request = channels_last
