@@ -241,3 +241,46 @@ def test_a_rank_keeps_an_augmentation_subclass_and_a_plain_callable() -> None:
                              rank=1)  # fmt: skip
         batch, _ = next(iter(loader))
         assert float(batch.min()) >= 0.5  # the given augmentation ran
+
+
+def test_an_augmentation_without_a_seed_takes_its_loaders_and_its_trainers() -> None:
+    """`SATTrainer(seed=1)` and `seed=2` with `fit(augment=BatchAugment(padding=2))` drew the
+    same crops (the augmentation's own seed 0), where the trainer's seed is documented to
+    seed augmentation; a seed given to the augmentation is still kept."""
+    from dard_plugin.data import standard_augment
+    from dard_plugin.models import create
+    from dard_plugin.training import SATTrainer
+
+    images, labels = torch.rand(32, 1, 8, 8), torch.arange(32)
+
+    def crops(augment: BatchAugment, seed: int) -> torch.Tensor:
+        loader = make_loader(
+            images, labels, batch_size=32, shuffle=False, augment=augment, seed=seed
+        )
+        return next(iter(loader))[0]
+
+    assert not torch.equal(crops(BatchAugment(padding=2), 1), crops(BatchAugment(padding=2), 2))
+    assert torch.equal(crops(BatchAugment(padding=2), 0), crops(BatchAugment(padding=2, seed=0), 5))
+    assert torch.equal(
+        crops(BatchAugment(padding=2, seed=7), 1), crops(BatchAugment(padding=2, seed=7), 2)
+    )
+    assert standard_augment("fashion-mnist").seed is None
+    assert repr(BatchAugment(padding=2).seeded(3)) == "BatchAugment(padding=2, flip=True, seed=3)"
+
+    used: list[int | None] = []
+
+    class Recorded(BatchAugment):
+        def __call__(self, batch):
+            used.append(self.seed)
+            return super().__call__(batch)
+
+    x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    for seed in (1, 2):
+        model = create("tiny-cnn", num_classes=10)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        trainer = SATTrainer(
+            model, optimizer=optimizer, seed=seed, attack={"eps": 0.1, "steps": 1}, verbose=False
+        )
+        used.clear()
+        trainer.fit(x, y, batch_size=16, nb_epochs=1, augment=Recorded(padding=1))
+        assert used and set(used) == {seed}

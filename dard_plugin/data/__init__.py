@@ -104,8 +104,9 @@ def load_dataset(
     return images, labels
 
 
-def standard_augment(name: str, *, seed: int = 0) -> BatchAugment:
-    """The usual training augmentation: crop with padding (+ flip for CIFAR)."""
+def standard_augment(name: str, *, seed: int | None = None) -> BatchAugment:
+    """The usual training augmentation: crop with padding (+ flip for CIFAR); ``seed=None``
+    takes the seed of the loader or trainer that uses it (:class:`BatchAugment`)."""
     info = dataset_info(name)
     return BatchAugment(padding=info.crop_padding, flip=info.flip, seed=seed)
 

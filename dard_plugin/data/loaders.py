@@ -23,14 +23,29 @@ def _epoch_generator(seed: int, epoch: int, stream: int, rank: int = 0) -> torch
 
 class BatchAugment:
     """Random crop after zero padding, then an optional horizontal flip, for a (B, C, H, W)
-    batch; ``(images, labels) -> (images, labels)`` so it serves as a ``collate_fn``."""
+    batch; ``(images, labels) -> (images, labels)`` so it serves as a ``collate_fn``.
 
-    def __init__(self, *, padding: int = 4, flip: bool = True, seed: int = 0) -> None:
+    ``seed=None`` (default): the seed of the loader that uses it (:func:`make_loader`'s, so
+    a trainer's ``fit`` seeds it with the trainer's ``seed``; 0 when used alone); a seed
+    given is kept wherever it is used."""
+
+    def __init__(self, *, padding: int = 4, flip: bool = True, seed: int | None = None) -> None:
         self.padding = check_int("padding", padding, minimum=0)
         self.flip = check_bool("flip", flip)
-        self.seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        self.seed = seed
         self.rank = 0  # a process of a multi-process run draws its own crops and flips
         self.set_epoch(0)
+
+    def seeded(self, seed: int) -> BatchAugment:
+        """This augmentation with ``seed`` where it has none of its own (else itself)."""
+        if self.seed is not None:
+            return self
+        own = copy.copy(self)  # a subclass stays itself
+        own.seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+        own.set_epoch(0)
+        return own
 
     def on_rank(self, rank: int) -> BatchAugment:
         """The same augmentation for process ``rank`` of a multi-process run: its own
@@ -42,7 +57,8 @@ class BatchAugment:
         return ranked
 
     def set_epoch(self, epoch: int) -> None:
-        self._generator = _epoch_generator(self.seed, epoch, stream=1, rank=self.rank)
+        seed = 0 if self.seed is None else self.seed
+        self._generator = _epoch_generator(seed, epoch, stream=1, rank=self.rank)
 
     def __call__(
         self, batch: tuple[torch.Tensor, torch.Tensor]
@@ -160,7 +176,10 @@ def make_loader(
     rank: int = 0,
 ) -> DataLoader:
     """A ``DataLoader`` over in-memory tensors yielding ``(images, labels)`` batches; with
-    ``num_replicas > 1``, ``augment`` draws rank ``rank``'s own crops and flips."""
+    ``num_replicas > 1``, ``augment`` draws rank ``rank``'s own crops and flips. A
+    :class:`BatchAugment` without a seed of its own takes ``seed``."""
+    if isinstance(augment, BatchAugment):
+        augment = augment.seeded(seed)
     if augment is not None and num_replicas > 1 and hasattr(augment, "on_rank"):
         augment = augment.on_rank(rank)  # a plain callable is used as it is
     sampler = EpochBatchSampler(
