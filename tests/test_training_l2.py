@@ -203,7 +203,8 @@ def test_a_partial_teacher_attack_inherits_the_run_norm(
     norm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 25: ``teacher_attack={"steps": 3}`` in an L2 run made the teacher's DPGD L-inf
-    at 8/255; it now takes the run's norm, and that norm's defaults for what it omits."""
+    at 8/255; it took the run's norm, and then that norm's defaults for what it omits
+    (8/255 in a run at 0.1); now the student's settings in that norm."""
     x, y, prototypes = make_prototype_data(n=16, noise=0.3)
     student, optimizer = l2_student()
     eps = EPS if norm == "L2" else 0.1
@@ -215,8 +216,8 @@ def test_a_partial_teacher_attack_inherits_the_run_norm(
         teacher_attack={"steps": 3},
         verbose=False,
     )
-    assert trainer.teacher_attack == AttackSettings(norm=norm, steps=3)
-    expected_eps = 0.5 if norm == "L2" else 8 / 255  # the norm's default budget
+    assert trainer.teacher_attack == AttackSettings(norm=norm, eps=eps, steps=3)
+    expected_eps = eps  # the student's budget, not the norm's default
     calls: list[dict[str, Any]] = []
     spy(monkeypatch, calls)
     trainer.fit(x, y, batch_size=16, nb_epochs=1)
@@ -230,4 +231,20 @@ def test_a_partial_teacher_attack_inherits_the_run_norm(
         attack={"norm": "L2", "eps": EPS},
         teacher_attack={"norm": "Linf", "eps": 0.1},
     )
-    assert explicit.teacher_attack == AttackSettings(norm="Linf", eps=0.1)
+    assert explicit.teacher_attack == AttackSettings(norm="Linf", eps=0.1)  # another norm
+    partial = TRAINERS["dard"](
+        student,
+        PrototypeLinear(prototypes).eval(),
+        optimizer=optimizer,
+        attack={"norm": "Linf", "eps": 0.1, "alpha": 0.02, "steps": 7},
+        teacher_attack={"eps": 0.2},
+    )
+    assert partial.teacher_attack == AttackSettings(norm="Linf", eps=0.2, alpha=0.05, steps=7)
+    other_norm = TRAINERS["dard"](
+        student,
+        PrototypeLinear(prototypes).eval(),
+        optimizer=optimizer,
+        attack={"norm": "Linf", "eps": 0.1},
+        teacher_attack={"norm": "L2"},
+    )
+    assert other_norm.teacher_attack == AttackSettings(norm="L2")  # L2's defaults

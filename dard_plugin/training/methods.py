@@ -211,11 +211,12 @@ class DARDTrainer(AdversarialTrainerBase):
         adv_weight: ``w`` (0.5: the paper's average of the two terms).
         teacher_attack: settings of the teacher's DPGD (default: the student attack's
             settings, a torchattacks attack's ``eps``, ``alpha`` and ``steps`` where it has
-            them, else the run's norm's defaults). A partial dict
-            takes the run's norm (the student attack's) when it names none, and that norm's
-            defaults for what it omits: ``{"steps": 20}`` in an L2 run is an L2 DPGD at
-            eps 0.5 (``DPGD_L2_EPS``), step eps / 4, 20 steps; in an L-inf run, at
-            METHOD.md's 8/255 and 2/255.
+            them, else the run's norm's defaults). A partial dict takes the run's norm (the
+            student attack's) when it names none, and the student's settings for the rest
+            in that norm (``{"steps": 20}`` in a run at eps 0.1: eps 0.1, the student's
+            step, 20 steps; a given ``eps`` without ``alpha`` steps ``eps / 4``); in another
+            norm, or where the student's are unknown, that norm's defaults (L-inf:
+            METHOD.md's 8/255 and 2/255; L2: 0.5 and eps / 4).
         adv_targets: where ``q_adv`` comes from, one of ``ADV_TARGETS`` (module docstring);
             default ``"teacher-adv"``, the paper's.
         legacy_teacher_softmax: reproduce the original scripts' defect (temperature softmax
@@ -266,11 +267,12 @@ class DARDTrainer(AdversarialTrainerBase):
         self, given: Mapping[str, Any] | None, used: bool = True
     ) -> AttackSettings:
         """The student's settings when none are given; a partial dict takes the run's norm
-        where it names none, and that norm's defaults for the rest. A student attack whose
-        budget is in a norm the teacher's DPGD has no form for (L1) needs ``given``."""
+        where it names none, and the student's settings in that norm for the rest (else
+        that norm's defaults). A student attack whose budget is in a norm the teacher's DPGD
+        has no form for (L1) needs ``given``."""
         run_norm = self.attack_norm or "Linf"
+        declared = settings_of(self.attack_description, run_norm)  # a torchattacks one's
         if given is None:
-            declared = settings_of(self.attack_description, run_norm)  # a torchattacks one's
             if declared is not None and self.attack_norm is None:  # an L1 attack's eps
                 if used:
                     raise ValueError(
@@ -287,7 +289,14 @@ class DARDTrainer(AdversarialTrainerBase):
                 "teacher_attack must be a dict of settings (norm, eps, alpha, steps), got "
                 f"{type(given).__name__}"
             )
-        return AttackSettings.from_mapping({"norm": run_norm, **given}, self.bounds)
+        norm = given.get("norm", run_norm)
+        student = self.attack_settings or (declared if self.attack_norm else None)
+        inherited: dict[str, Any] = {"norm": norm}
+        if student is not None and student.norm == norm:  # the student's budget, this norm
+            inherited.update(eps=student.eps, alpha=student.alpha, steps=student.steps)
+            if "eps" in given and "alpha" not in given:
+                del inherited["alpha"]  # a new budget's step: eps / 4
+        return AttackSettings.from_mapping({**inherited, **given}, self.bounds)
 
     def attack_budgets(self) -> list[tuple[str, float, str]]:
         budgets = super().attack_budgets()
