@@ -50,8 +50,9 @@ def load_teacher(
     (e.g. ``"Wong2020Fast"``; ``dataset`` defaults to ``"cifar10"``), read from
     ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` or downloaded when missing (a
     shipped teacher is read from the package: ``model_dir`` does not apply to it, and the
-    command line refuses ``--model-dir`` there). A shipped teacher has its own threat model (taken when ``threat_model`` is None):
-    another is an error. A RobustBench name takes ``"Linf"`` when None.
+    command line refuses ``--model-dir`` there). A shipped teacher has its own threat
+    model (taken when ``threat_model`` is None): another is an error. A RobustBench name
+    takes ``"Linf"`` when None.
     For a local checkpoint of your own, use :func:`load_checkpoint`.
     """
     if name in SHIPPED_TEACHERS:
