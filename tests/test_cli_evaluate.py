@@ -552,26 +552,26 @@ def test_attack_reports_exact_accuracies(capsys, tmp_path) -> None:
     assert summary["clean_accuracy"] not in (0.0, 0.5, 1.0)  # a value float32 would round
 
 
-@pytest.mark.parametrize("json_flag", [[], ["--json"]])
-def test_output_into_a_closed_pipe_ends_quietly(json_flag: list[str]) -> None:
+@pytest.mark.parametrize(
+    "flags", [["teachers"], ["teachers", "--json"], ["--help"], ["teachers", "--help"]]
+)
+def test_output_into_a_closed_pipe_ends_quietly(flags: list[str]) -> None:
     """`dard teachers --json | head` ended in a BrokenPipeError traceback (the JSON printed
-    outside main's error handling), and the table in "error: [Errno 32] Broken pipe"."""
+    outside main's error handling), and the table in "error: [Errno 32] Broken pipe".
+    Run with stdout buffered as usual (no PYTHONUNBUFFERED), where a table or help text is
+    written at the interpreter's exit unless main flushes it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
     try:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "dard_plugin",
-                "teachers",
-                "--dataset",
-                "fashion-mnist",
-                *json_flag,
-            ],
+            [sys.executable, "-m", "dard_plugin", *flags, "--dataset", "fashion-mnist"]
+            if flags[-1] != "--help"
+            else [sys.executable, "-m", "dard_plugin", *flags],
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
             timeout=120,
             check=False,
         )
@@ -615,3 +615,18 @@ def test_evaluate_names_the_model_as_told(student_file, capsys, tmp_path) -> Non
     assert code == 0, err
     assert json.loads((tmp_path / "b" / "report.json").read_text())["name"] == "dard-small-cnn-s0"
     assert "Model `dard-small-cnn-s0`" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys) -> None:
+    """Only stdout's reader leaving ends quietly: another pipe failing (a socket, a child
+    process) is an error, reported as one."""
+    import importlib
+
+    cli_main = importlib.import_module("dard_plugin.cli.main")
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a worker's socket)")
+
+    monkeypatch.setitem(cli_main.COMMANDS, "teachers", broken)
+    code, _, err = run_main(capsys, "teachers")
+    assert code == 2 and "a worker's socket" in err, err

@@ -24,36 +24,76 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # --help or a usage error, printed by argparse
+        if _stdout_reader_gone_after_flush():
+            return 141
+        raise
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     logging.getLogger("art").setLevel(logging.WARNING)  # ART logs its data path at import
     if args.quiet:
         logging.getLogger("auto-attack").setLevel(logging.WARNING)
     try:
         _run(args)
-    except BrokenPipeError:  # `dard ... | head`: the reader left; no traceback, no message
-        return _reader_gone()
+    except BrokenPipeError as error:  # `dard ... | head`: the reader left, no message
+        if args.debug or not _stdout_reader_gone():
+            return _failed(args, error)  # another pipe (a socket, a subprocess)
+        return _redirect_stdout_to_null()
     except KeyboardInterrupt:
         print("dard: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # one clear line unless --debug
-        if args.debug:
-            raise
-        print(f"dard {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        return _failed(args, error)
     return 0
 
 
+def _failed(args: argparse.Namespace, error: Exception) -> int:
+    """One clear line on stderr and status 2, or the traceback under ``--debug``."""
+    if args.debug:
+        raise error
+    print(f"dard {args.command}: error: {error}", file=sys.stderr)
+    return 2
+
+
 def _run(args: argparse.Namespace) -> None:
-    """The command, and its result printed as JSON under ``--json``."""
+    """The command, its result printed as JSON under ``--json``, and stdout flushed here (a
+    closed pipe then fails inside ``main``, not at the interpreter's exit)."""
     result = COMMANDS[args.command](args)
     if args.json:
         from dard_plugin._json import dumps_strict
 
-        print(dumps_strict(result, default=str), flush=True)
+        print(dumps_strict(result, default=str))
+    sys.stdout.flush()
 
 
-def _reader_gone() -> int:
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (``poll`` reports an error on
+    its writing end); False for a terminal, a file or an object without a descriptor."""
+    import select
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _stdout_reader_gone_after_flush() -> bool:
+    """Flush stdout; True, with stdout sent to the null device, where its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if _stdout_reader_gone():
+            _redirect_stdout_to_null()
+            return True
+        raise
+    return False
+
+
+def _redirect_stdout_to_null() -> int:
     """Stdout's reader closed the pipe: point stdout at the null device, so that the
     interpreter's final flush does not fail again, and exit as a process killed by SIGPIPE
     does in a shell (141)."""
