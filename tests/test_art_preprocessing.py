@@ -94,7 +94,7 @@ def test_evaluate_takes_an_art_classifier_as_its_predict_computes() -> None:
     silently skipped ART's standardisation: 9.0% clean where ``predict`` gives 83.5%. An
     ART classifier is now evaluated as its ``predict`` computes, attacks included."""
     from dard_plugin import evaluate
-    from dard_plugin.training.models import Standardised
+    from dard_plugin.training.art_classifiers import Standardised
 
     teacher = load_teacher("dard-fmnist-teacher")
     classifier = art(teacher, preprocessing=(0.5, 0.25))
@@ -144,3 +144,37 @@ def test_a_classifier_loss_the_trainers_do_not_use_is_warned_about() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SATTrainer(art(create("tiny-cnn", num_classes=10)), verbose=False)  # plain CE: quiet
+
+
+def test_autoattack_state_tells_classifiers_under_other_preprocessing_apart(tmp_path) -> None:
+    """Two ART classifiers over one network under other ``preprocessing`` had the same model
+    fingerprint (the standardisation is outside the state dict), so the second reused the
+    first one's AutoAttack state: apgd-ce 0.4375 reported where a fresh run gives 0.0."""
+    from dard_plugin import evaluate
+
+    teacher = load_teacher("dard-fmnist-teacher")
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=8)
+    state = tmp_path / "aa.json"
+    options = {"eps": 0.1, "attacks": ["apgd-ce"], "verbose": False, "state_path": state}
+    evaluate(art(teacher, preprocessing=(0.5, 0.25)), x, y, **options)
+    with pytest.raises(ValueError, match="state_path"):
+        evaluate(art(teacher, preprocessing=(0.9, 0.1)), x, y, **options)
+
+
+@pytest.mark.parametrize("role", ["evaluate", "student"])
+def test_postprocessing_defences_are_refused_not_skipped(role: str) -> None:
+    """``evaluate`` read an ART classifier as its model behind its standardisation and
+    skipped its postprocessing defences (GaussianNoise(scale=5): predict 45.3%, evaluate's
+    clean 73.4%); the trainers skipped them too."""
+    from art.defences.postprocessor import GaussianNoise
+
+    from dard_plugin import evaluate
+
+    noisy = art(create("tiny-cnn", num_classes=10), postprocessing_defences=[GaussianNoise(5.0)])
+    x, y = load_dataset("fashion-mnist", train=False, n_examples=8)
+    if role == "evaluate":
+        with pytest.raises(ValueError, match=r"model: .*GaussianNoise.*cannot be evaluated"):
+            evaluate(noisy, x, y, eps=0.1, verbose=False)
+    else:
+        with pytest.raises(ValueError, match=r"classifier: .*GaussianNoise.*cannot be trained"):
+            SATTrainer(noisy, verbose=False)

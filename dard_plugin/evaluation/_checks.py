@@ -68,7 +68,7 @@ def evaluation_model(model: Any) -> nn.Module:
         raise TypeError(
             f"model must be an nn.Module or an ART PyTorchClassifier, got {type(model).__name__}"
         )
-    from dard_plugin.training.models import art_module, scalar_clip_values
+    from dard_plugin.training.art_classifiers import art_module, scalar_clip_values
 
     bounds = scalar_clip_values(model, "model")
     if bounds is not None and bounds != (0.0, 1.0):

@@ -101,10 +101,15 @@ def fingerprint_tensors(*tensors: torch.Tensor) -> str:
 
 
 def fingerprint_model(model: nn.Module) -> str:
-    """SHA-256 over the model's parameter and buffer names and values."""
+    """SHA-256 over the model's parameter and buffer names and values, and an ART
+    classifier's standardisation, held outside its state dict (two classifiers over one
+    network under other ``preprocessing`` once shared an AutoAttack state file)."""
+    from dard_plugin.training.fingerprints import standardisation
+
     state = model.state_dict()
     names = hashlib.sha256(repr(list(state)).encode()).hexdigest()
-    return hashlib.sha256((names + fingerprint_tensors(*state.values())).encode()).hexdigest()
+    tensors = fingerprint_tensors(*state.values(), *standardisation(model))
+    return hashlib.sha256((names + tensors).encode()).hexdigest()
 
 
 def check_agreement(parts: dict[str, str], world_size: int) -> None:

@@ -35,9 +35,9 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 def standardisation(model: nn.Module) -> list[torch.Tensor]:
-    """The mean and std of an ART classifier's standardisation (``models.Standardised``),
+    """The mean and std of an ART classifier's standardisation (``art_classifiers.Standardised``),
     or none: so that two runs under other ``preprocessing=(mean, std)`` differ."""
-    from dard_plugin.training.models import Standardised
+    from dard_plugin.training.art_classifiers import Standardised
 
     return [model.mean, model.std] if isinstance(model, Standardised) else []
 
