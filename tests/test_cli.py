@@ -189,6 +189,13 @@ def test_demo_rerun_reuses_the_finished_run_with_the_same_report(tmp_path) -> No
     shown = dard_in_process(*tiny, "--out", str(tmp_path / "demo"))
     assert shown.returncode == 0, shown.stderr
     assert "nothing to do" in shown.stdout and "worst case" in shown.stdout
+    # a run recorded before an option existed (--natural-teacher-arch, left at its
+    # default) is still this run: it was evaluated again
+    record = json.loads((tmp_path / "demo" / "run.json").read_text())
+    assert record.pop("natural_teacher_arch") == "None"
+    (tmp_path / "demo" / "run.json").write_text(json.dumps(record))
+    older = dard_in_process(*tiny, "--out", str(tmp_path / "demo"))
+    assert older.returncode == 0 and "nothing to do" in older.stdout, older.stderr
     # another report written into the run's folder is not the run's: evaluated again
     other = dard(
         "evaluate",

@@ -43,8 +43,9 @@ def make_trainer(method: str, student, optimizer, **kwargs):
     if spec.needs_natural_teacher:
         _, _, prototypes = make_prototype_data()
         kwargs["natural_teacher"] = PrototypeLinear(1.0 - prototypes).eval()
+    attack = ATTACK if spec.adversarial else {"eps": ATTACK["eps"]}  # natural: validation's
     return build_trainer(
-        method, student, teacher, optimizer=optimizer, attack=ATTACK, verbose=False, **kwargs
+        method, student, teacher, optimizer=optimizer, attack=attack, verbose=False, **kwargs
     )
 
 

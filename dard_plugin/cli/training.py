@@ -70,7 +70,10 @@ def _finished_report(args: argparse.Namespace) -> dict[str, Any] | None:
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # evaluate again
         return None
-    if recorded != _run_settings(args):
+    current = _run_settings(args)
+    # an option newer than the run, left at its default None, is one the run did not have
+    newer = {k for k, v in current.items() if v == "None" and k not in recorded}
+    if recorded != {k: v for k, v in current.items() if k not in newer}:
         return None
     if not args.json:
         print(f"{out} holds this run, finished with the same settings: nothing to do")
