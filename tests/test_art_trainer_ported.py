@@ -269,6 +269,10 @@ def test_an_art_attack_must_attack_what_the_trainer_trains() -> None:
     l1_dard = ProjectedGradientDescent(dard.get_classifier(), norm=1, eps=0.25, verbose=False)
     with pytest.raises(ValueError, match=r"teacher_attack must be given.*eps 0\.25"):
         type(dard)(dard.get_classifier(), dard.teacher, attack=l1_dard, verbose=False)
+    with pytest.raises(ValueError, match="teacher_attack must give eps"):  # nothing to inherit
+        type(dard)(
+            dard.get_classifier(), dard.teacher, attack=l1_dard, teacher_attack={"steps": 20}
+        )
     given = type(dard)(
         dard.get_classifier(),
         dard.teacher,

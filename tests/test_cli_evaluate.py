@@ -615,6 +615,8 @@ def test_evaluate_names_the_model_as_told(student_file, capsys, tmp_path) -> Non
     assert code == 0, err
     assert json.loads((tmp_path / "b" / "report.json").read_text())["name"] == "dard-small-cnn-s0"
     assert "Model `dard-small-cnn-s0`" in (tmp_path / "b" / "report.md").read_text()
+    code, _, err = run_main(capsys, "evaluate", str(student_file), *tiny, "--name", " ")
+    assert code == 2 and "--name must be a non-empty name" in err, err
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys) -> None:

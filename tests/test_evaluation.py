@@ -243,6 +243,8 @@ def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
     assert "| pgd |" in table and "| dpgd |" in table and "worst case" in table
     l2_table = dataclasses.replace(report, norm="L2").to_markdown()  # rows named as in L2
     assert "| pgd (PGD-L2) |" in l2_table and "| dpgd (DPGD-L2) |" in l2_table
+    parts = dataclasses.replace(report, norm="L2", per_attack={"apgd-ce": 0.5}).to_markdown()
+    assert "| apgd-ce (APGD-CE, L2) |" in parts
     reports = robustness_curve(
         model, x, y, [0.1, 0.22, 0.3], attacks=("clean", "pgd"), verbose=False
     )

@@ -148,6 +148,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from dard_plugin.evaluation.distributed import check_torchrun_environment
 
     check_model_source_args(args)
+    if args.name is not None and not args.name.strip():
+        raise CommandError("--name must be a non-empty name for the report, got an empty one")
     attacks = attack_list(args.attacks, "--attacks")
     check_n_examples(args.dataset, args.n_examples, train=False, argument="--n-examples")
     check_int("--batch-size", args.batch_size, minimum=1)

@@ -61,11 +61,7 @@ def add_parsers(commands: Any) -> None:
         help="--method mtard: the naturally trained teacher (shipped teacher name, "
         "RobustBench name, or checkpoint file)",
     )
-    distill.add_argument(
-        "--natural-teacher-arch",
-        default=None,
-        help="architecture of a --natural-teacher checkpoint that does not record it",
-    )
+    distill.add_argument("--natural-teacher-arch", help="architecture of its checkpoint")
     distill.add_argument(
         "--igdm",
         type=float,
@@ -296,10 +292,8 @@ def choose_teacher(args: argparse.Namespace) -> None:
     when the user gave them, else their defaults filled in."""
     from dard_plugin.training.registry import method_spec
 
-    teacher_options = (
-        *("teacher", "teacher_arch", "teacher_targets", "threat_model", "model_dir"),
-        "natural_teacher_arch",
-    )
+    teacher_options = ("teacher", "teacher_arch", "teacher_targets", "threat_model")
+    teacher_options += ("model_dir", "natural_teacher_arch")
     if not method_spec(args.method).needs_teacher:
         given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
         if given:
@@ -328,9 +322,7 @@ def _check_teacher_source_options(args: argparse.Namespace) -> None:
             "named model whose architecture is known: drop --teacher-arch"
         )
     if args.natural_teacher_arch is not None and not (args.natural_teacher and is_file[1]):
-        given = (
-            f"--natural-teacher {args.natural_teacher} is a named model whose architecture is known"
-        )
+        given = f"--natural-teacher {args.natural_teacher} is a named model, of a known arch"
         raise CommandError(
             "--natural-teacher-arch applies to a --natural-teacher checkpoint file; "
             f"{given if args.natural_teacher else 'no --natural-teacher is given'}: drop it"

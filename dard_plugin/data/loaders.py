@@ -80,7 +80,8 @@ class BatchAugment:
         return images, labels
 
     def __repr__(self) -> str:
-        return f"BatchAugment(padding={self.padding}, flip={self.flip}, seed={self.seed})"
+        seed = 0 if self.seed is None else self.seed  # the seed it draws with
+        return f"BatchAugment(padding={self.padding}, flip={self.flip}, seed={seed})"
 
 
 class EpochBatchSampler(Sampler[torch.Tensor]):

@@ -47,6 +47,10 @@ L2_LABELS = {
     "cw": "CW-L2",
     "dpgd": "DPGD-L2",
     "autoattack": "standard, L2",
+    "apgd-ce": "APGD-CE, L2",
+    "apgd-t": "APGD-T, L2",
+    "fab-t": "FAB-T, L2",
+    "square": "Square, L2",
 }
 
 

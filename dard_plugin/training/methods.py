@@ -68,13 +68,13 @@ class NaturalTrainer(AdversarialTrainerBase):
                 f"attack kind {attack['kind']!r} does not apply to natural training (no "
                 "attack; the attack settings only set the validation's budget)"
             )
-        unused = sorted(set(attack) - {"eps", "norm"}) if isinstance(attack, Mapping) else []
+        unused = sorted({"alpha", "steps"} & set(attack)) if isinstance(attack, Mapping) else []
         if unused or not (attack is None or isinstance(attack, Mapping)):
             what = f"attack settings {unused}" if unused else f"a {type(attack).__name__} attack"
             raise ValueError(
                 f"{what} would change nothing in natural training, which runs no attack: "
-                "only attack={'eps': ..., 'norm': ...} (the validation's budget and norm; its "
-                "PGD-10 steps eps / 4) or eval_eps apply"
+                "only attack={'eps': ..., 'norm': ...} (the validation attack's budget and "
+                "norm; its steps are eval_attack's own) or eval_eps apply"
             )
         super().__init__(classifier, None, **kwargs)
 
@@ -288,6 +288,12 @@ class DARDTrainer(AdversarialTrainerBase):
             raise TypeError(
                 "teacher_attack must be a dict of settings (norm, eps, alpha, steps), got "
                 f"{type(given).__name__}"
+            )
+        if declared is not None and self.attack_norm is None and used and "eps" not in given:
+            raise ValueError(
+                f"teacher_attack must give eps: the student's attack declares eps "
+                f"{declared.eps:g} in a norm the teacher's DPGD has no form for (L1, or one "
+                "unknown), so there is no budget to inherit"
             )
         norm = given.get("norm", run_norm)
         student = self.attack_settings or (declared if self.attack_norm else None)
