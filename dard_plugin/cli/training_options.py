@@ -292,8 +292,8 @@ def choose_teacher(args: argparse.Namespace) -> None:
     when the user gave them, else their defaults filled in."""
     from dard_plugin.training.registry import method_spec
 
-    teacher_options = ("teacher", "teacher_arch", "teacher_targets", "threat_model")
-    teacher_options += ("model_dir", "natural_teacher_arch")
+    teacher_options = ["teacher", "teacher_arch", "teacher_targets", "threat_model"]
+    teacher_options += ["model_dir", "natural_teacher_arch"]
     if not method_spec(args.method).needs_teacher:
         given = [f"--{o.replace('_', '-')}" for o in teacher_options if getattr(args, o)]
         if given:
