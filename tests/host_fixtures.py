@@ -4,6 +4,7 @@ torchattacks' a RobustBench CIFAR-10 model), and small subsets, as in those test
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -63,3 +64,23 @@ def fmnist_subset(n_train: int = 10, n_test: int = 10) -> tuple[torch.Tensor, ..
         "fashion-mnist", train=False, n_examples=n_train + n_test, download=False
     )
     return images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]
+
+
+def art_image_classifier(*, from_logits: bool = True, train: bool = False):
+    """ART's ``image_dl_estimator`` for PyTorch (``get_image_classifier_pt``): a copy of the
+    pre-trained classifier (in train mode when ``train``), cross-entropy, Adam at lr 0.01,
+    clip values (0, 1); ``from_logits=False`` ends it in a softmax, as ART's
+    ``get_image_classifier_pt(from_logits=False)``."""
+    from art.estimators.classification import PyTorchClassifier
+
+    model: nn.Module = copy.deepcopy(trained_fmnist_model()).train(train)
+    if not from_logits:
+        model = nn.Sequential(model, nn.Softmax(dim=1))
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )

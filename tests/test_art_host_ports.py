@@ -17,15 +17,17 @@ model's), what holds at any accuracy is asserted.
 
 from __future__ import annotations
 
-import copy
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
-from host_fixtures import fmnist_subset, needs_fashion_mnist, trained_fmnist_model
-from torch import nn
+from host_fixtures import (
+    art_image_classifier,
+    fmnist_subset,
+    needs_fashion_mnist,
+)
 
 from dard_plugin.art import DicePGD
 from dard_plugin.data import load_dataset
@@ -39,22 +41,7 @@ def master_seed(seed: int) -> None:
 
 
 def art_classifier(from_logits: bool = True, train: bool = False):
-    """ART's ``image_dl_estimator`` for PyTorch: a pre-trained classifier, cross-entropy,
-    Adam at lr 0.01, clip values (0, 1); ``from_logits=False`` ends it in a softmax, as
-    ART's ``get_image_classifier_pt(from_logits=False)``."""
-    from art.estimators.classification import PyTorchClassifier
-
-    model = copy.deepcopy(trained_fmnist_model()).train(train)
-    if not from_logits:
-        model = nn.Sequential(model, nn.Softmax(dim=1))
-    return PyTorchClassifier(
-        model=model,
-        loss=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
-        input_shape=(1, 28, 28),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-    )
+    return art_image_classifier(from_logits=from_logits, train=train)
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:

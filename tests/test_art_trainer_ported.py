@@ -19,7 +19,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from host_fixtures import needs_fashion_mnist, trained_fmnist_model
+from host_fixtures import art_image_classifier, needs_fashion_mnist, trained_fmnist_model
 from torch import nn
 
 from dard_plugin.data import load_dataset
@@ -38,19 +38,8 @@ def mnist_subset() -> tuple[np.ndarray, ...]:
 
 
 def art_classifier() -> object:
-    """ART's ``image_dl_estimator(from_logits=True)`` for PyTorch: a pre-trained classifier,
-    cross-entropy, Adam at lr 0.01, clip values (0, 1)."""
-    from art.estimators.classification import PyTorchClassifier
-
-    model = copy.deepcopy(trained_fmnist_model()).train()
-    return PyTorchClassifier(
-        model=model,
-        loss=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
-        input_shape=(1, 28, 28),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-    )
+    """ART's ``image_dl_estimator(from_logits=True)``, in train mode."""
+    return art_image_classifier(train=True)
 
 
 def trainer_for(method: str) -> object:
