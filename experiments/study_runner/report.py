@@ -12,7 +12,10 @@ from study_runner.store import write_text_atomically
 
 
 def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
+    """``value`` (a fraction) in percent with one decimal, rounded half up as
+    :func:`half_up` (``f"{x:.1f}"`` rounds a binary tie either way: 81.25 to 81.2, 81.35
+    to 81.3, where the package's reports round half up)."""
+    return "—" if value is None else half_up(100 * value)
 
 
 def half_up(points: float) -> str:
@@ -33,8 +36,8 @@ def mean_spread(values: list[float]) -> str:
         return "—"
     mean, std = mean_std(values)
     if std is None:
-        return f"{100 * mean:.1f} (1 seed)"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+        return f"{pct(mean)} (1 seed)"
+    return f"{pct(mean)} ± {pct(std)}"
 
 
 def compare(a: list[float], b: list[float]) -> tuple[float, str]:
