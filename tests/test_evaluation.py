@@ -257,6 +257,37 @@ def test_report_json_markdown_and_plot(tmp_path, linear_setup) -> None:
         plot_robustness_curve(reports, tmp_path / "curve.jpg")
 
 
+def test_robustness_curve_plot_refuses_reports_of_different_evaluations(tmp_path) -> None:
+    """An L-inf and an L2 report were drawn as one line on an axis labelled from the first
+    report's norm (and two models' reports, or two reports at one eps, as one line)."""
+    base = RobustnessReport(
+        clean_accuracy=0.9,
+        per_attack={"pgd": 0.5},
+        robust_accuracy=0.5,
+        eps=0.1,
+        norm="Linf",
+        n_examples=10,
+        seed=0,
+        seconds={},
+        versions={},
+    )
+    l2 = dataclasses.replace(base, eps=1.5, norm="L2")
+    cases = {
+        "one norm": [base, l2],
+        "one model_name": [base, dataclasses.replace(base, eps=0.2, model_name="other")],
+        "one n_examples": [base, dataclasses.replace(base, eps=0.2, n_examples=20)],
+        "one attacks": [base, dataclasses.replace(base, eps=0.2, per_attack={"fgsm": 0.6})],
+        "one report per eps": [base, dataclasses.replace(base, robust_accuracy=0.4)],
+        "at least one": [],
+    }
+    for expected, reports in cases.items():
+        with pytest.raises(ValueError, match=rf"reports must .*{expected}"):
+            plot_robustness_curve(reports, tmp_path / "curve.png")
+    assert not (tmp_path / "curve.png").exists()
+    plot_robustness_curve([dataclasses.replace(base, eps=0.2), base], tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
 def test_accuracies_are_exact_shares_and_files_get_the_umask_mode(tmp_path, linear_setup) -> None:
     """Accuracies were float32 means (35/48 reported as 0.7291666865); report.json was
     written with mkstemp's mode 0600 while its neighbours had 0644."""
@@ -641,3 +672,35 @@ def test_percentages_round_half_up_from_the_exact_share() -> None:
     )
     assert json.loads(report.to_json())["clean_acc"] == "14.38"
     assert "| clean | 14.38 |" in report.to_markdown()
+
+
+def test_trainers_validation_scores_nan_logits_as_wrong() -> None:
+    """The trainers' per-epoch validation scored an all-NaN row as class 0 (argmax), so a
+    student giving NaN on validation images reported the share of class-0 labels as its
+    clean and PGD accuracy; the suite counts such a row wrong, and so does validation."""
+    from dard_plugin.training.validation import validate
+
+    class NaNOnSome(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(x.shape[0], 10) + 0 * self.linear(x.flatten(1))
+            logits[:, 0] = 1.0  # class 0 everywhere, but NaN for the first half
+            return torch.where(torch.arange(x.shape[0])[:, None] < 4, torch.nan, logits)
+
+    x = torch.rand(8, 1, 4, 4)
+    y = torch.zeros(8, dtype=torch.long)
+    result = validate(
+        NaNOnSome(),
+        x,
+        y,
+        attack="pgd",
+        eps=0.05,
+        batch_size=8,
+        device=torch.device("cpu"),
+        seed=0,
+        bounds=(0.0, 1.0),
+    )
+    assert result == {"clean_accuracy": 0.5, "pgd_accuracy": 0.5}

@@ -129,15 +129,20 @@ class RobustnessReport:
 def plot_robustness_curve(
     reports: list[RobustnessReport], path: str | Path, *, title: str | None = None
 ) -> Path:
-    """Robust accuracy (each attack and the worst case) against eps; PNG or SVG by suffix."""
+    """Robust accuracy (each attack and the worst case) against eps; PNG or SVG by suffix.
+
+    ``reports`` are one model's curve (as :func:`robustness_curve` returns them): one norm,
+    one model name, the same attacks and images, and one report per eps; anything else is
+    refused, since the plot would join points of different evaluations into one line."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ValueError(f"path must end in .png or .svg, got {path.name}")
+    _check_one_curve(reports)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".svg"):
-        raise ValueError(f"path must end in .png or .svg, got {path.name}")
     ordered = sorted(reports, key=lambda r: r.eps)
     eps = [r.eps for r in ordered]
     figure, axes = plt.subplots(figsize=(5, 3.5))
@@ -161,3 +166,24 @@ def plot_robustness_curve(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def _check_one_curve(reports: list[RobustnessReport]) -> None:
+    if not reports:
+        raise ValueError("reports must hold at least one RobustnessReport, got none")
+    for what, key in (
+        ("norm", lambda r: r.norm),
+        ("model_name", lambda r: r.model_name),
+        ("n_examples", lambda r: r.n_examples),
+        ("attacks", lambda r: tuple(r.per_attack)),
+    ):
+        values = {key(r) for r in reports}
+        if len(values) > 1:
+            raise ValueError(
+                f"reports must be one model's curve with one {what}, got "
+                f"{sorted(map(str, values))}: plot each evaluation separately"
+            )
+    eps = [r.eps for r in reports]
+    if len(set(eps)) < len(eps):
+        repeated = sorted({e for e in eps if eps.count(e) > 1})
+        raise ValueError(f"reports must have one report per eps, got eps {repeated} twice or more")

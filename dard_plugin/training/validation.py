@@ -12,7 +12,7 @@ from torch import nn
 
 from dard_plugin._labels import ClassLabels, read_labels
 from dard_plugin.attacks.pgd import eval_mode
-from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack
+from dard_plugin.evaluation.attacks import PGD10, SUITE, SuiteAttack, correct_predictions
 from dard_plugin.training.batches import as_images
 
 VALIDATION: dict[str, SuiteAttack] = {"pgd": PGD10, "dpgd": SUITE["dpgd"]}
@@ -75,6 +75,7 @@ def validate(
             y = labels[start : start + batch_size].to(device)
             adversarial = VALIDATION[attack].run(student, x, y, eps, norm, generator, bounds=bounds)
             with torch.no_grad():
-                correct["clean"] += int((student(x).argmax(1) == y).sum())
-                correct[attack] += int((student(adversarial).argmax(1) == y).sum())
+                # the suite's rule: a NaN row is wrong (argmax reads it as class 0)
+                correct["clean"] += int(correct_predictions(student(x), y).sum())
+                correct[attack] += int(correct_predictions(student(adversarial), y).sum())
     return {f"{name}_accuracy": count / images.shape[0] for name, count in correct.items()}
