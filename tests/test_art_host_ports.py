@@ -40,10 +40,6 @@ def master_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def art_classifier(from_logits: bool = True, train: bool = False):
-    return art_image_classifier(from_logits=from_logits, train=train)
-
-
 def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(10, dtype=np.float32)[labels]
 
@@ -79,7 +75,7 @@ def test_fit_generator_and_predict(method: str) -> None:
     teacher = None if method == "sat" else load_teacher("dard-fmnist-teacher")
     attack = {"norm": "Linf", "eps": 0.3, "alpha": 0.03, "steps": 5}
     trainer = build_trainer(
-        method, art_classifier(train=True), teacher=teacher, attack=attack, verbose=False
+        method, art_image_classifier(train=True), teacher=teacher, attack=attack, verbose=False
     )
 
     before = trainer.predict(x_test)
@@ -150,7 +146,7 @@ def test_art_adversarial_trainer_classifier_match_exceptions_targeted(mnist) -> 
 
     master_seed(1234)
     (x_train, y_train), _ = mnist
-    classifier = art_classifier()
+    classifier = art_image_classifier()
     adv_trainer = AdversarialTrainer(classifier, DicePGD(classifier, **DICE))
     assert len(adv_trainer.attacks) == 1
     assert adv_trainer.attacks[0].estimator == adv_trainer.get_classifier()
@@ -179,7 +175,7 @@ def test_art_adversarial_trainer_fit_predict_different_classifiers(mnist) -> Non
     (x_train, y_train), (x_test, y_test) = mnist
     x_test_original = x_test.copy()
     for same in (True, False):
-        classifier, classifier_2 = art_classifier(), art_classifier()
+        classifier, classifier_2 = art_image_classifier(), art_image_classifier()
         attack = DicePGD(classifier, **DICE)
         x_test_adv = attack.generate(x_test)
         before = classifier.predict(x_test_adv)
@@ -213,7 +209,7 @@ def test_art_adversarial_trainer_two_attacks(mnist) -> None:
     generator = MyDataGenerator(x_train, y_train, size=x_train.shape[0], batch_size=16)
     for with_generator in (False, True):
         master_seed(1234)
-        classifier = art_classifier()
+        classifier = art_image_classifier()
         attack1 = DicePGD(classifier, batch_size=16, **DICE)
         attack2 = DeepFool(classifier=classifier, max_iter=5, batch_size=16, verbose=False)
         x_test_adv = attack1.generate(x_test)
@@ -270,7 +266,7 @@ def test_update_image_classification_sw(tensorboardx) -> None:
     from art.summary_writer import SummaryWriterDefault
 
     x_train, y_train = _summary_subset()
-    classifier = art_classifier(from_logits=False)
+    classifier = art_image_classifier(from_logits=False)
     swd = SummaryWriterDefault(summary_writer=True, ind_1=True, ind_2=True, ind_3=True,
                                ind_4=True)  # fmt: skip
     attack = DicePGD(estimator=classifier, max_iter=10, eps=0.3, eps_step=0.03, batch_size=5,
@@ -290,7 +286,7 @@ def test_update_image_classification_bool_str(tensorboardx, summary_writer) -> N
     """``test_update_image_classification_bool_str``: ``summary_writer`` given as ``True``
     or a path, the same values; it runs."""
     x_train, y_train = _summary_subset()
-    attack = DicePGD(estimator=art_classifier(from_logits=False), max_iter=10, eps=0.3,
+    attack = DicePGD(estimator=art_image_classifier(from_logits=False), max_iter=10, eps=0.3,
                      eps_step=0.03, batch_size=5, verbose=False,
                      summary_writer=summary_writer)  # fmt: skip
     assert attack.summary_writer is not None
@@ -310,7 +306,7 @@ def test_bim_pytorch_mnist_targeted() -> None:
 
     _, _, x_test, _ = (t.numpy() for t in fmnist_subset(100, 11))
     x_test_original = x_test.copy()
-    classifier = art_classifier()
+    classifier = art_image_classifier()
     attack = DicePGD(classifier, eps=1.0, eps_step=0.01, targeted=True, batch_size=128,
                      num_random_init=0, max_iter=100, verbose=False)  # fmt: skip
     pred_sort = classifier.predict(x_test).argsort(axis=1)
